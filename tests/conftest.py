@@ -1,0 +1,221 @@
+"""Fixtures: real databases (SQLite file and PostgreSQL), real Redis, and an app per test."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from services import (
+    HOW_TO_PROVIDE,
+    POSTGRES_HOST,
+    POSTGRES_PORT,
+    REDIS_URL,
+    postgres_available,
+    redis_available,
+    under_ci,
+)
+from trollllm.app import create_app
+from trollllm.clock import ManualClock
+from trollllm.db import create_test_engine
+from trollllm.migrate import upgrade_to_head
+from trollllm.settings import Settings
+from trollllm.state import AppState
+
+TEST_SECRET = "test-secret-" + "x" * 40
+_skipped_services: set[str] = set()
+
+
+def require_service(name: str, available: bool) -> None:
+    """Fail under CI, skip (and remember, for the loud summary line) elsewhere."""
+    if available:
+        return
+    if under_ci():
+        pytest.fail(f"{name} is required under CI=true but is not reachable: {HOW_TO_PROVIDE[name]}")
+    _skipped_services.add(name)
+    pytest.skip(f"{name} not reachable")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for name in sorted(_skipped_services):
+        terminalreporter.write_line(
+            f"!!! SKIPPED every {name} test: {name} is not reachable. Provide {HOW_TO_PROVIDE[name]} "
+            "to run them (CI=true makes this a failure).",
+            red=True,
+            bold=True,
+        )
+
+
+# --- databases -----------------------------------------------------------------------------------
+
+
+def _pg_url(database: str) -> str:
+    return f"postgresql+asyncpg://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/{database}"
+
+
+async def _pg_execute(sql: str) -> None:
+    connection = await asyncpg.connect(
+        host=POSTGRES_HOST, port=POSTGRES_PORT, user="postgres", database="test"
+    )
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+async def _migrate(url: str) -> None:
+    engine = create_test_engine(url)
+    try:
+        await upgrade_to_head(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating once keeps the suite fast)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A migrated PostgreSQL database used as the template of each test's own database."""
+    require_service("postgres", postgres_available())
+    name = f"trollllm_tmpl_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_execute(f'CREATE DATABASE "{name}"'))
+    try:
+        asyncio.run(_migrate(_pg_url(name)))
+        yield name
+    finally:
+        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _sqlite_database(sqlite_template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "trollllm.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+def embedded_database_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """A fresh, migrated SQLite database for this test."""
+    return _sqlite_database(sqlite_template, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, sqlite_template: Path, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for this test, on each backend in turn."""
+    if request.param == "sqlite":
+        yield _sqlite_database(sqlite_template, tmp_path)
+        return
+    template = request.getfixturevalue("postgres_template")
+    name = f"trollllm_t_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    try:
+        yield _pg_url(name)
+    finally:
+        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# --- redis -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of this test's own on the real Redis; its keys are deleted afterwards."""
+    require_service("redis", redis_available())
+    prefix = f"trollllm-test:{uuid.uuid4().hex}:"
+    yield prefix
+    client: Redis = Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+# --- apps ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """The test's controllable clock."""
+    return ManualClock()
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
+    """Settings for a test app: its own data dir and database, a fixed secret, no migrations at start."""
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "database_url": database_url,
+        "secret": TEST_SECRET,
+        "auto_migrate": False,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+class AppHarness:
+    """A running app, its state and an HTTP client on it."""
+
+    def __init__(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        self.app = app
+        self.client = client
+
+    @property
+    def state(self) -> AppState:
+        state: AppState = self.app.state.trollllm
+        return state
+
+
+AppFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def app_factory(tmp_path: Path, clock: ManualClock) -> AsyncIterator[AppFactory]:
+    """Start apps on a given database (several may share one, like instances behind a balancer)."""
+    stack: list[tuple[LifespanManager, httpx.AsyncClient]] = []
+
+    async def start(database_url: str, **overrides: Any) -> AppHarness:
+        app = create_app(make_settings(tmp_path, database_url, **overrides), clock=clock)
+        manager = LifespanManager(app)
+        await manager.__aenter__()
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app, client=("198.51.100.7", 5000)),
+            base_url="http://testserver",
+        )
+        stack.append((manager, client))
+        return AppHarness(app, client)
+
+    yield start
+    for manager, client in reversed(stack):
+        await client.aclose()
+        await manager.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def gateway(app_factory: AppFactory, embedded_database_url: str) -> AppHarness:
+    """The gateway on a fresh embedded (SQLite) database."""
+    harness: AppHarness = await app_factory(embedded_database_url)
+    return harness
+
+
+@pytest.fixture
+async def any_gateway(app_factory: AppFactory, database_url: str) -> AppHarness:
+    """The gateway on each database backend in turn."""
+    harness: AppHarness = await app_factory(database_url)
+    return harness

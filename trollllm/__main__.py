@@ -1,0 +1,7 @@
+"""`python -m trollllm` runs the CLI."""
+
+import sys
+
+from trollllm.cli import main
+
+sys.exit(main())

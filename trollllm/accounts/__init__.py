@@ -1,0 +1,1 @@
+"""Accounts: registration, login, JWT sessions and the user's own API key."""

@@ -1,0 +1,86 @@
+"""Registration, login and admin creation."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from trollllm.accounts.apikeys import IssuedKey, issue_api_key
+from trollllm.accounts.tables import User
+from trollllm.db import transaction
+from trollllm.errors import Conflict, Forbidden, TooManyLoginAttempts, Unauthenticated
+from trollllm.plans.calendar import next_month_start
+from trollllm.plans.tables import FREE_PLAN
+from trollllm.state import AppState
+
+
+async def find_user(session: AsyncSession, username: str) -> User | None:
+    """The user with this username (exact match)."""
+    return await session.scalar(select(User).where(User.username == username))
+
+
+async def create_user(
+    state: AppState, username: str, password: str, *, role: str = "user"
+) -> tuple[User, IssuedKey]:
+    """Create a user on the free plan with a fresh API key; 409 if the username is taken."""
+    password_hash = await asyncio.to_thread(state.passwords.hash, password)
+    now = state.clock.now()
+    try:
+        async with transaction(state.sessions) as session:
+            if await session.scalar(select(func.count()).where(User.username == username)):
+                raise Conflict("Username is already taken", field="username")
+            user = User(
+                username=username,
+                password_hash=password_hash,
+                role=role,
+                plan=FREE_PLAN,
+                monthly_reset_date=next_month_start(now),
+                created_at=now,
+            )
+            session.add(user)
+            await session.flush()
+            issued = await issue_api_key(session, state, user)
+    except IntegrityError as exc:  # a concurrent registration won the race
+        raise Conflict("Username is already taken", field="username") from exc
+    return user, issued
+
+
+async def authenticate(state: AppState, username: str, password: str, client_address: str) -> User:
+    """Check a login; throttled per username and per client address (429 once either is exhausted)."""
+    settings = state.settings
+    throttle_keys = (f"login:user:{username.lower()}", f"login:addr:{client_address}")
+    for key in throttle_keys:
+        decision = await state.limiter.peek(key, settings.login_max_failures, settings.login_window_s)
+        if not decision.allowed:
+            raise TooManyLoginAttempts(retry_after_s=int(decision.retry_after_s + 0.999))
+    async with state.sessions() as session:
+        user = await find_user(session, username)
+    matches = await asyncio.to_thread(state.passwords.verify, user.password_hash if user else None, password)
+    if user is None or not matches:
+        for key in throttle_keys:
+            await state.limiter.hit(key, settings.login_max_failures, settings.login_window_s)
+        raise Unauthenticated("Invalid username or password")
+    if not user.is_active:
+        raise Forbidden("Account is inactive")
+    await state.limiter.reset(throttle_keys[0])
+    return user
+
+
+async def ensure_admin(state: AppState, username: str, password: str) -> bool:
+    """Create `username` as an admin, or promote it and set its password; True if it was created."""
+    async with state.sessions() as session:
+        existing = await find_user(session, username)
+    if existing is None:
+        await create_user(state, username, password, role="admin")
+        return True
+    password_hash = await asyncio.to_thread(state.passwords.hash, password)
+    async with transaction(state.sessions) as session:
+        user = await session.get_one(User, existing.id)
+        user.role = "admin"
+        user.is_active = True
+        user.password_hash = password_hash
+        user.token_version += 1
+    return False

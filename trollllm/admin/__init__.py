@@ -1,0 +1,1 @@
+"""Admin: the operator JSON API and its audit log."""

@@ -1,0 +1,68 @@
+"""`create_app(settings)`: wiring and lifespan only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from trollllm import __version__
+from trollllm.accounts.routes import router as accounts_router
+from trollllm.clock import Clock, SystemClock
+from trollllm.crypto import KeyBox, Passwords, derive_key
+from trollllm.db import create_engine, create_sessionmaker
+from trollllm.health import router as health_router
+from trollllm.http_errors import install_error_handlers
+from trollllm.limiter import build_limiter
+from trollllm.middleware import RequestContextMiddleware
+from trollllm.migrate import upgrade_to_head
+from trollllm.settings import Settings, resolve_secret
+from trollllm.state import AppState
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
+    """Build a gateway app. Configuration errors (e.g. no secret in production) raise here, at startup."""
+    secret = resolve_secret(settings)
+    clock = clock or SystemClock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.is_embedded:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(settings.effective_database_url)
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        try:
+            if settings.should_auto_migrate:
+                await upgrade_to_head(engine)
+            app.state.trollllm = AppState(
+                settings=settings,
+                clock=clock,
+                engine=engine,
+                sessions=create_sessionmaker(engine),
+                redis=redis,
+                limiter=build_limiter(redis, settings.redis_key_prefix, clock),
+                keybox=KeyBox(secret),
+                passwords=Passwords(),
+                jwt_key=derive_key(secret, "trollllm/jwt/v1"),
+            )
+            yield
+        finally:
+            if redis is not None:
+                await redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="TrollLLM gateway",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(accounts_router)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

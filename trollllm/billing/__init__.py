@@ -1,0 +1,1 @@
+"""Billing: the append-only ledger, holds and settlement of charges."""

@@ -1,0 +1,46 @@
+"""Tables of billing: the append-only ledger and open holds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from trollllm.db import Base, Nanos, UtcDateTime, utcnow
+
+
+class LedgerEntry(Base):
+    """One movement of money. Append-only: the database refuses UPDATE and DELETE on this table.
+
+    For every user, Σ credits_delta = credits and Σ ref_credits_delta = refCredits (`trollllm reconcile`).
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (Index("ix_ledger_entries_user_time", "user_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    kind: Mapped[str] = mapped_column(String(32))
+    credits_delta_nanos: Mapped[int] = mapped_column(Nanos, default=0)
+    ref_credits_delta_nanos: Mapped[int] = mapped_column(Nanos, default=0)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    actor: Mapped[str] = mapped_column(String(64), default="system")
+    request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Hold(Base):
+    """Money reserved for one in-flight request; deleted when the request settles or the hold expires."""
+
+    __tablename__ = "holds"
+    __table_args__ = (CheckConstraint("amount_nanos >= 0", name="amount_not_negative"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    amount_nanos: Mapped[int] = mapped_column(Nanos)
+    friend_key_id: Mapped[int | None] = mapped_column(Integer)
+    model_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

@@ -1,0 +1,1 @@
+"""BYOK: users' own provider keys, stored encrypted."""

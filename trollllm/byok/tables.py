@@ -1,0 +1,24 @@
+"""The table of users' own provider keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from trollllm.db import Base, UtcDateTime, utcnow
+
+
+class ProviderKey(Base):
+    """A user's key for one provider, AES-256-GCM encrypted; only `last4` is ever shown."""
+
+    __tablename__ = "provider_keys"
+    __table_args__ = (UniqueConstraint("user_id", "provider"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(16))
+    key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    last4: Mapped[str] = mapped_column(String(4))
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -1,0 +1,125 @@
+"""The `trollllm` command: thin commands over the services."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Sequence
+
+from trollllm.errors import ConfigurationError
+from trollllm.settings import Settings
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from trollllm.logs import configure_logging
+
+    updates = {key: value for key in ("host", "port", "workers") if (value := getattr(args, key)) is not None}
+    settings = settings.model_copy(update=updates)
+    configure_logging(settings.log_level)
+    if settings.workers > 1:
+        # Each worker process builds its own app from the environment (trollllm.asgi).
+        uvicorn.run(
+            "trollllm.asgi:app",
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=None,
+            access_log=False,
+        )
+        return 0
+    from trollllm.app import create_app
+
+    app = create_app(settings)
+    print(f"TrollLLM gateway on http://{settings.host}:{settings.port} ({_describe_database(settings)})")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    return 0
+
+
+def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from trollllm.db import create_test_engine
+    from trollllm.migrate import upgrade_to_head
+
+    async def run() -> None:
+        if settings.is_embedded:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_test_engine(settings.effective_database_url)
+        try:
+            await upgrade_to_head(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    print(f"database is at the latest schema ({_describe_database(settings)})")
+    return 0
+
+
+def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
+    from trollllm.accounts.service import ensure_admin
+    from trollllm.app import create_app
+    from trollllm.tools import running_app
+
+    password = args.password
+    if password is None:
+        password = getpass.getpass("Password for the admin: ")
+        if password != getpass.getpass("Repeat the password: "):
+            print("error: the passwords differ", file=sys.stderr)
+            return 2
+    if not 8 <= len(password) <= 128:
+        print("error: the password must be 8 to 128 characters long", file=sys.stderr)
+        return 2
+
+    async def run() -> bool:
+        async with running_app(create_app(settings)) as state:
+            return await ensure_admin(state, args.username, password)
+
+    created = asyncio.run(run())
+    print(f"admin {args.username!r} {'created' if created else 'promoted, password set'}")
+    return 0
+
+
+def _describe_database(settings: Settings) -> str:
+    if settings.is_embedded:
+        return f"SQLite at {settings.data_dir / 'trollllm.db'}"
+    return "PostgreSQL"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every `trollllm` command."""
+    parser = argparse.ArgumentParser(prog="trollllm", description="TrollLLM LLM API gateway")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway (flags override TROLLLLM_HOST/PORT/WORKERS)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(handler=_migrate)
+
+    admin = commands.add_parser(
+        "create-admin", help="create an admin, or promote a user and set the password"
+    )
+    admin.add_argument("username")
+    admin.add_argument("--password", help="prompted for when omitted")
+    admin.set_defaults(handler=_create_admin)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `trollllm` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(Settings(), args)
+    except ConfigurationError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Secrets handling: password hashing, key digests, AES-256-GCM encryption, key formats and masking.
+
+Every derived key comes from the one server secret through HKDF with its own purpose label, so the JWT
+key, the encryption key and the digest key are independent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+USER_KEY_PREFIX = "sk-trollllm-"
+FRIEND_KEY_PREFIX = "sk-trollllm-friend-"
+USER_KEY_PATTERN = re.compile(r"sk-trollllm-[0-9a-f]{64}")
+FRIEND_KEY_PATTERN = re.compile(r"sk-trollllm-friend-[0-9a-f]{64}")
+# Anything that looks like a key, for masking in logs and error bodies.
+ANY_KEY_PATTERN = re.compile(r"(sk-[A-Za-z0-9_\-]{8,})")
+_NONCE_BYTES = 12
+
+
+def derive_key(secret: bytes, purpose: str) -> bytes:
+    """A 32-byte key for one purpose, derived from the server secret."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(secret)
+
+
+class Passwords:
+    """argon2id at the OWASP minimum (19 MiB, 2 passes, 1 lane): safe and ~20 ms, not the slow default."""
+
+    def __init__(self) -> None:
+        self._hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, type=Type.ID)
+        # Verified against when a username is unknown, so timing does not reveal which usernames exist.
+        self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+
+    def hash(self, password: str) -> str:
+        """The argon2id hash of a password."""
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        """True if the password matches; a None hash still costs one verification."""
+        try:
+            return self._hasher.verify(password_hash or self._dummy_hash, password) and bool(password_hash)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+
+class KeyBox:
+    """AES-256-GCM encryption of stored keys (user keys for reveal, BYOK and factory keys)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._aead = AESGCM(derive_key(secret, "trollllm/aes-gcm/v1"))
+        self._digest_key = derive_key(secret, "trollllm/key-digest/v1")
+
+    def encrypt(self, plaintext: str, context: str) -> bytes:
+        """Nonce ‖ ciphertext; `context` is bound as associated data (a ciphertext moved to another row's
+        purpose does not decrypt)."""
+        nonce = os.urandom(_NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, plaintext.encode(), context.encode())
+
+    def decrypt(self, blob: bytes, context: str) -> str:
+        """The plaintext of `encrypt`; raises `ValueError` if tampered with or under another secret."""
+        try:
+            return self._aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], context.encode()).decode()
+        except InvalidTag as exc:
+            raise ValueError("stored key cannot be decrypted with this server secret") from exc
+
+    def digest(self, key: str) -> bytes:
+        """HMAC-SHA256 of a gateway key, the lookup index (a leaked table cannot confirm guesses offline)."""
+        return hmac.new(self._digest_key, key.encode(), hashlib.sha256).digest()
+
+
+def new_user_key() -> str:
+    """A fresh user API key: `sk-trollllm-` + 64 lowercase hex (32 bytes from the OS CSPRNG)."""
+    return USER_KEY_PREFIX + secrets.token_hex(32)
+
+
+def new_friend_key() -> str:
+    """A fresh Friend Key: `sk-trollllm-friend-` + 64 lowercase hex."""
+    return FRIEND_KEY_PREFIX + secrets.token_hex(32)
+
+
+def mask_key(last4: str) -> str:
+    """The one masked form of any key: `sk-trollllm-****...****` + last 4."""
+    return f"{USER_KEY_PREFIX}****...****{last4}"
+
+
+def mask_secrets(text: str) -> str:
+    """Replace anything key-shaped in free text (log lines, upstream error bodies) by its masked form."""
+    return ANY_KEY_PATTERN.sub(lambda match: mask_key(match.group(1)[-4:]), text)

@@ -1,0 +1,153 @@
+"""The one exception hierarchy of the gateway.
+
+Services raise these; `trollllm.http_errors` renders them for each surface (OpenAI shape, Anthropic shape,
+plain JSON for `/api`). Each class fixes its HTTP status and its `type` string.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConfigurationError(Exception):
+    """The configuration cannot start a gateway (raised at startup, never during a request)."""
+
+
+class GatewayError(Exception):
+    """Base of every error that becomes an HTTP response."""
+
+    status_code: int = 500
+    error_type: str = "internal_error"
+    default_message: str = "Internal server error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        self.message = message or self.default_message
+        self.field = field
+        self.headers = headers or {}
+        self.extra = extra
+        super().__init__(self.message)
+
+    def body_fields(self) -> dict[str, Any]:
+        """Fields rendered beside `type` and `message`."""
+        fields: dict[str, Any] = dict(self.extra)
+        if self.field is not None:
+            fields["field"] = self.field
+        return fields
+
+
+class InvalidRequest(GatewayError):
+    """The request is malformed or a field is invalid (the field is named)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    default_message = "Invalid request"
+
+
+class ValidationFailed(InvalidRequest):
+    """A JSON body did not match the endpoint's schema."""
+
+    status_code = 422
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The body is larger than the configured limit."""
+
+    status_code = 413
+    default_message = "Request body is too large"
+
+
+class Unauthenticated(GatewayError):
+    """No valid credentials for a dashboard API call."""
+
+    status_code = 401
+    error_type = "unauthorized"
+    default_message = "Authentication required"
+
+
+class InvalidApiKey(GatewayError):
+    """No key, an unknown key or a rotated key."""
+
+    status_code = 401
+    error_type = "invalid_api_key"
+    default_message = "Invalid API key"
+
+
+class OwnerInactive(GatewayError):
+    """The key's owner is deactivated."""
+
+    status_code = 401
+    error_type = "owner_inactive"
+    default_message = "API key owner account is inactive"
+
+
+class Forbidden(GatewayError):
+    """Authenticated, but not allowed (e.g. a user on an admin route)."""
+
+    status_code = 403
+    error_type = "forbidden"
+    default_message = "You do not have access to this resource"
+
+
+class CsrfFailed(Forbidden):
+    """A cookie-authenticated write without a matching CSRF token."""
+
+    error_type = "csrf_failed"
+    default_message = "Missing or invalid CSRF token"
+
+
+class NotFound(GatewayError):
+    """The addressed thing does not exist (or is not the caller's)."""
+
+    status_code = 404
+    error_type = "not_found"
+    default_message = "Not found"
+
+
+class Conflict(GatewayError):
+    """The write conflicts with existing state (duplicate name, thing in use)."""
+
+    status_code = 409
+    error_type = "conflict"
+    default_message = "Conflict"
+
+
+class RateLimited(GatewayError):
+    """Too many requests; `retry_after_s` becomes the `Retry-After` header."""
+
+    status_code = 429
+    error_type = "rate_limit_exceeded"
+    default_message = "Rate limit exceeded"
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int = 1, **extra: Any) -> None:
+        self.retry_after_s = max(1, int(retry_after_s))
+        super().__init__(message, headers={"Retry-After": str(self.retry_after_s)}, **extra)
+
+
+class TooManyLoginAttempts(RateLimited):
+    """Login throttled after repeated failures."""
+
+    error_type = "too_many_attempts"
+    default_message = "Too many failed login attempts; try again later"
+
+
+class InsufficientCredits(GatewayError):
+    """The balance cannot cover the request's maximum cost."""
+
+    status_code = 402
+    error_type = "insufficient_credits"
+    default_message = "Insufficient credits"
+
+
+class ServiceUnavailable(GatewayError):
+    """A dependency (database, Redis, upstream) is not available."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    default_message = "Service unavailable"

@@ -1,0 +1,1 @@
+"""Friend Keys: shareable keys billed to their owner with per-model USD caps."""

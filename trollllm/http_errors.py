@@ -1,0 +1,113 @@
+"""The one place that turns errors into HTTP responses, in the shape of the surface that was called.
+
+- `/v1/messages…`: Anthropic shape `{"type": "error", "error": {"type", "message", …}}`
+- other `/v1/…`: OpenAI shape `{"error": {"type", "message", "code", …}}`
+- everything else (`/api`, health): `{"error": {"type", "message", "field"?, …}}`
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from trollllm.crypto import mask_secrets
+from trollllm.errors import (
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    ValidationFailed,
+)
+
+logger = logging.getLogger("trollllm.errors")
+
+
+class MethodNotAllowed(GatewayError):
+    """The path exists but not with this method."""
+
+    status_code = 405
+    error_type = "method_not_allowed"
+    default_message = "Method not allowed"
+
+
+def error_body(path: str, error: GatewayError) -> dict[str, Any]:
+    """The JSON body for `error` on the surface that serves `path`."""
+    message = mask_secrets(error.message)
+    fields = error.body_fields()
+    if path.startswith("/v1/messages"):
+        return {"type": "error", "error": {"type": error.error_type, "message": message, **fields}}
+    if path.startswith("/v1/"):
+        return {"error": {"type": error.error_type, "message": message, "code": error.error_type, **fields}}
+    return {"error": {"type": error.error_type, "message": message, **fields}}
+
+
+def error_response(path: str, error: GatewayError, request_id: str | None = None) -> Response:
+    """A complete response for `error`, with its status, headers and the request id."""
+    headers = dict(error.headers)
+    if request_id:
+        headers["x-request-id"] = request_id
+    return Response(
+        orjson.dumps(error_body(path, error)),
+        status_code=error.status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def _first_validation_error(exc: RequestValidationError) -> ValidationFailed:
+    errors = exc.errors()
+    if not errors:
+        return ValidationFailed("Invalid request body")
+    first = errors[0]
+    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    field = ".".join(location) or None
+    if first.get("type") == "json_invalid":
+        return ValidationFailed("Request body is not valid JSON", field=None)
+    message = str(first.get("msg", "Invalid value"))
+    return ValidationFailed(f"{field}: {message}" if field else message, field=field)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every exception the app can raise to exactly one response shape."""
+
+    async def on_gateway_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return error_response(request.url.path, exc, _request_id(request))
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(request.url.path, _first_validation_error(exc), _request_id(request))
+
+    async def on_http_exception(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        error: GatewayError
+        if exc.status_code == 404:
+            error = NotFound()
+        elif exc.status_code == 405:
+            error = MethodNotAllowed()
+        else:
+            error = InvalidRequest(str(exc.detail))
+            error.status_code = exc.status_code
+        return error_response(request.url.path, error, _request_id(request))
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        logger.error(
+            "unhandled error",
+            exc_info=exc,
+            extra={"path": request.url.path, "request_id": _request_id(request)},
+        )
+        return error_response(request.url.path, GatewayError(), _request_id(request))
+
+    app.add_exception_handler(GatewayError, on_gateway_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    app.add_exception_handler(Exception, on_unexpected)

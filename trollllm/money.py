@@ -1,0 +1,198 @@
+"""Money: the one exact type for USD amounts, and the pure pricing arithmetic.
+
+`Money` is an integer count of nano-dollars (10⁻⁹ USD). Integers make every sum, comparison and database
+conditional update exact; one nano-dollar is far below any price a provider charges per token, and an
+int64 column holds up to ~$9.2 billion. Prices are stored as nano-dollars per million tokens, so a cost is
+Σ tokens × price / 10⁶, rounded *up* to the next nano-dollar once per request (never in the user's favour
+by more than a billionth of a dollar, never lost).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import ClassVar
+
+NANOS_PER_USD = 1_000_000_000
+TOKENS_PER_PRICE_UNIT = 1_000_000
+# The largest amount accepted from input: well inside int64 with room for sums.
+MAX_USD = Decimal(1_000_000_000)
+_ONE_NANO = Decimal("1e-9")
+
+
+class MoneyParseError(ValueError):
+    """A value that is not an exact, finite USD amount with at most 9 decimals."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Money:
+    """An exact amount of USD, as an integer count of nano-dollars."""
+
+    nanos: int
+
+    ZERO: ClassVar[Money]
+
+    @classmethod
+    def from_usd(cls, value: Decimal | int | str | float) -> Money:
+        """Parse USD from a JSON number or string: finite, |value| ≤ 1e9, at most 9 decimals.
+
+        Floats are accepted only because JSON numbers arrive as floats; their shortest decimal text is
+        used, so `0.1` means exactly ten cents.
+        """
+        if isinstance(value, bool):
+            raise MoneyParseError("amount must be a number")
+        try:
+            amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        except (InvalidOperation, ValueError, TypeError) as exc:
+            raise MoneyParseError("amount must be a number") from exc
+        if not amount.is_finite():
+            raise MoneyParseError("amount must be finite")
+        if abs(amount) > MAX_USD:
+            raise MoneyParseError(f"amount must be at most {MAX_USD} USD in absolute value")
+        # Quantizing to the nano-dollar is exact for |amount| ≤ 1e9 (≤ 19 digits, within the context's 28),
+        # and the comparison is exact at any precision, so no extra decimal can be rounded away unnoticed
+        # (multiplying by 10⁹ first would round e.g. `1e-99999999` or a 32-digit string to a whole number).
+        quantized = amount.quantize(_ONE_NANO)
+        if quantized != amount:
+            raise MoneyParseError("amount has more than 9 decimal places")
+        return cls(int(quantized.scaleb(9)))
+
+    def to_decimal(self) -> Decimal:
+        """The exact amount in USD."""
+        return Decimal(self.nanos) / NANOS_PER_USD
+
+    def to_json(self) -> float:
+        """USD as a JSON number; exact in text up to 15 significant digits (any balance under $1M)."""
+        return self.nanos / NANOS_PER_USD
+
+    def format_cost(self) -> str:
+        """A request's cost as the UI shows it: `$X.XXXXXX` (rounded up to the micro-dollar)."""
+        micros = -(-self.nanos // 1000)  # ceiling: a cost is never shown as less than it is
+        sign = "-" if micros < 0 else ""
+        whole, frac = divmod(abs(micros), 1_000_000)
+        return f"{sign}${whole}.{frac:06d}"
+
+    def format_balance(self) -> str:
+        """Balances, limits and usage: at least 2 and at most 6 decimals (`$225.00`, `$7.654321`).
+
+        Shown exactly where 6 decimals suffice; otherwise truncated to the micro-dollar, so a balance
+        is never displayed as more than it is.
+        """
+        sign = "-" if self.nanos < 0 else ""
+        micros = abs(self.nanos) // 1000
+        whole, frac = divmod(micros, 1_000_000)
+        digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
+        return f"{sign}${whole:,}.{digits}".replace(",", "")
+
+    def __add__(self, other: Money) -> Money:
+        return Money(self.nanos + other.nanos)
+
+    def __sub__(self, other: Money) -> Money:
+        return Money(self.nanos - other.nanos)
+
+    def __neg__(self) -> Money:
+        return Money(-self.nanos)
+
+    def __bool__(self) -> bool:
+        return self.nanos != 0
+
+
+Money.ZERO = Money(0)
+
+
+def parse_price_per_mtok(value: Decimal | int | str | float) -> int:
+    """Parse a price in USD per million tokens into nano-dollars per million tokens (≥ 0)."""
+    price = Money.from_usd(value)
+    if price.nanos < 0:
+        raise MoneyParseError("price must be ≥ 0")
+    return price.nanos
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Billed token counts of one request; the four are disjoint (input is net of cache tokens)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_hit_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        """'Tokens used' for limits: the sum of the four counts."""
+        return self.input_tokens + self.output_tokens + self.cache_write_tokens + self.cache_hit_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """A model's prices, in nano-dollars per million tokens."""
+
+    input_per_mtok: int
+    output_per_mtok: int
+    cache_write_per_mtok: int = 0
+    cache_hit_per_mtok: int = 0
+
+
+def cost_of(usage: TokenUsage, prices: Prices) -> Money:
+    """Cost of a request: Σ tokens × price per MTok / 10⁶, rounded up once to the nano-dollar."""
+    numerator = (
+        usage.input_tokens * prices.input_per_mtok
+        + usage.output_tokens * prices.output_per_mtok
+        + usage.cache_write_tokens * prices.cache_write_per_mtok
+        + usage.cache_hit_tokens * prices.cache_hit_per_mtok
+    )
+    return Money(-(-numerator // TOKENS_PER_PRICE_UNIT))
+
+
+def usage_from_openai(usage: dict[str, object]) -> TokenUsage:
+    """Billed usage from an OpenAI `usage` object: cached prompt tokens are hits, not input again."""
+    prompt = _as_count(usage.get("prompt_tokens"))
+    completion = _as_count(usage.get("completion_tokens"))
+    details = usage.get("prompt_tokens_details")
+    cached = _as_count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    cached = min(cached, prompt)
+    return TokenUsage(input_tokens=prompt - cached, output_tokens=completion, cache_hit_tokens=cached)
+
+
+def usage_from_anthropic(usage: dict[str, object]) -> TokenUsage:
+    """Billed usage from an Anthropic `usage` object, whose three input counts are already disjoint."""
+    return TokenUsage(
+        input_tokens=_as_count(usage.get("input_tokens")),
+        output_tokens=_as_count(usage.get("output_tokens")),
+        cache_write_tokens=_as_count(usage.get("cache_creation_input_tokens")),
+        cache_hit_tokens=_as_count(usage.get("cache_read_input_tokens")),
+    )
+
+
+def _as_count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return 0
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeSplit:
+    """How one charge is taken from the two balances."""
+
+    from_credits: Money
+    from_ref_credits: Money
+
+
+def split_charge(charge: Money, credits: Money, ref_credits: Money) -> ChargeSplit:
+    """Take a charge from `credits` first, then `refCredits`.
+
+    Never takes more than a balance holds; the caller guarantees (by the hold) that the two cover it.
+    """
+    if charge.nanos < 0:
+        raise ValueError("a charge is never negative")
+    from_credits = min(charge.nanos, max(credits.nanos, 0))
+    from_ref = min(charge.nanos - from_credits, max(ref_credits.nanos, 0))
+    if from_credits + from_ref != charge.nanos:
+        raise ValueError("balances do not cover the charge")
+    return ChargeSplit(Money(from_credits), Money(from_ref))
+
+
+def usd_text(money: Money) -> str:
+    """Plain, exact decimal text of an amount for headers and logs (`0.0175`, `0`)."""
+    text = format(money.to_decimal(), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -1,0 +1,1 @@
+"""Plans: plan rows, upgrades and their credit grants, expiry and monthly resets."""

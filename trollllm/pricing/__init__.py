@@ -1,0 +1,1 @@
+"""Pricing: model rows with their per-million-token prices."""

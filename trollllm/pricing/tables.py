@@ -1,0 +1,39 @@
+"""The model table: what clients may call and what it costs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, CheckConstraint, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from trollllm.db import Base, Nanos, UtcDateTime, utcnow
+
+PROVIDERS = ("openai", "anthropic")
+
+
+class LlmModel(Base):
+    """A model row of SPEC §4; prices are nano-dollars per million tokens."""
+
+    __tablename__ = "llm_models"
+    __table_args__ = (
+        CheckConstraint("provider IN ('openai', 'anthropic')", name="provider_known"),
+        CheckConstraint(
+            "input_price_nanos >= 0 AND output_price_nanos >= 0 AND cache_write_price_nanos >= 0 "
+            "AND cache_hit_price_nanos >= 0",
+            name="prices_not_negative",
+        ),
+        CheckConstraint("max_output_tokens > 0", name="max_output_positive"),
+    )
+
+    model_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    upstream_model: Mapped[str] = mapped_column(String(128))
+    input_price_nanos: Mapped[int] = mapped_column(Nanos)
+    output_price_nanos: Mapped[int] = mapped_column(Nanos)
+    cache_write_price_nanos: Mapped[int] = mapped_column(Nanos, default=0)
+    cache_hit_price_nanos: Mapped[int] = mapped_column(Nanos, default=0)
+    max_output_tokens: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -1,0 +1,110 @@
+"""One typed configuration object.
+
+Precedence: environment variables, then a `.env` file in the working directory, then the defaults below.
+Every variable is `TROLLLLM_*` except `DATABASE_URL` and `REDIS_URL`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from trollllm.errors import ConfigurationError
+
+SECRET_FILE_NAME = "secret.key"  # noqa: S105 (a file name, not a secret)
+SQLITE_FILE_NAME = "trollllm.db"
+
+
+class Settings(BaseSettings):
+    """Gateway configuration; see `.env.example` for every variable with its meaning."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TROLLLLM_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("./data")
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+    redis_key_prefix: str = "trollllm:"
+    secret: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=256)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
+    upstream_first_byte_timeout_s: float = Field(default=120.0, gt=0)
+    upstream_idle_timeout_s: float = Field(default=60.0, gt=0)
+    jwt_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    login_max_failures: int = Field(default=10, ge=1)
+    login_window_s: int = Field(default=15 * 60, ge=1)
+    register_per_address_per_hour: int = Field(default=0, ge=0, description="0 disables the limit")
+    key_reveals_per_hour: int = Field(default=10, ge=1)
+    auto_migrate: bool | None = None
+    cookie_secure: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://", "postgresql://")):
+            raise ValueError("DATABASE_URL must be sqlite+aiosqlite://… or postgresql+asyncpg://…")
+        if value.startswith("postgresql://"):
+            value = "postgresql+asyncpg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _empty_redis_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL in use: `DATABASE_URL`, or the SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / SQLITE_FILE_NAME).resolve()}"
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when running on the SQLite file (the one-command shape)."""
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        """Migrations run at startup in embedded mode unless told otherwise."""
+        return self.is_embedded if self.auto_migrate is None else self.auto_migrate
+
+
+def resolve_secret(settings: Settings) -> bytes:
+    """Return the server secret, generating and keeping one in the data dir in development.
+
+    In production a missing `TROLLLLM_SECRET` is a startup error: a generated secret on one machine would
+    make JWTs and encrypted keys unreadable on every other.
+    """
+    if settings.secret is not None and settings.secret.get_secret_value():
+        value = settings.secret.get_secret_value()
+        if len(value) < 32:
+            raise ConfigurationError("TROLLLLM_SECRET must be at least 32 characters long")
+        return value.encode()
+    if settings.env == "production":
+        raise ConfigurationError(
+            "TROLLLLM_SECRET is required when TROLLLLM_ENV=production "
+            "(generate one with: python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / SECRET_FILE_NAME
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()

@@ -1,0 +1,39 @@
+"""The typed state of one running app, built in its lifespan and reached from requests.
+
+No module-level mutable state: every connection pool, cache and limiter lives here, so each test (or
+each app instance in one process) has its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
+
+from trollllm.clock import Clock
+from trollllm.crypto import KeyBox, Passwords
+from trollllm.limiter import Limiter
+from trollllm.settings import Settings
+
+
+@dataclass(slots=True)
+class AppState:
+    """Everything a request handler may need, typed."""
+
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis | None
+    limiter: Limiter
+    keybox: KeyBox
+    passwords: Passwords
+    jwt_key: bytes
+
+
+def get_state(connection: HTTPConnection) -> AppState:
+    """The app state of the app serving this request."""
+    state: AppState = connection.app.state.trollllm
+    return state

@@ -1,0 +1,29 @@
+"""Imports every feature's tables so `Base.metadata` is complete (for migrations and tests)."""
+
+from trollllm.accounts.tables import ApiKey, User
+from trollllm.admin.tables import AuditEntry
+from trollllm.billing.tables import Hold, LedgerEntry
+from trollllm.byok.tables import ProviderKey
+from trollllm.db import Base
+from trollllm.friendkeys.tables import FriendKey, FriendKeyModelLimit
+from trollllm.plans.tables import Plan
+from trollllm.pricing.tables import LlmModel
+from trollllm.upstream.tables import FactoryKey, Proxy
+from trollllm.usage.tables import RequestLog
+
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "FactoryKey",
+    "FriendKey",
+    "FriendKeyModelLimit",
+    "Hold",
+    "LedgerEntry",
+    "LlmModel",
+    "Plan",
+    "ProviderKey",
+    "Proxy",
+    "RequestLog",
+    "User",
+]

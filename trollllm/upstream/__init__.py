@@ -1,0 +1,1 @@
+"""Upstream: the operator's factory keys and outbound proxies."""

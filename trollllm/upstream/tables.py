@@ -1,0 +1,47 @@
+"""Tables of the operator's upstream side: factory keys and outbound proxies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from trollllm.db import Base, Nanos, UtcDateTime, utcnow
+
+FACTORY_KEY_STATUSES = ("healthy", "cooling_down", "disabled")
+
+
+class Proxy(Base):
+    """An outbound HTTP(S) or SOCKS5 proxy that factory keys can be bound to."""
+
+    __tablename__ = "proxies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class FactoryKey(Base):
+    """An operator's upstream key, AES-256-GCM encrypted; shown only as `last4`."""
+
+    __tablename__ = "factory_keys"
+    __table_args__ = (
+        CheckConstraint("provider IN ('openai', 'anthropic')", name="provider_known"),
+        CheckConstraint("status IN ('healthy', 'cooling_down', 'disabled')", name="status_known"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    provider: Mapped[str] = mapped_column(String(16))
+    base_url: Mapped[str] = mapped_column(String(2048))
+    key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    last4: Mapped[str] = mapped_column(String(4))
+    proxy_id: Mapped[int | None] = mapped_column(ForeignKey("proxies.id", ondelete="RESTRICT"))
+    status: Mapped[str] = mapped_column(String(16), default="healthy")
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    cooldown_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    requests_count: Mapped[int] = mapped_column(Integer, default=0)
+    spend_nanos: Mapped[int] = mapped_column(Nanos, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

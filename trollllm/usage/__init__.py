@@ -1,0 +1,1 @@
+"""Usage: request logs, history and metrics."""
