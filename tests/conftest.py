@@ -15,7 +15,6 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
-
 from services import (
     HOW_TO_PROVIDE,
     POSTGRES_HOST,
@@ -25,6 +24,7 @@ from services import (
     redis_available,
     under_ci,
 )
+
 from trollllm.app import create_app
 from trollllm.clock import ManualClock
 from trollllm.db import create_test_engine

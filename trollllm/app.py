@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from trollllm import __version__
 from trollllm.accounts.routes import router as accounts_router
+from trollllm.admin.router import build_admin_router
 from trollllm.clock import Clock, SystemClock
 from trollllm.crypto import KeyBox, Passwords, derive_key
 from trollllm.db import create_engine, create_sessionmaker
@@ -64,5 +65,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(accounts_router)
+    app.include_router(build_admin_router())
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
