@@ -45,7 +45,7 @@ async def limiter_redis() -> AsyncIterator[Redis]:
         await client.ping()
     except (RedisError, OSError) as exc:
         await client.aclose()
-        message = f"Redis is not reachable at {REDIS_URL} ({exc!r})"
+        message = f"Redis is not reachable at {REDIS_URL} ({type(exc).__name__}: {exc})"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{message}; CI=true requires the Redis service")
         pytest.skip(f"{message}; start Redis to run the Redis limiter tests")

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from trollllm import __version__
 from trollllm.accounts.routes import router as accounts_router
@@ -33,7 +33,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         if settings.is_embedded:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.effective_database_url)
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        redis = _connect_redis(settings.redis_url) if settings.redis_url else None
         try:
             if settings.should_auto_migrate:
                 await upgrade_to_head(engine)
@@ -68,3 +68,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(build_admin_router())
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+def _connect_redis(url: str) -> Redis:
+    """A client whose pool makes callers wait for a connection instead of failing past its size."""
+    return Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=64, timeout=5))
