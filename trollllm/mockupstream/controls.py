@@ -1,0 +1,245 @@
+"""What one mock request asks for: its controls, its token counts and its planned reply.
+
+Everything here is a pure function of the request, so tests can predict the mock's
+answer exactly (see :func:`count_input_tokens` and :func:`reply_text`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+MESSAGE_OVERHEAD_TOKENS = 4
+"""Tokens counted for each message (and for a non-empty system prompt) on top of its words."""
+
+DEFAULT_REPLY_TOKENS = 16
+"""Reply length, in tokens, when neither ``max_tokens`` nor ``reply_tokens`` asks for less."""
+
+REPLY_VOCABULARY: tuple[str, ...] = (
+    "This",
+    "is",
+    "a",
+    "deterministic",
+    "reply",
+    "from",
+    "the",
+    "TrollLLM",
+    "mock",
+    "upstream",
+    "provider",
+    "used",
+    "for",
+    "tests",
+    "and",
+    "demos.",
+)
+"""The reply's words, one token each, repeated cyclically for longer replies."""
+
+_DIRECTIVE = re.compile(r"\[mock\b([^\]]*)\]")
+_SETTING = re.compile(r"([a-z_]+)=([^\s\]]*)")
+_HEADER_PREFIX = "x-mock-"
+
+
+class MockRequestError(ValueError):
+    """The request is malformed or names an unknown or invalid mock control (answered with 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """Per-request behaviour chosen with ``[mock name=value]`` directives or ``x-mock-name`` headers.
+
+    All values are non-negative integers (flags take ``1``/``0``). Times are milliseconds.
+    """
+
+    status: int | None = None
+    retry_after: int = 1
+    delay_ms: int = 0
+    first_byte_delay_ms: int = 0
+    chunk_delay_ms: int = 0
+    reply_tokens: int | None = None
+    cached: int = 0
+    cache_write: int = 0
+    drop_after: int | None = None
+    hang: bool = False
+    bad_json: bool = False
+    no_usage: bool = False
+
+
+_CONTROL_NAMES = frozenset(f.name for f in fields(Controls))
+NO_CONTROLS = Controls()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The mock's planned answer to one request, independent of the wire format."""
+
+    response_id: str
+    created: int
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    truncated: bool
+    no_usage: bool
+
+    @property
+    def pieces(self) -> list[str]:
+        """The reply split into its output tokens, as sent one per stream chunk."""
+        return reply_pieces(self.output_tokens)
+
+    @property
+    def text(self) -> str:
+        """The whole reply text."""
+        return reply_text(self.output_tokens)
+
+
+def reply_pieces(n: int) -> list[str]:
+    """Return the first ``n`` reply tokens; every token but the first starts with a space."""
+    size = len(REPLY_VOCABULARY)
+    return [REPLY_VOCABULARY[i % size] if i == 0 else " " + REPLY_VOCABULARY[i % size] for i in range(n)]
+
+
+def reply_text(n: int) -> str:
+    """Return the text of an ``n``-token reply: ``n`` words of :data:`REPLY_VOCABULARY`, cycled."""
+    return "".join(reply_pieces(n))
+
+
+def _content_words(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content.split())
+    if isinstance(content, list):
+        total = 0
+        for block in content:
+            if isinstance(block, str):
+                total += len(block.split())
+            elif isinstance(block, Mapping):
+                kind = block.get("type")
+                if kind == "text":
+                    total += _content_words(block.get("text"))
+                elif kind == "tool_result":
+                    total += _content_words(block.get("content"))
+        return total
+    return 0
+
+
+def count_input_tokens(body: Mapping[str, Any]) -> int:
+    """Return the prompt tokens the mock reports for a request body (either wire format).
+
+    Rule: for every entry of ``messages``, :data:`MESSAGE_OVERHEAD_TOKENS` (4) plus the
+    number of whitespace-separated words of its content; plus, when the body has a
+    non-empty top-level ``system`` (Anthropic), 4 plus its words. Content may be a
+    string or a list of blocks, of which ``text`` blocks (and the content of
+    ``tool_result`` blocks) count; other blocks count nothing. ``[mock ...]``
+    directives are ordinary words and count too.
+
+    The rule gives the same number for an OpenAI body and its Anthropic translation
+    (system message vs ``system`` field). Cache tokens asked for with ``cached`` or
+    ``cache_write`` come on top of it: this count is always the uncached input.
+    """
+    total = 0
+    system = body.get("system")
+    if system:
+        total += MESSAGE_OVERHEAD_TOKENS + _content_words(system)
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, Mapping):
+                total += MESSAGE_OVERHEAD_TOKENS + _content_words(message.get("content"))
+    return total
+
+
+def _last_user_text(body: Mapping[str, Any]) -> str:
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "\n".join(
+                    str(block.get("text", ""))
+                    for block in content
+                    if isinstance(block, Mapping) and block.get("type") == "text"
+                )
+            return ""
+    return ""
+
+
+def _setting(name: str, value: str, into: dict[str, int]) -> None:
+    if name not in _CONTROL_NAMES:
+        raise MockRequestError(f"unknown mock control {name!r}")
+    if not value.isdigit():
+        raise MockRequestError(f"mock control {name!r} needs a non-negative integer, got {value!r}")
+    into[name] = int(value)
+
+
+def parse_controls(body: Mapping[str, Any], headers: Iterable[tuple[str, str]]) -> Controls:
+    """Read the controls of a request.
+
+    Directives ``[mock name=value ...]`` (one or more settings per bracket, any number
+    of brackets) are read from the text of the last ``user`` message; headers
+    ``x-mock-<name>`` (dashes or underscores, e.g. ``x-mock-delay-ms: 200``) override
+    them. Raises :class:`MockRequestError` for an unknown name or a bad value.
+    """
+    settings: dict[str, int] = {}
+    text = _last_user_text(body)
+    if "[mock" in text:
+        for directive in _DIRECTIVE.finditer(text):
+            for name, value in _SETTING.findall(directive.group(1)):
+                _setting(name, value, settings)
+    for key, value in headers:
+        lowered = key.lower()
+        if lowered.startswith(_HEADER_PREFIX):
+            _setting(lowered[len(_HEADER_PREFIX) :].replace("-", "_"), value.strip(), settings)
+    if not settings:
+        return NO_CONTROLS
+    status = settings.get("status")
+    if status is not None and not 400 <= status <= 599:
+        raise MockRequestError(f"mock control 'status' must be an HTTP error status (400-599), got {status}")
+    return Controls(
+        status=status,
+        retry_after=settings.get("retry_after", 1),
+        delay_ms=settings.get("delay_ms", 0),
+        first_byte_delay_ms=settings.get("first_byte_delay_ms", 0),
+        chunk_delay_ms=settings.get("chunk_delay_ms", 0),
+        reply_tokens=settings.get("reply_tokens"),
+        cached=settings.get("cached", 0),
+        cache_write=settings.get("cache_write", 0),
+        drop_after=settings.get("drop_after"),
+        hang=bool(settings.get("hang", 0)),
+        bad_json=bool(settings.get("bad_json", 0)),
+        no_usage=bool(settings.get("no_usage", 0)),
+    )
+
+
+def plan_reply(
+    body: Mapping[str, Any],
+    controls: Controls,
+    *,
+    max_tokens: Any,
+    response_id: str,
+    created: int,
+) -> Reply:
+    """Plan the answer to a valid request; ``max_tokens`` is the body's output limit or ``None``."""
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0
+    ):
+        raise MockRequestError("max_tokens must be a non-negative integer")
+    wanted = DEFAULT_REPLY_TOKENS if controls.reply_tokens is None else controls.reply_tokens
+    output = wanted if max_tokens is None else min(wanted, max_tokens)
+    return Reply(
+        response_id=response_id,
+        created=created,
+        model=str(body["model"]),
+        input_tokens=count_input_tokens(body),
+        output_tokens=output,
+        cache_read_tokens=controls.cached,
+        cache_write_tokens=controls.cache_write,
+        truncated=output < wanted,
+        no_usage=controls.no_usage,
+    )
