@@ -219,3 +219,28 @@ async def any_gateway(app_factory: AppFactory, database_url: str) -> AppHarness:
     """The gateway on each database backend in turn."""
     harness: AppHarness = await app_factory(database_url)
     return harness
+
+
+# --- the proxy world -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def world(tmp_path: Path, clock: ManualClock, embedded_database_url: str) -> AsyncIterator[Any]:
+    """A served gateway on SQLite with the mock upstream, models, factory keys and a dev-plan user."""
+    from proxy_world import build_world, serve
+
+    from trollllm.mockupstream import MockUpstream
+
+    async with MockUpstream() as mock, serve(make_settings(tmp_path, embedded_database_url), clock) as served:
+        yield await build_world(served[0], served[1], mock)
+
+
+@pytest.fixture
+async def any_world(tmp_path: Path, clock: ManualClock, database_url: str) -> AsyncIterator[Any]:
+    """The proxy world on each database backend in turn."""
+    from proxy_world import build_world, serve
+
+    from trollllm.mockupstream import MockUpstream
+
+    async with MockUpstream() as mock, serve(make_settings(tmp_path, database_url), clock) as served:
+        yield await build_world(served[0], served[1], mock)

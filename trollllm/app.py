@@ -19,8 +19,12 @@ from trollllm.http_errors import install_error_handlers
 from trollllm.limiter import build_limiter
 from trollllm.middleware import RequestContextMiddleware
 from trollllm.migrate import upgrade_to_head
+from trollllm.proxy.catalog import ModelCatalog
+from trollllm.proxy.routes import PROXY_ROUTES
 from trollllm.settings import Settings, resolve_secret
 from trollllm.state import AppState
+from trollllm.upstream.pool import UpstreamPool
+from trollllm.usage.routes import router as usage_router
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
@@ -37,18 +41,27 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         try:
             if settings.should_auto_migrate:
                 await upgrade_to_head(engine)
+            sessions = create_sessionmaker(engine)
+            keybox = KeyBox(secret)
+            upstream = UpstreamPool(sessions=sessions, keybox=keybox, clock=clock, settings=settings)
+            await upstream.start()
             app.state.trollllm = AppState(
                 settings=settings,
                 clock=clock,
                 engine=engine,
-                sessions=create_sessionmaker(engine),
+                sessions=sessions,
                 redis=redis,
                 limiter=build_limiter(redis, settings.redis_key_prefix, clock),
-                keybox=KeyBox(secret),
+                keybox=keybox,
                 passwords=Passwords(),
                 jwt_key=derive_key(secret, "trollllm/jwt/v1"),
+                catalog=ModelCatalog(sessions, clock),
+                upstream=upstream,
             )
-            yield
+            try:
+                yield
+            finally:
+                await upstream.close()
         finally:
             if redis is not None:
                 await redis.aclose()
@@ -66,6 +79,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(accounts_router)
     app.include_router(build_admin_router())
+    app.include_router(usage_router)
+    app.router.routes.extend(PROXY_ROUTES)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 

@@ -81,6 +81,25 @@ def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconcile(settings: Settings, _args: argparse.Namespace) -> int:
+    from trollllm.app import create_app
+    from trollllm.billing.ledger import Discrepancy, count_users, reconcile
+    from trollllm.tools import running_app
+
+    async def run() -> tuple[int, list[Discrepancy]]:
+        async with running_app(create_app(settings)) as state, state.sessions() as session:
+            return await count_users(session), await reconcile(session)
+
+    users, discrepancies = asyncio.run(run())
+    for discrepancy in discrepancies:
+        print(discrepancy.describe())
+    print(
+        f"ledger {'reconciles' if not discrepancies else 'DIFFERS'}: {users} users, "
+        f"{len(discrepancies)} differences"
+    )
+    return 1 if discrepancies else 0
+
+
 def _describe_database(settings: Settings) -> str:
     if settings.is_embedded:
         return f"SQLite at {settings.data_dir / 'trollllm.db'}"
@@ -107,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("username")
     admin.add_argument("--password", help="prompted for when omitted")
     admin.set_defaults(handler=_create_admin)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="check Σ ledger = balance for every user; exits 1 on any difference"
+    )
+    reconcile.set_defaults(handler=_reconcile)
     return parser
 
 

@@ -5,6 +5,7 @@ Feature packages define their tables in their own `tables.py` on this one `Base`
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -12,7 +13,13 @@ from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
@@ -90,16 +97,47 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.close()
 
 
+_WRITE_LOCK = "trollllm.write_lock"
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+    """Sessions that keep loaded objects usable after commit, sharing this engine's write lock.
+
+    SQLite has one writer at a time: writers that contend inside SQLite wait in its busy handler, which
+    sleeps in growing steps (up to 100 ms) and can starve. Queueing writers of this process on an asyncio
+    lock instead hands the file over in FIFO order at once. PostgreSQL needs no such lock.
+    """
+    lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+    return async_sessionmaker(engine, expire_on_commit=False, info={_WRITE_LOCK: lock})
+
+
+def _write_lock(sessions: async_sessionmaker[AsyncSession]) -> asyncio.Lock | None:
+    info: dict[str, asyncio.Lock | None] = sessions.kw.get("info", {})
+    return info.get(_WRITE_LOCK)
 
 
 @asynccontextmanager
 async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One short unit of work: commits on success, rolls back on any error."""
-    async with sessions() as session, session.begin():
+    """One short ORM unit of work (a write): commits on success, rolls back on any error."""
+    async with _maybe_locked(_write_lock(sessions)), sessions() as session, session.begin():
         yield session
+
+
+@asynccontextmanager
+async def write_connection(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
+    """One short Core write transaction on the sessions' engine (the proxy's hot path uses Core)."""
+    engine: AsyncEngine = sessions.kw["bind"]
+    async with _maybe_locked(_write_lock(sessions)), engine.begin() as connection:
+        yield connection
+
+
+@asynccontextmanager
+async def _maybe_locked(lock: asyncio.Lock | None) -> AsyncIterator[None]:
+    if lock is None:
+        yield
+        return
+    async with lock:
+        yield
 
 
 def utcnow() -> datetime:

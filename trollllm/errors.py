@@ -151,3 +151,32 @@ class ServiceUnavailable(GatewayError):
     status_code = 503
     error_type = "service_unavailable"
     default_message = "Service unavailable"
+
+
+class FreeTierRestricted(Forbidden):
+    """The key owner's plan has no API access."""
+
+    error_type = "free_tier_restricted"
+    default_message = "Your plan does not include API access; upgrade your plan to use the API"
+
+
+class ModelNotFound(NotFound):
+    """Unknown or disabled model."""
+
+    error_type = "model_not_found"
+    default_message = "The model does not exist or is not available"
+
+
+class UpstreamUnavailable(ServiceUnavailable):
+    """No healthy factory key could serve the request."""
+
+    error_type = "upstream_unavailable"
+    default_message = "No healthy upstream key is available"
+
+
+class UpstreamError(GatewayError):
+    """The upstream broke, or answered something unreadable, after the request was sent."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    default_message = "The upstream connection broke before the answer was complete"

@@ -196,3 +196,8 @@ def usd_text(money: Money) -> str:
     """Plain, exact decimal text of an amount for headers and logs (`0.0175`, `0`)."""
     text = format(money.to_decimal(), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def ceil_div(numerator: int, denominator: int) -> int:
+    """Integer division rounding up, for a positive denominator."""
+    return -(-numerator // denominator)

@@ -15,7 +15,9 @@ from starlette.requests import HTTPConnection
 from trollllm.clock import Clock
 from trollllm.crypto import KeyBox, Passwords
 from trollllm.limiter import Limiter
+from trollllm.proxy.catalog import ModelCatalog
 from trollllm.settings import Settings
+from trollllm.upstream.pool import UpstreamPool
 
 
 @dataclass(slots=True)
@@ -31,6 +33,8 @@ class AppState:
     keybox: KeyBox
     passwords: Passwords
     jwt_key: bytes
+    catalog: ModelCatalog
+    upstream: UpstreamPool
 
 
 def get_state(connection: HTTPConnection) -> AppState:

@@ -22,6 +22,13 @@ ADMIN_PREFIX = "/api/admin"
 def build_admin_router() -> APIRouter:
     """All admin routes under `/api/admin`, each requiring an active admin (401 / 403 otherwise)."""
     router = APIRouter(prefix=ADMIN_PREFIX, dependencies=[Depends(current_admin)], tags=["admin"])
-    for feature_router in (users_router, plans_router, pricing_router, upstream_router, keys_router, audit_router):
+    for feature_router in (
+        users_router,
+        plans_router,
+        pricing_router,
+        upstream_router,
+        keys_router,
+        audit_router,
+    ):
         router.include_router(feature_router)
     return router

@@ -1,0 +1,118 @@
+"""Releasing holds that outlived their request (left by a process that crashed or was killed).
+
+A hold is released by whoever deletes its row: the settling request or this sweeper. Each release here
+is one short transaction that first runs `DELETE … WHERE id = ? AND expires_at < now RETURNING …` and
+only when that deleted the row subtracts its amount from `users.held_nanos` (and from the friend key's
+per-model `held_nanos`). Two sweepers, on any number of instances, can therefore never release one hold
+twice, and a hold that is settled meanwhile is left to the settlement.
+
+Lock order is hold row, then user row (then friend key limit row), the same order a settlement must
+use, so a sweep and a settlement cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from trollllm.accounts.tables import User
+from trollllm.billing.tables import Hold
+from trollllm.db import transaction
+from trollllm.friendkeys.tables import FriendKeyModelLimit
+from trollllm.money import Money
+
+logger = logging.getLogger("trollllm.billing.sweeper")
+
+SWEEP_BATCH_SIZE = 500
+
+
+async def release_expired_holds(
+    sessions: async_sessionmaker[AsyncSession],
+    now: datetime,
+    *,
+    batch_size: int = SWEEP_BATCH_SIZE,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Release every hold with `expires_at < now`; returns how many this call released.
+
+    Safe to run concurrently with itself and with settlements (each hold is released exactly once).
+    A hold whose release would break a `held_nanos >= 0` constraint (books already inconsistent) is
+    logged at error level and skipped, so it never blocks the others; `trollllm reconcile` reports it.
+    Once `stop` is set, returns after the current hold's transaction (the rest wait for the next run).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    released = 0
+    after_id = 0
+    while stop is None or not stop.is_set():
+        async with sessions() as session:
+            candidates = (
+                await session.scalars(
+                    select(Hold.id)
+                    .where(Hold.expires_at < now, Hold.id > after_id)
+                    .order_by(Hold.id)
+                    .limit(batch_size)
+                )
+            ).all()
+        for hold_id in candidates:
+            if stop is not None and stop.is_set():
+                break
+            released += await _release_hold(sessions, hold_id, now)
+        if len(candidates) < batch_size:
+            break
+        after_id = candidates[-1]
+    if released:
+        logger.warning("released expired holds", extra={"holds_released": released})
+    return released
+
+
+async def _release_hold(sessions: async_sessionmaker[AsyncSession], hold_id: int, now: datetime) -> int:
+    """Release one hold if it is still open and expired: 1 when this call released it, else 0."""
+    try:
+        async with transaction(sessions) as session:
+            deleted = (
+                await session.execute(
+                    delete(Hold)
+                    .where(Hold.id == hold_id, Hold.expires_at < now)
+                    .returning(
+                        Hold.request_id, Hold.user_id, Hold.amount_nanos, Hold.friend_key_id, Hold.model_id
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            ).one_or_none()
+            if deleted is None:
+                return 0  # settled, or released by another sweeper, since it was listed
+            request_id, user_id, amount, friend_key_id, model_id = deleted
+            await session.execute(
+                update(User)
+                .where(User.id == user_id)
+                .values(held_nanos=User.held_nanos - amount)
+                .execution_options(synchronize_session=False)
+            )
+            if friend_key_id is not None and model_id is not None:
+                await session.execute(
+                    update(FriendKeyModelLimit)
+                    .where(
+                        FriendKeyModelLimit.friend_key_id == friend_key_id,
+                        FriendKeyModelLimit.model_id == model_id,
+                    )
+                    .values(held_nanos=FriendKeyModelLimit.held_nanos - amount)
+                    .execution_options(synchronize_session=False)
+                )
+    except IntegrityError:
+        logger.error(
+            "cannot release an expired hold: held_nanos is smaller than the hold (run `trollllm reconcile`)",
+            exc_info=True,
+            extra={"hold_id": hold_id},
+        )
+        return 0
+    logger.info(
+        "released an expired hold",
+        extra={"request_id": request_id, "user_id": user_id, "amount": Money(amount).format_cost()},
+    )
+    return 1

@@ -1,0 +1,103 @@
+"""Reading a client's request body: just enough to route, bound and bill it; the rest is forwarded as is.
+
+No schema validation of forwarded bodies (unknown fields are kept); only the fields the gateway acts on
+are checked, and each bad one is a 400 naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import orjson
+
+from trollllm.errors import InvalidRequest
+
+# Each message costs a few framing tokens beyond its text; the raw JSON byte count already exceeds them,
+# so bytes + this margin bounds input tokens for text (a token is at least one byte of UTF-8).
+_INPUT_MARGIN_TOKENS = 64
+MAX_TOKENS_CEILING = 10_000_000
+
+
+class WireFormat(Enum):
+    """The two client-facing wire formats."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+@dataclass(slots=True)
+class ProxyRequest:
+    """A parsed client request: the body (to forward), the model asked for and the billing bounds."""
+
+    wire: WireFormat
+    body: dict[str, Any]
+    model_id: str
+    stream: bool
+    requested_max_tokens: int | None
+    max_tokens_field: str
+    input_bound_tokens: int
+    client_wants_usage: bool
+
+    def upstream_body(self, upstream_model: str, max_tokens: int) -> bytes:
+        """The body sent upstream: the upstream model name, a bounded `max_tokens`, and for OpenAI streams a
+        request for the usage chunk (stripped again if the client did not ask for it)."""
+        body = self.body
+        body["model"] = upstream_model
+        body[self.max_tokens_field] = max_tokens
+        if self.wire is WireFormat.OPENAI and self.stream:
+            options = body.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        return orjson.dumps(body)
+
+
+def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:
+    """Parse and check a chat request in either wire format (400 naming the field otherwise)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest("Request body is not valid JSON", field="body") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("Request body must be a JSON object", field="body")
+    model = body.get("model")
+    if not isinstance(model, str) or not model or len(model) > 128:
+        raise InvalidRequest("`model` is required and must be a model id string", field="model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("`messages` is required and must be a non-empty array", field="messages")
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise InvalidRequest("`stream` must be a boolean", field="stream")
+    field = "max_tokens"
+    if wire is WireFormat.OPENAI and "max_completion_tokens" in body:
+        field = "max_completion_tokens"
+    max_tokens = _max_tokens(body.get(field), field)
+    client_wants_usage = False
+    if wire is WireFormat.OPENAI:
+        options = body.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            raise InvalidRequest("`stream_options` must be an object", field="stream_options")
+        client_wants_usage = bool(options and options.get("include_usage") is True)
+    return ProxyRequest(
+        wire=wire,
+        body=body,
+        model_id=model,
+        stream=stream,
+        requested_max_tokens=max_tokens,
+        max_tokens_field=field,
+        input_bound_tokens=len(raw) + _INPUT_MARGIN_TOKENS,
+        client_wants_usage=client_wants_usage,
+    )
+
+
+def _max_tokens(value: object, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"`{field}` must be an integer", field=field)
+    if value < 1 or value > MAX_TOKENS_CEILING:
+        raise InvalidRequest(f"`{field}` must be between 1 and the model's maximum output", field=field)
+    return value

@@ -1,0 +1,204 @@
+"""The proxy endpoints: thin handlers over the gate, the upstream pool, the relay and settlement.
+
+Plain Starlette routes (no FastAPI dependency injection or body models) keep the hot path lean.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from trollllm.billing.holds import Charged, RequestRecord, settle
+from trollllm.crypto import mask_secrets
+from trollllm.db import write_connection
+from trollllm.errors import GatewayError, UpstreamError
+from trollllm.money import Money, TokenUsage, cost_of, usd_text
+from trollllm.proxy.gate import Admission, admit, authenticate, presented_key
+from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
+from trollllm.proxy.requests import ProxyRequest, WireFormat, parse_request
+from trollllm.state import AppState, get_state
+from trollllm.upstream.pool import UpstreamReply, UpstreamStreamError
+
+logger = logging.getLogger("trollllm.proxy")
+
+_UPSTREAM_PATH = {WireFormat.OPENAI: "/v1/chat/completions", WireFormat.ANTHROPIC: "/v1/messages"}
+_FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+async def chat_completions(request: Request) -> Response:
+    """`POST /v1/chat/completions` (OpenAI format)."""
+    return await _proxy(request, WireFormat.OPENAI)
+
+
+async def messages(request: Request) -> Response:
+    """`POST /v1/messages` (Anthropic format)."""
+    return await _proxy(request, WireFormat.ANTHROPIC)
+
+
+async def list_models(request: Request) -> Response:
+    """`GET /v1/models`: the enabled models the caller may use, in the OpenAI list shape."""
+    state = get_state(request)
+    await authenticate(state, presented_key(request.headers, WireFormat.ANTHROPIC))
+    models = await state.catalog.enabled()
+    data = [{"id": m.model_id, "object": "model", "created": 0, "owned_by": m.provider} for m in models]
+    return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+
+
+async def _proxy(request: Request, wire: WireFormat) -> Response:
+    state = get_state(request)
+    started = time.perf_counter()
+    request_id: str = request.state.request_id
+    caller = await authenticate(state, presented_key(request.headers, wire))
+    parsed = parse_request(await request.body(), wire)
+    admission = await admit(state, caller, parsed, request_id)
+    exchange = _Exchange(state, admission, parsed, started)
+    forwarded = {name: value for name in _FORWARDED_HEADERS if (value := request.headers.get(name))}
+    try:
+        reply = await state.upstream.send(
+            admission.model.provider,
+            _UPSTREAM_PATH[wire],
+            parsed.upstream_body(admission.model.upstream_model, admission.max_tokens),
+            forwarded,
+        )
+    except BaseException as exc:
+        status = exc.status_code if isinstance(exc, GatewayError) else 502
+        await exchange.settle(TokenUsage(), status, error_type=getattr(exc, "error_type", "upstream_error"))
+        raise
+    if parsed.stream and reply.status < 400:
+        return _StreamResponse(exchange, reply)  # type: ignore[return-value]
+    return await exchange.finish_json(reply)
+
+
+class _Exchange:
+    """One admitted request on its way back: knows how to settle it exactly once."""
+
+    def __init__(self, state: AppState, admission: Admission, parsed: ProxyRequest, started: float) -> None:
+        self.state = state
+        self.admission = admission
+        self.parsed = parsed
+        self.started = started
+        self.factory_key_id: int | None = None
+        self.settled = False
+
+    async def finish_json(self, reply: UpstreamReply) -> Response:
+        self.factory_key_id = reply.factory_key_id
+        try:
+            raw = await reply.read()
+        except UpstreamStreamError as exc:
+            await self.settle(TokenUsage(), 502, error_type="upstream_error")
+            raise UpstreamError() from exc
+        finally:
+            reply.release()
+        if reply.status >= 400:
+            await self.settle(TokenUsage(), reply.status, error_type="upstream_error")
+            return Response(
+                mask_secrets(raw.decode(errors="replace")),
+                status_code=reply.status,
+                media_type=reply.headers.get("content-type", "application/json"),
+            )
+        try:
+            body, usage = rewrite_json_reply(raw, self.parsed.wire, self.admission.model.model_id)
+        except MalformedReply as exc:
+            await self.settle(TokenUsage(), 502, error_type="upstream_malformed")
+            raise UpstreamError("The upstream answered with a malformed body") from exc
+        if usage is None:
+            logger.error(
+                "upstream reply without usage; charging nothing", extra={"model": self.parsed.model_id}
+            )
+        charged = await self.settle(usage or TokenUsage(), reply.status)
+        headers = {"x-trollllm-cost-usd": usd_text(charged.cost)}
+        headers["x-trollllm-balance-usd"] = usd_text(charged.credits_after + charged.ref_credits_after)
+        return Response(body, status_code=reply.status, media_type="application/json", headers=headers)
+
+    async def settle(self, usage: TokenUsage, status: int, *, error_type: str | None = None) -> Charged:
+        """Charge `usage` (capped at the hold) and release the rest, with the ledger entry and the log."""
+        assert not self.settled, "a request is settled exactly once"
+        self.settled = True
+        admission = self.admission
+        cost = cost_of(usage, admission.model.prices) if status < 400 or usage.total else Money.ZERO
+        record = RequestRecord(
+            model_id=admission.model.model_id,
+            status_code=status,
+            latency_ms=int((time.perf_counter() - self.started) * 1000),
+            is_success=status < 400,
+            is_stream=self.parsed.stream,
+            user_key_id=admission.caller.api_key_id,
+            factory_key_id=self.factory_key_id,
+            error_type=error_type,
+        )
+        charged: Charged | None = None
+        try:
+            with anyio.CancelScope(shield=True):  # a client gone mid-way must not cancel the charge
+                async with write_connection(self.state.sessions) as connection:
+                    charged = await settle(
+                        connection, admission.hold, cost, usage, record, self.state.clock.now()
+                    )
+        except Exception:
+            logger.error(
+                "settlement failed; the hold stays until the sweeper",
+                exc_info=True,
+                extra={"request_id": admission.hold.request_id},
+            )
+            raise
+        assert charged is not None
+        return charged
+
+
+class _StreamResponse:
+    """An ASGI response relaying an upstream SSE stream chunk by chunk, settling when it ends."""
+
+    def __init__(self, exchange: _Exchange, reply: UpstreamReply) -> None:
+        self.exchange = exchange
+        self.reply = reply
+        exchange.factory_key_id = reply.factory_key_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = self.exchange
+        parsed = exchange.parsed
+        model = exchange.admission.model
+        meter = StreamMeter(parsed.wire, model.upstream_model, model.model_id, parsed.client_wants_usage)
+        status, error_type = 200, None
+        client_connected = True
+
+        async def deliver(data: bytes) -> None:
+            nonlocal client_connected
+            if data and client_connected:
+                try:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                except OSError:
+                    client_connected = False  # keep reading upstream to its usage, then charge that
+
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            try:
+                async for chunk in self.reply.chunks():
+                    await deliver(meter.feed(chunk))
+                await deliver(meter.flush())
+            except UpstreamStreamError:
+                status, error_type = 502, "upstream_stream_broken"
+                await deliver(stream_error_event(parsed.wire, UpstreamError()))
+        finally:
+            self.reply.release()
+            # Settled before the stream's end reaches the client, so its cost is in the log once it ends.
+            await exchange.settle(meter.billed_usage(), status, error_type=error_type)
+        if client_connected:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+PROXY_ROUTES = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/messages", messages, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+]

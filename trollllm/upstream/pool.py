@@ -1,0 +1,305 @@
+"""`UpstreamPool`: the one way the proxy routes talk to providers.
+
+Selection: the factory keys of the request's provider that are not disabled and not cooling down,
+taken in turn (round robin). Keys come from the database, decrypted into memory, and are reloaded after
+`invalidate()` or every `RELOAD_INTERVAL_S`.
+
+Retries, all before the reply is handed back (so before any byte reaches the client), on at most
+`MAX_ATTEMPTS` distinct keys and within one deadline (connect + first-byte timeout from the start):
+
+- 429 or 5xx: the key cools down for the upstream's `Retry-After` (1 s to `MAX_COOLDOWN_S`), else
+  `DEFAULT_COOLDOWN_S`; the next key is tried. When no key is left, the last such reply is returned as is.
+- connection refused or reset, connect timeout, no response headers within the first-byte timeout: the
+  key cools down for `DEFAULT_COOLDOWN_S`; the next key is tried.
+- 401 or 403: the key is disabled (an admin re-enables it); the next key is tried. Such a reply is about
+  the operator's key, not the client's request, so it is never handed back.
+- anything else (2xx, other 4xx): returned. A cooled key that answers again is written back `healthy`.
+
+When no key could answer with a reply worth returning, `UpstreamUnavailable` (503) is raised. Status
+changes apply in memory at once and are written to the database in the background (`keystatus`).
+
+Keys bound to an http(s) proxy send through it; socks5 proxies are not supported (aiohttp needs an extra
+package for them): such keys stay out of rotation with `last_error` "socks5 proxies are not supported".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Mapping
+from datetime import timedelta
+
+import aiohttp
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from trollllm.clock import Clock
+from trollllm.crypto import KeyBox
+from trollllm.errors import UpstreamUnavailable
+from trollllm.settings import Settings
+from trollllm.upstream.keyring import (
+    DEFAULT_COOLDOWN_S,
+    MAX_COOLDOWN_S,
+    PoolKey,
+    load_keys,
+    passthrough_headers,
+    retry_after_s,
+    scrub,
+    upstream_url,
+)
+from trollllm.upstream.keystatus import KeyStatusWriter
+from trollllm.upstream.reply import UpstreamReply, UpstreamStreamError
+
+__all__ = [
+    "DEFAULT_COOLDOWN_S",
+    "MAX_ATTEMPTS",
+    "MAX_COOLDOWN_S",
+    "UpstreamPool",
+    "UpstreamReply",
+    "UpstreamStreamError",
+    "UpstreamUnavailable",
+    "upstream_url",
+]
+
+logger = logging.getLogger("trollllm.upstream")
+
+MAX_ATTEMPTS = 3
+RELOAD_INTERVAL_S = 30.0
+CONNECTION_LIMIT = 512
+DNS_CACHE_TTL_S = 300
+
+
+class _AttemptFailed(Exception):
+    """One attempt got no HTTP reply (internal: becomes a cooldown and the next key)."""
+
+
+class UpstreamPool:
+    """Pooled HTTP client, key rotation, retries and cooldowns for every upstream call.
+
+    `start()` inside the app's lifespan, `close()` at its end (writes pending counters and statuses).
+    """
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        keybox: KeyBox,
+        clock: Clock,
+        settings: Settings,
+    ) -> None:
+        self._sessions = sessions
+        self._keybox = keybox
+        self._clock = clock
+        self._connect_s = settings.upstream_connect_timeout_s
+        self._first_byte_s = settings.upstream_first_byte_timeout_s
+        self._idle_s = settings.upstream_idle_timeout_s
+        self._http: aiohttp.ClientSession | None = None
+        self._writer = KeyStatusWriter(sessions)
+        self._lock = asyncio.Lock()
+        self._keys: dict[str, list[PoolKey]] | None = None
+        self._stale = True
+        self._reload_at = 0.0
+        self._turns: dict[str, int] = {}
+        # Marks made here, kept across reloads until the database shows them (a write may lag or fail).
+        self._cooldowns: dict[int, float] = {}
+        self._disabled: set[int] = set()
+
+    async def start(self) -> None:
+        """Open the HTTP connection pool and the background status writer."""
+        connector = aiohttp.TCPConnector(limit=CONNECTION_LIMIT, ttl_dns_cache=DNS_CACHE_TTL_S)
+        self._http = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_s),
+        )
+        self._writer.start()
+
+    async def close(self) -> None:
+        """Write pending counters and statuses, close every connection and forget the decrypted keys."""
+        await self._writer.close()
+        http, self._http = self._http, None
+        if http is not None:
+            await http.close()
+        self._keys = None
+
+    def invalidate(self) -> None:
+        """Factory keys or proxies changed: reload them from the database on the next `send`.
+
+        The admin's change wins over this pool's own cooldown and disable marks.
+        """
+        self._stale = True
+        self._cooldowns.clear()
+        self._disabled.clear()
+
+    async def flush(self) -> None:
+        """Wait until pending status writes and request counters are in the database."""
+        await self._writer.flush()
+
+    async def send(self, provider: str, path: str, body: bytes, headers: Mapping[str, str]) -> UpstreamReply:
+        """POST `body` to `path` (like `/v1/chat/completions`) with a key of `provider`.
+
+        `headers` are the client's (lower-case names); only `anthropic-version` and `anthropic-beta`
+        pass through, for Anthropic. Returns the open reply (see the module docstring for the retry
+        rules); raises `UpstreamUnavailable` when no key answered usefully.
+        """
+        http = self._http
+        if http is None:
+            raise RuntimeError("UpstreamPool.start() has not been called")
+        keys = await self._keys_of(provider)
+        candidates = self._candidates(provider, keys)
+        if not candidates:
+            raise self._unavailable(keys)
+        extra = passthrough_headers(provider, headers)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._connect_s + self._first_byte_s
+        fallback: UpstreamReply | None = None
+        failure: _AttemptFailed | None = None
+        for index, key in enumerate(candidates):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            if not self._usable(key):  # cooled or disabled by a concurrent request meanwhile
+                continue
+            try:
+                response = await self._post(http, key, path, body, extra, min(self._first_byte_s, remaining))
+            except _AttemptFailed as exc:
+                failure = exc
+                self._cool_down(key, DEFAULT_COOLDOWN_S, str(exc))
+                continue
+            self._writer.count(key.id)
+            reply = UpstreamReply.of_response(response, key.id, self._idle_s)
+            status = response.status
+            if status in (401, 403):
+                self._disable(key, f"upstream answered {status}: {await _error_excerpt(reply, key)}")
+                continue
+            if status == 429 or status >= 500:
+                cooldown = retry_after_s(response.headers.get("retry-after"), self._clock.now())
+                self._cool_down(key, cooldown, f"upstream answered {status}")
+                more = any(self._usable(k) for k in candidates[index + 1 :]) and loop.time() < deadline
+                if not more:
+                    return reply
+                try:
+                    fallback = UpstreamReply.buffered(status, reply.headers, key.id, await reply.read())
+                except UpstreamStreamError:
+                    reply.release()
+                continue
+            if key.db_cooling:
+                key.db_cooling = False
+                self._writer.recover(key.id, self._clock.now())
+            return reply
+        if fallback is not None:
+            return fallback
+        raise self._unavailable(keys) from failure
+
+    # -- one attempt ---------------------------------------------------------------------------------
+
+    async def _post(
+        self,
+        http: aiohttp.ClientSession,
+        key: PoolKey,
+        path: str,
+        body: bytes,
+        extra: dict[str, str] | None,
+        first_byte_s: float,
+    ) -> aiohttp.ClientResponse:
+        """Send and wait for the response headers; every failure without a reply is `_AttemptFailed`."""
+        headers = key.headers if extra is None else key.headers | extra
+        try:
+            async with asyncio.timeout(first_byte_s):
+                return await http.post(key.url(path), data=body, headers=headers, proxy=key.proxy)
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise _AttemptFailed(f"connect timeout ({self._connect_s:g} s)") from exc
+        except aiohttp.ClientHttpProxyError as exc:
+            raise _AttemptFailed(f"the outbound proxy answered {exc.status}") from exc
+        except aiohttp.ClientProxyConnectionError as exc:
+            raise _AttemptFailed("cannot connect to the outbound proxy") from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            raise _AttemptFailed("upstream closed the connection before answering") from exc
+        except TimeoutError as exc:  # before OSError, its base class: the first-byte timeout above
+            limit = self._first_byte_s
+            raise _AttemptFailed(f"no response within the first-byte timeout ({limit:g} s)") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            detail = scrub(str(exc) or type(exc).__name__, key.secret)
+            raise _AttemptFailed(f"connection failed: {detail}") from exc
+
+    # -- keys ----------------------------------------------------------------------------------------
+
+    async def _keys_of(self, provider: str) -> list[PoolKey]:
+        keys = self._keys
+        if keys is None or self._stale or self._clock.monotonic() >= self._reload_at:
+            keys = await self._reload()
+        return keys.get(provider, [])
+
+    async def _reload(self) -> dict[str, list[PoolKey]]:
+        async with self._lock:
+            monotonic = self._clock.monotonic()
+            if self._keys is not None and not self._stale and monotonic < self._reload_at:
+                return self._keys  # another request reloaded meanwhile
+            self._stale = False
+            try:
+                loaded = await load_keys(
+                    self._sessions, self._keybox, now=self._clock.now(), monotonic=monotonic
+                )
+            except (SQLAlchemyError, OSError) as exc:
+                if self._keys is None:
+                    raise UpstreamUnavailable("Upstream keys cannot be loaded right now") from exc
+                logger.exception("could not reload factory keys; keeping the ones in memory")
+                self._reload_at = monotonic + 1.0
+                return self._keys
+            seen: set[int] = set()
+            for provider_keys in loaded.by_provider.values():
+                for key in provider_keys:
+                    seen.add(key.id)
+                    key.cooling_until = max(key.cooling_until, self._cooldowns.get(key.id, 0.0))
+                    key.disabled = key.id in self._disabled
+            self._disabled &= seen  # the rest: the database shows them disabled (or deleted) now
+            self._cooldowns = {i: until for i, until in self._cooldowns.items() if until > monotonic}
+            for key_id, problem in loaded.flagged.items():
+                self._writer.flag(key_id, problem)
+            self._keys = loaded.by_provider
+            self._reload_at = monotonic + RELOAD_INTERVAL_S
+            return self._keys
+
+    def _usable(self, key: PoolKey) -> bool:
+        return not key.disabled and key.cooling_until <= self._clock.monotonic()
+
+    def _candidates(self, provider: str, keys: list[PoolKey]) -> list[PoolKey]:
+        """Up to `MAX_ATTEMPTS` usable keys, starting at this provider's next turn."""
+        usable = [key for key in keys if self._usable(key)]
+        if not usable:
+            return []
+        turn = self._turns.get(provider, 0)
+        self._turns[provider] = turn + 1
+        start = turn % len(usable)
+        return (usable[start:] + usable[:start])[:MAX_ATTEMPTS]
+
+    def _unavailable(self, keys: list[PoolKey]) -> UpstreamUnavailable:
+        """503, with `Retry-After` when a key comes back from its cooldown."""
+        now = self._clock.monotonic()
+        waits = [key.cooling_until - now for key in keys if not key.disabled and key.cooling_until > now]
+        if not waits:
+            return UpstreamUnavailable()
+        return UpstreamUnavailable(headers={"Retry-After": str(max(1, math.ceil(min(waits))))})
+
+    def _cool_down(self, key: PoolKey, seconds: float, reason: str) -> None:
+        until = self._clock.monotonic() + seconds
+        key.cooling_until = max(key.cooling_until, until)
+        key.db_cooling = True
+        self._cooldowns[key.id] = key.cooling_until
+        self._writer.cool_down(key.id, self._clock.now() + timedelta(seconds=seconds), reason)
+        logger.warning("factory key %d cooling down for %g s: %s", key.id, seconds, reason)
+
+    def _disable(self, key: PoolKey, reason: str) -> None:
+        key.disabled = True
+        self._disabled.add(key.id)
+        self._writer.disable(key.id, reason)
+        logger.error("factory key %d disabled: %s", key.id, reason)
+
+
+async def _error_excerpt(reply: UpstreamReply, key: PoolKey) -> str:
+    """A short, key-free excerpt of an error body, for `last_error` (the body is read and released)."""
+    try:
+        body = await reply.read()
+    except UpstreamStreamError:
+        return "(no body)"
+    return scrub(body[:300].decode("utf-8", "replace"), key.secret)

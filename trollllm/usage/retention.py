@@ -1,0 +1,147 @@
+"""Request log retention (SPEC §6: kept 30 days) and the periodic maintenance loop.
+
+The purge deletes in bounded batches, each `DELETE FROM request_logs WHERE id IN (SELECT id … WHERE
+created_at < cutoff LIMIT n)` in its own short transaction, so it never holds a long lock (SQLite has
+one writer) and runs the same on SQLite and PostgreSQL. Only `request_logs` is touched: the ledger is
+kept forever (and the database refuses deletes on it anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from trollllm.billing.sweeper import release_expired_holds
+from trollllm.clock import Clock
+from trollllm.db import transaction
+from trollllm.settings import Settings
+from trollllm.usage.tables import RequestLog
+
+logger = logging.getLogger("trollllm.usage.retention")
+
+LOG_RETENTION = timedelta(days=30)
+PURGE_BATCH_SIZE = 5000
+MAINTENANCE_INTERVAL = timedelta(hours=1)
+# The first run waits a little after startup: instances starting together do not all write at once, and
+# short-lived apps (CLI commands, tests) exit before it.
+MAINTENANCE_FIRST_DELAY = timedelta(seconds=60)
+
+
+def retention_cutoff(now: datetime) -> datetime:
+    """The oldest `created_at` still kept at `now`: rows strictly older are purged."""
+    return now - LOG_RETENTION
+
+
+async def purge_request_logs(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    older_than: datetime,
+    batch_size: int = PURGE_BATCH_SIZE,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Delete request logs with `created_at < older_than` in batches of `batch_size`; returns how many.
+
+    Each batch is its own transaction; the loop ends at the first batch smaller than `batch_size`, or
+    before the next batch once `stop` is set (the rest is left to the next run).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    oldest_ids = select(RequestLog.id).where(RequestLog.created_at < older_than).limit(batch_size)
+    statement = delete(RequestLog).where(RequestLog.id.in_(oldest_ids))
+    purged = 0
+    while stop is None or not stop.is_set():
+        async with transaction(sessions) as session:
+            connection = await session.connection()
+            deleted = (await connection.execute(statement)).rowcount
+        purged += deleted
+        if deleted < batch_size:
+            break
+    if purged:
+        logger.info("purged request logs", extra={"rows": purged, "cutoff": older_than.isoformat()})
+    return purged
+
+
+async def run_maintenance(
+    sessions: async_sessionmaker[AsyncSession], now: datetime, *, stop: asyncio.Event | None = None
+) -> None:
+    """One maintenance pass: purge logs past retention, then release expired holds.
+
+    Each step's failure is logged at error level with its traceback and does not stop the other step;
+    once `stop` is set each step ends after its current transaction.
+    """
+    try:
+        await purge_request_logs(sessions, older_than=retention_cutoff(now), stop=stop)
+    except Exception:
+        logger.exception("request log purge failed")
+    try:
+        await release_expired_holds(sessions, now, stop=stop)
+    except Exception:
+        logger.exception("expired hold sweep failed")
+
+
+async def run_periodically(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    *,
+    interval: timedelta = MAINTENANCE_INTERVAL,
+    first_delay: timedelta = MAINTENANCE_FIRST_DELAY,
+) -> None:
+    """Run `run_maintenance` after `first_delay`, then every `interval`, until the task is cancelled.
+
+    Meant for `asyncio.create_task` in the app's lifespan: on shutdown cancel it and await it before
+    disposing of the engine. Cancelling it mid-pass lets the pass finish its current transaction (never
+    abandoning a database call half-way), then re-raises. A failing pass is logged and the loop goes
+    on; several instances may run it at once safely.
+    """
+    stop = asyncio.Event()
+    await asyncio.sleep(first_delay.total_seconds())
+    while True:
+        current = asyncio.create_task(run_maintenance(sessions, clock.now(), stop=stop))
+        try:
+            await asyncio.shield(current)
+        except asyncio.CancelledError:
+            stop.set()
+            await current
+            raise
+        await asyncio.sleep(interval.total_seconds())
+
+
+def add_purge_logs_parser(commands: Any) -> None:
+    """Register `trollllm purge-logs [--batch-size N]` on the CLI's sub-command parsers."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "purge-logs", help=f"delete request logs older than {LOG_RETENTION.days} days (the ledger is kept)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=PURGE_BATCH_SIZE,
+        help=f"rows deleted per transaction (default {PURGE_BATCH_SIZE})",
+    )
+    parser.set_defaults(handler=purge_logs_command)
+
+
+def purge_logs_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`trollllm purge-logs`: delete request logs past the retention period once, now; prints the count."""
+    from trollllm.app import create_app
+    from trollllm.tools import running_app
+
+    batch_size = int(getattr(args, "batch_size", None) or PURGE_BATCH_SIZE)
+    if batch_size < 1:
+        print("error: --batch-size must be at least 1", file=sys.stderr)
+        return 2
+
+    async def run() -> tuple[int, datetime]:
+        async with running_app(create_app(settings)) as state:
+            cutoff = retention_cutoff(state.clock.now())
+            return await purge_request_logs(state.sessions, older_than=cutoff, batch_size=batch_size), cutoff
+
+    purged, cutoff = asyncio.run(run())
+    print(f"purged {purged} request logs created before {cutoff.isoformat()}")
+    return 0

@@ -1,0 +1,62 @@
+"""The user's own request history (SPEC §7) and one request's log row (SPEC §6)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from trollllm.accounts.sessions import CurrentUser
+from trollllm.errors import NotFound
+from trollllm.state import get_state
+from trollllm.usage.history import (
+    RequestLogPageView,
+    RequestLogView,
+    find_request_log,
+    page_request_logs,
+    parse_page_params,
+)
+
+router = APIRouter(tags=["usage"])
+
+# Query values arrive as text and are validated by `parse_page_params`, so a bad value is a 400 naming
+# its field (SPEC §7), like every other invalid request, rather than a schema-validation 422.
+PageQuery = Annotated[str | None, Query(description="1-based page number (default 1)")]
+LimitQuery = Annotated[str | None, Query(description="rows per page, 1 to 100 (default 20)")]
+FromQuery = Annotated[
+    str | None,
+    Query(
+        alias="from",
+        description="ISO 8601, inclusive; `Z` or an offset, else UTC; a date alone starts at 00:00 UTC",
+    ),
+]
+ToQuery = Annotated[
+    str | None,
+    Query(description="ISO 8601, inclusive; a date alone includes that whole day (UTC)"),
+]
+
+
+@router.get("/api/user/request-history", response_model=RequestLogPageView)
+async def request_history(
+    user: CurrentUser,
+    request: Request,
+    page: PageQuery = None,
+    limit: LimitQuery = None,
+    since: FromQuery = None,
+    to: ToQuery = None,
+) -> RequestLogPageView:
+    """The caller's requests, newest first, friend-key requests included; optionally within `from`..`to`."""
+    params = parse_page_params(page, limit, since, to)
+    async with get_state(request).sessions() as session:
+        result = await page_request_logs(session, params, user_id=user.id)
+    return RequestLogPageView.of(result)
+
+
+@router.get("/api/user/requests/{request_id}", response_model=RequestLogView)
+async def request_log(user: CurrentUser, request: Request, request_id: str) -> RequestLogView:
+    """One of the caller's requests by its `x-request-id` (404 for an unknown id or anyone else's)."""
+    async with get_state(request).sessions() as session:
+        row = await find_request_log(session, request_id, user_id=user.id)
+    if row is None:
+        raise NotFound("No such request")
+    return RequestLogView.of(row)
