@@ -16,6 +16,7 @@ from trollllm.crypto import KeyBox, Passwords, derive_key
 from trollllm.db import create_engine, create_sessionmaker
 from trollllm.health import router as health_router
 from trollllm.http_errors import install_error_handlers
+from trollllm.invalidation import Invalidator
 from trollllm.limiter import build_limiter
 from trollllm.middleware import RequestContextMiddleware
 from trollllm.migrate import upgrade_to_head
@@ -45,6 +46,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             keybox = KeyBox(secret)
             upstream = UpstreamPool(sessions=sessions, keybox=keybox, clock=clock, settings=settings)
             await upstream.start()
+            catalog = ModelCatalog(sessions, clock)
+            invalidation = Invalidator(redis, settings.redis_key_prefix)
+            invalidation.on("models", lambda _detail: catalog.invalidate())
+            invalidation.on("upstream", lambda _detail: upstream.invalidate())
+            await invalidation.start()
             app.state.trollllm = AppState(
                 settings=settings,
                 clock=clock,
@@ -55,12 +61,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
                 keybox=keybox,
                 passwords=Passwords(),
                 jwt_key=derive_key(secret, "trollllm/jwt/v1"),
-                catalog=ModelCatalog(sessions, clock),
+                catalog=catalog,
                 upstream=upstream,
+                invalidation=invalidation,
             )
             try:
                 yield
             finally:
+                await invalidation.close()
                 await upstream.close()
         finally:
             if redis is not None:

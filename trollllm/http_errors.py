@@ -72,7 +72,7 @@ def _first_validation_error(exc: RequestValidationError) -> ValidationFailed:
     field = ".".join(location) or None
     if first.get("type") == "json_invalid":
         return ValidationFailed("Request body is not valid JSON", field=None)
-    message = str(first.get("msg", "Invalid value"))
+    message = str(first.get("msg", "Invalid value")).removeprefix("Value error, ")
     return ValidationFailed(f"{field}: {message}" if field else message, field=field)
 
 

@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection
 
 from trollllm.clock import Clock
 from trollllm.crypto import KeyBox, Passwords
+from trollllm.invalidation import Invalidator
 from trollllm.limiter import Limiter
 from trollllm.proxy.catalog import ModelCatalog
 from trollllm.settings import Settings
@@ -35,6 +36,7 @@ class AppState:
     jwt_key: bytes
     catalog: ModelCatalog
     upstream: UpstreamPool
+    invalidation: Invalidator
 
 
 def get_state(connection: HTTPConnection) -> AppState:

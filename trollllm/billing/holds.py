@@ -20,6 +20,7 @@ from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trollllm.accounts.tables import User
+from trollllm.billing.ledger import CHARGE
 from trollllm.billing.tables import Hold, LedgerEntry
 from trollllm.money import Money, TokenUsage, split_charge
 from trollllm.usage.tables import RequestLog
@@ -28,7 +29,6 @@ logger = logging.getLogger("trollllm.billing")
 
 # A hold outlives any request (timeouts bound a request well below this); the sweeper frees it after.
 HOLD_TTL = timedelta(minutes=30)
-CHARGE_KIND = "charge"
 
 _users = cast(Table, User.__table__)
 _holds = cast(Table, Hold.__table__)
@@ -162,7 +162,7 @@ async def settle(
         await connection.execute(
             insert(_ledger).values(
                 user_id=held.user_id,
-                kind=CHARGE_KIND,
+                kind=CHARGE,
                 credits_delta_nanos=-split.from_credits.nanos,
                 ref_credits_delta_nanos=-split.from_ref_credits.nanos,
                 reason=f"request to {record.model_id}",

@@ -32,6 +32,7 @@ async def create_model(body: NewModel, admin: CurrentAdmin, request: Request) ->
     state = get_state(request)
     async with transaction(state.sessions) as session:
         row = await service.create_model(session, state, admin.username, body)
+    await state.invalidation.publish("models")
     return ModelView.of(row)
 
 
@@ -41,6 +42,7 @@ async def replace_model(modelId: str, body: ModelFields, admin: CurrentAdmin, re
     state = get_state(request)
     async with transaction(state.sessions) as session:
         row = await service.replace_model(session, state, admin.username, modelId, body)
+    await state.invalidation.publish("models")
     return ModelView.of(row)
 
 
@@ -50,4 +52,5 @@ async def delete_model(modelId: str, admin: CurrentAdmin, request: Request) -> R
     state = get_state(request)
     async with transaction(state.sessions) as session:
         await service.delete_model(session, state, admin.username, modelId)
+    await state.invalidation.publish("models")
     return Response(status_code=204)

@@ -45,6 +45,7 @@ async def create_factory_key(body: NewFactoryKey, admin: CurrentAdmin, request: 
     state = get_state(request)
     async with transaction(state.sessions) as session:
         row = await service.create_factory_key(session, state, admin.username, body)
+    await state.invalidation.publish("upstream")
     return FactoryKeyView.of(row)
 
 
@@ -56,6 +57,7 @@ async def update_factory_key(
     state = get_state(request)
     async with transaction(state.sessions) as session:
         row = await service.update_factory_key(session, state, admin.username, key_id, body)
+    await state.invalidation.publish("upstream")
     return FactoryKeyView.of(row)
 
 
@@ -65,6 +67,7 @@ async def delete_factory_key(key_id: RowId, admin: CurrentAdmin, request: Reques
     state = get_state(request)
     async with transaction(state.sessions) as session:
         await service.delete_factory_key(session, state, admin.username, key_id)
+    await state.invalidation.publish("upstream")
     return Response(status_code=204)
 
 
@@ -81,6 +84,7 @@ async def create_proxy(body: NewProxy, admin: CurrentAdmin, request: Request) ->
     state = get_state(request)
     async with transaction(state.sessions) as session:
         return await service.create_proxy(session, state, admin.username, body)
+    await state.invalidation.publish("upstream")
 
 
 @router.delete("/proxies/{proxy_id}", status_code=204)
@@ -89,4 +93,5 @@ async def delete_proxy(proxy_id: RowId, admin: CurrentAdmin, request: Request) -
     state = get_state(request)
     async with transaction(state.sessions) as session:
         await service.delete_proxy(session, state, admin.username, proxy_id)
+    await state.invalidation.publish("upstream")
     return Response(status_code=204)
