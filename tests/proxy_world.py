@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ import httpx
 import openai
 import uvicorn
 from conftest import AppHarness
+from fastapi import FastAPI
 from helpers import Account, make_admin, register_user
 
 from trollllm.app import create_app
@@ -71,9 +72,11 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings, clock: Any) -> AsyncIterator[tuple[AppHarness, str]]:
+async def serve(
+    settings: Settings, clock: Any, app_factory: Callable[..., FastAPI] | None = None
+) -> AsyncIterator[tuple[AppHarness, str]]:
     """Run a gateway app under uvicorn on a loopback port; yields the harness and its base URL."""
-    app = create_app(settings, clock=clock)
+    app = app_factory(settings) if app_factory else create_app(settings, clock=clock)
     port = _free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"

@@ -13,7 +13,7 @@ from sqlalchemy import event, select
 
 from trollllm.accounts.tables import User
 from trollllm.db import transaction
-from trollllm.usage.history import PageParams, page_request_logs
+from trollllm.usage.history import PageParams, page_request_logs, parse_instant
 from trollllm.usage.routes import router
 from trollllm.usage.tables import RequestLog
 
@@ -128,6 +128,13 @@ async def test_history_accepts_z_offsets_and_whole_days(app: AppHarness) -> None
     assert [r["requestId"] for r in whole_day["requests"]] == [ids[2], ids[1]]
     assert [r["requestId"] for r in with_z["requests"]] == [ids[3], ids[2], ids[1]]
     assert [r["requestId"] for r in with_offset["requests"]] == [ids[1], ids[0]]
+
+
+def test_an_offset_whose_plus_was_not_percent_encoded_still_parses() -> None:
+    # `?to=2026-01-10T01:00:00+01:00` typed into a browser arrives with a space for the `+`.
+    assert parse_instant("2026-01-10T01:00:00 01:00", "to", end_of_day=True) == datetime(
+        2026, 1, 10, tzinfo=UTC
+    )
 
 
 async def test_history_never_shows_another_users_rows(any_app: AppHarness) -> None:

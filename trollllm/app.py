@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -25,7 +27,10 @@ from trollllm.proxy.routes import PROXY_ROUTES
 from trollllm.settings import Settings, resolve_secret
 from trollllm.state import AppState
 from trollllm.upstream.pool import UpstreamPool
+from trollllm.usage.retention import run_periodically
 from trollllm.usage.routes import router as usage_router
+
+MAINTENANCE_INTERVAL = timedelta(minutes=5)
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
@@ -65,9 +70,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
                 upstream=upstream,
                 invalidation=invalidation,
             )
+            # Holds left by a crashed process and logs past retention are cleared in the background.
+            maintenance = asyncio.create_task(
+                run_periodically(sessions, clock, interval=MAINTENANCE_INTERVAL), name="trollllm-maintenance"
+            )
             try:
                 yield
             finally:
+                maintenance.cancel()
+                await asyncio.gather(maintenance, return_exceptions=True)
                 await invalidation.close()
                 await upstream.close()
         finally:

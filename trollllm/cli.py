@@ -20,6 +20,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     updates = {key: value for key in ("host", "port", "workers") if (value := getattr(args, key)) is not None}
     settings = settings.model_copy(update=updates)
     configure_logging(settings.log_level)
+    if args.demo:
+        from trollllm.demo import create_demo_app
+
+        uvicorn.run(create_demo_app(settings), host=settings.host, port=settings.port, log_config=None)
+        return 0
     if settings.workers > 1:
         # Each worker process builds its own app from the environment (trollllm.asgi).
         uvicorn.run(
@@ -115,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
+    serve.add_argument(
+        "--demo", action="store_true", help="start a built-in mock provider, seed demo data, print snippets"
+    )
     serve.set_defaults(handler=_serve)
 
     migrate = commands.add_parser("migrate", help="apply database migrations")
@@ -131,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         "reconcile", help="check Σ ledger = balance for every user; exits 1 on any difference"
     )
     reconcile.set_defaults(handler=_reconcile)
+    from trollllm.usage.retention import add_purge_logs_parser
+
+    add_purge_logs_parser(commands)
     return parser
 
 
