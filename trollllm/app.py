@@ -16,12 +16,16 @@ from trollllm.admin.router import build_admin_router
 from trollllm.clock import Clock, SystemClock
 from trollllm.crypto import KeyBox, Passwords, derive_key
 from trollllm.db import create_engine, create_sessionmaker
+from trollllm.friendkeys.routes import router as friendkeys_router
 from trollllm.health import router as health_router
 from trollllm.http_errors import install_error_handlers
 from trollllm.invalidation import Invalidator
 from trollllm.limiter import build_limiter
 from trollllm.middleware import RequestContextMiddleware
 from trollllm.migrate import upgrade_to_head
+from trollllm.plans.enforcement import RequestRateLimiter
+from trollllm.plans.expiry import PlanJobSchedule
+from trollllm.plans.user_routes import router as plan_user_router
 from trollllm.proxy.catalog import ModelCatalog
 from trollllm.proxy.routes import PROXY_ROUTES
 from trollllm.settings import Settings, resolve_secret
@@ -56,13 +60,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             invalidation.on("models", lambda _detail: catalog.invalidate())
             invalidation.on("upstream", lambda _detail: upstream.invalidate())
             await invalidation.start()
+            limiter = build_limiter(redis, settings.redis_key_prefix, clock)
             app.state.trollllm = AppState(
                 settings=settings,
                 clock=clock,
                 engine=engine,
                 sessions=sessions,
                 redis=redis,
-                limiter=build_limiter(redis, settings.redis_key_prefix, clock),
+                limiter=limiter,
+                rpm_limiter=RequestRateLimiter(limiter, clock, instances=settings.instances),
                 keybox=keybox,
                 passwords=Passwords(),
                 jwt_key=derive_key(secret, "trollllm/jwt/v1"),
@@ -74,9 +80,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             maintenance = asyncio.create_task(
                 run_periodically(sessions, clock, interval=MAINTENANCE_INTERVAL), name="trollllm-maintenance"
             )
+            plan_jobs = PlanJobSchedule(app.state.trollllm)  # plan expiry and monthly resets, daily
             try:
                 yield
             finally:
+                await plan_jobs.stop()
                 maintenance.cancel()
                 await asyncio.gather(maintenance, return_exceptions=True)
                 await invalidation.close()
@@ -99,6 +107,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(accounts_router)
     app.include_router(build_admin_router())
     app.include_router(usage_router)
+    app.include_router(friendkeys_router)
+    app.include_router(plan_user_router)
     app.router.routes.extend(PROXY_ROUTES)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     from trollllm.usage.retention import add_purge_logs_parser
 
     add_purge_logs_parser(commands)
+    from trollllm.plans.expiry import add_expire_plans_parser
+
+    add_expire_plans_parser(commands)
     return parser
 
 

@@ -111,7 +111,7 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, info={_WRITE_LOCK: lock})
 
 
-def _write_lock(sessions: async_sessionmaker[AsyncSession]) -> asyncio.Lock | None:
+def write_lock_of(sessions: async_sessionmaker[AsyncSession]) -> asyncio.Lock | None:
     info: dict[str, asyncio.Lock | None] = sessions.kw.get("info", {})
     return info.get(_WRITE_LOCK)
 
@@ -119,7 +119,7 @@ def _write_lock(sessions: async_sessionmaker[AsyncSession]) -> asyncio.Lock | No
 @asynccontextmanager
 async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """One short ORM unit of work (a write): commits on success, rolls back on any error."""
-    async with _maybe_locked(_write_lock(sessions)), sessions() as session, session.begin():
+    async with _maybe_locked(write_lock_of(sessions)), sessions() as session, session.begin():
         yield session
 
 
@@ -127,7 +127,7 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
 async def write_connection(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
     """One short Core write transaction on the sessions' engine (the proxy's hot path uses Core)."""
     engine: AsyncEngine = sessions.kw["bind"]
-    async with _maybe_locked(_write_lock(sessions)), engine.begin() as connection:
+    async with _maybe_locked(write_lock_of(sessions)), engine.begin() as connection:
         yield connection
 
 

@@ -137,12 +137,42 @@ class TooManyLoginAttempts(RateLimited):
     default_message = "Too many failed login attempts; try again later"
 
 
+class MonthlyTokenLimitExceeded(RateLimited):
+    """The owner's plan has used its monthly tokens; `Retry-After` is the time to the monthly reset."""
+
+    error_type = "monthly_token_limit_exceeded"
+    default_message = "Monthly token limit reached"
+
+
 class InsufficientCredits(GatewayError):
     """The balance cannot cover the request's maximum cost."""
 
     status_code = 402
     error_type = "insufficient_credits"
     default_message = "Insufficient credits"
+
+
+class OwnerCreditsExhausted(InsufficientCredits):
+    """A Friend Key's owner cannot cover the request (the owner's balance is never disclosed)."""
+
+    error_type = "owner_credits_exhausted"
+    default_message = "API key owner has insufficient credits"
+
+
+class FriendKeyModelNotAllowed(GatewayError):
+    """The model is not in the Friend Key's limits, is disabled there, or has a limit of 0."""
+
+    status_code = 402
+    error_type = "friend_key_model_not_allowed"
+    default_message = "This model is not enabled for your Friend Key"
+
+
+class FriendKeyModelLimitExceeded(GatewayError):
+    """The Friend Key's cap on this model cannot cover the request (`model`, `limitUsd`, `usedUsd`)."""
+
+    status_code = 402
+    error_type = "friend_key_model_limit_exceeded"
+    default_message = "Model spending limit exceeded"
 
 
 class ServiceUnavailable(GatewayError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +39,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=256)
+    instances: int = Field(
+        default=1, ge=1, le=10_000, description="gateway processes sharing Redis, for the RPM fallback share"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
@@ -50,6 +54,9 @@ class Settings(BaseSettings):
     key_reveals_per_hour: int = Field(default=10, ge=1)
     auto_migrate: bool | None = None
     cookie_secure: bool = False
+    friend_key_max_limit_usd: Decimal = Field(
+        default=Decimal(10000), ge=0, le=1_000_000_000, description="ceiling of one Friend Key model limit"
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -16,6 +16,7 @@ from trollllm.clock import Clock
 from trollllm.crypto import KeyBox, Passwords
 from trollllm.invalidation import Invalidator
 from trollllm.limiter import Limiter
+from trollllm.plans.enforcement import RequestRateLimiter
 from trollllm.proxy.catalog import ModelCatalog
 from trollllm.settings import Settings
 from trollllm.upstream.pool import UpstreamPool
@@ -31,6 +32,7 @@ class AppState:
     sessions: async_sessionmaker[AsyncSession]
     redis: Redis | None
     limiter: Limiter
+    rpm_limiter: RequestRateLimiter  # the proxy's RPM on `limiter`, with the local fallback
     keybox: KeyBox
     passwords: Passwords
     jwt_key: bytes

@@ -13,6 +13,7 @@ from trollllm.accounts.tables import User
 from trollllm.db import transaction
 from trollllm.errors import Conflict, Forbidden, TooManyLoginAttempts, Unauthenticated
 from trollllm.plans.calendar import next_month_start
+from trollllm.plans.expiry import expire_plan_if_due
 from trollllm.plans.tables import FREE_PLAN
 from trollllm.state import AppState
 
@@ -66,6 +67,9 @@ async def authenticate(state: AppState, username: str, password: str, client_add
     if not user.is_active:
         raise Forbidden("Account is inactive")
     await state.limiter.reset(throttle_keys[0])
+    if await expire_plan_if_due(state, user.id, user.plan_expires_at):  # SPEC §5: expiry at login
+        async with state.sessions() as session:
+            user = await session.get(User, user.id) or user
     return user
 
 

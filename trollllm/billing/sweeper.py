@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
+from trollllm.billing.holds import minus_at_most
 from trollllm.billing.tables import Hold
 from trollllm.db import transaction
 from trollllm.friendkeys.tables import FriendKeyModelLimit
@@ -101,7 +102,7 @@ async def _release_hold(sessions: async_sessionmaker[AsyncSession], hold_id: int
                         FriendKeyModelLimit.friend_key_id == friend_key_id,
                         FriendKeyModelLimit.model_id == model_id,
                     )
-                    .values(held_nanos=FriendKeyModelLimit.held_nanos - amount)
+                    .values(held_nanos=minus_at_most(FriendKeyModelLimit.held_nanos, amount))
                     .execution_options(synchronize_session=False)
                 )
     except IntegrityError:

@@ -18,3 +18,9 @@ def next_month_start(moment: datetime) -> datetime:
     moment = moment.astimezone(UTC)
     year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
     return datetime(year, month, 1, tzinfo=UTC)
+
+
+def month_start(moment: datetime) -> datetime:
+    """00:00 UTC on the first day of `moment`'s month (UTC): where the current monthly period began."""
+    moment = moment.astimezone(UTC)
+    return datetime(moment.year, moment.month, 1, tzinfo=UTC)

@@ -1,7 +1,8 @@
 """The gate: the one place that decides whether a request may go upstream.
 
-In the SPEC §6 order: key → owner active → plan access → (body) → model → hold. A request that passes
-leaves with an `Admission`: its model, its output bound and a hold on the owner's balance.
+In the SPEC §6 order: key → plan expiry → owner active → plan access → (body) → RPM → monthly tokens →
+model → hold. A request that passes leaves with an `Admission`: its model, its output bound, its RPM
+decision and a hold on the owner's balance (and, for a Friend Key, on the key's cap for that model).
 """
 
 from __future__ import annotations
@@ -13,24 +14,30 @@ from sqlalchemy import Table, select
 from starlette.datastructures import Headers
 
 from trollllm.accounts.tables import ApiKey, User
-from trollllm.billing.holds import HeldRequest, available_balance, place_hold
-from trollllm.crypto import USER_KEY_PATTERN
+from trollllm.billing.holds import FriendKeyCapRefused, HeldRequest, available_balance, place_hold
+from trollllm.crypto import FRIEND_KEY_PATTERN, FRIEND_KEY_PREFIX, USER_KEY_PATTERN
 from trollllm.db import write_connection
 from trollllm.errors import (
     FreeTierRestricted,
+    GatewayError,
     InsufficientCredits,
     InvalidApiKey,
     InvalidRequest,
     ModelNotFound,
     OwnerInactive,
 )
+from trollllm.friendkeys.caps import hold_refusal
+from trollllm.friendkeys.tables import FriendKey
 from trollllm.money import Money, ceil_div
+from trollllm.plans.enforcement import PLAN_COLUMNS, PlanStatus, RateLimitStatus, enforce_plan_limits
+from trollllm.plans.expiry import expire_plan_if_due
 from trollllm.plans.tables import Plan
 from trollllm.proxy.catalog import CatalogModel
 from trollllm.proxy.requests import ProxyRequest, WireFormat
 from trollllm.state import AppState
 
 _keys = cast(Table, ApiKey.__table__)
+_friend_keys = cast(Table, FriendKey.__table__)
 _users = cast(Table, User.__table__)
 _plans = cast(Table, Plan.__table__)
 _MAX_KEY_HEADER = 256
@@ -40,11 +47,17 @@ _WIRE_OF_PROVIDER = {"openai": WireFormat.OPENAI, "anthropic": WireFormat.ANTHRO
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is calling: the key's owner and the key itself."""
+    """Who is calling: the key's owner and the key itself.
+
+    For a Friend Key, `user_id`/`username` are its owner's (plan, credits and RPM budget are the owner's),
+    `friend_key_id` is set and `api_key_id` is None.
+    """
 
     user_id: int
     username: str
-    api_key_id: int
+    api_key_id: int | None
+    plan: PlanStatus
+    friend_key_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +68,7 @@ class Admission:
     model: CatalogModel
     max_tokens: int
     hold: HeldRequest
+    rate_limit: RateLimitStatus  # the RPM decision; its headers go on every response to this request
 
 
 def presented_key(headers: Headers, wire: WireFormat) -> str | None:
@@ -73,31 +87,68 @@ async def authenticate(state: AppState, key: str | None) -> Caller:
     """The caller behind a key: 401 `invalid_api_key`, 401 `owner_inactive`, 403 `free_tier_restricted`.
 
     One indexed query by the key's HMAC digest; a rotated key has no live row, so it fails at once on every
-    instance without any cache to invalidate.
+    instance without any cache to invalidate. A `sk-trollllm-friend-` key is looked up among Friend Keys
+    (an inactive one is no live row either) and the request then acts as its owner.
+
+    No cache in front of it: the same query must read the owner's live state (active, plan, and the
+    plan-period fields the plan rules check), which no cache may decide, and the key → owner hop is a
+    join on a unique index inside it, so caching the mapping alone would save no query.
     """
-    if not key or len(key) > _MAX_KEY_HEADER or not USER_KEY_PATTERN.fullmatch(key):
+    friend = key is not None and key.startswith(FRIEND_KEY_PREFIX)
+    pattern = FRIEND_KEY_PATTERN if friend else USER_KEY_PATTERN
+    if not key or len(key) > _MAX_KEY_HEADER or not pattern.fullmatch(key):
         raise InvalidApiKey()
+    keys, owner_id, live = (
+        (_friend_keys, _friend_keys.c.owner_id, _friend_keys.c.is_active.is_(True))
+        if friend
+        else (_keys, _keys.c.user_id, _keys.c.revoked_at.is_(None))
+    )
     query = (
-        select(_keys.c.id, _users.c.id, _users.c.username, _users.c.is_active, _plans.c.api_access)
-        .select_from(
-            _keys.join(_users, _users.c.id == _keys.c.user_id).join(_plans, _plans.c.name == _users.c.plan)
+        select(
+            keys.c.id, _users.c.id, _users.c.username, _users.c.is_active, _plans.c.api_access, *PLAN_COLUMNS
         )
-        .where(_keys.c.key_digest == state.keybox.digest(key), _keys.c.revoked_at.is_(None))
+        .select_from(keys.join(_users, _users.c.id == owner_id).join(_plans, _plans.c.name == _users.c.plan))
+        .where(keys.c.key_digest == state.keybox.digest(key), live)
     )
     async with state.engine.connect() as connection:
         row = (await connection.execute(query)).first()
+    if row is not None and await expire_plan_if_due(state, row[1], row.plan_expires_at):
+        async with state.engine.connect() as connection:  # SPEC §5: reset to free, then decided as free
+            row = (await connection.execute(query)).first()
     if row is None:
         raise InvalidApiKey()
-    key_id, user_id, username, is_active, api_access = row
+    key_id, user_id, username, is_active, api_access = row[:5]
+    plan = PlanStatus.of(row)
     if not is_active:
         raise OwnerInactive()
     if not api_access:
+        if friend:
+            raise FreeTierRestricted("Friend Key owner must upgrade plan")
         raise FreeTierRestricted("Your plan does not include API access. Upgrade your plan to use the API.")
-    return Caller(user_id=user_id, username=username, api_key_id=key_id)
+    if friend:
+        return Caller(user_id=user_id, username=username, api_key_id=None, plan=plan, friend_key_id=key_id)
+    return Caller(user_id=user_id, username=username, api_key_id=key_id, plan=plan)
 
 
 async def admit(state: AppState, caller: Caller, request: ProxyRequest, request_id: str) -> Admission:
-    """Resolve the model, bound the cost and hold it: 404 `model_not_found`, 400, or 402."""
+    """Plan limits (429), then resolve the model, bound the cost and hold it: 404 `model_not_found`, 400, 402.
+
+    Called once the body has parsed, so a malformed request does not use the owner's RPM budget. Every
+    refusal after the RPM check carries its `x-ratelimit-*` headers.
+    """
+    rate_limit = await enforce_plan_limits(
+        state, caller.user_id, caller.plan, for_friend_key=caller.friend_key_id is not None
+    )
+    try:
+        return await _admit(state, caller, request, request_id, rate_limit)
+    except GatewayError as error:
+        error.headers.update(rate_limit.headers)
+        raise
+
+
+async def _admit(
+    state: AppState, caller: Caller, request: ProxyRequest, request_id: str, rate_limit: RateLimitStatus
+) -> Admission:
     model = await state.catalog.get(request.model_id)
     if model is None or not model.enabled:
         raise ModelNotFound(
@@ -118,15 +169,28 @@ async def admit(state: AppState, caller: Caller, request: ProxyRequest, request_
     input_cost = request.input_bound_tokens * model.worst_input_price
     required = Money(ceil_div(input_cost + max_tokens * model.prices.output_per_mtok, 1_000_000))
     hold = HeldRequest(
-        request_id=request_id, user_id=caller.user_id, amount=required, model_id=model.model_id
+        request_id=request_id,
+        user_id=caller.user_id,
+        amount=required,
+        model_id=model.model_id,
+        friend_key_id=caller.friend_key_id,
     )
-    async with write_connection(state.sessions) as connection:
-        placed = await place_hold(connection, hold, state.clock.now())
+    cap_refused = False
+    try:
+        async with write_connection(state.sessions) as connection:
+            placed = await place_hold(connection, hold, state.clock.now())
+    except FriendKeyCapRefused:
+        placed, cap_refused = False, True
+    if not placed and caller.friend_key_id is not None:
+        async with state.engine.connect() as connection:
+            raise await hold_refusal(
+                connection, caller.friend_key_id, model.model_id, required, cap_refused=cap_refused
+            )
     if not placed:
         async with state.engine.connect() as connection:
             balance = await available_balance(connection, caller.user_id)
         raise _insufficient(balance, required, input_cost, model)
-    return Admission(caller=caller, model=model, max_tokens=max_tokens, hold=hold)
+    return Admission(caller=caller, model=model, max_tokens=max_tokens, hold=hold, rate_limit=rate_limit)
 
 
 def _insufficient(

@@ -19,6 +19,7 @@ from trollllm.billing.holds import Charged, RequestRecord, settle
 from trollllm.crypto import mask_secrets
 from trollllm.db import write_connection
 from trollllm.errors import GatewayError, UpstreamError
+from trollllm.friendkeys.caps import allowed_model_ids
 from trollllm.money import Money, TokenUsage, cost_of, usd_text
 from trollllm.proxy.gate import Admission, admit, authenticate, presented_key
 from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
@@ -50,8 +51,12 @@ async def messages(request: Request) -> Response:
 async def list_models(request: Request) -> Response:
     """`GET /v1/models`: the enabled models the caller may use, in the OpenAI list shape."""
     state = get_state(request)
-    await authenticate(state, presented_key(request.headers, WireFormat.ANTHROPIC))
+    caller = await authenticate(state, presented_key(request.headers, WireFormat.ANTHROPIC))
     models = await state.catalog.enabled()
+    if caller.friend_key_id is not None:  # a Friend Key may use only the models its owner enabled
+        async with state.engine.connect() as connection:
+            allowed = await allowed_model_ids(connection, caller.friend_key_id)
+        models = [m for m in models if m.model_id in allowed]
     data = [{"id": m.model_id, "object": "model", "created": 0, "owned_by": m.provider} for m in models]
     return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
 
@@ -75,6 +80,8 @@ async def _proxy(request: Request, wire: WireFormat) -> Response:
     except BaseException as exc:
         status = exc.status_code if isinstance(exc, GatewayError) else 502
         await exchange.settle(TokenUsage(), status, error_type=getattr(exc, "error_type", "upstream_error"))
+        if isinstance(exc, GatewayError):
+            exc.headers.update(admission.rate_limit.headers)
         raise
     if parsed.stream and reply.status < 400:
         return _StreamResponse(exchange, reply)  # type: ignore[return-value]
@@ -98,7 +105,7 @@ class _Exchange:
             raw = await reply.read()
         except UpstreamStreamError as exc:
             await self.settle(TokenUsage(), 502, error_type="upstream_error")
-            raise UpstreamError() from exc
+            raise UpstreamError(headers=self.admission.rate_limit.headers) from exc
         finally:
             reply.release()
         if reply.status >= 400:
@@ -107,19 +114,23 @@ class _Exchange:
                 mask_secrets(raw.decode(errors="replace")),
                 status_code=reply.status,
                 media_type=reply.headers.get("content-type", "application/json"),
+                headers=self.admission.rate_limit.headers,
             )
         try:
             body, usage = rewrite_json_reply(raw, self.parsed.wire, self.admission.model.model_id)
         except MalformedReply as exc:
             await self.settle(TokenUsage(), 502, error_type="upstream_malformed")
-            raise UpstreamError("The upstream answered with a malformed body") from exc
+            raise UpstreamError(
+                "The upstream answered with a malformed body", headers=self.admission.rate_limit.headers
+            ) from exc
         if usage is None:
             logger.error(
                 "upstream reply without usage; charging nothing", extra={"model": self.parsed.model_id}
             )
         charged = await self.settle(usage or TokenUsage(), reply.status)
-        headers = {"x-trollllm-cost-usd": usd_text(charged.cost)}
-        headers["x-trollllm-balance-usd"] = usd_text(charged.credits_after + charged.ref_credits_after)
+        headers = {**self.admission.rate_limit.headers, "x-trollllm-cost-usd": usd_text(charged.cost)}
+        if self.admission.caller.friend_key_id is None:  # never the owner's balance to a Friend Key
+            headers["x-trollllm-balance-usd"] = usd_text(charged.credits_after + charged.ref_credits_after)
         return Response(body, status_code=reply.status, media_type="application/json", headers=headers)
 
     async def settle(self, usage: TokenUsage, status: int, *, error_type: str | None = None) -> Charged:
@@ -135,6 +146,7 @@ class _Exchange:
             is_success=status < 400,
             is_stream=self.parsed.stream,
             user_key_id=admission.caller.api_key_id,
+            friend_key_id=admission.caller.friend_key_id,
             factory_key_id=self.factory_key_id,
             error_type=error_type,
         )
@@ -181,7 +193,8 @@ class _StreamResponse:
                     client_connected = False  # keep reading upstream to its usage, then charge that
 
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            headers = [*_SSE_HEADERS, *exchange.admission.rate_limit.raw_headers]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             try:
                 async for chunk in self.reply.chunks():
                     await deliver(meter.feed(chunk))

@@ -1,0 +1,236 @@
+"""Figures of a run: per-cell results, the gateway-vs-direct table, and the issue's targets as PASS/FAIL."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BUSY_CORES = 0.25
+"""CPU of processes outside the bench, in cores, above which a cell is flagged as noisy."""
+
+
+@dataclass(slots=True)
+class CellResult:
+    """One measured cell: a target (``gateway``/``direct``), a concurrency, a mode and a wire format."""
+
+    target: str
+    concurrency: int
+    mode: str  # "json" | "stream" | "mixed" (the long run)
+    fmt: str  # "openai" | "anthropic" | "both"
+    ok: int
+    errors: int
+    elapsed_s: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    ttfb_p50_ms: float
+    ttfb_p99_ms: float
+    server_cpu_ms_per_req: float  # the gateway's for gateway cells, the mock's for direct cells
+    mock_cpu_ms_per_req: float
+    loadgen_cpu_ms_per_req: float
+    other_cpu_cores: float  # busy CPU of processes outside the bench, in cores: > 0.1 means a noisy run
+    server_rss_mb: float
+    error_samples: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[int, str, str]:
+        return self.concurrency, self.mode, self.fmt
+
+
+@dataclass(slots=True)
+class LongRun:
+    """The RSS-growth run: RSS of the gateway sampled every 1,000 requests."""
+
+    requests: int
+    baseline_at: int
+    rss_baseline_mb: float
+    rss_end_mb: float
+    peak_rss_mb: float
+    samples: list[tuple[int, float]]
+    cell: CellResult | None
+
+    @property
+    def growth_pct(self) -> float:
+        return 100 * (self.rss_end_mb - self.rss_baseline_mb) / self.rss_baseline_mb
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One target of the issue, checked (``passed`` is ``None`` when the run had no data for it)."""
+
+    target: str
+    passed: bool | None
+    detail: str
+
+
+def _num(value: float, digits: int = 2, sign: bool = False) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+HEAD = (
+    f"{'':23}{'n':>7}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'ttfb50':>9}{'ttfb99':>9}{'errors':>8}"
+    f"{'srv cpu':>9}{'lg cpu':>8}{'other':>7}"
+)
+
+
+def row(label: str, cell: CellResult) -> str:
+    """One line of figures, under :data:`HEAD`."""
+    return (
+        f"  {label:21}{cell.ok + cell.errors:7d}{cell.rps:8.0f}{_num(cell.p50_ms):>9}{_num(cell.p99_ms):>9}"
+        f"{_num(cell.ttfb_p50_ms):>9}{_num(cell.ttfb_p99_ms):>9}{cell.errors:8d}"
+        f"{_num(cell.server_cpu_ms_per_req, 3):>9}{_num(cell.loadgen_cpu_ms_per_req, 3):>8}"
+        f"{_num(cell.other_cpu_cores):>7}"
+    )
+
+
+def cell_table(gateway: CellResult | None, direct: CellResult) -> str:
+    """The lines of one cell: gateway, direct, and the gateway's cost over direct."""
+    stream = direct.mode == "stream"
+    lines = [f"c={direct.concurrency} {direct.mode} {direct.fmt}".ljust(23) + HEAD[23:]]
+    if gateway is not None:
+        lines.append(row("gateway", gateway))
+    lines.append(row("direct (mock)", direct))
+    if gateway is not None:
+        ratio = gateway.rps / direct.rps if direct.rps else math.nan
+        ttfb50 = gateway.ttfb_p50_ms - direct.ttfb_p50_ms if stream else math.nan
+        ttfb99 = gateway.ttfb_p99_ms - direct.ttfb_p99_ms if stream else math.nan
+        lines.append(
+            f"  {'gateway vs direct':28}{'×' + _num(ratio):>8}"
+            f"{_num(gateway.p50_ms - direct.p50_ms, sign=True):>9}"
+            f"{_num(gateway.p99_ms - direct.p99_ms, sign=True):>9}{_num(ttfb50, sign=True):>9}"
+            f"{_num(ttfb99, sign=True):>9}"
+        )
+    for cell in (gateway, direct):
+        if cell is not None:
+            lines += [f"  ! {cell.target}: {sample}" for sample in cell.error_samples[:2]]
+    return "\n".join(lines)
+
+
+LEGEND = (
+    "n = measured requests; latencies in ms, from writing the request to its last body byte; ttfb = to\n"
+    "the first *body* byte (streams only); srv cpu = CPU ms per request of the gateway process (gateway\n"
+    "rows) or of the mock (direct rows); lg cpu = the load generator's; other = cores kept busy by\n"
+    "processes outside the bench during the cell (above ~0.25 the machine was shared: noisy figures)."
+)
+
+
+def _check(
+    verdicts: list[Verdict], name: str, value: float | None, limit: float, unit: str, *, low: bool
+) -> None:
+    if value is None or math.isnan(value):
+        verdicts.append(Verdict(name, None, "no data"))
+        return
+    passed = value <= limit if low else value >= limit
+    bound = "≤" if low else "≥"
+    verdicts.append(Verdict(name, passed, f"{value:.3f} {unit} (target {bound} {limit:g})"))
+
+
+def check_targets(
+    gateway: dict[tuple[int, str, str], CellResult],
+    direct: dict[tuple[int, str, str], CellResult],
+    long_run: LongRun | None,
+    formats: list[str],
+) -> list[Verdict]:
+    """The issue's targets, in its order."""
+    verdicts: list[Verdict] = []
+
+    def added(key: tuple[int, str, str], attr: str) -> float | None:
+        if key not in gateway or key not in direct:
+            return None
+        return float(getattr(gateway[key], attr)) - float(getattr(direct[key], attr))
+
+    for fmt in formats:
+        _check(verdicts, f"c=1 json {fmt}: added p50", added((1, "json", fmt), "p50_ms"), 1, "ms", low=True)
+        _check(verdicts, f"c=1 json {fmt}: added p99", added((1, "json", fmt), "p99_ms"), 3, "ms", low=True)
+        ttfb = added((1, "stream", fmt), "ttfb_p50_ms")
+        _check(verdicts, f"c=1 stream {fmt}: added TTFB p50", ttfb, 1, "ms", low=True)
+    for fmt in formats:
+        for mode, floor in (("json", 1500), ("stream", 1000)):
+            cell = gateway.get((32, mode, fmt))
+            _check(
+                verdicts,
+                f"c=32 {mode} {fmt}: throughput",
+                cell.rps if cell else None,
+                floor,
+                "req/s",
+                low=False,
+            )
+    at_128 = [cell for key, cell in sorted(gateway.items()) if key[0] == 128]
+    if at_128:
+        errors = sum(cell.errors for cell in at_128)
+        per_cell = ", ".join(f"{c.mode}/{c.fmt} {c.errors}" for c in at_128)
+        verdicts.append(Verdict("c=128: zero errors", errors == 0, f"{errors} errors ({per_cell})"))
+    else:
+        verdicts.append(Verdict("c=128: zero errors", None, "no data"))
+    for mode, limit in (("json", 0.8), ("stream", 1.2)):
+        cells = [cell for key, cell in gateway.items() if key[1] == mode]
+        worst = max(cells, key=lambda cell: cell.server_cpu_ms_per_req, default=None)
+        name = f"CPU per request, {mode} (worst cell" + (
+            f": c={worst.concurrency} {worst.fmt})" if worst else ")"
+        )
+        _check(verdicts, name, worst.server_cpu_ms_per_req if worst else None, limit, "ms", low=True)
+    if long_run is None:
+        verdicts.append(Verdict("peak RSS", None, "no data"))
+        verdicts.append(Verdict("RSS growth", None, "no data"))
+    else:
+        _check(verdicts, "peak RSS (VmHWM)", long_run.peak_rss_mb, 150, "MB", low=True)
+        name = f"RSS growth, request {long_run.baseline_at:,} → {long_run.requests:,}"
+        if long_run.requests < 100_000:
+            name += " (issue: 10,000 → 100,000; use --long 100000)"
+        _check(verdicts, name, long_run.growth_pct, 10, "%", low=True)
+        if long_run.cell is not None and long_run.cell.errors:
+            verdicts.append(Verdict("long run: zero errors", False, f"{long_run.cell.errors} errors"))
+    return verdicts
+
+
+def verdict_lines(verdicts: list[Verdict]) -> str:
+    """The targets as PASS / FAIL / SKIP lines."""
+    words = {True: "PASS", False: "FAIL", None: "SKIP"}
+    return "\n".join(f"  {words[v.passed]}  {v.target}: {v.detail}" for v in verdicts)
+
+
+@dataclass(slots=True)
+class Figures:
+    """Everything a run measured, keyed by (concurrency, mode, format)."""
+
+    gateway: dict[tuple[int, str, str], CellResult]
+    direct: dict[tuple[int, str, str], CellResult]
+    long: LongRun | None
+
+
+def summarize(figures: Figures, gateway_log: Path) -> None:
+    """The long run, a warning for a shared machine, and what the gateway logged (WARNING and up)."""
+    long = figures.long
+    if long is not None:
+        print(
+            f"gateway RSS: {long.rss_baseline_mb:.1f} MB at request {long.baseline_at:,}, "
+            f"{long.rss_end_mb:.1f} MB at {long.requests:,} ({long.growth_pct:+.1f} %), "
+            f"peak {long.peak_rss_mb:.1f} MB"
+        )
+        if long.cell is not None:
+            print(f"{'long run (mixed)':23}{HEAD[23:]}\n{row('gateway', long.cell)}")
+    cells = [*figures.gateway.values(), *figures.direct.values()]
+    busy = [cell for cell in cells if cell.other_cpu_cores > BUSY_CORES]
+    if busy:
+        worst = max(cell.other_cpu_cores for cell in busy)
+        print(
+            f"\nWARNING: other processes kept up to {worst:.2f} cores busy during {len(busy)} of "
+            f"{len(cells)} cells: the machine was shared, figures are noisy; rerun it idle to record them."
+        )
+    if gateway_log.exists() and (lines := gateway_log.read_text(errors="replace").splitlines()):
+        print(f"\nthe gateway logged {len(lines)} line(s) at WARNING and up; the last:")
+        print("\n".join(f"  {line[:300]}" for line in lines[-5:]))
+
+
+def json_safe(value: object) -> object:
+    """``value`` with every NaN (a figure a cell does not have, e.g. TTFB of JSON replies) as ``null``."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value

@@ -1,0 +1,306 @@
+"""Benchmark the TrollLLM gateway against calling its mock upstream directly (issue 4, item 8).
+
+Run from the repository root: ``.venv/bin/python bench/run.py`` (``--help`` for the options).
+Starts the mock upstream and the gateway (one worker, embedded SQLite in a temporary directory, auth,
+rate limiting, holds, charging and request logs all on) as subprocesses, seeds the gateway through its
+HTTP API, then drives both from this process with a lean HTTP/1.1 load generator: concurrency × mode
+(JSON, SSE) × wire format (OpenAI, Anthropic), the gateway then the mock directly for each cell, plus a
+long mixed run for memory growth. Prints a table per cell and the issue's targets as PASS/FAIL.
+Exit status: 0 all targets met, 1 a target failed, 2 the gateway could not be set up (the direct half
+is still measured and printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import uvloop
+from loadgen import Tally, Target, percentile, run_cell
+from report import (
+    LEGEND,
+    CellResult,
+    Figures,
+    LongRun,
+    cell_table,
+    check_targets,
+    json_safe,
+    summarize,
+    verdict_lines,
+)
+from stack import (
+    MOCK_KEY,
+    MODELS,
+    Processes,
+    ProcessGone,
+    SetupError,
+    cpu_seconds,
+    machine_busy_seconds,
+    memory_kb,
+    seed,
+)
+
+PROMPT = "Write a short deterministic reply for the TrollLLM benchmark."
+MAX_TOKENS = 64  # the mock answers min(16, max_tokens) tokens: 16 tokens, 16 content chunks
+_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
+_DONE = {"json": b'"usage"', "stream_openai": b"data: [DONE]", "stream_anthropic": b"event: message_stop"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (every option has a default that finishes the whole run in a few minutes)."""
+
+    def int_list(text: str) -> list[int]:
+        return [int(part) for part in text.split(",") if part]
+
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int_list, default=[1, 32, 128], help="default: 1,32,128")
+    parser.add_argument("--modes", default="json,stream", help="json and/or stream (default: both)")
+    parser.add_argument(
+        "--formats", default="openai,anthropic", help="openai and/or anthropic (default: both)"
+    )
+    add = parser.add_argument
+    add("--requests", type=int, default=5000, help="measured requests per cell (default: 5000)")
+    add("--max-seconds", type=float, default=20, help="a cell stops after this, 0 = never (default: 20)")
+    add("--duration", type=float, default=0.0, help="seconds per cell instead of --requests")
+    add("--warmup", type=int, default=300, help="unmeasured requests first (default: 300)")
+    add("--long", type=int, default=20_000, help="requests of the RSS run, 0 skips it (default: 20000)")
+    add("--long-max-seconds", type=float, default=120, help="RSS run time cap, 0 = none (default: 120)")
+    add("--long-concurrency", type=int, default=32, help="concurrency of the RSS run (default: 32)")
+    parser.add_argument("--client", choices=["raw", "aiohttp"], default="raw", help="load generator client")
+    parser.add_argument(
+        "--mock-loop", choices=["asyncio", "uvloop"], default="asyncio", help="the mock's loop"
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, help="per-request timeout in seconds")
+    parser.add_argument("--credits", type=int, default=100_000, help="USD granted to the bench user")
+    parser.add_argument("--direct-only", action="store_true", help="measure the mock directly, no gateway")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON here")
+    args = parser.parse_args(argv)
+    args.modes = [mode for mode in args.modes.split(",") if mode]
+    args.formats = [fmt for fmt in args.formats.split(",") if fmt]
+    if not set(args.modes) <= {"json", "stream"} or not set(args.formats) <= set(_PATHS):
+        parser.error("--modes takes json,stream and --formats openai,anthropic")
+    return args
+
+
+def make_target(base_url: str, key: str, model: str, mode: str, fmt: str) -> Target:
+    """The one request of a cell, identical for the gateway and the mock but for the key and model."""
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": MAX_TOKENS}
+    body["stream"] = mode == "stream"
+    headers = {"Content-Type": "application/json"}
+    if fmt == "openai":
+        headers["Authorization"] = f"Bearer {key}"
+    else:
+        headers.update({"x-api-key": key, "anthropic-version": "2023-06-01"})
+    done = _DONE["json"] if mode == "json" else _DONE[f"stream_{fmt}"]
+    return Target(host, int(port), _PATHS[fmt], headers, orjson.dumps(body), done)
+
+
+class Meter:
+    """CPU and memory readings of the gateway, the mock and this process around one cell."""
+
+    def __init__(self, gateway_pid: int | None, mock_pid: int) -> None:
+        self.gateway_pid = gateway_pid
+        self.mock_pid = mock_pid
+        self._start: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+
+    def _read(self) -> tuple[float, float, float, float]:
+        gateway = cpu_seconds(self.gateway_pid) if self.gateway_pid else 0.0
+        return gateway, cpu_seconds(self.mock_pid), time.process_time(), machine_busy_seconds()
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def result(self, tally: Tally, target: str, concurrency: int, mode: str, fmt: str) -> CellResult:
+        gateway, mock, own, busy = (b - a for a, b in zip(self._start, self._read(), strict=True))
+        done = max(1, len(tally.latencies) + tally.errors)
+        is_gateway = target == "gateway"
+        rss_mb = memory_kb(self.gateway_pid)[0] / 1024 if is_gateway and self.gateway_pid else float("nan")
+        ms = 1000.0 / done
+        return CellResult(
+            target=target,
+            concurrency=concurrency,
+            mode=mode,
+            fmt=fmt,
+            ok=len(tally.latencies),
+            errors=tally.errors,
+            elapsed_s=tally.elapsed_s,
+            rps=len(tally.latencies) / tally.elapsed_s if tally.elapsed_s else 0.0,
+            p50_ms=percentile(tally.latencies, 0.50) * 1000,
+            p99_ms=percentile(tally.latencies, 0.99) * 1000,
+            ttfb_p50_ms=percentile(tally.ttfbs, 0.50) * 1000 if mode == "stream" else float("nan"),
+            ttfb_p99_ms=percentile(tally.ttfbs, 0.99) * 1000 if mode == "stream" else float("nan"),
+            server_cpu_ms_per_req=(gateway if is_gateway else mock) * ms,
+            mock_cpu_ms_per_req=mock * ms,
+            loadgen_cpu_ms_per_req=own * ms,
+            other_cpu_cores=max(0.0, busy - gateway - mock - own) / max(tally.elapsed_s, 1e-9),
+            server_rss_mb=rss_mb,
+            error_samples=tally.error_samples,
+        )
+
+
+async def measure(
+    args: argparse.Namespace, meter: Meter, targets: list[Target], label: tuple[str, int, str, str]
+) -> CellResult:
+    """Run one cell and read its costs."""
+    target, concurrency, mode, fmt = label
+    tally = await run_cell(
+        targets,
+        concurrency=concurrency,
+        requests=0 if args.duration else args.requests,
+        seconds=args.duration or args.max_seconds,
+        warmup=max(args.warmup, 2 * concurrency),
+        client=args.client,
+        timeout_s=args.timeout,
+        before=meter.start,
+    )
+    return meter.result(tally, target, concurrency, mode, fmt)
+
+
+async def long_run(args: argparse.Namespace, meter: Meter, targets: list[Target]) -> LongRun:
+    """Mixed requests (both modes, both formats) for RSS growth: RSS sampled every 1,000 requests."""
+    assert meter.gateway_pid is not None
+    pid = meter.gateway_pid
+    samples: list[tuple[int, float]] = []
+    tally = await run_cell(
+        targets,
+        concurrency=args.long_concurrency,
+        requests=args.long,
+        seconds=args.long_max_seconds,
+        warmup=0,
+        client=args.client,
+        timeout_s=args.timeout,
+        before=meter.start,
+        on_progress=lambda n: samples.append((n, memory_kb(pid)[0] / 1024)),
+    )
+    cell = meter.result(tally, "gateway", args.long_concurrency, "mixed", "both")
+    rss_end, peak = (kb / 1024 for kb in memory_kb(pid))
+    done = cell.ok + cell.errors  # fewer than asked when the time cap stopped it
+    baseline_at = 10_000 if done >= 20_000 else max(1000, done // 2000 * 1000)
+    baseline = next((rss for n, rss in samples if n >= baseline_at), rss_end)
+    return LongRun(done, baseline_at, baseline, rss_end, peak, samples, cell)
+
+
+async def drive(
+    args: argparse.Namespace, meter: Meter, mock_url: str, gateway: tuple[str, str] | None
+) -> Figures:
+    """Every cell, gateway then direct, printed as each pair finishes; then the long run."""
+    gateway_cells: dict[tuple[int, str, str], CellResult] = {}
+    direct_cells: dict[tuple[int, str, str], CellResult] = {}
+    for concurrency in args.concurrency:
+        for mode in args.modes:
+            for fmt in args.formats:
+                label = (concurrency, mode, fmt)
+                if gateway is not None:
+                    url, key = gateway
+                    gw_target = make_target(url, key, MODELS[fmt][0], mode, fmt)
+                    gateway_cells[label] = await measure(args, meter, [gw_target], ("gateway", *label))
+                mock_target = make_target(mock_url, MOCK_KEY, MODELS[fmt][1], mode, fmt)
+                direct_cells[label] = await measure(args, meter, [mock_target], ("direct", *label))
+                print(cell_table(gateway_cells.get(label), direct_cells[label]), "\n", flush=True)
+    long = None
+    if gateway is not None and args.long > 0:
+        url, key = gateway
+        mixed = [make_target(url, key, MODELS[f][0], m, f) for m in ("json", "stream") for f in MODELS]
+        print(f"long run: {args.long:,} mixed requests at concurrency {args.long_concurrency} …", flush=True)
+        long = await long_run(args, meter, mixed)
+    return Figures(gateway_cells, direct_cells, long)
+
+
+async def smoke(url: str, key: str) -> None:
+    """One request of every kind through the gateway; a clear error instead of a table of failures."""
+    for mode in ("json", "stream"):
+        for fmt, (model, _) in MODELS.items():
+            tally = await run_cell([make_target(url, key, model, mode, fmt)], concurrency=1, requests=1)
+            if tally.errors:
+                raise SetupError(
+                    f"smoke request {mode}/{fmt} through the gateway failed: {tally.error_samples[0]}"
+                )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Set up, measure, report; the temporary directory is removed unless ``--keep``."""
+    args = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="trollllm-bench-"))
+    try:
+        return run(args, workdir)
+    except SetupError as exc:
+        print(f"setup failed: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, workdir: Path) -> int:
+    """The whole benchmark; its exit status."""
+    size = f"{args.requests:,} requests (≤ {args.max_seconds:g} s)"
+    if args.duration:
+        size = f"{args.duration:g} s"
+    print(
+        f"TrollLLM bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {os.cpu_count()} cores · "
+        f"load average {os.getloadavg()[0]:.2f} · Python {platform.python_version()} · client {args.client}\n"
+        f"cells: concurrency {args.concurrency} × {args.modes} × {args.formats}, {size} each after "
+        f"{args.warmup} warm-up; work dir {workdir}",
+        flush=True,
+    )
+    setup_error: str | None = None
+    startup_rss_mb: float | None = None
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner, Processes(workdir) as processes:
+        mock_pid, mock_url = processes.start_mock(uvloop=args.mock_loop == "uvloop")
+        gateway: tuple[str, str] | None = None
+        gateway_pid: int | None = None
+        if not args.direct_only:
+            try:
+                gateway_pid, url = processes.start_gateway()
+                seeded = seed(url, mock_url, credits_usd=args.credits)
+                runner.run(smoke(url, seeded.api_key))
+                gateway = (url, seeded.api_key)
+                startup_rss_mb = memory_kb(gateway_pid)[0] / 1024
+                print(f"gateway up and seeded; its RSS before the cells: {startup_rss_mb:.1f} MB", flush=True)
+            except SetupError as exc:
+                setup_error = str(exc)
+                gateway_pid = None
+                print(f"\nGATEWAY NOT MEASURED, setup failed:\n{exc}\n(direct half only)\n", flush=True)
+        print(LEGEND, "\n", flush=True)
+        try:
+            figures = runner.run(drive(args, Meter(gateway_pid, mock_pid), mock_url, gateway))
+        except ProcessGone:
+            print(f"the gateway or the mock exited; their output:\n{processes.output('gateway')}")
+            print(processes.output("mock"))
+            raise
+    verdicts = check_targets(figures.gateway, figures.direct, figures.long, args.formats)
+    summarize(figures, workdir / "gateway.log")
+    print("\ntargets (issue 4):\n" + verdict_lines(verdicts))
+    if args.json is not None:
+        document = {
+            "date": datetime.now(UTC).isoformat(),
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+            "setupError": setup_error,
+            "gatewayStartupRssMb": startup_rss_mb,
+            "cells": [dataclasses.asdict(c) for c in [*figures.gateway.values(), *figures.direct.values()]],
+            "long": dataclasses.asdict(figures.long) if figures.long is not None else None,
+            "targets": [dataclasses.asdict(v) for v in verdicts],
+        }
+        args.json.write_text(json.dumps(json_safe(document), indent=2, allow_nan=False))
+        print(f"figures written to {args.json}")
+    if setup_error is not None:
+        return 2
+    return 1 if any(v.passed is False for v in verdicts) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""The system under test: the mock upstream and the gateway as subprocesses, their seeding, /proc readings.
+
+The gateway is the normal one (`python -m trollllm serve`, one worker, embedded SQLite in a temporary
+directory, every feature on); it is configured only through its HTTP API, as an operator would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+MOCK_KEY = "sk-mock-bench-upstream-key"
+ADMIN = ("bench-admin", "bench-admin-password")
+USER = ("bench-user", "bench-user-password")
+BENCH_PLAN = "bench"
+MODELS = {  # format -> (gateway model id, upstream model name at the mock)
+    "openai": ("bench-gpt", "gpt-4o-mini"),
+    "anthropic": ("bench-claude", "claude-3-5-haiku-latest"),
+}
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_MOCK_UVLOOP = (
+    "import uvloop\nfrom trollllm.mockupstream.__main__ import parse_args, serve\n"
+    "args = parse_args()\nuvloop.run(serve(args.host, args.port, args.keys))\n"
+)
+
+
+class SetupError(RuntimeError):
+    """The mock or the gateway could not be started, seeded or smoke-tested."""
+
+
+class ProcessGone(SetupError):
+    """A measured process exited during the run."""
+
+
+def _proc(pid: int, name: str) -> str:
+    try:
+        with open(f"/proc/{pid}/{name}") as file:
+            return file.read()
+    except FileNotFoundError as exc:
+        raise ProcessGone(f"process {pid} exited during the run") from exc
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads, from ``/proc/<pid>/stat``."""
+    fields = _proc(pid, "stat").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def memory_kb(pid: int) -> tuple[int, int]:
+    """``(VmRSS, VmHWM)`` of a process in KiB: resident set now, and its peak."""
+    values: dict[str, int] = {}
+    for line in _proc(pid, "status").splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            values[line[:5]] = int(line.split()[1])
+    if len(values) < 2:  # a zombie: exited, not yet reaped
+        raise ProcessGone(f"process {pid} exited during the run")
+    return values["VmRSS"], values["VmHWM"]
+
+
+def machine_busy_seconds() -> float:
+    """CPU time spent busy by the whole machine (all cores), from ``/proc/stat``."""
+    with open("/proc/stat") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, stat.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / _CLOCK_TICKS
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _clean_env(data_dir: Path) -> dict[str, str]:
+    """The environment without any TrollLLM setting of the caller's, plus the bench's own."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("TROLLLLM_") and key not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env.update(TROLLLLM_DATA_DIR=str(data_dir), TROLLLLM_LOG_LEVEL="WARNING", TROLLLLM_ENV="development")
+    return env
+
+
+class Processes:
+    """The subprocesses of one run; all are stopped (SIGTERM, then SIGKILL) on exit."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.env = _clean_env(workdir / "data")
+        self._running: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for process in reversed(self._running):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+    def spawn(self, name: str, argv: list[str]) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start a process; its stdout goes to ``<workdir>/<name>.out``, its stderr to ``<name>.log``."""
+        out_path = self.workdir / f"{name}.out"
+        with out_path.open("wb") as out, (self.workdir / f"{name}.log").open("wb") as err:
+            process = subprocess.Popen(argv, stdout=out, stderr=err, cwd=self.workdir, env=self.env)
+        self._running.append(process)
+        return process, out_path
+
+    def output(self, name: str) -> str:
+        """The end of what a process printed, stdout then stderr, for an error message."""
+        parts = [(self.workdir / f"{name}.{ext}").read_text(errors="replace") for ext in ("out", "log")]
+        return "".join(parts)[-3000:]
+
+    def start_mock(self, *, uvloop: bool) -> tuple[int, str]:
+        """Start the mock upstream on a free port; its pid and base URL."""
+        code = ["-c", _MOCK_UVLOOP] if uvloop else ["-m", "trollllm.mockupstream"]
+        process, stdout = self.spawn("mock", [sys.executable, *code, "--port", "0", "--key", MOCK_KEY])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for line in stdout.read_text().splitlines():
+                if "listening on " in line:
+                    return process.pid, line.rsplit(" ", 1)[1]
+            if process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise SetupError(f"the mock upstream did not start:\n{self.output('mock')}")
+
+    def start_gateway(self) -> tuple[int, str]:
+        """Create the admin, start the gateway, wait for ``/healthz``; its pid and base URL."""
+        create = subprocess.run(
+            [sys.executable, "-m", "trollllm", "create-admin", ADMIN[0], "--password", ADMIN[1]],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if create.returncode != 0:
+            raise SetupError(f"create-admin failed:\n{create.stdout}{create.stderr}")
+        port = free_port()
+        argv = [sys.executable, "-m", "trollllm", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        process, _ = self.spawn("gateway", argv)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:
+                    if answer.status == 200:
+                        return process.pid, url
+            except OSError:
+                time.sleep(0.1)
+        raise SetupError(f"the gateway did not become healthy:\n{self.output('gateway')}")
+
+
+def _call(base: str, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+    """One JSON call to the gateway's API (no cookie jar, so the Bearer token is the credential)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{base}{path}", data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            raw = answer.read()
+    except urllib.error.HTTPError as exc:
+        raise SetupError(
+            f"{method} {path} → HTTP {exc.code}: {exc.read()[:500].decode(errors='replace')}"
+        ) from exc
+    except OSError as exc:
+        raise SetupError(f"{method} {path} → {exc}") from exc
+    return json.loads(raw) if raw else None
+
+
+@dataclass(frozen=True, slots=True)
+class Seeded:
+    """What the load generator needs from the seeded gateway."""
+
+    api_key: str
+    models: dict[str, str]  # format -> gateway model id
+
+
+def seed(base: str, mock_url: str, *, credits_usd: int) -> Seeded:
+    """Models (one per format, $5/$25 per MTok), a factory key per provider pointing at the mock, a plan
+    without a practical rate limit (the limiter still runs on every request), and a funded user."""
+    admin = _call(base, "POST", "/api/auth/login", {"username": ADMIN[0], "password": ADMIN[1]})["token"]
+    for provider, (model_id, upstream) in MODELS.items():
+        _call(
+            base,
+            "POST",
+            "/api/admin/models",
+            {
+                "modelId": model_id,
+                "provider": provider,
+                "upstreamModel": upstream,
+                "inputPricePerMTok": 5,
+                "outputPricePerMTok": 25,
+                "maxOutputTokens": 4096,
+            },
+            admin,
+        )
+        key = {"name": f"bench-{provider}", "provider": provider, "baseUrl": mock_url, "apiKey": MOCK_KEY}
+        _call(base, "POST", "/api/admin/factory-keys", key, admin)
+    plan = {
+        "name": BENCH_PLAN,
+        "apiAccess": True,
+        "rpm": 1_000_000,
+        "creditGrantUsd": 0,
+        "monthlyTokenLimit": None,
+        "byokRpm": 1_000_000,
+    }
+    _call(base, "POST", "/api/admin/plans", plan, admin)
+    user = _call(base, "POST", "/api/auth/register", {"username": USER[0], "password": USER[1]})["token"]
+    api_key = _call(base, "GET", "/api/user/api-key", token=user)["apiKey"]
+    _call(base, "PATCH", f"/api/admin/users/{USER[0]}", {"plan": BENCH_PLAN}, admin)
+    grant = {"amountUsd": credits_usd, "balance": "credits", "reason": "bench"}
+    _call(base, "POST", f"/api/admin/users/{USER[0]}/credits", grant, admin)
+    return Seeded(api_key=api_key, models={fmt: model_id for fmt, (model_id, _) in MODELS.items()})

@@ -1,0 +1,160 @@
+"""Hot-path SQL, written once and run on either database at the lowest cost each allows.
+
+A *program* is a generator that yields `Query`s and receives each query's rows; its return value is the
+result. The same program runs:
+
+- on SQLite, on one plain `sqlite3` connection on the event loop thread — no thread hop, no SQL
+  compilation — inside `BEGIN IMMEDIATE … COMMIT` while holding this process's SQLite write lock (so it
+  never waits in SQLite's busy handler behind one of our own transactions);
+- on PostgreSQL, through SQLAlchemy's async connection (asyncpg), in one short transaction.
+
+SQL is plain, portable text with `:name` parameters. Timestamps are passed as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import TextClause, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+T = TypeVar("T")
+Rows = list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One SQL statement with named parameters."""
+
+    sql: str
+    params: Mapping[str, Any]
+
+
+Program = Generator[Query, Rows, T]
+
+
+class ProgramRunner(Protocol):
+    """Runs programs: `write` in one transaction, `read` without one."""
+
+    async def write(self, program: Program[T]) -> T:
+        """Run `program` in one write transaction (committed on return, rolled back on error)."""
+        ...
+
+    async def read(self, program: Program[T]) -> T:
+        """Run a read-only `program`."""
+        ...
+
+    def close(self) -> None:
+        """Release the runner's connection, if it has one."""
+        ...
+
+
+class SqliteRunner:
+    """Runs programs synchronously on one `sqlite3` connection (embedded mode's hot path)."""
+
+    def __init__(self, path: str, write_lock: asyncio.Lock) -> None:
+        self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL", "busy_timeout=5000"):
+            self._connection.execute(f"PRAGMA {pragma}")
+        self._write_lock = write_lock
+
+    async def write(self, program: Program[T]) -> T:
+        """Run `program` in `BEGIN IMMEDIATE … COMMIT` under the process's SQLite write lock."""
+        async with self._write_lock:
+            connection = self._connection
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = _drive(program, self._fetch)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            return result
+
+    async def read(self, program: Program[T]) -> T:
+        """Run `program` as autocommit reads (WAL readers never wait for the writer)."""
+        return _drive(program, self._fetch)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._connection.close()
+
+    def _fetch(self, query: Query) -> Rows:
+        params = {name: _sqlite_value(value) for name, value in query.params.items()}
+        return self._connection.execute(query.sql, params).fetchall()
+
+
+class EngineRunner:
+    """Runs programs through a SQLAlchemy async engine (PostgreSQL)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def write(self, program: Program[T]) -> T:
+        """Run `program` in one transaction."""
+        async with self._engine.begin() as connection:
+            return await _drive_async(program, connection)
+
+    async def read(self, program: Program[T]) -> T:
+        """Run `program` on a pooled connection."""
+        async with self._engine.connect() as connection:
+            return await _drive_async(program, connection)
+
+    def close(self) -> None:
+        """Nothing to close: the engine is disposed by its owner."""
+
+
+def _drive(program: Program[T], fetch: Callable[[Query], Rows]) -> T:
+    try:
+        query = next(program)
+        while True:
+            query = program.send(fetch(query))
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+
+
+async def _drive_async(program: Program[T], connection: Any) -> T:
+    try:
+        query = next(program)
+        while True:
+            params = {name: _engine_value(value) for name, value in query.params.items()}
+            result = await connection.execute(_text(query.sql), params)
+            rows: Rows = [tuple(row) for row in result.fetchall()] if result.returns_rows else []
+            query = program.send(rows)
+    except StopIteration as stop:
+        value: T = stop.value
+        return value
+
+
+@cache
+def _text(sql: str) -> TextClause:
+    return text(sql)
+
+
+def _sqlite_value(value: Any) -> Any:
+    # The format SQLAlchemy's SQLite DateTime writes, so ORM reads of these rows agree.
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+def _engine_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def build_runner(engine: AsyncEngine, write_lock: asyncio.Lock | None) -> ProgramRunner:
+    """The cheapest runner for this engine's database."""
+    if engine.dialect.name == "sqlite" and write_lock is not None:
+        database = engine.url.database
+        if database and database != ":memory:":
+            return SqliteRunner(database, write_lock)
+    return EngineRunner(engine)
