@@ -15,7 +15,7 @@ from trollllm.accounts.routes import router as accounts_router
 from trollllm.admin.router import build_admin_router
 from trollllm.clock import Clock, SystemClock
 from trollllm.crypto import KeyBox, Passwords, derive_key
-from trollllm.db import create_engine, create_sessionmaker
+from trollllm.db import create_engine, create_sessionmaker, write_lock_of
 from trollllm.friendkeys.routes import router as friendkeys_router
 from trollllm.health import router as health_router
 from trollllm.http_errors import install_error_handlers
@@ -29,6 +29,7 @@ from trollllm.plans.user_routes import router as plan_user_router
 from trollllm.proxy.catalog import ModelCatalog
 from trollllm.proxy.routes import PROXY_ROUTES
 from trollllm.settings import Settings, resolve_secret
+from trollllm.sqlprogram import build_runner
 from trollllm.state import AppState
 from trollllm.upstream.pool import UpstreamPool
 from trollllm.usage.retention import run_periodically
@@ -52,6 +53,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             if settings.should_auto_migrate:
                 await upgrade_to_head(engine)
             sessions = create_sessionmaker(engine)
+            db = build_runner(engine, write_lock_of(sessions))
             keybox = KeyBox(secret)
             upstream = UpstreamPool(sessions=sessions, keybox=keybox, clock=clock, settings=settings)
             await upstream.start()
@@ -66,6 +68,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
                 clock=clock,
                 engine=engine,
                 sessions=sessions,
+                db=db,
                 redis=redis,
                 limiter=limiter,
                 rpm_limiter=RequestRateLimiter(limiter, clock, instances=settings.instances),
@@ -89,6 +92,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
                 await asyncio.gather(maintenance, return_exceptions=True)
                 await invalidation.close()
                 await upstream.close()
+                db.close()
         finally:
             if redis is not None:
                 await redis.aclose()

@@ -25,6 +25,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
+_BUSY_WAIT_S = 30.0
 Rows = list[tuple[Any, ...]]
 
 
@@ -60,7 +61,9 @@ class SqliteRunner:
 
     def __init__(self, path: str, write_lock: asyncio.Lock) -> None:
         self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL", "busy_timeout=5000"):
+        # No busy timeout: this connection runs on the event loop, so it must never sleep inside SQLite
+        # waiting for another writer (which may need this very loop to finish). It retries asynchronously.
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL", "busy_timeout=0"):
             self._connection.execute(f"PRAGMA {pragma}")
         self._write_lock = write_lock
 
@@ -68,7 +71,7 @@ class SqliteRunner:
         """Run `program` in `BEGIN IMMEDIATE … COMMIT` under the process's SQLite write lock."""
         async with self._write_lock:
             connection = self._connection
-            connection.execute("BEGIN IMMEDIATE")
+            await self._begin_immediate()
             try:
                 result = _drive(program, self._fetch)
             except BaseException:
@@ -76,6 +79,21 @@ class SqliteRunner:
                 raise
             connection.execute("COMMIT")
             return result
+
+    async def _begin_immediate(self) -> None:
+        # Another process (a second worker, a CLI command) may hold the write lock: wait for it without
+        # blocking the loop, for up to _BUSY_WAIT_S, like SQLite's own busy timeout would.
+        delay, waited = 0.0005, 0.0
+        while True:
+            try:
+                self._connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or waited >= _BUSY_WAIT_S:
+                    raise
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.05)
 
     async def read(self, program: Program[T]) -> T:
         """Run `program` as autocommit reads (WAL readers never wait for the writer)."""
@@ -136,6 +154,17 @@ async def _drive_async(program: Program[T], connection: Any) -> T:
 @cache
 def _text(sql: str) -> TextClause:
     return text(sql)
+
+
+def as_utc(value: Any) -> datetime | None:
+    """A timestamp column read by a program (text on SQLite, naive UTC on PostgreSQL) as aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"not a timestamp: {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _sqlite_value(value: Any) -> Any:

@@ -19,6 +19,7 @@ from trollllm.limiter import Limiter
 from trollllm.plans.enforcement import RequestRateLimiter
 from trollllm.proxy.catalog import ModelCatalog
 from trollllm.settings import Settings
+from trollllm.sqlprogram import ProgramRunner
 from trollllm.upstream.pool import UpstreamPool
 
 
@@ -30,6 +31,7 @@ class AppState:
     clock: Clock
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    db: ProgramRunner  # the hot path's SQL (`trollllm.sqlprogram`)
     redis: Redis | None
     limiter: Limiter
     rpm_limiter: RequestRateLimiter  # the proxy's RPM on `limiter`, with the local fallback

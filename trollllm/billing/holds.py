@@ -8,9 +8,10 @@
    then refCredits, with its ledger entry and request log in the same transaction; for a Friend Key it
    also moves the cap's `used_nanos` and the key's counters there.
 
-Both open their transaction with a write, so SQLite takes its write lock first (no stale-snapshot upgrade)
-and PostgreSQL locks the user row before reading balances. Rows are locked in one order everywhere (hold,
-user, friend key model limit, friend key), so settlements, sweeps and Friend Key edits cannot deadlock.
+Both are SQL programs (`trollllm.sqlprogram`): plain SQL run without compilation, on SQLite in one
+synchronous `BEGIN IMMEDIATE` transaction, on PostgreSQL in one transaction. Both open with a write, so
+the user row is locked before balances are read. Rows are locked in one order everywhere (hold, user,
+friend key model limit, friend key), so settlements, sweeps and Friend Key edits cannot deadlock.
 """
 
 from __future__ import annotations
@@ -18,29 +19,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, Table, case, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from trollllm.accounts.tables import User
 from trollllm.billing.ledger import CHARGE
-from trollllm.billing.tables import Hold, LedgerEntry
-from trollllm.friendkeys.tables import FriendKey, FriendKeyModelLimit
 from trollllm.money import Money, TokenUsage, split_charge
-from trollllm.usage.tables import RequestLog
+from trollllm.sqlprogram import Program, Query
 
 logger = logging.getLogger("trollllm.billing")
 
 # A hold outlives any request (timeouts bound a request well below this); the sweeper frees it after.
 HOLD_TTL = timedelta(minutes=30)
-
-_users = cast(Table, User.__table__)
-_holds = cast(Table, Hold.__table__)
-_ledger = cast(Table, LedgerEntry.__table__)
-_logs = cast(Table, RequestLog.__table__)
-_friend_keys = cast(Table, FriendKey.__table__)
-_friend_limits = cast(Table, FriendKeyModelLimit.__table__)
 
 
 class FriendKeyCapRefused(Exception):
@@ -85,158 +72,178 @@ class Charged:
     ref_credits_after: Money
 
 
-async def place_hold(connection: AsyncConnection, held: HeldRequest, now: datetime) -> bool:
+_RESERVE_ON_USER = (
+    "UPDATE users SET held_nanos = held_nanos + :amount "
+    "WHERE id = :user_id AND is_active AND credits_nanos + ref_credits_nanos - held_nanos >= :amount "
+    "RETURNING id"
+)
+_RESERVE_ON_CAP = (
+    "UPDATE friend_key_model_limits SET held_nanos = held_nanos + :amount "
+    "WHERE friend_key_id = :friend_key_id AND model_id = :model_id AND enabled AND limit_nanos > 0 "
+    "AND used_nanos + held_nanos + :amount <= limit_nanos RETURNING friend_key_id"
+)
+_INSERT_HOLD = (
+    "INSERT INTO holds (request_id, user_id, amount_nanos, friend_key_id, model_id, created_at, expires_at) "
+    "VALUES (:request_id, :user_id, :amount, :friend_key_id, :model_id, :created_at, :expires_at)"
+)
+_AVAILABLE = "SELECT credits_nanos + ref_credits_nanos - held_nanos FROM users WHERE id = :user_id"
+_RELEASE_HOLD = "DELETE FROM holds WHERE request_id = :request_id RETURNING amount_nanos"
+_RELEASE_ON_USER = (
+    "UPDATE users SET held_nanos = held_nanos - :released WHERE id = :user_id "
+    "RETURNING credits_nanos, ref_credits_nanos, held_nanos"
+)
+# Floored at 0: a cap row removed and re-added by the owner while a request was in flight starts again at
+# 0 held, so releasing that request's hold must not drive it negative.
+_RELEASE_ON_CAP = (
+    "UPDATE friend_key_model_limits SET held_nanos = CASE WHEN held_nanos >= :released "
+    "THEN held_nanos - :released ELSE 0 END "
+    "WHERE friend_key_id = :friend_key_id AND model_id = :model_id "
+    "RETURNING limit_nanos - used_nanos - held_nanos"
+)
+_CHARGE_USER = (
+    "UPDATE users SET credits_nanos = credits_nanos - :from_credits, "
+    "ref_credits_nanos = ref_credits_nanos - :from_ref, tokens_used = tokens_used + :total, "
+    "monthly_tokens_used = monthly_tokens_used + :total, "
+    "total_input_tokens = total_input_tokens + :input, total_output_tokens = total_output_tokens + :output, "
+    "total_cache_write_tokens = total_cache_write_tokens + :cache_write, "
+    "total_cache_hit_tokens = total_cache_hit_tokens + :cache_hit WHERE id = :user_id"
+)
+_CAP_USED = (
+    "UPDATE friend_key_model_limits SET used_nanos = used_nanos + :charge "
+    "WHERE friend_key_id = :friend_key_id AND model_id = :model_id"
+)
+_FRIEND_KEY_USED = (
+    "UPDATE friend_keys SET total_used_nanos = total_used_nanos + :charge, "
+    "requests_count = requests_count + 1, last_used_at = :now WHERE id = :friend_key_id"
+)
+_INSERT_LEDGER = (
+    "INSERT INTO ledger_entries (user_id, kind, credits_delta_nanos, ref_credits_delta_nanos, reason, actor, "
+    "request_id, created_at) VALUES (:user_id, :kind, :credits_delta, :ref_delta, :reason, 'proxy', "
+    ":request_id, :now)"
+)
+_INSERT_LOG = (
+    "INSERT INTO request_logs (request_id, user_id, user_key_id, friend_key_id, is_friend_key_request, "
+    "factory_key_id, model, input_tokens, output_tokens, cache_write_tokens, cache_hit_tokens, "
+    "credits_cost_nanos, status_code, latency_ms, is_success, is_byok, is_stream, error_type, created_at) "
+    "VALUES (:request_id, :user_id, :user_key_id, :friend_key_id, :is_friend, :factory_key_id, :model, "
+    ":input, :output, :cache_write, :cache_hit, :cost, :status, :latency, :success, :byok, :stream, "
+    ":error_type, :now)"
+)
+
+
+def place_hold(held: HeldRequest, now: datetime) -> Program[bool]:
     """Reserve `held.amount` on the user's balance; False (and nothing written) when it is not covered.
 
     With `held.friend_key_id`, the amount is also reserved on that key's cap for `held.model_id` (enabled,
     limit > 0, used + held + amount ≤ limit); when the cap refuses, `FriendKeyCapRefused` is raised after
-    the balance was reserved, so the caller's transaction rolls both back.
+    the balance was reserved, so the runner's transaction rolls both back.
     """
     amount = held.amount.nanos
-    result = await connection.execute(
-        update(_users)
-        .where(
-            _users.c.id == held.user_id,
-            _users.c.is_active.is_(True),
-            _users.c.credits_nanos + _users.c.ref_credits_nanos - _users.c.held_nanos >= amount,
-        )
-        .values(held_nanos=_users.c.held_nanos + amount)
-    )
-    if result.rowcount != 1:
+    if not (yield Query(_RESERVE_ON_USER, {"amount": amount, "user_id": held.user_id})):
         return False
     if held.friend_key_id is not None:
-        limits = _friend_limits.c
-        capped = await connection.execute(
-            update(_friend_limits)
-            .where(
-                _friend_limit_row(held),
-                limits.enabled.is_(True),
-                limits.limit_nanos > 0,
-                limits.used_nanos + limits.held_nanos + amount <= limits.limit_nanos,
-            )
-            .values(held_nanos=limits.held_nanos + amount)
-        )
-        if capped.rowcount != 1:
+        row = {"amount": amount, "friend_key_id": held.friend_key_id, "model_id": held.model_id}
+        if not (yield Query(_RESERVE_ON_CAP, row)):
             raise FriendKeyCapRefused()
-    await connection.execute(
-        insert(_holds).values(
-            request_id=held.request_id,
-            user_id=held.user_id,
-            amount_nanos=amount,
-            friend_key_id=held.friend_key_id,
-            model_id=held.model_id,
-            created_at=now,
-            expires_at=now + HOLD_TTL,
-        )
+    yield Query(
+        _INSERT_HOLD,
+        {
+            "request_id": held.request_id,
+            "user_id": held.user_id,
+            "amount": amount,
+            "friend_key_id": held.friend_key_id,
+            "model_id": held.model_id,
+            "created_at": now,
+            "expires_at": now + HOLD_TTL,
+        },
     )
     return True
 
 
-async def available_balance(connection: AsyncConnection, user_id: int) -> Money:
+def available_balance(user_id: int) -> Program[Money]:
     """credits + refCredits − open holds, read now (for the 402 body; never for a decision)."""
-    row = (
-        await connection.execute(
-            select(_users.c.credits_nanos + _users.c.ref_credits_nanos - _users.c.held_nanos).where(
-                _users.c.id == user_id
-            )
-        )
-    ).scalar_one()
-    return Money(int(row))
+    rows = yield Query(_AVAILABLE, {"user_id": user_id})
+    return Money(int(rows[0][0]))
 
 
-async def settle(
-    connection: AsyncConnection,
-    held: HeldRequest,
-    cost: Money,
-    usage: TokenUsage,
-    record: RequestRecord,
-    now: datetime,
-) -> Charged:
+def settle(
+    held: HeldRequest, cost: Money, usage: TokenUsage, record: RequestRecord, now: datetime
+) -> Program[Charged]:
     """Release the hold, charge `cost` (capped at the hold), write the ledger entry and the request log."""
-    released = (
-        await connection.execute(
-            delete(_holds).where(_holds.c.request_id == held.request_id).returning(_holds.c.amount_nanos)
-        )
-    ).scalar_one_or_none()
-    balances = (
-        await connection.execute(
-            update(_users)
-            .where(_users.c.id == held.user_id)
-            .values(held_nanos=_users.c.held_nanos - (released or 0))
-            .returning(_users.c.credits_nanos, _users.c.ref_credits_nanos, _users.c.held_nanos)
-        )
-    ).one()
-    credits, ref_credits = Money(balances[0]), Money(balances[1])
+    released_rows = yield Query(_RELEASE_HOLD, {"request_id": held.request_id})
+    released = int(released_rows[0][0]) if released_rows else None
+    (credits_nanos, ref_nanos, held_nanos), *_ = yield Query(
+        _RELEASE_ON_USER, {"released": released or 0, "user_id": held.user_id}
+    )
+    credits, ref_credits = Money(credits_nanos), Money(ref_nanos)
+    cap_row = {"friend_key_id": held.friend_key_id, "model_id": held.model_id}
     cap_room: Money | None = None
     if held.friend_key_id is not None:
-        limits = _friend_limits.c
-        cap = (
-            await connection.execute(
-                update(_friend_limits)
-                .where(_friend_limit_row(held))
-                .values(held_nanos=minus_at_most(limits.held_nanos, released or 0))
-                .returning(limits.limit_nanos - limits.used_nanos - limits.held_nanos)
-            )
-        ).scalar_one_or_none()
-        cap_room = None if cap is None else Money(cap)  # None: the model was removed from the key's limits
+        room = yield Query(_RELEASE_ON_CAP, {**cap_row, "released": released or 0})
+        cap_room = Money(int(room[0][0])) if room else None  # None: the model left the key's limits
     charge = min(cost, held.amount)
     if released is None:
         # The sweeper already freed this hold (the request outlived HOLD_TTL): charge only what is free.
-        free = Money(balances[0] + balances[1] - balances[2])
+        free = Money(credits_nanos + ref_nanos - held_nanos)
         logger.error("settling a request whose hold had expired", extra={"request_id": held.request_id})
         charge = max(min(charge, free, cap_room if cap_room is not None else charge), Money.ZERO)
     split = split_charge(charge, credits, ref_credits)
-    await connection.execute(
-        update(_users)
-        .where(_users.c.id == held.user_id)
-        .values(
-            credits_nanos=_users.c.credits_nanos - split.from_credits.nanos,
-            ref_credits_nanos=_users.c.ref_credits_nanos - split.from_ref_credits.nanos,
-            tokens_used=_users.c.tokens_used + usage.total,
-            monthly_tokens_used=_users.c.monthly_tokens_used + usage.total,
-            total_input_tokens=_users.c.total_input_tokens + usage.input_tokens,
-            total_output_tokens=_users.c.total_output_tokens + usage.output_tokens,
-            total_cache_write_tokens=_users.c.total_cache_write_tokens + usage.cache_write_tokens,
-            total_cache_hit_tokens=_users.c.total_cache_hit_tokens + usage.cache_hit_tokens,
-        )
+    yield Query(
+        _CHARGE_USER,
+        {
+            "from_credits": split.from_credits.nanos,
+            "from_ref": split.from_ref_credits.nanos,
+            "total": usage.total,
+            "input": usage.input_tokens,
+            "output": usage.output_tokens,
+            "cache_write": usage.cache_write_tokens,
+            "cache_hit": usage.cache_hit_tokens,
+            "user_id": held.user_id,
+        },
     )
     if held.friend_key_id is not None:
-        await _count_friend_key_use(connection, held, charge, record, now, cap_room is not None)
-    if charge.nanos:
-        await connection.execute(
-            insert(_ledger).values(
-                user_id=held.user_id,
-                kind=CHARGE,
-                credits_delta_nanos=-split.from_credits.nanos,
-                ref_credits_delta_nanos=-split.from_ref_credits.nanos,
-                reason=f"request to {record.model_id}",
-                actor="proxy",
-                request_id=held.request_id,
-                created_at=now,
+        if charge.nanos and cap_room is not None:
+            yield Query(_CAP_USED, {**cap_row, "charge": charge.nanos})
+        if record.is_success or charge.nanos > 0:
+            yield Query(
+                _FRIEND_KEY_USED, {"charge": charge.nanos, "now": now, "friend_key_id": held.friend_key_id}
             )
+    if charge.nanos:
+        yield Query(
+            _INSERT_LEDGER,
+            {
+                "user_id": held.user_id,
+                "kind": CHARGE,
+                "credits_delta": -split.from_credits.nanos,
+                "ref_delta": -split.from_ref_credits.nanos,
+                "reason": f"request to {record.model_id}",
+                "request_id": held.request_id,
+                "now": now,
+            },
         )
-    await connection.execute(
-        insert(_logs).values(
-            request_id=held.request_id,
-            user_id=held.user_id,
-            user_key_id=record.user_key_id,
-            friend_key_id=record.friend_key_id,
-            is_friend_key_request=record.friend_key_id is not None,
-            factory_key_id=record.factory_key_id,
-            model=record.model_id,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            cache_hit_tokens=usage.cache_hit_tokens,
-            credits_cost_nanos=charge.nanos,
-            status_code=record.status_code,
-            latency_ms=record.latency_ms,
-            is_success=record.is_success,
-            is_byok=record.is_byok,
-            is_stream=record.is_stream,
-            error_type=record.error_type,
-            created_at=now,
-        )
+    yield Query(
+        _INSERT_LOG,
+        {
+            "request_id": held.request_id,
+            "user_id": held.user_id,
+            "user_key_id": record.user_key_id,
+            "friend_key_id": record.friend_key_id,
+            "is_friend": record.friend_key_id is not None,
+            "factory_key_id": record.factory_key_id,
+            "model": record.model_id,
+            "input": usage.input_tokens,
+            "output": usage.output_tokens,
+            "cache_write": usage.cache_write_tokens,
+            "cache_hit": usage.cache_hit_tokens,
+            "cost": charge.nanos,
+            "status": record.status_code,
+            "latency": record.latency_ms,
+            "success": record.is_success,
+            "byok": record.is_byok,
+            "stream": record.is_stream,
+            "error_type": record.error_type,
+            "now": now,
+        },
     )
     return Charged(
         cost=charge,
@@ -244,48 +251,4 @@ async def settle(
         from_ref_credits=split.from_ref_credits,
         credits_after=credits - split.from_credits,
         ref_credits_after=ref_credits - split.from_ref_credits,
-    )
-
-
-def _friend_limit_row(held: HeldRequest) -> ColumnElement[bool]:
-    return (_friend_limits.c.friend_key_id == held.friend_key_id) & (
-        _friend_limits.c.model_id == held.model_id
-    )
-
-
-def minus_at_most(column: SQLColumnExpression[int], amount: int) -> ColumnElement[int]:
-    """`column - amount`, floored at 0.
-
-    A cap row removed and re-added by the owner while a request was in flight starts again at 0 held, so
-    releasing that request's hold must not drive it negative.
-    """
-    return case((column >= amount, column - amount), else_=0)
-
-
-async def _count_friend_key_use(
-    connection: AsyncConnection,
-    held: HeldRequest,
-    charge: Money,
-    record: RequestRecord,
-    now: datetime,
-    has_cap_row: bool,
-) -> None:
-    """Add the charge to the cap's `used_nanos` and the key's totals; count the request if it was served."""
-    if charge.nanos and has_cap_row:
-        await connection.execute(
-            update(_friend_limits)
-            .where(_friend_limit_row(held))
-            .values(used_nanos=_friend_limits.c.used_nanos + charge.nanos)
-        )
-    served = record.is_success or charge.nanos > 0
-    if not served:
-        return
-    await connection.execute(
-        update(_friend_keys)
-        .where(_friend_keys.c.id == held.friend_key_id)
-        .values(
-            total_used_nanos=_friend_keys.c.total_used_nanos + charge.nanos,
-            requests_count=_friend_keys.c.requests_count + 1,
-            last_used_at=now,
-        )
     )

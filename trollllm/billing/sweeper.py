@@ -16,12 +16,11 @@ import asyncio
 import logging
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, SQLColumnExpression, case, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
-from trollllm.billing.holds import minus_at_most
 from trollllm.billing.tables import Hold
 from trollllm.db import transaction
 from trollllm.friendkeys.tables import FriendKeyModelLimit
@@ -117,3 +116,12 @@ async def _release_hold(sessions: async_sessionmaker[AsyncSession], hold_id: int
         extra={"request_id": request_id, "user_id": user_id, "amount": Money(amount).format_cost()},
     )
     return 1
+
+
+def minus_at_most(column: SQLColumnExpression[int], amount: int) -> ColumnElement[int]:
+    """`column - amount`, floored at 0.
+
+    A cap row removed and re-added by the owner while a request was in flight starts again at 0 held, so
+    releasing that request's hold must not drive it negative (settlement floors it the same way).
+    """
+    return case((column >= amount, column - amount), else_=0)

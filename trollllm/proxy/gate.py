@@ -8,15 +8,13 @@ decision and a hold on the owner's balance (and, for a Friend Key, on the key's 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Table, select
 from starlette.datastructures import Headers
 
-from trollllm.accounts.tables import ApiKey, User
 from trollllm.billing.holds import FriendKeyCapRefused, HeldRequest, available_balance, place_hold
 from trollllm.crypto import FRIEND_KEY_PATTERN, FRIEND_KEY_PREFIX, USER_KEY_PATTERN
-from trollllm.db import write_connection
 from trollllm.errors import (
     FreeTierRestricted,
     GatewayError,
@@ -27,19 +25,14 @@ from trollllm.errors import (
     OwnerInactive,
 )
 from trollllm.friendkeys.caps import hold_refusal
-from trollllm.friendkeys.tables import FriendKey
 from trollllm.money import Money, ceil_div
-from trollllm.plans.enforcement import PLAN_COLUMNS, PlanStatus, RateLimitStatus, enforce_plan_limits
+from trollllm.plans.enforcement import PlanStatus, RateLimitStatus, enforce_plan_limits
 from trollllm.plans.expiry import expire_plan_if_due
-from trollllm.plans.tables import Plan
 from trollllm.proxy.catalog import CatalogModel
 from trollllm.proxy.requests import ProxyRequest, WireFormat
+from trollllm.sqlprogram import Program, Query, as_utc
 from trollllm.state import AppState
 
-_keys = cast(Table, ApiKey.__table__)
-_friend_keys = cast(Table, FriendKey.__table__)
-_users = cast(Table, User.__table__)
-_plans = cast(Table, Plan.__table__)
 _MAX_KEY_HEADER = 256
 _ENDPOINT_OF = {"openai": "POST /v1/chat/completions", "anthropic": "POST /v1/messages"}
 _WIRE_OF_PROVIDER = {"openai": WireFormat.OPENAI, "anthropic": WireFormat.ANTHROPIC}
@@ -71,6 +64,46 @@ class Admission:
     rate_limit: RateLimitStatus  # the RPM decision; its headers go on every response to this request
 
 
+@dataclass(frozen=True, slots=True)
+class _KeyRow:
+    key_id: int
+    user_id: int
+    username: str
+    is_active: bool
+    api_access: bool
+    plan_expires_at: datetime | None
+    plan: PlanStatus
+
+
+_LOOKUP_COLUMNS = (
+    "SELECT k.id, u.id, u.username, u.is_active, p.api_access, u.plan_expires_at, u.monthly_tokens_used, "
+    "u.monthly_reset_date, p.rpm, p.monthly_token_limit "
+)
+_LOOKUP_USER_KEY = (
+    _LOOKUP_COLUMNS + "FROM api_keys k JOIN users u ON u.id = k.user_id JOIN plans p ON p.name = u.plan "
+    "WHERE k.key_digest = :digest AND k.revoked_at IS NULL"
+)
+_LOOKUP_FRIEND_KEY = (
+    _LOOKUP_COLUMNS + "FROM friend_keys k JOIN users u ON u.id = k.owner_id JOIN plans p ON p.name = u.plan "
+    "WHERE k.key_digest = :digest AND k.is_active"
+)
+
+
+def _lookup_key(digest: bytes, *, friend: bool) -> Program[_KeyRow | None]:
+    """The live key with this digest, its owner and the owner's plan: one indexed query."""
+    rows = yield Query(_LOOKUP_FRIEND_KEY if friend else _LOOKUP_USER_KEY, {"digest": digest})
+    if not rows:
+        return None
+    key_id, user_id, username, is_active, api_access, expires, used, reset_date, rpm, limit = rows[0]
+    plan = PlanStatus(
+        rpm=int(rpm),
+        monthly_token_limit=None if limit is None else int(limit),
+        monthly_tokens_used=int(used),
+        monthly_reset_date=as_utc(reset_date),
+    )
+    return _KeyRow(key_id, user_id, username, bool(is_active), bool(api_access), as_utc(expires), plan)
+
+
 def presented_key(headers: Headers, wire: WireFormat) -> str | None:
     """The key from `Authorization: Bearer`, or for Anthropic also `x-api-key`."""
     if wire is WireFormat.ANTHROPIC:
@@ -98,27 +131,21 @@ async def authenticate(state: AppState, key: str | None) -> Caller:
     pattern = FRIEND_KEY_PATTERN if friend else USER_KEY_PATTERN
     if not key or len(key) > _MAX_KEY_HEADER or not pattern.fullmatch(key):
         raise InvalidApiKey()
-    keys, owner_id, live = (
-        (_friend_keys, _friend_keys.c.owner_id, _friend_keys.c.is_active.is_(True))
-        if friend
-        else (_keys, _keys.c.user_id, _keys.c.revoked_at.is_(None))
-    )
-    query = (
-        select(
-            keys.c.id, _users.c.id, _users.c.username, _users.c.is_active, _plans.c.api_access, *PLAN_COLUMNS
-        )
-        .select_from(keys.join(_users, _users.c.id == owner_id).join(_plans, _plans.c.name == _users.c.plan))
-        .where(keys.c.key_digest == state.keybox.digest(key), live)
-    )
-    async with state.engine.connect() as connection:
-        row = (await connection.execute(query)).first()
-    if row is not None and await expire_plan_if_due(state, row[1], row.plan_expires_at):
-        async with state.engine.connect() as connection:  # SPEC §5: reset to free, then decided as free
-            row = (await connection.execute(query)).first()
+    lookup = _lookup_key(state.keybox.digest(key), friend=friend)
+    row = await state.db.read(lookup)
+    if row is not None and await expire_plan_if_due(state, row.user_id, row.plan_expires_at):
+        # SPEC §5: reset to free, then decided as free.
+        row = await state.db.read(_lookup_key(state.keybox.digest(key), friend=friend))
     if row is None:
         raise InvalidApiKey()
-    key_id, user_id, username, is_active, api_access = row[:5]
-    plan = PlanStatus.of(row)
+    key_id, user_id, username, is_active, api_access, plan = (
+        row.key_id,
+        row.user_id,
+        row.username,
+        row.is_active,
+        row.api_access,
+        row.plan,
+    )
     if not is_active:
         raise OwnerInactive()
     if not api_access:
@@ -177,8 +204,7 @@ async def _admit(
     )
     cap_refused = False
     try:
-        async with write_connection(state.sessions) as connection:
-            placed = await place_hold(connection, hold, state.clock.now())
+        placed = await state.db.write(place_hold(hold, state.clock.now()))
     except FriendKeyCapRefused:
         placed, cap_refused = False, True
     if not placed and caller.friend_key_id is not None:
@@ -187,8 +213,7 @@ async def _admit(
                 connection, caller.friend_key_id, model.model_id, required, cap_refused=cap_refused
             )
     if not placed:
-        async with state.engine.connect() as connection:
-            balance = await available_balance(connection, caller.user_id)
+        balance = await state.db.read(available_balance(caller.user_id))
         raise _insufficient(balance, required, input_cost, model)
     return Admission(caller=caller, model=model, max_tokens=max_tokens, hold=hold, rate_limit=rate_limit)
 

@@ -17,7 +17,6 @@ from starlette.types import Receive, Scope, Send
 
 from trollllm.billing.holds import Charged, RequestRecord, settle
 from trollllm.crypto import mask_secrets
-from trollllm.db import write_connection
 from trollllm.errors import GatewayError, UpstreamError
 from trollllm.friendkeys.caps import allowed_model_ids
 from trollllm.money import Money, TokenUsage, cost_of, usd_text
@@ -153,10 +152,8 @@ class _Exchange:
         charged: Charged | None = None
         try:
             with anyio.CancelScope(shield=True):  # a client gone mid-way must not cancel the charge
-                async with write_connection(self.state.sessions) as connection:
-                    charged = await settle(
-                        connection, admission.hold, cost, usage, record, self.state.clock.now()
-                    )
+                now = self.state.clock.now()
+                charged = await self.state.db.write(settle(admission.hold, cost, usage, record, now))
         except Exception:
             logger.error(
                 "settlement failed; the hold stays until the sweeper",

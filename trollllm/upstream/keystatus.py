@@ -18,6 +18,7 @@ from typing import cast
 from sqlalchemy import Table, Update, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from trollllm.db import transaction
 from trollllm.upstream.tables import FactoryKey
 
 logger = logging.getLogger("trollllm.upstream")
@@ -120,7 +121,7 @@ class KeyStatusWriter:
 
     async def _write(self, statement: Update) -> None:
         try:
-            async with self._sessions() as session, session.begin():
+            async with transaction(self._sessions) as session:
                 await session.execute(statement)
         except Exception:  # the top of a background task: log loudly, keep writing
             logger.exception("could not record a factory key's status")
@@ -131,7 +132,7 @@ class KeyStatusWriter:
             return
         rows = [{"key_id": key_id, "added": added} for key_id, added in sorted(counts.items())]
         try:
-            async with self._sessions() as session, session.begin():
+            async with transaction(self._sessions) as session:
                 await session.execute(_add_requests, rows)
         except Exception:  # the top of a background task: keep the counts for the next flush
             self._counts.update(counts)
