@@ -27,6 +27,7 @@ from trollllm.plans.enforcement import RequestRateLimiter
 from trollllm.plans.expiry import PlanJobSchedule
 from trollllm.plans.user_routes import router as plan_user_router
 from trollllm.proxy.catalog import ModelCatalog
+from trollllm.proxy.fastpath import ProxyFastPath
 from trollllm.proxy.routes import PROXY_ROUTES
 from trollllm.settings import Settings, resolve_secret
 from trollllm.sqlprogram import build_runner
@@ -114,6 +115,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(friendkeys_router)
     app.include_router(plan_user_router)
     app.router.routes.extend(PROXY_ROUTES)
+    app.add_middleware(ProxyFastPath, routes=PROXY_ROUTES)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 
