@@ -154,15 +154,13 @@ async def test_a_hold_is_both_reservations_or_neither(world: World, clock: Manua
 
     async def hold(request_id: str, usd: str) -> HeldRequest:
         held = HeldRequest(request_id, owner.id, Money.from_usd(usd), OPENAI_MODEL, friend_key_id=key_id)
-        async with write_connection(state.sessions) as connection:
-            assert await place_hold(connection, held, clock.now())
+        assert await state.db.write(place_hold(held, clock.now()))
         return held
 
     first = await hold("r-1", "0.006")
     refused = HeldRequest("r-2", owner.id, Money.from_usd("0.005"), OPENAI_MODEL, friend_key_id=key_id)
     try:
-        async with write_connection(state.sessions) as connection:
-            await place_hold(connection, refused, clock.now())
+        await state.db.write(place_hold(refused, clock.now()))
     except FriendKeyCapRefused:
         pass
     else:
@@ -174,8 +172,8 @@ async def test_a_hold_is_both_reservations_or_neither(world: World, clock: Manua
     async with write_connection(state.sessions) as connection:  # the owner refuses: the cap is untouched
         await connection.execute(update(User).where(User.id == owner.id).values(credits_nanos=6_000_000))
         await connection.execute(update(User).where(User.id == owner.id).values(ref_credits_nanos=0))
-        small = HeldRequest("r-3", owner.id, Money.from_usd("0.001"), OPENAI_MODEL, friend_key_id=key_id)
-        assert not await place_hold(connection, small, clock.now())
+    small = HeldRequest("r-3", owner.id, Money.from_usd("0.001"), OPENAI_MODEL, friend_key_id=key_id)
+    assert not await state.db.write(place_hold(small, clock.now()))
     assert (await _cap_row(world, key_id)).held_nanos == first.amount.nanos
 
     # The owner removes and re-adds the model while r-1 is in flight: settling must not break the books.
@@ -184,10 +182,9 @@ async def test_a_hold_is_both_reservations_or_neither(world: World, clock: Manua
     readded = {"modelLimits": [{"modelId": OPENAI_MODEL, "limitUsd": 0.01}]}
     await client.put("/api/user/friend-key/limits", headers=auth, json=readded)
     record = RequestRecord(OPENAI_MODEL, 200, 1, True, False, friend_key_id=key_id)
-    async with write_connection(state.sessions) as connection:
-        charged = await settle(
-            connection, first, Money.from_usd("0.002"), TokenUsage(1, 1), record, clock.now()
-        )
+    charged = await state.db.write(
+        settle(first, Money.from_usd("0.002"), TokenUsage(1, 1), record, clock.now())
+    )
     assert charged.cost == Money.from_usd("0.002")
     row = await _cap_row(world, key_id)
     assert (row.held_nanos, row.used_nanos) == (0, charged.cost.nanos)
@@ -202,18 +199,15 @@ async def test_a_request_outliving_its_hold_is_charged_no_more_than_the_cap_has_
         owner = await session.scalar(select(User).where(User.username == "alice"))
     assert owner is not None
     slow = HeldRequest("slow", owner.id, Money.from_usd("0.008"), OPENAI_MODEL, friend_key_id=key_id)
-    async with write_connection(state.sessions) as connection:
-        assert await place_hold(connection, slow, clock.now())
+    assert await state.db.write(place_hold(slow, clock.now()))
     clock.advance((HOLD_TTL + timedelta(seconds=1)).total_seconds())
     assert await release_expired_holds(state.sessions, clock.now()) == 1
     fast = HeldRequest("fast", owner.id, Money.from_usd("0.007"), OPENAI_MODEL, friend_key_id=key_id)
-    async with write_connection(state.sessions) as connection:
-        assert await place_hold(connection, fast, clock.now())  # the cap room the sweeper freed
+    assert await state.db.write(place_hold(fast, clock.now()))  # the cap room the sweeper freed
     record = RequestRecord(OPENAI_MODEL, 200, 1, True, False, friend_key_id=key_id)
-    async with write_connection(state.sessions) as connection:
-        charged = await settle(
-            connection, slow, Money.from_usd("0.008"), TokenUsage(1, 1), record, clock.now()
-        )
+    charged = await state.db.write(
+        settle(slow, Money.from_usd("0.008"), TokenUsage(1, 1), record, clock.now())
+    )
     assert charged.cost == Money.from_usd("0.003"), "only what the cap has left beside the open hold"
     row = await _cap_row(world, key_id)
     assert row.used_nanos + row.held_nanos <= row.limit_nanos
