@@ -27,21 +27,6 @@ from trollllm.plans.enforcement import RequestRateLimiter, format_duration
 RATE_HEADERS = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
 
 
-@pytest.fixture
-async def shared_redis_prefix() -> AsyncIterator[str]:
-    """A key prefix of this test's own on the suite's Redis; its keys are deleted afterwards."""
-    require_service("redis", redis_available())
-    prefix = f"trollllm-test:{uuid.uuid4().hex}:"
-    yield prefix
-    client: Redis = Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix + "*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def rpm_world(
     request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock, embedded_database_url: str
@@ -90,11 +75,9 @@ async def test_a_burst_of_100_admits_exactly_60(rpm_world: World) -> None:
 
 
 async def test_two_instances_sharing_redis_admit_exactly_60_between_them(
-    tmp_path: Path, clock: ManualClock, embedded_database_url: str, shared_redis_prefix: str
+    tmp_path: Path, clock: ManualClock, embedded_database_url: str, redis_prefix: str
 ) -> None:
-    first = make_settings(
-        tmp_path, embedded_database_url, redis_url=REDIS_URL, redis_key_prefix=shared_redis_prefix
-    )
+    first = make_settings(tmp_path, embedded_database_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
     second = first.model_copy(update={"instances": 2})
     async with MockUpstream() as mock, serve(first, clock) as one, serve(second, clock) as two:
         world = await build_world(one[0], one[1], mock)
@@ -127,10 +110,10 @@ async def test_retry_after_is_the_real_wait_on_the_memory_limiter(world: World, 
 
 
 async def test_retry_after_is_the_real_wait_on_redis(
-    tmp_path: Path, clock: ManualClock, embedded_database_url: str, shared_redis_prefix: str
+    tmp_path: Path, clock: ManualClock, embedded_database_url: str, redis_prefix: str
 ) -> None:
     settings = make_settings(
-        tmp_path, embedded_database_url, redis_url=REDIS_URL, redis_key_prefix=shared_redis_prefix
+        tmp_path, embedded_database_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix
     )
     async with MockUpstream() as mock, serve(settings, clock) as served:
         world = await build_world(served[0], served[1], mock)

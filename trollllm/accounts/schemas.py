@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, Field, StrictStr
 
 from trollllm.accounts.tables import ApiKey, User
 from trollllm.crypto import mask_key
@@ -27,16 +28,12 @@ class LoginCredentials(BaseModel):
     password: StrictStr = Field(max_length=1024)
 
 
-class UserView(BaseModel):
-    """The `GET /api/user/me` shape (SPEC §7); the key is masked."""
-
-    model_config = ConfigDict(populate_by_name=True)
+class AccountView(BaseModel):
+    """A user's plan, balances (USD) and token counters: shared by the user's own view and the admin list."""
 
     username: str
     role: str
     isActive: bool
-    apiKey: str | None
-    apiKeyCreatedAt: datetime | None
     plan: str
     credits: float
     refCredits: float
@@ -50,27 +47,41 @@ class UserView(BaseModel):
     planExpiresAt: datetime | None
     createdAt: datetime
 
+    @staticmethod
+    def fields_of(user: User) -> dict[str, Any]:
+        """The account fields of a user row."""
+        return {
+            "username": user.username,
+            "role": user.role,
+            "isActive": user.is_active,
+            "plan": user.plan,
+            "credits": Money(user.credits_nanos).to_json(),
+            "refCredits": Money(user.ref_credits_nanos).to_json(),
+            "totalTokens": user.total_tokens,
+            "tokensUsed": user.tokens_used,
+            "totalInputTokens": user.total_input_tokens,
+            "totalOutputTokens": user.total_output_tokens,
+            "monthlyTokensUsed": user.monthly_tokens_used,
+            "monthlyResetDate": user.monthly_reset_date,
+            "planStartDate": user.plan_start_date,
+            "planExpiresAt": user.plan_expires_at,
+            "createdAt": user.created_at,
+        }
+
+
+class UserView(AccountView):
+    """The `GET /api/user/me` shape (SPEC §7); the key is masked."""
+
+    apiKey: str | None
+    apiKeyCreatedAt: datetime | None
+
     @classmethod
     def of(cls, user: User, key: ApiKey | None) -> UserView:
         """The view of a user and their live key."""
         return cls(
-            username=user.username,
-            role=user.role,
-            isActive=user.is_active,
+            **cls.fields_of(user),
             apiKey=mask_key(key.last4) if key else None,
             apiKeyCreatedAt=key.created_at if key else None,
-            plan=user.plan,
-            credits=Money(user.credits_nanos).to_json(),
-            refCredits=Money(user.ref_credits_nanos).to_json(),
-            totalTokens=user.total_tokens,
-            tokensUsed=user.tokens_used,
-            totalInputTokens=user.total_input_tokens,
-            totalOutputTokens=user.total_output_tokens,
-            monthlyTokensUsed=user.monthly_tokens_used,
-            monthlyResetDate=user.monthly_reset_date,
-            planStartDate=user.plan_start_date,
-            planExpiresAt=user.plan_expires_at,
-            createdAt=user.created_at,
         )
 
 

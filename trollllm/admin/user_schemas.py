@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, StrictBool, StrictStr, field_validator, model_validator
 
+from trollllm.accounts.schemas import AccountView
 from trollllm.accounts.tables import User
 from trollllm.admin.fields import PageInfo, UsdAmount
 from trollllm.billing.tables import LedgerEntry
@@ -20,45 +21,13 @@ Role = Literal["user", "admin"]
 Balance = Literal["credits", "refCredits"]
 
 
-class AdminUserView(BaseModel):
+class AdminUserView(AccountView):
     """A user as the admin list shows it: plan, role, balances in USD, token counters and dates."""
-
-    username: str
-    role: str
-    isActive: bool
-    plan: str
-    credits: float
-    refCredits: float
-    totalTokens: int | None
-    tokensUsed: int
-    totalInputTokens: int
-    totalOutputTokens: int
-    monthlyTokensUsed: int
-    monthlyResetDate: datetime | None
-    planStartDate: datetime | None
-    planExpiresAt: datetime | None
-    createdAt: datetime
 
     @classmethod
     def of(cls, user: User) -> AdminUserView:
         """The admin view of a user row."""
-        return cls(
-            username=user.username,
-            role=user.role,
-            isActive=user.is_active,
-            plan=user.plan,
-            credits=Money(user.credits_nanos).to_json(),
-            refCredits=Money(user.ref_credits_nanos).to_json(),
-            totalTokens=user.total_tokens,
-            tokensUsed=user.tokens_used,
-            totalInputTokens=user.total_input_tokens,
-            totalOutputTokens=user.total_output_tokens,
-            monthlyTokensUsed=user.monthly_tokens_used,
-            monthlyResetDate=user.monthly_reset_date,
-            planStartDate=user.plan_start_date,
-            planExpiresAt=user.plan_expires_at,
-            createdAt=user.created_at,
-        )
+        return cls(**cls.fields_of(user))
 
     def audit_snapshot(self) -> dict[str, Any]:
         """The fields an admin write can change, for the audit log."""
