@@ -139,3 +139,10 @@ async def test_created_admin_can_log_in(app_factory: AppFactory, tmp_path: Path)
     )
     assert response.status_code == 200
     assert response.json()["user"]["role"] == "admin"
+
+
+async def test_metrics_expose_the_rate_limiter_health_in_prometheus_format(gateway: AppHarness) -> None:
+    response = await gateway.client.get("/metrics")
+    assert response.status_code == 200
+    assert "# TYPE trollllm_rate_limiter_outages counter" in response.text
+    assert "trollllm_rate_limiter_degraded 0" in response.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
 from sqlalchemy import text
 
 from trollllm.errors import ServiceUnavailable
@@ -34,3 +35,14 @@ async def readyz(request: Request) -> dict[str, str]:
             raise ServiceUnavailable("redis is not reachable", check="redis") from exc
         checks["redis"] = "ok"
     return {"status": "ready", **checks}
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(request: Request) -> str:
+    """Prometheus text exposition of the gateway's counters (the shared rate limiter's health so far)."""
+    state = get_state(request)
+    lines = []
+    for name, value in sorted(state.rpm_limiter.metrics().items()):
+        kind = "gauge" if name.endswith("degraded") else "counter"
+        lines += [f"# TYPE trollllm_{name} {kind}", f"trollllm_{name} {value}"]
+    return "\n".join(lines) + "\n"
