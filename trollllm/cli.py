@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import sys
 from collections.abc import Sequence
@@ -39,9 +40,21 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from trollllm.app import create_app
 
     app = create_app(settings)
+    _tune_garbage_collector()
     print(f"TrollLLM gateway on http://{settings.host}:{settings.port} ({_describe_database(settings)})")
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0
+
+
+def _tune_garbage_collector() -> None:
+    """Keep the long-lived import-time objects out of every collection, and collect young objects less often.
+
+    The hot path allocates few reference cycles; with the default thresholds the collector's full passes
+    over every module object show up as millisecond stalls in the p99 latency.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
 
 
 def _migrate(settings: Settings, _args: argparse.Namespace) -> int:

@@ -14,7 +14,9 @@ SQL is plain, portable text with `:name` parameters. Timestamps are passed as aw
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
 _BUSY_WAIT_S = 30.0
+_CHECKPOINT_INTERVAL_S = 0.5
+logger = logging.getLogger("trollllm.db")
 Rows = list[tuple[Any, ...]]
 
 
@@ -63,8 +67,16 @@ class SqliteRunner:
         self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         # No busy timeout: this connection runs on the event loop, so it must never sleep inside SQLite
         # waiting for another writer (which may need this very loop to finish). It retries asynchronously.
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL", "busy_timeout=0"):
+        # Checkpoints copy the WAL into the database file, which can take milliseconds: they run on a
+        # thread of their own (`_checkpoint_forever`), never inside a commit on the event loop.
+        pragmas = ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL", "busy_timeout=0")
+        for pragma in (*pragmas, "wal_autocheckpoint=0"):
             self._connection.execute(f"PRAGMA {pragma}")
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_forever, args=(path,), name="trollllm-wal-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
         self._write_lock = write_lock
         self._pending: list[tuple[Program[Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Future[None] | None = None
@@ -137,8 +149,22 @@ class SqliteRunner:
         return _drive(program, self._fetch)
 
     def close(self) -> None:
-        """Close the connection."""
+        """Stop checkpointing and close the connection."""
+        self._stop.set()
+        self._checkpointer.join(timeout=5)
         self._connection.close()
+
+    def _checkpoint_forever(self, path: str) -> None:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            connection.execute("PRAGMA busy_timeout=1000")
+            while not self._stop.wait(_CHECKPOINT_INTERVAL_S):
+                try:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    logger.warning("WAL checkpoint failed; retrying", exc_info=True)
+        finally:
+            connection.close()
 
     def _fetch(self, query: Query) -> Rows:
         params = {name: _sqlite_value(value) for name, value in query.params.items()}
