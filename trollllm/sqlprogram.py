@@ -103,14 +103,18 @@ class SqliteRunner:
             outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
             try:
                 await self._begin_immediate()
-                for program, future in batch:
-                    connection.execute("SAVEPOINT program")
-                    try:
-                        outcomes.append((future, _drive(program, self._fetch), None))
-                    except Exception as exc:
-                        connection.execute("ROLLBACK TO program")
-                        outcomes.append((future, None, exc))
-                    connection.execute("RELEASE program")
+                if len(batch) == 1:  # alone in its transaction: an error rolls back just the same
+                    program, future = batch[0]
+                    outcomes.append((future, _drive(program, self._fetch), None))
+                else:
+                    for program, future in batch:
+                        connection.execute("SAVEPOINT program")
+                        try:
+                            outcomes.append((future, _drive(program, self._fetch), None))
+                        except Exception as exc:
+                            connection.execute("ROLLBACK TO program")
+                            outcomes.append((future, None, exc))
+                        connection.execute("RELEASE program")
                 connection.execute("COMMIT")
             except BaseException as exc:
                 if connection.in_transaction:
