@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import getpass
+import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -39,6 +40,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     from trollllm.app import create_app
 
+    if settings.should_auto_migrate:
+        # Migrate in a child process: the server itself never loads Alembic (lower peak memory).
+        subprocess.run([sys.executable, "-m", "trollllm", "migrate"], check=True)
+        settings = settings.model_copy(update={"auto_migrate": False})
     app = create_app(settings)
     _tune_garbage_collector()
     print(f"TrollLLM gateway on http://{settings.host}:{settings.port} ({_describe_database(settings)})")

@@ -1,19 +1,26 @@
-"""Schema migrations (Alembic), run by `trollllm migrate` and at startup in embedded mode."""
+"""Schema migrations (Alembic), run by `trollllm migrate` and at startup in embedded mode.
+
+Alembic is imported only when migrating: a serving process that never migrates never loads it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config pointing at the packaged migrations (works from an installed wheel too)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -23,5 +30,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:
     """Apply every pending migration in one transaction."""
+    from alembic import command
+
     async with engine.begin() as connection:
         await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "head"))
