@@ -111,6 +111,9 @@ class UpstreamPool:
         self._http = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_s),
+            # One session serves every user: an upstream's cookies must never carry over between them
+            # (and skipping the cookie jar saves work on every request).
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._writer.start()
 
