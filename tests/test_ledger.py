@@ -22,17 +22,11 @@ from trollllm.accounts.service import create_user, find_user
 from trollllm.accounts.sessions import issue_token
 from trollllm.accounts.tables import User
 from trollllm.app import create_app
-from trollllm.billing.ledger import (
-    ADMIN_ADJUSTMENT,
-    BalanceLimitExceeded,
-    InsufficientBalance,
-    apply_adjustment,
-    reconcile,
-)
+from trollllm.billing.ledger import ADMIN_ADJUSTMENT, apply_adjustment, reconcile
 from trollllm.billing.tables import Hold, LedgerEntry
 from trollllm.cli import main
 from trollllm.db import transaction
-from trollllm.errors import NotFound
+from trollllm.errors import BalanceLimitExceeded, InsufficientBalance, NotFound
 from trollllm.money import Money
 from trollllm.settings import Settings
 from trollllm.state import AppState

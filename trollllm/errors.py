@@ -210,3 +210,25 @@ class UpstreamError(GatewayError):
     status_code = 502
     error_type = "upstream_error"
     default_message = "The upstream connection broke before the answer was complete"
+
+
+class MethodNotAllowed(GatewayError):
+    """The path exists but not with this method."""
+
+    status_code = 405
+    error_type = "method_not_allowed"
+    default_message = "Method not allowed"
+
+
+class InsufficientBalance(InvalidRequest):
+    """A deduction would take a balance below zero, or below what open holds have reserved."""
+
+    error_type = "insufficient_balance"
+    default_message = "The balance does not cover this deduction"
+
+
+class BalanceLimitExceeded(InvalidRequest):
+    """A grant would take a balance above the largest balance the gateway keeps ($1,000,000,000)."""
+
+    error_type = "balance_limit_exceeded"
+    default_message = "The balance would exceed $1000000000"

@@ -20,19 +20,12 @@ from trollllm.crypto import mask_secrets
 from trollllm.errors import (
     GatewayError,
     InvalidRequest,
+    MethodNotAllowed,
     NotFound,
     ValidationFailed,
 )
 
 logger = logging.getLogger("trollllm.errors")
-
-
-class MethodNotAllowed(GatewayError):
-    """The path exists but not with this method."""
-
-    status_code = 405
-    error_type = "method_not_allowed"
-    default_message = "Method not allowed"
 
 
 def error_body(path: str, error: GatewayError) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from trollllm.accounts.tables import User
 from trollllm.billing.tables import Hold, LedgerEntry
-from trollllm.errors import InvalidRequest, NotFound
+from trollllm.errors import BalanceLimitExceeded, InsufficientBalance, NotFound
 from trollllm.money import MAX_USD, NANOS_PER_USD, Money, usd_text
 
 # Ledger kinds. The proxy adds `charge`; the expiry job writes `plan_reset`.
@@ -29,20 +29,6 @@ LEDGER_KINDS = frozenset({PLAN_GRANT, ADMIN_ADJUSTMENT, PLAN_RESET, CHARGE})
 # (SQLite silently turns an overflowing integer sum into a float).
 MAX_BALANCE_NANOS = int(MAX_USD) * NANOS_PER_USD
 AMOUNT_FIELD = "amountUsd"
-
-
-class InsufficientBalance(InvalidRequest):
-    """A deduction would take a balance below zero, or below what open holds have reserved."""
-
-    error_type = "insufficient_balance"
-    default_message = "The balance does not cover this deduction"
-
-
-class BalanceLimitExceeded(InvalidRequest):
-    """A grant would take a balance above the largest balance the gateway keeps ($1,000,000,000)."""
-
-    error_type = "balance_limit_exceeded"
-    default_message = "The balance would exceed $1000000000"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from trollllm.accounts.tables import User
 from trollllm.admin.audit import record_audit
-from trollllm.billing.ledger import PLAN_GRANT, BalanceLimitExceeded, apply_adjustment
+from trollllm.billing.ledger import PLAN_GRANT, apply_adjustment
 from trollllm.billing.tables import LedgerEntry
-from trollllm.errors import Conflict, InvalidRequest, NotFound
+from trollllm.errors import BalanceLimitExceeded, Conflict, InvalidRequest, NotFound
 from trollllm.money import Money
 from trollllm.plans.calendar import add_one_month
 from trollllm.plans.schemas import NewPlan, PlanFields, PlanView

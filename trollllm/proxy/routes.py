@@ -29,7 +29,6 @@ from trollllm.upstream.pool import UpstreamReply, UpstreamStreamError
 logger = logging.getLogger("trollllm.proxy")
 
 _UPSTREAM_PATH = {WireFormat.OPENAI: "/v1/chat/completions", WireFormat.ANTHROPIC: "/v1/messages"}
-_FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -68,13 +67,12 @@ async def _proxy(request: Request, wire: WireFormat) -> Response:
     parsed = parse_request(await request.body(), wire)
     admission = await admit(state, caller, parsed, request_id)
     exchange = _Exchange(state, admission, parsed, started)
-    forwarded = {name: value for name in _FORWARDED_HEADERS if (value := request.headers.get(name))}
     try:
         reply = await state.upstream.send(
             admission.model.provider,
             _UPSTREAM_PATH[wire],
             parsed.upstream_body(admission.model.upstream_model, admission.max_tokens),
-            forwarded,
+            request.headers,  # the pool forwards only what the provider needs (e.g. anthropic-version)
         )
     except BaseException as exc:
         status = exc.status_code if isinstance(exc, GatewayError) else 502
