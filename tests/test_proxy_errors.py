@@ -229,3 +229,12 @@ async def test_malformed_upstream_json_is_not_a_500_traceback(world: World, wire
     response = await call(world, wire, body)
     assert response.status_code in (200, 502)
     assert "Traceback" not in response.text
+
+
+async def test_a_wrong_method_is_405_in_the_endpoints_format_with_allow(world: World, wire: str) -> None:
+    path, _ = FORMATS[wire]
+    response = await world.gateway.client.get(path, headers={"Authorization": f"Bearer {world.user.api_key}"})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.headers["x-request-id"].startswith("req_")
+    assert error_of(wire, response)["type"] == "method_not_allowed"

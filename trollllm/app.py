@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 from redis.asyncio import BlockingConnectionPool, Redis
+from starlette.types import Receive, Scope, Send
 
 from trollllm import __version__
 from trollllm.accounts.routes import router as accounts_router
@@ -27,8 +28,8 @@ from trollllm.plans.enforcement import RequestRateLimiter
 from trollllm.plans.expiry import PlanJobSchedule
 from trollllm.plans.user_routes import router as plan_user_router
 from trollllm.proxy.catalog import ModelCatalog
-from trollllm.proxy.fastpath import ProxyFastPath
-from trollllm.proxy.routes import PROXY_ROUTES
+from trollllm.proxy.fastpath import serve_proxy
+from trollllm.proxy.routes import PROXY_ENDPOINTS
 from trollllm.settings import Settings, resolve_secret
 from trollllm.sqlprogram import build_runner
 from trollllm.state import AppState
@@ -37,6 +38,19 @@ from trollllm.usage.retention import run_periodically
 from trollllm.usage.routes import router as usage_router
 
 MAINTENANCE_INTERVAL = timedelta(minutes=5)
+
+
+class GatewayApp(FastAPI):
+    """The gateway's ASGI app: the `/v1` proxy paths go straight to their handlers, the rest to FastAPI."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch one ASGI event (see `trollllm.proxy.fastpath` for why the proxy skips FastAPI)."""
+        if scope["type"] == "http":
+            handlers = PROXY_ENDPOINTS.get(scope["path"])
+            if handlers is not None:
+                await serve_proxy(handlers, self.state.trollllm, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
@@ -99,7 +113,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
                 await redis.aclose()
             await engine.dispose()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="TrollLLM gateway",
         version=__version__,
         lifespan=lifespan,
@@ -114,8 +128,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(usage_router)
     app.include_router(friendkeys_router)
     app.include_router(plan_user_router)
-    app.router.routes.extend(PROXY_ROUTES)
-    app.add_middleware(ProxyFastPath, routes=PROXY_ROUTES)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 

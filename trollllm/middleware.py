@@ -85,14 +85,19 @@ class RequestContextMiddleware:
     @staticmethod
     def _log(scope: Scope, status: int, started: float, request_id: str) -> None:
         if access_logger.isEnabledFor(logging.INFO):
-            fields: dict[str, Any] = {
-                "request_id": request_id,
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            }
-            access_logger.info("request", extra=fields)
+            log_access(scope, status, started, request_id)
+
+
+def log_access(scope: Scope, status: int, started: float, request_id: str) -> None:
+    """The one access-log line of a finished request (`started` from `time.perf_counter()`)."""
+    fields: dict[str, Any] = {
+        "request_id": request_id,
+        "method": scope["method"],
+        "path": scope["path"],
+        "status": status,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+    access_logger.info("request", extra=fields)
 
 
 class _BodyTooLarge(Exception):

@@ -79,67 +79,130 @@ class SqliteRunner:
         self._checkpointer.start()
         self._write_lock = write_lock
         self._pending: list[tuple[Program[Any], asyncio.Future[Any]]] = []
-        self._flusher: asyncio.Future[None] | None = None
+        self._scheduled = False
+        self._waiting: asyncio.Task[None] | None = None  # a batch that has to wait for the write lock
 
     async def write(self, program: Program[T]) -> T:
         """Run `program` in a write transaction: group commit with every write queued meanwhile.
 
-        Concurrent requests' writes are committed together (one `BEGIN IMMEDIATE … COMMIT`), each in
-        its own savepoint, so one program's error rolls back only that program. Programs never await, so
-        each runs whole inside the batch; exactness rests on their conditional statements, as before.
+        The writes queued in one turn of the event loop are committed together (one `BEGIN IMMEDIATE …
+        COMMIT`), each in its own savepoint, so one program's error rolls back only that program. Programs
+        never await, so each runs whole inside the batch; exactness rests on their conditional
+        statements. The batch runs in a plain loop callback, not a task: nothing to schedule but itself.
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((program, future))
-        if self._flusher is None:
-            self._flusher = asyncio.ensure_future(self._flush())
+        if not self._scheduled and self._waiting is None:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_now)
         result: T = await future
         return result
 
-    async def _flush(self) -> None:
-        await asyncio.sleep(0)  # let the requests that are ready in this loop turn join the batch
-        async with self._write_lock:
-            batch, self._pending, self._flusher = self._pending, [], None
-            connection = self._connection
-            outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+    def _flush_now(self) -> None:
+        self._scheduled = False
+        if not self._pending or self._waiting is not None:
+            return
+        if not self._write_lock.locked():  # else one of our ORM sessions is writing: wait for it
             try:
-                await self._begin_immediate()
-                if len(batch) == 1:  # alone in its transaction: an error rolls back just the same
-                    program, future = batch[0]
-                    outcomes.append((future, _drive(program, self._fetch), None))
-                else:
-                    for program, future in batch:
-                        connection.execute("SAVEPOINT program")
-                        try:
-                            outcomes.append((future, _drive(program, self._fetch), None))
-                        except Exception as exc:
-                            connection.execute("ROLLBACK TO program")
-                            outcomes.append((future, None, exc))
-                        connection.execute("RELEASE program")
-                connection.execute("COMMIT")
-            except BaseException as exc:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("aborted"))
-                if not isinstance(exc, Exception):
-                    raise
-                return
-        for future, value, error in outcomes:
-            if future.done():
-                continue
-            if error is None:
-                future.set_result(value)
+                self._connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    self._fail(self._take(), exc)
+                    return
             else:
-                future.set_exception(error)
+                batch = self._take()
+                outcomes = self._run(batch)
+                try:
+                    self._connection.execute("COMMIT")
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc):
+                        self._rollback(batch, exc)
+                        return
+                    # The transaction stays open: committing it is retried once the lock frees.
+                    self._waiting = asyncio.ensure_future(self._commit_later(batch, outcomes))
+                    return
+                _resolve(outcomes)
+                return
+        self._waiting = asyncio.ensure_future(self._flush_waiting())
 
-    async def _begin_immediate(self) -> None:
-        # Another process (a second worker, a CLI command) may hold the write lock: wait for it without
-        # blocking the loop, for up to _BUSY_WAIT_S, like SQLite's own busy timeout would.
+    async def _flush_waiting(self) -> None:
+        # The slow path: another writer (an ORM session of ours, a second worker, a CLI command) holds the
+        # write lock. Wait for it without blocking the loop, for up to _BUSY_WAIT_S.
+        batch: list[tuple[Program[Any], asyncio.Future[Any]]] = []
+        try:
+            async with self._write_lock:
+                await self._retry_locked(lambda: self._connection.execute("BEGIN IMMEDIATE"))
+                batch = self._take()
+                outcomes = self._run(batch)
+                await self._retry_locked(lambda: self._connection.execute("COMMIT"))
+        except Exception as exc:
+            self._rollback(batch or self._take(), exc)
+            return
+        finally:
+            self._waiting = None
+            if self._pending:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush_now)
+        _resolve(outcomes)
+
+    async def _commit_later(
+        self, batch: list[tuple[Program[Any], asyncio.Future[Any]]], outcomes: list[_Outcome]
+    ) -> None:
+        try:
+            async with self._write_lock:
+                await self._retry_locked(lambda: self._connection.execute("COMMIT"))
+        except Exception as exc:
+            self._rollback(batch, exc)
+            return
+        finally:
+            self._waiting = None
+            if self._pending:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush_now)
+        _resolve(outcomes)
+
+    def _take(self) -> list[tuple[Program[Any], asyncio.Future[Any]]]:
+        batch, self._pending = self._pending, []
+        return batch
+
+    def _run(self, batch: list[tuple[Program[Any], asyncio.Future[Any]]]) -> list[_Outcome]:
+        connection = self._connection
+        if len(batch) == 1:  # alone in its transaction: an error rolls it back whole just the same
+            program, future = batch[0]
+            try:
+                return [(future, _drive(program, self._fetch), None)]
+            except Exception as exc:
+                connection.execute("ROLLBACK")
+                connection.execute("BEGIN")  # an empty transaction for the caller's COMMIT (takes no lock)
+                return [(future, None, exc)]
+        outcomes: list[_Outcome] = []
+        for program, future in batch:
+            connection.execute("SAVEPOINT program")
+            try:
+                outcomes.append((future, _drive(program, self._fetch), None))
+            except Exception as exc:
+                connection.execute("ROLLBACK TO program")
+                outcomes.append((future, None, exc))
+            connection.execute("RELEASE program")
+        return outcomes
+
+    def _rollback(self, batch: list[tuple[Program[Any], asyncio.Future[Any]]], exc: BaseException) -> None:
+        if self._connection.in_transaction:
+            self._connection.execute("ROLLBACK")
+        self._fail(batch, exc)
+
+    @staticmethod
+    def _fail(batch: list[tuple[Program[Any], asyncio.Future[Any]]], exc: BaseException) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("aborted"))
+
+    @staticmethod
+    async def _retry_locked(step: Callable[[], object]) -> None:
         delay, waited = 0.0005, 0.0
         while True:
             try:
-                self._connection.execute("BEGIN IMMEDIATE")
+                step()
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or waited >= _BUSY_WAIT_S:
@@ -171,7 +234,11 @@ class SqliteRunner:
             connection.close()
 
     def _fetch(self, query: Query) -> Rows:
-        params = {name: _sqlite_value(value) for name, value in query.params.items()}
+        params = query.params
+        for value in params.values():
+            if isinstance(value, datetime):  # rare: convert only the statements that carry a timestamp
+                params = {name: _sqlite_value(value) for name, value in params.items()}
+                break
         return self._connection.execute(query.sql, params).fetchall()
 
 
@@ -193,6 +260,19 @@ class EngineRunner:
 
     def close(self) -> None:
         """Nothing to close: the engine is disposed by its owner."""
+
+
+_Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
+
+
+def _resolve(outcomes: list[_Outcome]) -> None:
+    for future, value, error in outcomes:
+        if future.done():  # its caller was cancelled; the program ran (and committed) all the same
+            continue
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
 
 
 def _drive(program: Program[T], fetch: Callable[[Query], Rows]) -> T:

@@ -38,9 +38,10 @@ class Hold(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(String(64), unique=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     amount_nanos: Mapped[int] = mapped_column(Nanos)
     friend_key_id: Mapped[int | None] = mapped_column(Integer)
     model_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    # No secondary index: the table holds only in-flight requests, and each index costs the hot path.
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -7,11 +7,10 @@ decision and a hold on the owner's balance (and, for a Friend Key, on the key's 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-from starlette.datastructures import Headers
 
 from trollllm.billing.holds import FriendKeyCapRefused, HeldRequest, available_balance, place_hold
 from trollllm.crypto import FRIEND_KEY_PATTERN, FRIEND_KEY_PREFIX, USER_KEY_PATTERN
@@ -104,7 +103,7 @@ def _lookup_key(digest: bytes, *, friend: bool) -> Program[_KeyRow | None]:
     return _KeyRow(key_id, user_id, username, bool(is_active), bool(api_access), as_utc(expires), plan)
 
 
-def presented_key(headers: Headers, wire: WireFormat) -> str | None:
+def presented_key(headers: Mapping[str, str], wire: WireFormat) -> str | None:
     """The key from `Authorization: Bearer`, or for Anthropic also `x-api-key`."""
     if wire is WireFormat.ANTHROPIC:
         key = headers.get("x-api-key")

@@ -1,6 +1,7 @@
 """The proxy endpoints: thin handlers over the gate, the upstream pool, the relay and settlement.
 
-Plain Starlette routes (no FastAPI dependency injection or body models) keep the hot path lean.
+Served by `trollllm.proxy.fastpath` (no FastAPI routing, dependency injection or body models): each
+handler gets the app state and the `ProxyCall`, and returns an ASGI response.
 """
 
 from __future__ import annotations
@@ -10,9 +11,6 @@ import time
 
 import anyio
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from trollllm.billing.holds import Charged, RequestRecord, settle
@@ -20,15 +18,17 @@ from trollllm.crypto import mask_secrets
 from trollllm.errors import GatewayError, UpstreamError
 from trollllm.friendkeys.caps import allowed_model_ids
 from trollllm.money import Money, TokenUsage, cost_of, usd_text
+from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse, RawResponse
 from trollllm.proxy.gate import Admission, admit, authenticate, presented_key
 from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
 from trollllm.proxy.requests import ProxyRequest, WireFormat, parse_request
-from trollllm.state import AppState, get_state
+from trollllm.state import AppState
 from trollllm.upstream.pool import UpstreamReply, UpstreamStreamError
 
 logger = logging.getLogger("trollllm.proxy")
 
 _UPSTREAM_PATH = {WireFormat.OPENAI: "/v1/chat/completions", WireFormat.ANTHROPIC: "/v1/messages"}
+_JSON = (b"content-type", b"application/json")
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -36,43 +36,41 @@ _SSE_HEADERS = [
 ]
 
 
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(state: AppState, call: ProxyCall) -> ProxyResponse:
     """`POST /v1/chat/completions` (OpenAI format)."""
-    return await _proxy(request, WireFormat.OPENAI)
+    return await _proxy(state, call, WireFormat.OPENAI)
 
 
-async def messages(request: Request) -> Response:
+async def messages(state: AppState, call: ProxyCall) -> ProxyResponse:
     """`POST /v1/messages` (Anthropic format)."""
-    return await _proxy(request, WireFormat.ANTHROPIC)
+    return await _proxy(state, call, WireFormat.ANTHROPIC)
 
 
-async def list_models(request: Request) -> Response:
+async def list_models(state: AppState, call: ProxyCall) -> ProxyResponse:
     """`GET /v1/models`: the enabled models the caller may use, in the OpenAI list shape."""
-    state = get_state(request)
-    caller = await authenticate(state, presented_key(request.headers, WireFormat.ANTHROPIC))
+    caller = await authenticate(state, presented_key(call.headers, WireFormat.ANTHROPIC))
     models = await state.catalog.enabled()
     if caller.friend_key_id is not None:  # a Friend Key may use only the models its owner enabled
         async with state.engine.connect() as connection:
             allowed = await allowed_model_ids(connection, caller.friend_key_id)
         models = [m for m in models if m.model_id in allowed]
     data = [{"id": m.model_id, "object": "model", "created": 0, "owned_by": m.provider} for m in models]
-    return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+    body = orjson.dumps({"object": "list", "data": data})
+    return RawResponse(200, body, [_JSON, (b"x-request-id", call.request_id.encode())])
 
 
-async def _proxy(request: Request, wire: WireFormat) -> Response:
-    state = get_state(request)
+async def _proxy(state: AppState, call: ProxyCall, wire: WireFormat) -> ProxyResponse:
     started = time.perf_counter()
-    request_id: str = request.state.request_id
-    caller = await authenticate(state, presented_key(request.headers, wire))
-    parsed = parse_request(await request.body(), wire)
-    admission = await admit(state, caller, parsed, request_id)
-    exchange = _Exchange(state, admission, parsed, started)
+    caller = await authenticate(state, presented_key(call.headers, wire))
+    parsed = parse_request(call.body, wire)
+    admission = await admit(state, caller, parsed, call.request_id)
+    exchange = _Exchange(state, admission, parsed, started, call.request_id)
     try:
         reply = await state.upstream.send(
             admission.model.provider,
             _UPSTREAM_PATH[wire],
             parsed.upstream_body(admission.model.upstream_model, admission.max_tokens),
-            request.headers,  # the pool forwards only what the provider needs (e.g. anthropic-version)
+            call.headers,  # the pool forwards only what the provider needs (e.g. anthropic-version)
         )
     except BaseException as exc:
         status = exc.status_code if isinstance(exc, GatewayError) else 502
@@ -81,22 +79,26 @@ async def _proxy(request: Request, wire: WireFormat) -> Response:
             exc.headers.update(admission.rate_limit.headers)
         raise
     if parsed.stream and reply.status < 400:
-        return _StreamResponse(exchange, reply)  # type: ignore[return-value]
+        return _StreamResponse(exchange, reply)
     return await exchange.finish_json(reply)
 
 
 class _Exchange:
     """One admitted request on its way back: knows how to settle it exactly once."""
 
-    def __init__(self, state: AppState, admission: Admission, parsed: ProxyRequest, started: float) -> None:
+    def __init__(
+        self, state: AppState, admission: Admission, parsed: ProxyRequest, started: float, request_id: str
+    ) -> None:
         self.state = state
         self.admission = admission
         self.parsed = parsed
         self.started = started
+        # Headers of every response to this request: its id and its RPM decision.
+        self.headers = [(b"x-request-id", request_id.encode()), *admission.rate_limit.raw_headers]
         self.factory_key_id: int | None = None
         self.settled = False
 
-    async def finish_json(self, reply: UpstreamReply) -> Response:
+    async def finish_json(self, reply: UpstreamReply) -> ProxyResponse:
         self.factory_key_id = reply.factory_key_id
         try:
             raw = await reply.read()
@@ -107,11 +109,11 @@ class _Exchange:
             reply.release()
         if reply.status >= 400:
             await self.settle(TokenUsage(), reply.status, error_type="upstream_error")
-            return Response(
-                mask_secrets(raw.decode(errors="replace")),
-                status_code=reply.status,
-                media_type=reply.headers.get("content-type", "application/json"),
-                headers=self.admission.rate_limit.headers,
+            content_type = reply.headers.get("content-type", "application/json").encode("latin-1")
+            return RawResponse(
+                reply.status,
+                mask_secrets(raw.decode(errors="replace")).encode(),
+                [(b"content-type", content_type), *self.headers],
             )
         try:
             body, usage = rewrite_json_reply(raw, self.parsed.wire, self.admission.model.model_id)
@@ -125,10 +127,11 @@ class _Exchange:
                 "upstream reply without usage; charging nothing", extra={"model": self.parsed.model_id}
             )
         charged = await self.settle(usage or TokenUsage(), reply.status)
-        headers = {**self.admission.rate_limit.headers, "x-trollllm-cost-usd": usd_text(charged.cost)}
+        headers = [_JSON, *self.headers, (b"x-trollllm-cost-usd", usd_text(charged.cost).encode())]
         if self.admission.caller.friend_key_id is None:  # never the owner's balance to a Friend Key
-            headers["x-trollllm-balance-usd"] = usd_text(charged.credits_after + charged.ref_credits_after)
-        return Response(body, status_code=reply.status, media_type="application/json", headers=headers)
+            balance = usd_text(charged.credits_after + charged.ref_credits_after)
+            headers.append((b"x-trollllm-balance-usd", balance.encode()))
+        return RawResponse(reply.status, body, headers)
 
     async def settle(self, usage: TokenUsage, status: int, *, error_type: str | None = None) -> Charged:
         """Charge `usage` (capped at the hold) and release the rest, with the ledger entry and the log."""
@@ -166,6 +169,8 @@ class _Exchange:
 class _StreamResponse:
     """An ASGI response relaying an upstream SSE stream chunk by chunk, settling when it ends."""
 
+    status_code = 200
+
     def __init__(self, exchange: _Exchange, reply: UpstreamReply) -> None:
         self.exchange = exchange
         self.reply = reply
@@ -188,7 +193,7 @@ class _StreamResponse:
                     client_connected = False  # keep reading upstream to its usage, then charge that
 
         try:
-            headers = [*_SSE_HEADERS, *exchange.admission.rate_limit.raw_headers]
+            headers = [*_SSE_HEADERS, *exchange.headers]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             try:
                 async for chunk in self.reply.chunks():
@@ -205,8 +210,9 @@ class _StreamResponse:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-PROXY_ROUTES = [
-    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-    Route("/v1/messages", messages, methods=["POST"]),
-    Route("/v1/models", list_models, methods=["GET"]),
-]
+PROXY_ENDPOINTS: dict[str, dict[str, ProxyHandler]] = {
+    "/v1/chat/completions": {"POST": chat_completions},
+    "/v1/messages": {"POST": messages},
+    "/v1/models": {"GET": list_models},
+}
+"""Path -> method -> handler, for `trollllm.proxy.fastpath.serve_proxy`."""

@@ -1,0 +1,103 @@
+"""The SQLite program runner: group commit, rollback of one program alone, waiting for other writers."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from trollllm.sqlprogram import Program, Query, SqliteRunner
+
+
+class Refused(Exception):
+    """A program's own refusal (like a hold that is not covered)."""
+
+
+def insert(value: int, *, then_fail: bool = False) -> Program[int]:
+    yield Query("INSERT INTO t (v) VALUES (:v)", {"v": value})
+    if then_fail:
+        raise Refused
+    rows = yield Query("SELECT count(*) FROM t", {})
+    return int(rows[0][0])
+
+
+def stored(path: Path) -> list[int]:
+    with sqlite3.connect(path) as connection:
+        return [v for (v,) in connection.execute("SELECT v FROM t ORDER BY v")]
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "runner.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("CREATE TABLE t (v INTEGER)")
+    yield path
+
+
+@pytest.fixture
+def runner(database: Path) -> Iterator[SqliteRunner]:
+    runner = SqliteRunner(str(database), asyncio.Lock())
+    yield runner
+    runner.close()
+
+
+async def test_a_write_is_committed_when_it_returns(runner: SqliteRunner, database: Path) -> None:
+    assert await runner.write(insert(1)) == 1
+    assert stored(database) == [1]
+
+
+async def test_a_failing_program_rolls_back_alone_inside_a_batch(runner: SqliteRunner, database: Path) -> None:
+    results = await asyncio.gather(
+        runner.write(insert(1)),
+        runner.write(insert(2, then_fail=True)),
+        runner.write(insert(3)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], Refused)
+    assert stored(database) == [1, 3]
+
+
+async def test_a_lone_failing_program_leaves_nothing(runner: SqliteRunner, database: Path) -> None:
+    with pytest.raises(Refused):
+        await runner.write(insert(1, then_fail=True))
+    assert await runner.write(insert(2)) == 1
+    assert stored(database) == [2]
+
+
+async def test_a_write_waits_for_another_process_holding_the_write_lock(
+    runner: SqliteRunner, database: Path
+) -> None:
+    other = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t (v) VALUES (1)")
+    asyncio.get_running_loop().call_later(0.1, other.execute, "COMMIT")
+    assert await asyncio.wait_for(runner.write(insert(2)), timeout=5) == 2
+    other.close()
+    assert stored(database) == [1, 2]
+
+
+async def test_a_write_waits_for_the_apps_own_orm_writer(database: Path) -> None:
+    lock = asyncio.Lock()
+    runner = SqliteRunner(str(database), lock)
+    try:
+        async with lock:
+            pending = asyncio.ensure_future(runner.write(insert(1)))
+            await asyncio.sleep(0.05)
+            assert not pending.done()
+        assert await asyncio.wait_for(pending, timeout=5) == 1
+        assert await runner.write(insert(2)) == 2  # and the fast path is taken again afterwards
+    finally:
+        runner.close()
+
+
+async def test_a_cancelled_caller_does_not_undo_its_write(runner: SqliteRunner, database: Path) -> None:
+    pending = asyncio.ensure_future(runner.write(insert(1)))
+    await asyncio.sleep(0)
+    pending.cancel()
+    await asyncio.gather(pending, return_exceptions=True)
+    await runner.write(insert(2))
+    assert stored(database) == [1, 2]
