@@ -20,6 +20,7 @@ from helpers import Account, make_admin, register_user
 
 from trollllm.app import create_app
 from trollllm.mockupstream import MockUpstream
+from trollllm.serving import server_options
 from trollllm.settings import Settings
 from trollllm.state import AppState
 
@@ -78,9 +79,7 @@ async def serve(
     """Run a gateway app under uvicorn on a loopback port; yields the harness and its base URL."""
     app = app_factory(settings) if app_factory else create_app(settings, clock=clock)
     port = _free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", **server_options())
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

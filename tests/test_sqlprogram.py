@@ -50,7 +50,9 @@ async def test_a_write_is_committed_when_it_returns(runner: SqliteRunner, databa
     assert stored(database) == [1]
 
 
-async def test_a_failing_program_rolls_back_alone_inside_a_batch(runner: SqliteRunner, database: Path) -> None:
+async def test_a_failing_program_rolls_back_alone_inside_a_batch(
+    runner: SqliteRunner, database: Path
+) -> None:
     results = await asyncio.gather(
         runner.write(insert(1)),
         runner.write(insert(2, then_fail=True)),

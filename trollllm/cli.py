@@ -18,6 +18,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from trollllm.logs import configure_logging
+    from trollllm.serving import server_options
 
     updates = {key: value for key in ("host", "port", "workers") if (value := getattr(args, key)) is not None}
     settings = settings.model_copy(update=updates)
@@ -25,7 +26,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.demo:
         from trollllm.demo import create_demo_app
 
-        uvicorn.run(create_demo_app(settings), host=settings.host, port=settings.port, log_config=None)
+        uvicorn.run(
+            create_demo_app(settings),
+            host=settings.host,
+            port=settings.port,
+            **server_options(),
+        )
         return 0
     if settings.workers > 1:
         # Each worker process builds its own app from the environment (trollllm.asgi).
@@ -34,8 +40,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
-            log_config=None,
-            access_log=False,
+            **server_options(),
         )
         return 0
     from trollllm.app import create_app
@@ -47,7 +52,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(settings)
     _tune_garbage_collector()
     print(f"TrollLLM gateway on http://{settings.host}:{settings.port} ({_describe_database(settings)})")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        **server_options(),
+    )
     return 0
 
 

@@ -6,7 +6,6 @@ key, the encryption key and the digest key are independent.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import re
@@ -75,7 +74,7 @@ class KeyBox:
 
     def digest(self, key: str) -> bytes:
         """HMAC-SHA256 of a gateway key, the lookup index (a leaked table cannot confirm guesses offline)."""
-        return hmac.new(self._digest_key, key.encode(), hashlib.sha256).digest()
+        return hmac.digest(self._digest_key, key.encode(), "sha256")
 
 
 def new_user_key() -> str:

@@ -18,10 +18,9 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,9 +32,8 @@ logger = logging.getLogger("trollllm.db")
 Rows = list[tuple[Any, ...]]
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
-    """One SQL statement with named parameters."""
+class Query(NamedTuple):
+    """One SQL statement with named parameters (a tuple: a program builds several per request)."""
 
     sql: str
     params: Mapping[str, Any]
@@ -48,7 +46,11 @@ class ProgramRunner(Protocol):
     """Runs programs: `write` in one transaction, `read` without one."""
 
     async def write(self, program: Program[T]) -> T:
-        """Run `program` in one write transaction (committed on return, rolled back on error)."""
+        """Run `program` in one write transaction (committed on return, rolled back on error).
+
+        A started write runs to its end even if its caller is cancelled (a client gone mid-request must
+        not undo a charge).
+        """
         ...
 
     async def read(self, program: Program[T]) -> T:
@@ -249,7 +251,10 @@ class EngineRunner:
         self._engine = engine
 
     async def write(self, program: Program[T]) -> T:
-        """Run `program` in one transaction."""
+        """Run `program` in one transaction, shielded from the caller's cancellation."""
+        return await asyncio.shield(self._write(program))
+
+    async def _write(self, program: Program[T]) -> T:
         async with self._engine.begin() as connection:
             return await _drive_async(program, connection)
 
@@ -317,7 +322,9 @@ def as_utc(value: Any) -> datetime | None:
 def _sqlite_value(value: Any) -> Any:
     # The format SQLAlchemy's SQLite DateTime writes, so ORM reads of these rows agree.
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
     return value
 
 

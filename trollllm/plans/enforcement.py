@@ -140,6 +140,7 @@ class RequestRateLimiter:
         if instances < 1:
             raise ValueError(f"instances must be >= 1, got {instances}")
         self._shared = limiter
+        self._shared_is_local = isinstance(limiter, MemoryLimiter)
         self._local = MemoryLimiter(clock)
         self._clock = clock
         self._instances = instances
@@ -174,8 +175,11 @@ class RequestRateLimiter:
             if self._retry_at is not None:
                 self._retry_at = now + self._retry_interval_s  # one probe per interval; others stay local
             try:
-                async with asyncio.timeout(self._timeout_s):
+                if self._shared_is_local:  # in-process: cannot hang, so no timer to arm on every request
                     decision = await self._shared.hit(key, rpm, RPM_WINDOW_S)
+                else:
+                    async with asyncio.timeout(self._timeout_s):
+                        decision = await self._shared.hit(key, rpm, RPM_WINDOW_S)
             except (LimiterUnavailable, TimeoutError) as exc:
                 self._fail(exc)
             else:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 
-import anyio
 import orjson
 from starlette.types import Receive, Scope, Send
 
@@ -150,11 +149,10 @@ class _Exchange:
             factory_key_id=self.factory_key_id,
             error_type=error_type,
         )
-        charged: Charged | None = None
+        program = settle(admission.hold, cost, usage, record, self.state.clock.now())
         try:
-            with anyio.CancelScope(shield=True):  # a client gone mid-way must not cancel the charge
-                now = self.state.clock.now()
-                charged = await self.state.db.write(settle(admission.hold, cost, usage, record, now))
+            # The runner completes a started write even if this task is cancelled (client gone).
+            return await self.state.db.write(program)
         except Exception:
             logger.error(
                 "settlement failed; the hold stays until the sweeper",
@@ -162,8 +160,6 @@ class _Exchange:
                 extra={"request_id": admission.hold.request_id},
             )
             raise
-        assert charged is not None
-        return charged
 
 
 class _StreamResponse:

@@ -1,0 +1,57 @@
+"""How the gateway is served: uvicorn's httptools protocol, with one system call per response piece.
+
+uvicorn writes a response's status line and headers as soon as the app sends `http.response.start`, then
+the body in a second write: two system calls and two wake-ups of the client for every JSON response.
+`CoalescingHttpToolsProtocol` gives uvicorn a transport whose writes made in one turn of the event loop
+leave together at the end of that turn, so a whole JSON response goes out in one system call. Stream
+events sent in different turns still leave one by one, at once: nothing waits on a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+class CoalescingTransport:
+    """A transport wrapper: writes of one loop turn are joined and written once, before anything else."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        """Queue `data`; it leaves with the rest of this turn's writes."""
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(data)
+
+    def flush(self) -> None:
+        """Write what is queued now (called at the end of the turn, and before closing)."""
+        pending, self._pending = self._pending, []
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        """Write what is queued, then close."""
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol over a `CoalescingTransport` (pass as `uvicorn.run(..., http=...)`)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Wrap the connection's transport, then set up as uvicorn does."""
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+
+def server_options() -> dict[str, Any]:
+    """The uvicorn options every way of serving the gateway shares (the CLI, the demo, the test world)."""
+    return {"http": CoalescingHttpToolsProtocol, "log_config": None, "access_log": False}
