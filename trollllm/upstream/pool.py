@@ -18,8 +18,9 @@ Retries, all before the reply is handed back (so before any byte reaches the cli
 When no key could answer with a reply worth returning, `UpstreamUnavailable` (503) is raised. Status
 changes apply in memory at once and are written to the database in the background (`keystatus`).
 
-Keys bound to an http(s) proxy send through it; socks5 proxies are not supported (aiohttp needs an extra
-package for them): such keys stay out of rotation with `last_error` "socks5 proxies are not supported".
+Keys bound to an http(s) proxy send through it; socks5 proxies are not supported (the HTTP client,
+`trollllm.upstream.http1`, speaks only HTTP to proxies): such keys stay out of rotation with `last_error`
+"socks5 proxies are not supported".
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import math
 from collections.abc import Mapping
 from datetime import timedelta
 
-import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -38,6 +38,15 @@ from trollllm.clock import Clock
 from trollllm.crypto import KeyBox
 from trollllm.errors import UpstreamUnavailable
 from trollllm.settings import Settings
+from trollllm.upstream.http1 import (
+    ConnectTimeoutError,
+    Http1Client,
+    Http1Error,
+    Http1Response,
+    ProxyConnectError,
+    ProxyStatusError,
+    ServerDisconnectedError,
+)
 from trollllm.upstream.keyring import (
     DEFAULT_COOLDOWN_S,
     MAX_COOLDOWN_S,
@@ -94,7 +103,7 @@ class UpstreamPool:
         self._connect_s = settings.upstream_connect_timeout_s
         self._first_byte_s = settings.upstream_first_byte_timeout_s
         self._idle_s = settings.upstream_idle_timeout_s
-        self._http: aiohttp.ClientSession | None = None
+        self._http: Http1Client | None = None
         self._writer = KeyStatusWriter(sessions)
         self._lock = asyncio.Lock()
         self._keys: dict[str, list[PoolKey]] | None = None
@@ -107,13 +116,9 @@ class UpstreamPool:
 
     async def start(self) -> None:
         """Open the HTTP connection pool and the background status writer."""
-        connector = aiohttp.TCPConnector(limit=CONNECTION_LIMIT, ttl_dns_cache=DNS_CACHE_TTL_S)
-        self._http = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_s),
-            # One session serves every user: an upstream's cookies must never carry over between them
-            # (and skipping the cookie jar saves work on every request).
-            cookie_jar=aiohttp.DummyCookieJar(),
+        # The client keeps no cookies: one pool serves every user, nothing may carry over between them.
+        self._http = Http1Client(
+            limit=CONNECTION_LIMIT, connect_timeout_s=self._connect_s, dns_ttl_s=DNS_CACHE_TTL_S
         )
         self._writer.start()
 
@@ -198,30 +203,30 @@ class UpstreamPool:
 
     async def _post(
         self,
-        http: aiohttp.ClientSession,
+        http: Http1Client,
         key: PoolKey,
         path: str,
         body: bytes,
         extra: dict[str, str] | None,
         first_byte_s: float,
-    ) -> aiohttp.ClientResponse:
+    ) -> Http1Response:
         """Send and wait for the response headers; every failure without a reply is `_AttemptFailed`."""
         headers = key.headers if extra is None else key.headers | extra
         try:
             async with asyncio.timeout(first_byte_s):
-                return await http.post(key.url(path), data=body, headers=headers, proxy=key.proxy)
-        except aiohttp.ConnectionTimeoutError as exc:
+                return await http.post(key.url(path), body, headers, proxy=key.proxy)
+        except ConnectTimeoutError as exc:
             raise _AttemptFailed(f"connect timeout ({self._connect_s:g} s)") from exc
-        except aiohttp.ClientHttpProxyError as exc:
+        except ProxyStatusError as exc:
             raise _AttemptFailed(f"the outbound proxy answered {exc.status}") from exc
-        except aiohttp.ClientProxyConnectionError as exc:
+        except ProxyConnectError as exc:
             raise _AttemptFailed("cannot connect to the outbound proxy") from exc
-        except aiohttp.ServerDisconnectedError as exc:
+        except ServerDisconnectedError as exc:
             raise _AttemptFailed("upstream closed the connection before answering") from exc
         except TimeoutError as exc:  # before OSError, its base class: the first-byte timeout above
             limit = self._first_byte_s
             raise _AttemptFailed(f"no response within the first-byte timeout ({limit:g} s)") from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except (Http1Error, OSError) as exc:
             detail = scrub(str(exc) or type(exc).__name__, key.secret)
             raise _AttemptFailed(f"connection failed: {detail}") from exc
 

@@ -1,6 +1,6 @@
 """An upstream answer handed to the proxy routes: status and headers known, body read on demand.
 
-aiohttp and asyncio exceptions met while reading a body are translated here, once, into
+The HTTP client's and asyncio's exceptions met while reading a body are translated here, once, into
 `UpstreamStreamError`.
 """
 
@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
-import aiohttp
+from trollllm.upstream.http1 import Http1Error, Http1Response
 
 
 class UpstreamStreamError(Exception):
@@ -23,24 +23,25 @@ class UpstreamStreamError(Exception):
 class UpstreamReply:
     """An open upstream response (status and headers known, body not yet read).
 
-    `headers` are the upstream's response headers (case-insensitive). The gateway asks upstream for an
-    uncompressed body (`accept-encoding: identity`). Read the body with `read()` or `chunks()`, once, then
-    call `release()` (both readers release on their own when they finish or fail; `release()` is
-    idempotent and also closes a connection whose body was not read to the end).
+    `headers` are the upstream's response headers (lower-case names, case-insensitive lookups). The
+    gateway asks upstream for an uncompressed body (`accept-encoding: identity`). Read the body with
+    `read()` or `chunks()`, once, then call `release()` (both readers release on their own when they
+    finish or fail; `release()` is idempotent and also closes a connection whose body was not read to
+    the end).
     """
 
     status: int
     headers: Mapping[str, str]
     factory_key_id: int
-    _response: aiohttp.ClientResponse | None = field(default=None, repr=False)
+    _response: Http1Response | None = field(default=None, repr=False)
     _body: bytes | None = field(default=None, repr=False)
     _idle_timeout_s: float = field(default=60.0, repr=False)
 
     @classmethod
     def of_response(
-        cls, response: aiohttp.ClientResponse, factory_key_id: int, idle_timeout_s: float
+        cls, response: Http1Response, factory_key_id: int, idle_timeout_s: float
     ) -> UpstreamReply:
-        """An open reply over an aiohttp response whose headers have arrived."""
+        """An open reply over a response whose headers have arrived."""
         return cls(
             response.status,
             response.headers,
@@ -81,13 +82,15 @@ class UpstreamReply:
         try:
             while True:
                 try:
-                    async with asyncio.timeout(self._idle_timeout_s):
-                        data = await response.content.readany()
+                    data = response.read_nowait()  # already there: no timer to arm
+                    if data is None:
+                        async with asyncio.timeout(self._idle_timeout_s):
+                            data = await response.read_chunk()
                 except TimeoutError as exc:
                     raise UpstreamStreamError(
                         f"upstream sent nothing for {self._idle_timeout_s:g} s (idle timeout)"
                     ) from exc
-                except (aiohttp.ClientError, OSError) as exc:
+                except (Http1Error, OSError) as exc:
                     raise UpstreamStreamError(
                         f"upstream connection broke mid-body ({type(exc).__name__})"
                     ) from exc
