@@ -26,7 +26,8 @@ class LedgerEntry(Base):
     ref_credits_delta_nanos: Mapped[int] = mapped_column(Nanos, default=0)
     reason: Mapped[str] = mapped_column(String(500), default="")
     actor: Mapped[str] = mapped_column(String(64), default="system")
-    request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Not indexed: nothing looks the ledger up by request, and every index costs the proxy's hot path.
+    request_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from trollllm.db import Base, Nanos, UtcDateTime, utcnow
@@ -14,10 +14,17 @@ class RequestLog(Base):
     """One proxied request with its usage and cost; `user_id` is the owner for friend-key requests."""
 
     __tablename__ = "request_logs"
+    # Few indexes: each is a B-tree write on every proxied request. The purge goes user by user through
+    # `ix_request_logs_user_time`; own-key rows stay out of the friend key index.
     __table_args__ = (
         Index("ix_request_logs_user_time", "user_id", "created_at"),
-        Index("ix_request_logs_friend_key_time", "friend_key_id", "created_at"),
-        Index("ix_request_logs_time", "created_at"),
+        Index(
+            "ix_request_logs_friend_key_time",
+            "friend_key_id",
+            "created_at",
+            sqlite_where=text("friend_key_id IS NOT NULL"),
+            postgresql_where=text("friend_key_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
