@@ -86,6 +86,8 @@ class SqliteRunner:
         self._pending: list[tuple[Program[Any], asyncio.Future[Any]]] = []
         self._scheduled = False
         self._waiting: asyncio.Task[None] | None = None  # a batch that has to wait for the write lock
+        self._alone = True  # the last transaction held one program: writes are not arriving together
+        self._ran_this_turn = False
 
     async def write(self, program: Program[T]) -> T:
         """Run `program` in a write transaction: group commit with every write queued meanwhile.
@@ -94,14 +96,28 @@ class SqliteRunner:
         COMMIT`), each in its own savepoint, so one program's error rolls back only that program. Programs
         never await, so each runs whole inside the batch; exactness rests on their conditional
         statements. The batch runs in a plain loop callback, not a task: nothing to schedule but itself.
+        While writes come one at a time (the last transaction held one program), a write runs at once in
+        its caller's turn, the first of that turn only: there is nothing to wait for to batch with.
         """
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((program, future))
         if not self._scheduled and self._waiting is None:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_now)
+            if self._alone and not self._ran_this_turn:
+                self._ran_this_turn = True
+                loop.call_soon(self._next_turn)
+                self._flush_now()
+                if future.done():
+                    done: T = future.result()
+                    return done
+            else:
+                self._scheduled = True
+                loop.call_soon(self._flush_now)
         result: T = await future
         return result
+
+    def _next_turn(self) -> None:
+        self._ran_this_turn = False
 
     def _flush_now(self) -> None:
         self._scheduled = False
@@ -168,6 +184,7 @@ class SqliteRunner:
 
     def _take(self) -> list[tuple[Program[Any], asyncio.Future[Any]]]:
         batch, self._pending = self._pending, []
+        self._alone = len(batch) <= 1
         return batch
 
     def _run(self, batch: list[tuple[Program[Any], asyncio.Future[Any]]]) -> list[_Outcome]:
