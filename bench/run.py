@@ -49,6 +49,7 @@ from stack import (
     machine_busy_seconds,
     memory_kb,
     seed,
+    speed_probe_us,
 )
 
 PROMPT = "Write a short deterministic reply for the TrollLLM benchmark."
@@ -256,6 +257,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         f"{args.warmup} warm-up; work dir {workdir}",
         flush=True,
     )
+    probe_before = speed_probe_us()
+    print(f"CPU speed probe: {probe_before:.0f} µs (lower is faster; see bench/README.md)", flush=True)
     setup_error: str | None = None
     startup_rss_mb: float | None = None
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner, Processes(workdir) as processes:
@@ -283,12 +286,18 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             raise
     verdicts = check_targets(figures.gateway, figures.direct, figures.long, args.formats)
     summarize(figures, workdir / "gateway.log")
+    probe_after = speed_probe_us()
+    print(f"\nCPU speed probe: {probe_before:.0f} µs before the cells, {probe_after:.0f} µs after")
     print("\ntargets (issue 4):\n" + verdict_lines(verdicts))
     if args.json is not None:
         document = {
             "date": datetime.now(UTC).isoformat(),
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+            "machine": {
+                "cores": os.cpu_count(),
+                "python": platform.python_version(),
+                "speedProbeUs": [probe_before, probe_after],
+            },
             "setupError": setup_error,
             "gatewayStartupRssMb": startup_rss_mb,
             "cells": [dataclasses.asdict(c) for c in [*figures.gateway.values(), *figures.direct.values()]],

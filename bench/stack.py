@@ -75,6 +75,21 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / _CLOCK_TICKS
 
 
+def speed_probe_us() -> float:
+    """Microseconds for a fixed pure-Python loop (best of 5): how fast this machine's CPU is right now.
+
+    On a shared virtual machine it is not constant (165-300 µs seen on one day); a bench run's figures are
+    comparable with another run's only at a similar probe.
+    """
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(100):
+            sum(range(10_000))
+        best = min(best, (time.perf_counter() - started) / 100)
+    return best * 1e6
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now."""
     with socket.socket() as probe:
