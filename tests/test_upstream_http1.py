@@ -279,15 +279,17 @@ async def test_answer_with_connection_close_is_not_pooled(client: Http1Client) -
     assert server.connections == 2
 
 
-async def test_response_released_before_its_end_closes_the_connection(client: Http1Client) -> None:
-    async def slow_body(
-        server: ScriptedServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await server.read(reader)
-        writer.write(answer(b"0123456789")[:-5])  # half of the body, the rest never comes
-        await server.until_eof(reader)
+async def half_a_body(
+    server: ScriptedServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Answer with the first half of a 10-byte body, then wait for the client to hang up."""
+    await server.read(reader)
+    writer.write(answer(b"0123456789")[:-5])
+    await server.until_eof(reader)
 
-    async with ScriptedServer(slow_body) as server:
+
+async def test_response_released_before_its_end_closes_the_connection(client: Http1Client) -> None:
+    async with ScriptedServer(half_a_body) as server:
         response = await client.post(server.url(), b"{}", HEADERS)
         assert response.status == 200
         response.release()
@@ -522,14 +524,7 @@ async def test_cancelled_request_closes_its_connection(client: Http1Client) -> N
 
 
 async def test_response_dropped_without_release_frees_its_slot(client: Http1Client) -> None:
-    async def slow_body(
-        server: ScriptedServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await server.read(reader)
-        writer.write(answer(b"0123456789")[:-5])
-        await server.until_eof(reader)
-
-    async with ScriptedServer(slow_body) as server:
+    async with ScriptedServer(half_a_body) as server:
         response = await client.post(server.url(), b"{}", HEADERS)
         assert client.open_connections == 1
         del response
@@ -541,14 +536,7 @@ async def test_response_dropped_without_release_frees_its_slot(client: Http1Clie
 async def test_close_fails_a_body_being_read() -> None:
     http = Http1Client()
 
-    async def slow_body(
-        server: ScriptedServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await server.read(reader)
-        writer.write(answer(b"0123456789")[:-5])
-        await server.until_eof(reader)
-
-    async with ScriptedServer(slow_body) as server:
+    async with ScriptedServer(half_a_body) as server:
         response = await http.post(server.url(), b"{}", HEADERS)
         assert await response.read_chunk() == b"01234"
         reading = asyncio.create_task(response.read_chunk())

@@ -160,10 +160,7 @@ class SqliteRunner:
             self._rollback(batch or self._take(), exc)
             return
         finally:
-            self._waiting = None
-            if self._pending:
-                self._scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush_now)
+            self._done_waiting()
         _resolve(outcomes)
 
     async def _commit_later(
@@ -176,11 +173,14 @@ class SqliteRunner:
             self._rollback(batch, exc)
             return
         finally:
-            self._waiting = None
-            if self._pending:
-                self._scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush_now)
+            self._done_waiting()
         _resolve(outcomes)
+
+    def _done_waiting(self) -> None:
+        self._waiting = None
+        if self._pending:  # queued meanwhile: their batch goes next
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_now)
 
     def _take(self) -> list[tuple[Program[Any], asyncio.Future[Any]]]:
         batch, self._pending = self._pending, []
