@@ -22,7 +22,6 @@ import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from trollllm.upstream.http1_connection import (
     BodyError,
@@ -41,9 +40,9 @@ from trollllm.upstream.http1_proxy import (
     ProxyConnectError,
     ProxyError,
     ProxyStatusError,
-    ProxyURL,
     TunnelSetup,
 )
+from trollllm.upstream.http1_request import RequestTarget, header_block
 
 __all__ = [
     "BodyError",
@@ -66,55 +65,6 @@ _CLOSE_WAIT_S = 2.0
 _TARGET_CACHE_SIZE = 4096
 
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
-
-
-class _Target:
-    """What a (URL, proxy URL) pair resolves to, computed once and cached."""
-
-    __slots__ = ("authority", "head", "host", "origin", "port", "proxy", "tls")
-
-    def __init__(self, url: str, proxy_url: str | None) -> None:
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as exc:
-            raise InvalidRequestError(f"malformed URL {url!r}") from exc
-        scheme = parts.scheme.lower()
-        host = parts.hostname
-        if scheme not in ("http", "https") or not host:
-            raise InvalidRequestError(f"not an absolute http(s) URL: {url!r}")
-        if not host.isascii():
-            host = host.encode("idna").decode("ascii")
-        self.tls = scheme == "https"
-        self.host = host
-        self.port = port or (443 if self.tls else 80)
-        name = f"[{host}]" if ":" in host else host
-        self.authority = f"{name}:{self.port}"
-        host_header = name if port is None or port == (443 if self.tls else 80) else self.authority
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if not path.isascii() or any(c in path for c in " \r\n\t"):
-            raise InvalidRequestError(f"the URL path needs escaping: {url!r}")
-        self.proxy = ProxyURL.parse(proxy_url) if proxy_url is not None else None
-        self.origin: Origin = (scheme, host, self.port, proxy_url)
-        absolute = self.proxy is not None and not self.tls
-        request_target = f"{scheme}://{host_header}{path}" if absolute else path
-        self.head = f"POST {request_target} HTTP/1.1\r\nhost: {host_header}\r\n".encode("ascii")
-        if absolute:
-            assert self.proxy is not None
-            self.head += self.proxy.authorization
-
-
-def _header_block(headers: Mapping[str, str]) -> bytes:
-    text = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-    count = len(headers)
-    if text.count("\n") != count or text.count("\r") != count:
-        raise InvalidRequestError("a header name or value holds a line break")
-    if "host" in headers or "content-length" in headers:
-        raise InvalidRequestError("host and content-length are set by the client")
-    try:
-        return text.encode("latin-1")
-    except UnicodeEncodeError as exc:
-        raise InvalidRequestError("a header value is not latin-1 text") from exc
 
 
 class Http1Response:
@@ -198,7 +148,7 @@ class Http1Client:
         self._idle: dict[Origin, dict[Connection, None]] = {}
         self._all: set[Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._targets: dict[tuple[str, str | None], _Target] = {}
+        self._targets: dict[tuple[str, str | None], RequestTarget] = {}
         self._dns: dict[tuple[str, int], tuple[float, list[tuple[int, str]]]] = {}
         self._closed = False
 
@@ -223,9 +173,7 @@ class Http1Client:
         target = self._targets.get((url, proxy))
         if target is None:
             target = self._target(url, proxy)
-        data = b"".join(
-            (target.head, _header_block(headers), b"content-length: %d\r\n\r\n" % len(body), body)
-        )
+        data = b"".join((target.head, header_block(headers), b"content-length: %d\r\n\r\n" % len(body), body))
         fresh = False
         while True:
             conn = await self._acquire(target, fresh)
@@ -256,13 +204,13 @@ class Http1Client:
 
     # -- pool ------------------------------------------------------------------------------------------------
 
-    def _target(self, url: str, proxy: str | None) -> _Target:
+    def _target(self, url: str, proxy: str | None) -> RequestTarget:
         if len(self._targets) >= _TARGET_CACHE_SIZE:
             self._targets.clear()
-        target = self._targets[(url, proxy)] = _Target(url, proxy)
+        target = self._targets[(url, proxy)] = RequestTarget(url, proxy)
         return target
 
-    async def _acquire(self, target: _Target, fresh: bool) -> Connection:
+    async def _acquire(self, target: RequestTarget, fresh: bool) -> Connection:
         """An idle connection to the target's origin (unless `fresh`), else a new one once a slot is free."""
         while True:
             if self._closed:
@@ -336,7 +284,7 @@ class Http1Client:
 
     # -- opening connections --------------------------------------------------------------------------------
 
-    async def _connect(self, target: _Target) -> Connection:
+    async def _connect(self, target: RequestTarget) -> Connection:
         """A new connection, in a slot taken now (closing the connection, on any failure too, frees it)."""
         loop = asyncio.get_running_loop()
         conn = Connection(self, target.origin, loop)
@@ -356,7 +304,7 @@ class Http1Client:
         return conn
 
     async def _open_transport(
-        self, conn: Connection, target: _Target, loop: asyncio.AbstractEventLoop
+        self, conn: Connection, target: RequestTarget, loop: asyncio.AbstractEventLoop
     ) -> None:
         proxy = target.proxy
         if proxy is None:
