@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.types import Receive, Scope, Send
 
-from trollllm import __version__
+from trollllm import __version__, serving
 from trollllm.accounts.routes import router as accounts_router
 from trollllm.admin.router import build_admin_router
 from trollllm.clock import Clock, SystemClock
@@ -53,8 +53,14 @@ class GatewayApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
-    """Build a gateway app. Configuration errors (e.g. no secret in production) raise here, at startup."""
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, freeze_startup_objects: bool = False
+) -> FastAPI:
+    """Build a gateway app. Configuration errors (e.g. no secret in production) raise here, at startup.
+
+    `freeze_startup_objects` (for a serving process, not for tests that build many apps): once started,
+    move what start-up built out of the garbage collector's way (`trollllm.serving`).
+    """
     secret = resolve_secret(settings)
     clock = clock or SystemClock()
 
@@ -99,6 +105,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
                 run_periodically(sessions, clock, interval=MAINTENANCE_INTERVAL), name="trollllm-maintenance"
             )
             plan_jobs = PlanJobSchedule(app.state.trollllm)  # plan expiry and monthly resets, daily
+            if freeze_startup_objects:
+                serving.freeze_startup_objects()
             try:
                 yield
             finally:

@@ -6,4 +6,4 @@ This is the one module that reads configuration on import, because worker proces
 from trollllm.app import create_app
 from trollllm.settings import Settings
 
-app = create_app(Settings())
+app = create_app(Settings(), freeze_startup_objects=True)

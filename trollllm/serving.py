@@ -10,8 +10,10 @@ events sent in different turns still leave one by one, at once: nothing waits on
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
+from sqlalchemy.orm import configure_mappers
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
@@ -55,3 +57,17 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 def server_options() -> dict[str, Any]:
     """The uvicorn options every way of serving the gateway shares (the CLI, the demo, the test world)."""
     return {"http": CoalescingHttpToolsProtocol, "log_config": None, "access_log": False}
+
+
+def freeze_startup_objects() -> None:
+    """Keep everything start-up built out of every later collection, and collect young objects less often.
+
+    Called once the app has started (its lifespan has run): the ORM's mappers, the pools, the caches and the
+    imported modules are long-lived, and with them in the collected generations each older-generation
+    collection took milliseconds on the event loop (seen as the p99 latency). The hot path allocates few
+    reference cycles, so young collections can be rarer too.
+    """
+    configure_mappers()  # now, not at the first query
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
