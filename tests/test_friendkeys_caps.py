@@ -152,12 +152,13 @@ async def test_a_hold_is_both_reservations_or_neither(world: World, clock: Manua
         owner = await session.scalar(select(User).where(User.username == "alice"))
     assert owner is not None
 
-    async def hold(request_id: str, usd: str) -> HeldRequest:
+    async def hold(request_id: str, usd: str) -> tuple[HeldRequest, int]:
         held = HeldRequest(request_id, owner.id, Money.from_usd(usd), OPENAI_MODEL, friend_key_id=key_id)
-        assert await state.db.write(place_hold(held, clock.now()))
-        return held
+        hold_id = await state.db.write(place_hold(held, clock.now()))
+        assert hold_id is not None
+        return held, hold_id
 
-    first = await hold("r-1", "0.006")
+    first, first_id = await hold("r-1", "0.006")
     refused = HeldRequest("r-2", owner.id, Money.from_usd("0.005"), OPENAI_MODEL, friend_key_id=key_id)
     try:
         await state.db.write(place_hold(refused, clock.now()))
@@ -173,7 +174,7 @@ async def test_a_hold_is_both_reservations_or_neither(world: World, clock: Manua
         await connection.execute(update(User).where(User.id == owner.id).values(credits_nanos=6_000_000))
         await connection.execute(update(User).where(User.id == owner.id).values(ref_credits_nanos=0))
     small = HeldRequest("r-3", owner.id, Money.from_usd("0.001"), OPENAI_MODEL, friend_key_id=key_id)
-    assert not await state.db.write(place_hold(small, clock.now()))
+    assert await state.db.write(place_hold(small, clock.now())) is None
     assert (await _cap_row(world, key_id)).held_nanos == first.amount.nanos
 
     # The owner removes and re-adds the model while r-1 is in flight: settling must not break the books.
@@ -183,7 +184,7 @@ async def test_a_hold_is_both_reservations_or_neither(world: World, clock: Manua
     await client.put("/api/user/friend-key/limits", headers=auth, json=readded)
     record = RequestRecord(OPENAI_MODEL, 200, 1, True, False, friend_key_id=key_id)
     charged = await state.db.write(
-        settle(first, Money.from_usd("0.002"), TokenUsage(1, 1), record, clock.now())
+        settle(first, first_id, Money.from_usd("0.002"), TokenUsage(1, 1), record, clock.now())
     )
     assert charged.cost == Money.from_usd("0.002")
     row = await _cap_row(world, key_id)
@@ -199,14 +200,15 @@ async def test_a_request_outliving_its_hold_is_charged_no_more_than_the_cap_has_
         owner = await session.scalar(select(User).where(User.username == "alice"))
     assert owner is not None
     slow = HeldRequest("slow", owner.id, Money.from_usd("0.008"), OPENAI_MODEL, friend_key_id=key_id)
-    assert await state.db.write(place_hold(slow, clock.now()))
+    slow_id = await state.db.write(place_hold(slow, clock.now()))
+    assert slow_id is not None
     clock.advance((HOLD_TTL + timedelta(seconds=1)).total_seconds())
     assert await release_expired_holds(state.sessions, clock.now()) == 1
     fast = HeldRequest("fast", owner.id, Money.from_usd("0.007"), OPENAI_MODEL, friend_key_id=key_id)
-    assert await state.db.write(place_hold(fast, clock.now()))  # the cap room the sweeper freed
+    assert await state.db.write(place_hold(fast, clock.now())) is not None  # the room the sweeper freed
     record = RequestRecord(OPENAI_MODEL, 200, 1, True, False, friend_key_id=key_id)
     charged = await state.db.write(
-        settle(slow, Money.from_usd("0.008"), TokenUsage(1, 1), record, clock.now())
+        settle(slow, slow_id, Money.from_usd("0.008"), TokenUsage(1, 1), record, clock.now())
     )
     assert charged.cost == Money.from_usd("0.003"), "only what the cap has left beside the open hold"
     row = await _cap_row(world, key_id)

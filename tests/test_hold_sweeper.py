@@ -13,13 +13,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
+from trollllm.billing.holds import HOLD_TTL, HeldRequest, RequestRecord, settle
+from trollllm.billing.holds import place_hold as proxy_hold
 from trollllm.billing.ledger import ADMIN_ADJUSTMENT, apply_adjustment, reconcile
 from trollllm.billing.sweeper import release_expired_holds
 from trollllm.billing.tables import Hold
 from trollllm.clock import ManualClock
 from trollllm.db import transaction
 from trollllm.friendkeys.tables import FriendKey, FriendKeyModelLimit
-from trollllm.money import Money
+from trollllm.money import Money, TokenUsage
 
 MODEL = "gpt-test"
 
@@ -177,3 +179,25 @@ async def test_sweeper_logs_and_skips_a_hold_the_books_cannot_release(
     assert await open_holds(sessions) == [100]
     assert await held(sessions, alice) == 10
     assert any("cannot release an expired hold" in record.getMessage() for record in caplog.records)
+
+
+async def test_settling_a_swept_request_never_releases_the_hold_that_reused_its_id(
+    any_gateway: AppHarness, clock: ManualClock
+) -> None:
+    state = any_gateway.state
+    alice = await funded_user(state.sessions, "alice", clock)
+    slow = HeldRequest("req_slow", alice, Money.from_usd(2), MODEL)
+    slow_id = await state.db.write(proxy_hold(slow, clock.now()))
+    assert slow_id is not None
+    clock.advance((HOLD_TTL + timedelta(seconds=1)).total_seconds())
+    assert await release_expired_holds(state.sessions, clock.now()) == 1
+    fast = HeldRequest("req_fast", alice, Money.from_usd(3), MODEL)
+    assert await state.db.write(proxy_hold(fast, clock.now())) is not None  # SQLite may reuse slow_id
+
+    record = RequestRecord(MODEL, 200, 1, True, False)
+    await state.db.write(settle(slow, slow_id, Money.from_usd(1), TokenUsage(1, 1), record, clock.now()))
+
+    assert await open_holds(state.sessions) == [Money.from_usd(3).nanos]
+    assert await held(state.sessions, alice) == Money.from_usd(3).nanos
+    async with state.sessions() as session:
+        assert await reconcile(session) == []

@@ -157,7 +157,8 @@ async def test_credits_held_by_requests_in_flight_are_removed_once_they_settle(
     held = HeldRequest(
         request_id="req_inflight", user_id=user.id, amount=Money.from_usd(10), model_id="gpt-test"
     )
-    assert await world.state.db.write(place_hold(held, clock.now()))
+    hold_id = await world.state.db.write(place_hold(held, clock.now()))
+    assert hold_id is not None
     clock.set(EXPIRY + timedelta(minutes=1))
     first = await expire_plan(world.state.sessions, user.id, clock.now())
     assert first is not None and not first.complete
@@ -167,7 +168,9 @@ async def test_credits_held_by_requests_in_flight_are_removed_once_they_settle(
     assert partial.plan_expires_at == EXPIRY, "kept, so the next check removes the rest"
     assert await ask(world) == 403
     record = RequestRecord("gpt-test", 200, 5, True, False, user_key_id=None)
-    await world.state.db.write(settle(held, Money.from_usd(1), TokenUsage(10, 10), record, clock.now()))
+    await world.state.db.write(
+        settle(held, hold_id, Money.from_usd(1), TokenUsage(10, 10), record, clock.now())
+    )
     assert await ask(world) == 403  # this check finds the plan still due and removes the rest
     after = await user_row(world)
     assert after.credits_nanos == 0 and after.plan_expires_at is None and after.plan_start_date is None

@@ -103,3 +103,26 @@ async def test_a_cancelled_caller_does_not_undo_its_write(runner: SqliteRunner, 
     await asyncio.gather(pending, return_exceptions=True)
     await runner.write(insert(2))
     assert stored(database) == [1, 2]
+
+
+def insert_blob(value: int) -> Program[None]:
+    yield Query("INSERT INTO t (v, blob) VALUES (:v, zeroblob(2000))", {"v": value})
+
+
+async def test_the_wal_starts_over_under_writes_that_never_pause(database: Path) -> None:
+    with sqlite3.connect(database) as connection:
+        connection.execute("ALTER TABLE t ADD COLUMN blob BLOB")
+    wal = database.with_name(database.name + "-wal")
+    largest_wal = 0
+    runner = SqliteRunner(str(database), asyncio.Lock(), checkpoint_interval_s=0.01)
+    try:
+        for value in range(8000):  # about 8,000 WAL frames (32 MB) if the WAL never started over
+            await runner.write(insert_blob(value))
+            if value % 100 == 0:
+                largest_wal = max(largest_wal, wal.stat().st_size)
+                await asyncio.sleep(0)
+    finally:
+        runner.close()
+    assert 0 < largest_wal < 12 * 1024 * 1024
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT count(*) FROM t").fetchone() == (8000,)

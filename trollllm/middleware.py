@@ -20,8 +20,12 @@ access_logger = logging.getLogger("trollllm.access")
 
 
 def new_request_id() -> str:
-    """A unique, unguessable id for one request (`req_` + 24 hex)."""
-    return "req_" + secrets.token_hex(12)
+    """A unique, unguessable id for one request: `req_`, 12 hex of the time in ms, then 16 random hex.
+
+    Time first, so ids sort by creation and each new request log row lands at the end of the unique
+    index on `request_id` (one page that stays cached) rather than on a random page of it.
+    """
+    return f"req_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
 
 
 class RequestContextMiddleware:

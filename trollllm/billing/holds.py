@@ -84,10 +84,12 @@ _RESERVE_ON_CAP = (
 )
 _INSERT_HOLD = (
     "INSERT INTO holds (request_id, user_id, amount_nanos, friend_key_id, model_id, created_at, expires_at) "
-    "VALUES (:request_id, :user_id, :amount, :friend_key_id, :model_id, :created_at, :expires_at)"
+    "VALUES (:request_id, :user_id, :amount, :friend_key_id, :model_id, :created_at, :expires_at) "
+    "RETURNING id"
 )
 _AVAILABLE = "SELECT credits_nanos + ref_credits_nanos - held_nanos FROM users WHERE id = :user_id"
-_RELEASE_HOLD = "DELETE FROM holds WHERE request_id = :request_id RETURNING amount_nanos"
+# By its id (no index needed), and its request: SQLite may give a later hold the id of one the sweeper freed.
+_RELEASE_HOLD = "DELETE FROM holds WHERE id = :hold_id AND request_id = :request_id RETURNING amount_nanos"
 _RELEASE_ON_USER = (
     "UPDATE users SET held_nanos = held_nanos - :released WHERE id = :user_id "
     "RETURNING credits_nanos, ref_credits_nanos, held_nanos"
@@ -131,8 +133,8 @@ _INSERT_LOG = (
 )
 
 
-def place_hold(held: HeldRequest, now: datetime) -> Program[bool]:
-    """Reserve `held.amount` on the user's balance; False (and nothing written) when it is not covered.
+def place_hold(held: HeldRequest, now: datetime) -> Program[int | None]:
+    """Reserve `held.amount` on the user's balance: the hold's id, or None (nothing written) if not covered.
 
     With `held.friend_key_id`, the amount is also reserved on that key's cap for `held.model_id` (enabled,
     limit > 0, used + held + amount ≤ limit); when the cap refuses, `FriendKeyCapRefused` is raised after
@@ -140,12 +142,12 @@ def place_hold(held: HeldRequest, now: datetime) -> Program[bool]:
     """
     amount = held.amount.nanos
     if not (yield Query(_RESERVE_ON_USER, {"amount": amount, "user_id": held.user_id})):
-        return False
+        return None
     if held.friend_key_id is not None:
         row = {"amount": amount, "friend_key_id": held.friend_key_id, "model_id": held.model_id}
         if not (yield Query(_RESERVE_ON_CAP, row)):
             raise FriendKeyCapRefused()
-    yield Query(
+    (hold_id,), *_ = yield Query(
         _INSERT_HOLD,
         {
             "request_id": held.request_id,
@@ -157,7 +159,7 @@ def place_hold(held: HeldRequest, now: datetime) -> Program[bool]:
             "expires_at": now + HOLD_TTL,
         },
     )
-    return True
+    return int(hold_id)
 
 
 def available_balance(user_id: int) -> Program[Money]:
@@ -167,10 +169,11 @@ def available_balance(user_id: int) -> Program[Money]:
 
 
 def settle(
-    held: HeldRequest, cost: Money, usage: TokenUsage, record: RequestRecord, now: datetime
+    held: HeldRequest, hold_id: int, cost: Money, usage: TokenUsage, record: RequestRecord, now: datetime
 ) -> Program[Charged]:
-    """Release the hold, charge `cost` (capped at the hold), write the ledger entry and the request log."""
-    released_rows = yield Query(_RELEASE_HOLD, {"request_id": held.request_id})
+    """Release hold `hold_id` (`place_hold`'s answer for `held`), charge `cost` (capped at the hold), and
+    write the ledger entry and the request log."""
+    released_rows = yield Query(_RELEASE_HOLD, {"hold_id": hold_id, "request_id": held.request_id})
     released = int(released_rows[0][0]) if released_rows else None
     (credits_nanos, ref_nanos, held_nanos), *_ = yield Query(
         _RELEASE_ON_USER, {"released": released or 0, "user_id": held.user_id}

@@ -38,7 +38,8 @@ class Hold(Base):
     __table_args__ = (CheckConstraint("amount_nanos >= 0", name="amount_not_negative"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # Not indexed: a hold is released by its `id` (which `place_hold` returns) and checked against this.
+    request_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     amount_nanos: Mapped[int] = mapped_column(Nanos)
     friend_key_id: Mapped[int | None] = mapped_column(Integer)

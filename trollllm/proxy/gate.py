@@ -60,6 +60,7 @@ class Admission:
     model: CatalogModel
     max_tokens: int
     hold: HeldRequest
+    hold_id: int  # the hold's row, released by settlement
     rate_limit: RateLimitStatus  # the RPM decision; its headers go on every response to this request
 
 
@@ -201,20 +202,21 @@ async def _admit(
         model_id=model.model_id,
         friend_key_id=caller.friend_key_id,
     )
+    hold_id: int | None = None
     cap_refused = False
     try:
-        placed = await state.db.write(place_hold(hold, state.clock.now()))
+        hold_id = await state.db.write(place_hold(hold, state.clock.now()))
     except FriendKeyCapRefused:
-        placed, cap_refused = False, True
-    if not placed and caller.friend_key_id is not None:
+        cap_refused = True
+    if hold_id is None and caller.friend_key_id is not None:
         async with state.engine.connect() as connection:
             raise await hold_refusal(
                 connection, caller.friend_key_id, model.model_id, required, cap_refused=cap_refused
             )
-    if not placed:
+    if hold_id is None:
         balance = await state.db.read(available_balance(caller.user_id))
         raise _insufficient(balance, required, input_cost, model)
-    return Admission(caller=caller, model=model, max_tokens=max_tokens, hold=hold, rate_limit=rate_limit)
+    return Admission(caller, model, max_tokens, hold, hold_id, rate_limit)
 
 
 def _insufficient(

@@ -149,7 +149,7 @@ class _Exchange:
             factory_key_id=self.factory_key_id,
             error_type=error_type,
         )
-        program = settle(admission.hold, cost, usage, record, self.state.clock.now())
+        program = settle(admission.hold, admission.hold_id, cost, usage, record, self.state.clock.now())
         try:
             # The runner completes a started write even if this task is cancelled (client gone).
             return await self.state.db.write(program)
