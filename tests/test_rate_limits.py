@@ -22,7 +22,7 @@ from services import REDIS_URL, redis_available
 from trollllm.clock import ManualClock
 from trollllm.limiter import LimitDecision, LimiterUnavailable, MemoryLimiter
 from trollllm.mockupstream import MockUpstream
-from trollllm.plans.enforcement import RequestRateLimiter, format_duration
+from trollllm.plans.enforcement import RateLimitStatus, RequestRateLimiter, format_duration
 
 RATE_HEADERS = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
 
@@ -359,3 +359,11 @@ def test_the_instance_share_is_rounded_up(clock: ManualClock) -> None:
     assert [limiter.local_limit(rpm) for rpm in (0, 1, 7, 8, 300)] == [0, 1, 1, 2, math.ceil(300 / 7)]
     with pytest.raises(ValueError, match="instances"):
         RequestRateLimiter(MemoryLimiter(clock), clock, instances=0)
+
+
+@pytest.mark.parametrize("reset_after_s", [0.0, 0.0125, 59.5, 61.0])
+def test_raw_rate_headers_are_the_rate_headers_encoded(reset_after_s: float) -> None:
+    status = RateLimitStatus(
+        allowed=True, limit=60, remaining=7, retry_after_s=0.0, reset_after_s=reset_after_s, shared=True
+    )
+    assert status.raw_headers == [(k.encode(), v.encode()) for k, v in status.headers.items()]

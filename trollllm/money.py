@@ -194,8 +194,9 @@ def split_charge(charge: Money, credits: Money, ref_credits: Money) -> ChargeSpl
 
 def usd_text(money: Money) -> str:
     """Plain, exact decimal text of an amount for headers and logs (`0.0175`, `0`)."""
-    text = format(money.to_decimal(), "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    whole, nanos = divmod(abs(money.nanos), NANOS_PER_USD)
+    sign = "-" if money.nanos < 0 else ""
+    return f"{sign}{whole}.{nanos:09d}".rstrip("0").rstrip(".")
 
 
 def ceil_div(numerator: int, denominator: int) -> int:
