@@ -150,11 +150,14 @@ class SqliteRunner:
                     # The transaction stays open: committing it is retried once the lock frees.
                     self._waiting = asyncio.ensure_future(self._commit_later(batch, outcomes))
                     return
-                _resolve(outcomes)
-                if self._checkpointer.restart_wanted and self._restarting is None:
-                    self._restarting = asyncio.ensure_future(self._restart_wal())
+                self._committed(outcomes)
                 return
         self._waiting = asyncio.ensure_future(self._flush_waiting())
+
+    def _committed(self, outcomes: list[_Outcome]) -> None:
+        _resolve(outcomes)
+        if self._checkpointer.restart_wanted and self._restarting is None:
+            self._restarting = asyncio.ensure_future(self._restart_wal())
 
     async def _restart_wal(self) -> None:
         try:
@@ -177,7 +180,7 @@ class SqliteRunner:
             return
         finally:
             self._done_waiting()
-        _resolve(outcomes)
+        self._committed(outcomes)
 
     async def _commit_later(
         self, batch: list[tuple[Program[Any], asyncio.Future[Any]]], outcomes: list[_Outcome]
@@ -190,7 +193,7 @@ class SqliteRunner:
             return
         finally:
             self._done_waiting()
-        _resolve(outcomes)
+        self._committed(outcomes)
 
     def _done_waiting(self) -> None:
         self._waiting = None
@@ -255,6 +258,8 @@ class SqliteRunner:
 
     def close(self) -> None:
         """Stop checkpointing and close the connection."""
+        if self._restarting is not None:
+            self._restarting.cancel()
         self._checkpointer.close()
         self._connection.close()
 

@@ -26,6 +26,9 @@ CHECKPOINT_INTERVAL_S = 0.5
 RESTART_AFTER_FRAMES = 1000
 # A WAL that starts over is truncated to this size (set on the writing connection).
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+# How long a RESTART waits for other processes' writers and readers before it gives up until next time
+# (our own writers wait for it meanwhile, so it must stay short).
+_RESTART_WAIT_MS = 100
 
 
 class WalCheckpointer:
@@ -33,7 +36,7 @@ class WalCheckpointer:
 
     def __init__(self, path: str, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
         self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._connection.execute("PRAGMA busy_timeout=1000")
+        self._connection.execute(f"PRAGMA busy_timeout={_RESTART_WAIT_MS}")  # only RESTART ever waits
         self._in_use = threading.Lock()  # the connection serves the thread and `restart`, one at a time
         self._stop = threading.Event()
         self.restart_wanted = False
@@ -51,6 +54,8 @@ class WalCheckpointer:
     def _checkpoint(self, mode: str) -> int:
         """Run one checkpoint; the WAL's length in frames before it (0 after an error, logged)."""
         with self._in_use:
+            if self._stop.is_set():  # closing (a restart scheduled just before `close`)
+                return 0
             try:
                 _busy, frames, _copied = self._connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
             except sqlite3.Error:
