@@ -361,9 +361,15 @@ def test_the_instance_share_is_rounded_up(clock: ManualClock) -> None:
         RequestRateLimiter(MemoryLimiter(clock), clock, instances=0)
 
 
-@pytest.mark.parametrize("reset_after_s", [0.0, 0.0125, 59.5, 61.0])
-def test_raw_rate_headers_are_the_rate_headers_encoded(reset_after_s: float) -> None:
+@pytest.mark.parametrize(("reset_after_s", "reset"), [(0.0, "0s"), (0.0125, "13ms"), (61.0, "1m1s")])
+def test_rate_headers_show_the_limit_what_is_left_and_the_reset(reset_after_s: float, reset: str) -> None:
     status = RateLimitStatus(
         allowed=True, limit=60, remaining=7, retry_after_s=0.0, reset_after_s=reset_after_s, shared=True
     )
-    assert status.raw_headers == [(k.encode(), v.encode()) for k, v in status.headers.items()]
+    expected = {
+        "x-ratelimit-limit-requests": "60",
+        "x-ratelimit-remaining-requests": "7",
+        "x-ratelimit-reset-requests": reset,
+    }
+    assert status.headers == expected
+    assert status.raw_headers == [(k.encode(), v.encode()) for k, v in expected.items()]

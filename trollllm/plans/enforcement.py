@@ -92,15 +92,11 @@ class RateLimitStatus:
     @property
     def headers(self) -> dict[str, str]:
         """OpenAI-style headers: the limit, what is left of it, and when the window is whole again."""
-        return {
-            "x-ratelimit-limit-requests": str(self.limit),
-            "x-ratelimit-remaining-requests": str(self.remaining),
-            "x-ratelimit-reset-requests": format_duration(self.reset_after_s),
-        }
+        return {name.decode(): value.decode() for name, value in self.raw_headers}
 
     @property
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
-        """The same headers for a raw ASGI `http.response.start` message (built directly: hot path)."""
+        """The same headers for a raw ASGI `http.response.start` message (the hot path's form)."""
         return [
             (b"x-ratelimit-limit-requests", b"%d" % self.limit),
             (b"x-ratelimit-remaining-requests", b"%d" % self.remaining),
