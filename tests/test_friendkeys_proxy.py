@@ -96,6 +96,7 @@ async def test_official_sdks_with_a_friend_key_charge_the_owner_and_move_the_cap
     streamed = (await world.gateway.client.get(f"/api/user/requests/{request_id}", headers=alice.auth)).json()
     anthropic_cost = Money.from_usd(streamed["creditsCost"])
     assert anthropic_cost > Money.ZERO and streamed["isFriendKeyRequest"] is True
+    assert streamed["userId"] == alice.username, "a friend-key row names its owner"
 
     assert await balance(world, alice) == before - openai_cost - anthropic_cost
     view = await owner_view(world, alice)
@@ -113,6 +114,7 @@ async def test_official_sdks_with_a_friend_key_charge_the_owner_and_move_the_cap
         assert {row["model"] for row in page["requests"]} == {OPENAI_MODEL, ANTHROPIC_MODEL}
         assert all(row["isFriendKeyRequest"] and row["friendKeyId"] == view["id"] for row in page["requests"])
         assert all(row["userKeyId"] is None for row in page["requests"])
+        assert all(row["userId"] == alice.username for row in page["requests"])
     async with world.state.sessions() as session:
         charged = await session.scalar(
             select(func.sum(LedgerEntry.credits_delta_nanos + LedgerEntry.ref_credits_delta_nanos)).where(

@@ -172,6 +172,7 @@ async def test_history_row_has_every_field_and_no_factory_key(app: AppHarness) -
 
     assert row == {
         "requestId": request_id,
+        "userId": "alice",
         "model": "gpt-test",
         "inputTokens": 1000,
         "outputTokens": 500,
@@ -234,6 +235,7 @@ async def test_request_by_id_returns_own_row(any_app: AppHarness) -> None:
 
     assert response.status_code == 200, response.text
     assert response.json()["requestId"] == request_id
+    assert response.json()["userId"] == "alice"
     assert response.json()["creditsCostDisplay"] == "$0.000001"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -33,6 +34,18 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 0
     if settings.workers > 1:
+        if settings.redis_url is None:
+            # In-process limits would be counted per worker: N workers would admit N times every limit.
+            print(
+                f"error: --workers {settings.workers} needs REDIS_URL so that the workers share rate limits "
+                "and cache invalidation; set REDIS_URL or run one worker",
+                file=sys.stderr,
+            )
+            return 2
+        if settings.should_auto_migrate:
+            # Once, before the workers start: they would otherwise race to migrate the same database.
+            subprocess.run([sys.executable, "-m", "trollllm", "migrate"], check=True)
+            os.environ["TROLLLLM_AUTO_MIGRATE"] = "false"
         # Each worker process builds its own app from the environment (trollllm.asgi).
         uvicorn.run(
             "trollllm.asgi:app",
@@ -83,6 +96,9 @@ def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
     from trollllm.tools import running_app
 
     password = args.password
+    if password is None and not sys.stdin.isatty():
+        print("error: no terminal to ask for the password on; use --password", file=sys.stderr)
+        return 2
     if password is None:
         password = getpass.getpass("Password for the admin: ")
         if password != getpass.getpass("Repeat the password: "):

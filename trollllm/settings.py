@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     instances: int = Field(
         default=1, ge=1, le=10_000, description="gateway processes sharing Redis, for the RPM fallback share"
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
     upstream_first_byte_timeout_s: float = Field(default=120.0, gt=0)
@@ -67,6 +67,15 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must be sqlite+aiosqlite://… or postgresql+asyncpg://…")
         if value.startswith("postgresql://"):
             value = "postgresql+asyncpg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_any_case(cls, value: object) -> object:
+        # Operators write `warning`, `Info` or Python's `WARN` alias; the logging module takes upper case.
+        if isinstance(value, str):
+            level = value.strip().upper()
+            return "WARNING" if level == "WARN" else level
         return value
 
     @field_validator("redis_url")

@@ -123,4 +123,4 @@ async def activity(
     async with get_state(request).sessions() as session:
         found = await load_friend_key(session, user.id)
         result = await page_request_logs(session, params, user_id=user.id, friend_key_id=found.key.id)
-    return RequestLogPageView.of(result)
+    return RequestLogPageView.of(result, user.username)

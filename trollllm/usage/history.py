@@ -162,6 +162,7 @@ class RequestLogView(BaseModel):
     """One request as a user sees it (SPEC §6 fields; the operator's factory key id is left out)."""
 
     requestId: str
+    userId: str
     model: str
     inputTokens: int
     outputTokens: int
@@ -181,11 +182,16 @@ class RequestLogView(BaseModel):
     createdAt: datetime
 
     @classmethod
-    def of(cls, row: RequestLog) -> RequestLogView:
-        """The view of one log row."""
+    def of(cls, row: RequestLog, owner_username: str) -> RequestLogView:
+        """The view of one log row; `userId` is its owner's username (also on friend-key requests).
+
+        Every listing filters by the owner (`user_id`), so the caller passes the username it already has
+        instead of joining `users` per row.
+        """
         cost = Money(row.credits_cost_nanos)
         return cls(
             requestId=row.request_id,
+            userId=owner_username,
             model=row.model,
             inputTokens=row.input_tokens,
             outputTokens=row.output_tokens,
@@ -216,10 +222,10 @@ class RequestLogPageView(BaseModel):
     totalPages: int
 
     @classmethod
-    def of(cls, page: LogPage) -> RequestLogPageView:
-        """The view of a page."""
+    def of(cls, page: LogPage, owner_username: str) -> RequestLogPageView:
+        """The view of a page of one owner's logs."""
         return cls(
-            requests=[RequestLogView.of(row) for row in page.rows],
+            requests=[RequestLogView.of(row, owner_username) for row in page.rows],
             total=page.total,
             page=page.page,
             limit=page.limit,

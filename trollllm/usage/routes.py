@@ -49,7 +49,7 @@ async def request_history(
     params = parse_page_params(page, limit, since, to)
     async with get_state(request).sessions() as session:
         result = await page_request_logs(session, params, user_id=user.id)
-    return RequestLogPageView.of(result)
+    return RequestLogPageView.of(result, user.username)
 
 
 @router.get("/api/user/requests/{request_id}", response_model=RequestLogView)
@@ -59,4 +59,4 @@ async def request_log(user: CurrentUser, request: Request, request_id: str) -> R
         row = await find_request_log(session, request_id, user_id=user.id)
     if row is None:
         raise NotFound("No such request")
-    return RequestLogView.of(row)
+    return RequestLogView.of(row, user.username)
