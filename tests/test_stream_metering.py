@@ -9,7 +9,7 @@ import aiohttp
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from proxy_world import OPENAI_MODEL, World
+from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, World
 from test_proxy_streams import PRICES, _log_of
 
 from trollllm.mockupstream import count_input_tokens
@@ -116,3 +116,19 @@ async def test_stream_without_a_readable_event_is_a_502_and_free(any_world: Worl
     assert row.status_code == 502 and not row.is_success and row.credits_cost_nanos == 0
     keys = await any_world.admin_call("GET", "/api/admin/factory-keys")
     assert "cooling" in keys.text
+
+
+async def test_anthropic_stream_carries_the_settled_cost_on_message_delta(any_world: World) -> None:
+    messages = [{"role": "user", "content": "cost me [mock reply_tokens=5 spaced_json=1]"}]
+    async with any_world.anthropic() as client:
+        stream = await client.messages.create(
+            model=ANTHROPIC_MODEL, max_tokens=100, messages=messages, stream=True
+        )
+        events = [event async for event in stream]
+    delta = next(event for event in events if event.type == "message_delta")
+    row = await _log_of(any_world, stream.response.headers["x-request-id"])
+    expected = cost_of(TokenUsage(count_input_tokens({"messages": messages}), 5), PRICES)
+    assert Money(row.credits_cost_nanos) == expected
+    assert delta.model_extra is not None
+    assert Money.from_usd(str(delta.model_extra["cost"])) == expected
+    assert events[-1].type == "message_stop"
