@@ -212,6 +212,13 @@ class UpstreamError(GatewayError):
     default_message = "The upstream connection broke before the answer was complete"
 
 
+class UpstreamUnreadable(UpstreamError):
+    """The upstream answered 2xx with a body no client can read (undecodable, or a stream without events)."""
+
+    error_type = "upstream_unreadable"
+    default_message = "The upstream answered with a body that cannot be read"
+
+
 class MethodNotAllowed(GatewayError):
     """The path exists but not with this method."""
 

@@ -65,6 +65,12 @@ class Controls:
     hang: bool = False
     bad_json: bool = False
     no_usage: bool = False
+    spaced_json: bool = False
+    """Streams: JSON written as Python's ``json.dumps`` does (``"content": "w1"``)."""
+    gzip: bool = False
+    """Streams: gzip-compressed (``content-encoding: gzip``) although ``identity`` was asked for."""
+    junk_stream: bool = False
+    """Streams: an event stream of which no event parses."""
 
 
 _CONTROL_NAMES = frozenset(f.name for f in fields(Controls))
@@ -214,6 +220,9 @@ def parse_controls(body: Mapping[str, Any], headers: Iterable[tuple[str, str]]) 
         hang=bool(settings.get("hang", 0)),
         bad_json=bool(settings.get("bad_json", 0)),
         no_usage=bool(settings.get("no_usage", 0)),
+        spaced_json=bool(settings.get("spaced_json", 0)),
+        gzip=bool(settings.get("gzip", 0)),
+        junk_stream=bool(settings.get("junk_stream", 0)),
     )
 
 

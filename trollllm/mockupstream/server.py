@@ -9,8 +9,11 @@ server object adds a fault queue, per-key statuses and a record of what it recei
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -315,7 +318,12 @@ class MockUpstream:
                 wire.request_id_header: reply.response_id,
             }
         )
-        frames = wire.events(reply, body, malformed=controls.bad_json)
+        frames = _faulty_frames(wire.events(reply, body, malformed=controls.bad_json), controls)
+        compressor = zlib.compressobj(wbits=zlib.MAX_WBITS | 16) if controls.gzip else None
+        if compressor is not None:
+            response.headers["Content-Encoding"] = "gzip"
+            frames = [compressor.compress(frame) + compressor.flush(zlib.Z_SYNC_FLUSH) for frame in frames]
+            frames.append(compressor.flush())
         try:
             await response.prepare(request)
             if controls.first_byte_delay_ms and not await self._pause(controls.first_byte_delay_ms):
@@ -348,3 +356,20 @@ class MockUpstream:
         if request.transport is not None:
             request.transport.abort()
         return response if response is not None else web.Response()
+
+
+def _faulty_frames(frames: list[bytes], controls: Controls) -> list[bytes]:
+    """The stream's frames with the spelling faults asked for (``spaced_json``, ``junk_stream``)."""
+    if controls.junk_stream:
+        return [b"data: <html>not an event</html>\n\n" for _ in frames]
+    if not controls.spaced_json:
+        return frames
+    spaced = []
+    for frame in frames:
+        lines = frame.rstrip(b"\n").split(b"\n")
+        for index, line in enumerate(lines):
+            if line.startswith(b"data: {"):
+                with contextlib.suppress(ValueError):  # a frame made malformed on purpose stays so
+                    lines[index] = b"data: " + json.dumps(json.loads(line[6:])).encode()
+        spaced.append(b"\n".join(lines) + b"\n\n")
+    return spaced

@@ -1,7 +1,7 @@
 """Reading what the upstream answers: usage from JSON bodies and SSE streams, and the client's model name.
 
-Streams are relayed event by event: bytes are buffered only up to the end of the current SSE event, most
-events pass through untouched, and only the few that carry usage are parsed.
+Streams are relayed event by event: bytes are buffered only up to the end of the current SSE event; each
+event's data is parsed to meter it, and most events pass through as the upstream wrote them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import orjson
 
 from trollllm.errors import GatewayError
 from trollllm.http_errors import error_body
-from trollllm.money import TokenUsage, usage_from_anthropic, usage_from_openai
+from trollllm.money import Money, TokenUsage, usage_from_anthropic, usage_from_openai, usd_text
 from trollllm.proxy.requests import WireFormat
 
 
@@ -41,40 +41,91 @@ def rewrite_json_reply(raw: bytes, wire: WireFormat, client_model: str) -> tuple
 
 
 class StreamMeter:
-    """Relays one SSE stream: rewrites the model name, meters usage, strips what the client did not ask."""
+    """Relays one SSE stream: rewrites the model name, meters usage, strips what the client did not ask.
+
+    Every event's data is parsed (orjson), so usage and delivered tokens do not depend on how the upstream
+    spells its JSON (spaces, escapes, key order) or ends its lines (LF, CRLF, CR). Events pass through as
+    the upstream wrote them; only an event whose `model` is not spelled compactly is re-serialized. Data
+    that is not JSON is dropped (no client could read it); `events` counts the events that parsed.
+
+    With `report_cost`, the last event carrying usage (OpenAI: the usage chunk the client asked for;
+    Anthropic: `message_delta`) and everything after it are held back: `release_held(cost)` returns them,
+    with `"cost": <USD number>` added to the usage event, once settlement knows the cost.
+    """
 
     def __init__(
-        self, wire: WireFormat, upstream_model: str, client_model: str, client_wants_usage: bool
+        self,
+        wire: WireFormat,
+        upstream_model: str,
+        client_model: str,
+        client_wants_usage: bool,
+        *,
+        report_cost: bool = False,
     ) -> None:
         self.wire = wire
         self.client_wants_usage = client_wants_usage
         self.usage: TokenUsage | None = None
         self.delivered_tokens = 0
+        self.events = 0
+        """Events whose data parsed (JSON objects and `[DONE]`)."""
+        self.dropped_events = 0
+        """Events with data that is not JSON, not passed to the client."""
         self._anthropic_start: dict[str, Any] = {}
         self._buffer = b""
-        self._model_from = b""
+        self._upstream_model = upstream_model
+        self._client_model = client_model
+        self._model_from: tuple[bytes, ...] = ()
         self._model_to = b""
         if upstream_model != client_model:
-            self._model_from = b'"model":' + orjson.dumps(upstream_model)
+            value = orjson.dumps(upstream_model)
+            self._model_from = (b'"model":' + value, b'"model": ' + value)
             self._model_to = b'"model":' + orjson.dumps(client_model)
+        self._hold_usage = report_cost and (wire is WireFormat.ANTHROPIC or client_wants_usage)
+        self._held: list[bytes] = []
+        self._held_usage: tuple[bytes, dict[str, Any]] | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes to send to the client for this upstream chunk (whole events only)."""
-        data = self._buffer + chunk
-        if b"\r\n" in data:
-            data = data.replace(b"\r\n", b"\n")
+        data = self._buffer + chunk if self._buffer else chunk
+        if b"\r" in data:
+            carry = data.endswith(b"\r")  # may be the first half of a CRLF split between two chunks
+            if carry:
+                data = data[:-1]
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if carry:
+                data += b"\r"
         end = data.rfind(b"\n\n")
         if end < 0:
             self._buffer = data
             return b""
         self._buffer = data[end + 2 :]
-        out = [self._event(event) for event in data[: end + 2].split(b"\n\n")[:-1]]
+        out = [self._event(event) for event in data[:end].split(b"\n\n")]
         return b"".join(event + b"\n\n" for event in out if event)
 
     def flush(self) -> bytes:
         """Whatever incomplete event remains at the end of the stream."""
-        rest, self._buffer = self._buffer, b""
-        return self._event(rest) + b"\n\n" if rest.strip() else b""
+        rest, self._buffer = self._buffer.replace(b"\r", b"\n"), b""
+        if not rest.strip():
+            return b""
+        event = self._event(rest.strip(b"\n"))
+        return event + b"\n\n" if event else b""
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes buffered while waiting for the end of the current event."""
+        return len(self._buffer)
+
+    def release_held(self, cost: Money | None) -> bytes:
+        """The events held back for the cost, with `cost` (USD) beside the usage; None adds none."""
+        held, self._held = self._held, []
+        usage_event, self._held_usage = self._held_usage, None
+        if usage_event is None:
+            return b"".join(held)
+        prefix, payload = usage_event
+        data = orjson.dumps(payload)
+        if cost is not None:
+            data = data[:-1] + b',"cost":' + usd_text(cost).encode() + b"}"
+        return b"".join([prefix + b"data: " + data + b"\n\n", *held])
 
     def billed_usage(self) -> TokenUsage:
         """What to bill: the usage the upstream reported, or else the tokens delivered to the client."""
@@ -91,42 +142,143 @@ class StreamMeter:
         return TokenUsage(output_tokens=self.delivered_tokens)
 
     def _event(self, event: bytes) -> bytes:
-        if self._model_from and self._model_from in event:
-            event = event.replace(self._model_from, self._model_to)
-        elif self._model_from and b'"model": ' in event:
-            event = event.replace(self._model_from.replace(b":", b": ", 1), self._model_to)
+        if not event:
+            return b""
+        if event.startswith(b"data:") and b"\n" not in event:  # the common shape: one data line
+            prefix, found = b"", event[5:]  # type: bytes, bytes | None
+        else:
+            prefix, found = _split_event(event)
+        if found is None:  # comments, `event:` or `id:` lines alone: nothing to meter
+            return event
+        data = found.strip(b" ")
+        if data == b"[DONE]":
+            self.events += 1
+            return self._after_held(event)
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            payload = None
+        if not isinstance(payload, dict):
+            self.dropped_events += 1
+            return b""
+        self.events += 1
         if self.wire is WireFormat.OPENAI:
-            return self._openai_event(event)
-        return self._anthropic_event(event)
+            carries_usage = self._openai_payload(payload)
+            model_holder: dict[str, Any] | None = payload
+            if carries_usage and not self.client_wants_usage and not payload.get("choices"):
+                return b""  # the usage chunk the gateway asked for, not the client
+        else:
+            carries_usage, model_holder = self._anthropic_payload(payload)
+        if not self._model_from or model_holder is None or model_holder.get("model") != self._upstream_model:
+            model_holder = None  # nothing to rename
+        if carries_usage and self._hold_usage:
+            if model_holder is not None:
+                model_holder["model"] = self._client_model
+            if self._held_usage is not None:  # an earlier usage event: it was not the last one
+                held = self.release_held(None)
+                self._held_usage = (prefix, payload)
+                return held
+            self._held_usage = (prefix, payload)
+            return b""
+        if model_holder is not None:
+            event = self._rewrite_model(event, prefix, payload, model_holder)
+        return self._after_held(event)
 
-    def _openai_event(self, event: bytes) -> bytes:
-        if b'"usage":{' in event or b'"usage": {' in event:
-            payload = _data_json(event)
-            usage = payload.get("usage") if payload else None
-            if isinstance(usage, dict):
-                self.usage = usage_from_openai(usage)
-                if not self.client_wants_usage and not payload.get("choices"):  # type: ignore[union-attr]
-                    return b""
-        if b'"content":"' in event and b'"content":""' not in event:
-            self.delivered_tokens += 1
-        return event
+    def _after_held(self, event: bytes) -> bytes:
+        if self._held_usage is None:
+            return event
+        self._held.append(event + b"\n\n")
+        return b""
 
-    def _anthropic_event(self, event: bytes) -> bytes:
-        if b"content_block_delta" in event:
-            self.delivered_tokens += 1
-        elif b"message_start" in event:
-            payload = _data_json(event)
-            message = payload.get("message") if payload else None
-            usage = message.get("usage") if isinstance(message, dict) else None
-            if isinstance(usage, dict):
-                self._anthropic_start = usage
-        elif b"message_delta" in event:
-            payload = _data_json(event)
-            usage = payload.get("usage") if payload else None
+    def _rewrite_model(
+        self, event: bytes, prefix: bytes, payload: dict[str, Any], holder: dict[str, Any]
+    ) -> bytes:
+        for spelling in self._model_from:
+            if spelling in event:
+                return event.replace(spelling, self._model_to, 1)
+        holder["model"] = self._client_model  # spelled otherwise (escapes, other spacing): re-serialize
+        return prefix + b"data: " + orjson.dumps(payload)
+
+    def _openai_payload(self, payload: dict[str, Any]) -> bool:
+        """Meter one OpenAI chunk; True when it carries usage."""
+        choices = payload.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if isinstance(delta, dict):
+                    self.delivered_tokens += _openai_delta_tokens(delta)
+        usage = payload.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage_from_openai(usage)
+            return True
+        return False
+
+    def _anthropic_payload(self, payload: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+        """Meter one Anthropic event; (carries the final usage, the object holding `model`)."""
+        kind = payload.get("type")
+        if kind == "content_block_delta":
+            delta = payload.get("delta")
+            if isinstance(delta, dict):
+                field = _ANTHROPIC_DELTA_FIELD.get(str(delta.get("type")))
+                if field is not None and _nonempty(delta.get(field)):
+                    self.delivered_tokens += 1
+        elif kind == "message_start":
+            message = payload.get("message")
+            if isinstance(message, dict):
+                usage = message.get("usage")
+                if isinstance(usage, dict):
+                    self._anthropic_start = usage
+                return False, message
+        elif kind == "message_delta":
+            usage = payload.get("usage")
             if isinstance(usage, dict):
                 merged = {**self._anthropic_start, **{k: v for k, v in usage.items() if v is not None}}
                 self.usage = usage_from_anthropic(merged)
-        return event
+                return True, None
+        return False, None
+
+
+# Anthropic delta type -> the field whose non-empty value is delivered output (signatures are not).
+_ANTHROPIC_DELTA_FIELD = {
+    "text_delta": "text",
+    "thinking_delta": "thinking",
+    "input_json_delta": "partial_json",
+}
+_OPENAI_DELTA_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
+
+
+def _openai_delta_tokens(delta: dict[str, Any]) -> int:
+    """Delivered pieces in one OpenAI delta: each non-empty text field and each tool-call fragment."""
+    pieces = sum(1 for name in _OPENAI_DELTA_FIELDS if _nonempty(delta.get(name)))
+    tool_calls = delta.get("tool_calls")
+    if isinstance(tool_calls, list):
+        for call in tool_calls:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and (
+                _nonempty(function.get("arguments")) or _nonempty(function.get("name"))
+            ):
+                pieces += 1
+    return pieces
+
+
+def _nonempty(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _split_event(event: bytes) -> tuple[bytes, bytes | None]:
+    """(the event's non-data lines, each ending in a newline; its data, or None if it has no data line).
+
+    Several data lines join with a newline, as the SSE standard says; one space after `data:` is dropped.
+    """
+    prefix: list[bytes] = []
+    data: list[bytes] = []
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(b" ") else value)
+        elif line:
+            prefix.append(line + b"\n")
+    return b"".join(prefix), (b"\n".join(data) if data else None)
 
 
 def stream_error_event(wire: WireFormat, error: GatewayError) -> bytes:
@@ -136,14 +288,3 @@ def stream_error_event(wire: WireFormat, error: GatewayError) -> bytes:
     if wire is WireFormat.ANTHROPIC:
         return b"event: error\ndata: " + payload + b"\n\n"
     return b"data: " + payload + b"\n\n"
-
-
-def _data_json(event: bytes) -> dict[str, Any] | None:
-    for line in event.split(b"\n"):
-        if line.startswith(b"data:"):
-            try:
-                value = orjson.loads(line[5:].strip())
-            except orjson.JSONDecodeError:
-                return None
-            return value if isinstance(value, dict) else None
-    return None

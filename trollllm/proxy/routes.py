@@ -14,9 +14,11 @@ from starlette.types import Receive, Scope, Send
 
 from trollllm.billing.holds import Charged, RequestRecord, settle
 from trollllm.crypto import mask_secrets
-from trollllm.errors import GatewayError, UpstreamError
+from trollllm.errors import GatewayError, UpstreamError, UpstreamUnreadable
 from trollllm.friendkeys.caps import allowed_model_ids
+from trollllm.http_errors import error_response
 from trollllm.money import Money, TokenUsage, cost_of, usd_text
+from trollllm.proxy.decoding import UnreadableEncoding, body_decoder, decode_body
 from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse, RawResponse
 from trollllm.proxy.gate import Admission, admit, authenticate, presented_key
 from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
@@ -33,6 +35,8 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+# A stream whose first this many bytes hold no readable event is not a stream a client can read.
+_MAX_UNRECOGNISED = 64 * 1024
 
 
 async def chat_completions(state: AppState, call: ProxyCall) -> ProxyResponse:
@@ -94,13 +98,18 @@ class _Exchange:
         self.started = started
         # Headers of every response to this request: its id and its RPM decision.
         self.headers = [(b"x-request-id", request_id.encode()), *admission.rate_limit.raw_headers]
+        self.request_id = request_id
         self.factory_key_id: int | None = None
         self.settled = False
 
     async def finish_json(self, reply: UpstreamReply) -> ProxyResponse:
         self.factory_key_id = reply.factory_key_id
         try:
-            raw = await reply.read()
+            raw = decode_body(await reply.read(), reply.headers.get("content-encoding"))
+        except UnreadableEncoding as exc:
+            await self.settle(TokenUsage(), 502, error_type="upstream_unreadable")
+            self.state.upstream.report_unusable(reply.factory_key_id, str(exc))
+            raise UpstreamUnreadable(headers=self.admission.rate_limit.headers) from exc
         except UpstreamStreamError as exc:
             await self.settle(TokenUsage(), 502, error_type="upstream_error")
             raise UpstreamError(headers=self.admission.rate_limit.headers) from exc
@@ -176,32 +185,65 @@ class _StreamResponse:
         exchange = self.exchange
         parsed = exchange.parsed
         model = exchange.admission.model
-        meter = StreamMeter(parsed.wire, model.upstream_model, model.model_id, parsed.client_wants_usage)
+        meter = StreamMeter(
+            parsed.wire, model.upstream_model, model.model_id, parsed.client_wants_usage, report_cost=True
+        )
         status, error_type = 200, None
         client_connected = True
+        started = False  # the status line waits for the first event that parses: junk is an error
+        early: list[bytes] = []
+        unreadable: str | None = None
 
         async def deliver(data: bytes) -> None:
-            nonlocal client_connected
+            nonlocal client_connected, started
+            if not started:
+                if not meter.events:
+                    early.append(data)
+                    return
+                started = True
+                headers = [*_SSE_HEADERS, *exchange.headers]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                data = b"".join([*early, data])
             if data and client_connected:
                 try:
                     await send({"type": "http.response.body", "body": data, "more_body": True})
                 except OSError:
                     client_connected = False  # keep reading upstream to its usage, then charge that
 
+        charged = None
         try:
-            headers = [*_SSE_HEADERS, *exchange.headers]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
             try:
+                decoder = body_decoder(self.reply.headers.get("content-encoding"))
                 async for chunk in self.reply.chunks():
-                    await deliver(meter.feed(chunk))
+                    await deliver(meter.feed(decoder(chunk) if decoder else chunk))
+                    if not meter.events and meter.pending_bytes + sum(map(len, early)) > _MAX_UNRECOGNISED:
+                        unreadable = "no server-sent event in the first bytes of the stream"
+                        break
                 await deliver(meter.flush())
+                if unreadable is None and not meter.events:
+                    unreadable = "a stream without any readable event"
+            except UnreadableEncoding as exc:
+                unreadable = str(exc)
             except UpstreamStreamError:
                 status, error_type = 502, "upstream_stream_broken"
-                await deliver(stream_error_event(parsed.wire, UpstreamError()))
+                if started:
+                    await deliver(stream_error_event(parsed.wire, UpstreamError()))
+            if unreadable is not None:
+                status, error_type = 502, "upstream_unreadable"
+                exchange.state.upstream.report_unusable(self.reply.factory_key_id, unreadable)
+                if started:
+                    await deliver(stream_error_event(parsed.wire, UpstreamUnreadable()))
         finally:
             self.reply.release()
             # Settled before the stream's end reaches the client, so its cost is in the log once it ends.
-            await exchange.settle(meter.billed_usage(), status, error_type=error_type)
+            charged = await exchange.settle(meter.billed_usage(), status, error_type=error_type)
+        if not started:  # nothing readable came: a plain error response in the client's format
+            error: UpstreamError = UpstreamUnreadable() if unreadable is not None else UpstreamError()
+            error.headers.update(exchange.admission.rate_limit.headers)
+            path = _UPSTREAM_PATH[parsed.wire]
+            await error_response(path, error, exchange.request_id)(scope, receive, send)
+            return
+        await deliver(meter.release_held(charged.cost))
         if client_connected:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 

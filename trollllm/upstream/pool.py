@@ -297,6 +297,14 @@ class UpstreamPool:
         self._writer.cool_down(key.id, self._clock.now() + timedelta(seconds=seconds), reason)
         logger.warning("factory key %d cooling down for %g s: %s", key.id, seconds, reason)
 
+    def report_unusable(self, factory_key_id: int, reason: str) -> None:
+        """A reply this key gave could not be used (e.g. a stream nobody can read): cool the key down."""
+        for provider_keys in (self._keys or {}).values():
+            for key in provider_keys:
+                if key.id == factory_key_id:
+                    self._cool_down(key, DEFAULT_COOLDOWN_S, reason)
+                    return
+
     def _disable(self, key: PoolKey, reason: str) -> None:
         key.disabled = True
         self._disabled.add(key.id)
