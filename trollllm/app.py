@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 from redis.asyncio import BlockingConnectionPool, Redis
+from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from trollllm import __version__, serving
@@ -36,6 +37,8 @@ from trollllm.state import AppState
 from trollllm.upstream.pool import UpstreamPool
 from trollllm.usage.retention import run_periodically
 from trollllm.usage.routes import router as usage_router
+from trollllm.web.render import STATIC_DIR
+from trollllm.web.routes import router as web_router
 
 MAINTENANCE_INTERVAL = timedelta(minutes=5)
 
@@ -136,6 +139,8 @@ def create_app(
     app.include_router(usage_router)
     app.include_router(friendkeys_router)
     app.include_router(plan_user_router)
+    app.include_router(web_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 

@@ -14,7 +14,7 @@ from trollllm.accounts.schemas import (
     SessionView,
     UserView,
 )
-from trollllm.accounts.service import authenticate, create_user
+from trollllm.accounts.service import admit_registration, authenticate, client_address, create_user
 from trollllm.accounts.sessions import (
     CurrentUser,
     clear_session_cookies,
@@ -31,21 +31,11 @@ router = APIRouter(tags=["accounts"])
 _HOUR_S = 3600
 
 
-def _client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 @router.post("/api/auth/register", status_code=201, response_model=SessionView)
 async def register(body: Credentials, request: Request, response: Response) -> SessionView:
     """Create an account on the free plan with an API key; answers a JWT and sets the session cookie."""
     state = get_state(request)
-    per_hour = state.settings.register_per_address_per_hour
-    if per_hour:
-        decision = await state.limiter.hit(f"register:addr:{_client_address(request)}", per_hour, _HOUR_S)
-        if not decision.allowed:
-            raise RateLimited(
-                "Too many registrations from this address", retry_after_s=int(decision.retry_after_s) + 1
-            )
+    await admit_registration(state, client_address(request))
     user, issued = await create_user(state, body.username, body.password)
     token = issue_token(state, user)
     set_session_cookies(state, response, token)
@@ -56,7 +46,7 @@ async def register(body: Credentials, request: Request, response: Response) -> S
 async def login(body: LoginCredentials, request: Request, response: Response) -> SessionView:
     """Exchange username and password for a JWT (also set as an HttpOnly cookie for pages)."""
     state = get_state(request)
-    user = await authenticate(state, body.username, body.password, _client_address(request))
+    user = await authenticate(state, body.username, body.password, client_address(request))
     token = issue_token(state, user)
     set_session_cookies(state, response, token)
     async with state.sessions() as session:

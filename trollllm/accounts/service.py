@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from fastapi import Request
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,11 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from trollllm.accounts.apikeys import IssuedKey, issue_api_key
 from trollllm.accounts.tables import User
 from trollllm.db import transaction
-from trollllm.errors import Conflict, Forbidden, TooManyLoginAttempts, Unauthenticated
+from trollllm.errors import Conflict, Forbidden, RateLimited, TooManyLoginAttempts, Unauthenticated
 from trollllm.plans.calendar import next_month_start
 from trollllm.plans.expiry import expire_plan_if_due
 from trollllm.plans.tables import FREE_PLAN
 from trollllm.state import AppState
+
+_HOUR_S = 3600
 
 
 async def find_user(session: AsyncSession, username: str) -> User | None:
@@ -47,6 +50,23 @@ async def create_user(
     except IntegrityError as exc:  # a concurrent registration won the race
         raise Conflict("Username is already taken", field="username") from exc
     return user, issued
+
+
+def client_address(request: Request) -> str:
+    """The peer address a request came from (the throttles' per-address key)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def admit_registration(state: AppState, address: str) -> None:
+    """Count a registration from `address` against the hourly limit (429 once it is used up)."""
+    per_hour = state.settings.register_per_address_per_hour
+    if not per_hour:
+        return
+    decision = await state.limiter.hit(f"register:addr:{address}", per_hour, _HOUR_S)
+    if not decision.allowed:
+        raise RateLimited(
+            "Too many registrations from this address", retry_after_s=int(decision.retry_after_s) + 1
+        )
 
 
 async def authenticate(state: AppState, username: str, password: str, client_address: str) -> User:

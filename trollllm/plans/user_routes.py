@@ -110,7 +110,7 @@ def plan_features(plan: Plan) -> list[str]:
     return features
 
 
-async def _current_account(state: AppState, user: User) -> tuple[User, Plan]:
+async def current_account(state: AppState, user: User) -> tuple[User, Plan]:
     """The user after applying a due expiry and monthly reset, and their plan row."""
     now = state.clock.now()
     changed = await expire_plan_if_due(state, user.id, user.plan_expires_at)
@@ -126,7 +126,7 @@ async def _current_account(state: AppState, user: User) -> tuple[User, Plan]:
 @router.get("/api/user/billing", response_model=BillingView)
 async def billing(user: CurrentUser, request: Request) -> BillingView:
     """The caller's plan, its limits, balances and this month's token use."""
-    user, plan = await _current_account(get_state(request), user)
+    user, plan = await current_account(get_state(request), user)
     limit = plan.monthly_token_limit
     used = user.monthly_tokens_used
     total = user.total_tokens
@@ -155,7 +155,7 @@ async def usage(user: CurrentUser, request: Request) -> UsageView:
     are the owner's), so it equals the request history exactly.
     """
     state = get_state(request)
-    user, plan = await _current_account(state, user)
+    user, plan = await current_account(state, user)
     now = state.clock.now()
     start, end = month_start(now), next_month_start(now)
     log = RequestLog

@@ -1,0 +1,121 @@
+"""SPEC §8 pages over HTTP (no browser): redirects, the login and register forms, CSRF, logout."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from conftest import AppHarness
+from helpers import PASSWORD, register_user
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+async def _form_csrf(client: httpx.AsyncClient, path: str) -> str:
+    page = await client.get(path)
+    assert page.status_code == 200, page.text
+    match = CSRF.search(page.text)
+    assert match, "the form carries a CSRF token"
+    return match.group(1)
+
+
+async def _post_form(client: httpx.AsyncClient, path: str, **fields: str) -> httpx.Response:
+    csrf = await _form_csrf(client, path)
+    return await client.post(path, data={"csrf": csrf, **fields})
+
+
+async def test_root_sends_a_visitor_to_login(gateway: AppHarness) -> None:
+    response = await gateway.client.get("/")
+
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login"
+
+
+async def test_dashboard_sends_a_visitor_to_login(gateway: AppHarness) -> None:
+    response = await gateway.client.get("/dashboard")
+
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login"
+
+
+async def test_register_form_signs_in_and_shows_the_dashboard(gateway: AppHarness) -> None:
+    client = gateway.client
+    response = await _post_form(client, "/register", username="alice", password=PASSWORD, confirm=PASSWORD)
+
+    assert response.status_code == 303 and response.headers["location"] == "/dashboard"
+    dashboard = await client.get("/dashboard")
+    assert dashboard.status_code == 200
+    assert "sk-trollllm-****...****" in dashboard.text
+    assert "You are on the free plan" in dashboard.text
+    assert (await client.get("/")).headers["location"] == "/dashboard"
+
+
+async def test_register_errors_sit_next_to_their_field(gateway: AppHarness) -> None:
+    response = await _post_form(gateway.client, "/register", username="a", password="short", confirm="other")
+
+    assert response.status_code == 400
+    assert 'id="username-error"' in response.text
+    assert 'id="password-error"' in response.text
+    assert 'id="confirm-error"' in response.text
+
+
+async def test_register_with_a_taken_username_says_so_by_the_username(gateway: AppHarness) -> None:
+    await register_user(gateway, "alice")
+    gateway.client.cookies.clear()
+
+    response = await _post_form(
+        gateway.client, "/register", username="alice", password=PASSWORD, confirm=PASSWORD
+    )
+
+    assert response.status_code == 409
+    assert 'id="username-error"' in response.text
+
+
+async def test_login_with_a_wrong_password_shows_the_error_and_keeps_the_username(
+    gateway: AppHarness,
+) -> None:
+    await register_user(gateway, "alice")
+    gateway.client.cookies.clear()
+
+    response = await _post_form(gateway.client, "/login", username="alice", password="wrong password")
+
+    assert response.status_code == 401
+    assert "Invalid username or password" in response.text
+    assert 'value="alice"' in response.text
+
+
+async def test_a_form_without_its_csrf_token_is_refused(gateway: AppHarness) -> None:
+    await gateway.client.get("/login")
+
+    response = await gateway.client.post("/login", data={"username": "alice", "password": PASSWORD})
+
+    assert response.status_code == 403
+    assert "The form expired" in response.text
+
+
+async def test_logout_clears_the_session(gateway: AppHarness) -> None:
+    client = gateway.client
+    await _post_form(client, "/register", username="alice", password=PASSWORD, confirm=PASSWORD)
+    dashboard = await client.get("/dashboard")
+    csrf = CSRF.search(dashboard.text)
+    assert csrf
+
+    response = await client.post("/logout", data={"csrf": csrf.group(1)})
+
+    assert response.headers["location"] == "/login"
+    assert (await client.get("/dashboard")).headers["location"] == "/login"
+
+
+async def test_page_text_is_escaped(gateway: AppHarness) -> None:
+    response = await _post_form(gateway.client, "/login", username="<script>x</script>", password="p")
+
+    assert "<script>x</script>" not in response.text
+    assert "&lt;script&gt;" in response.text
+
+
+async def test_static_assets_are_served_by_the_app(gateway: AppHarness) -> None:
+    css = await gateway.client.get("/static/app.css")
+    js = await gateway.client.get("/static/app.js")
+
+    assert css.status_code == 200 and "prefers-color-scheme" in css.text
+    assert js.status_code == 200 and "x-csrf-token" in js.text

@@ -1,0 +1,1 @@
+"""The web surface: server-rendered dashboard pages (Jinja2) and the static assets they use."""

@@ -1,0 +1,46 @@
+"""The one Jinja2 environment of the pages, its filters, and the static-asset version stamp."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.responses import HTMLResponse
+
+from trollllm.money import Money
+
+_HERE = Path(__file__).parent
+STATIC_DIR = _HERE / "static"
+
+
+def _usd_cost(nanos: int) -> str:
+    return Money(nanos).format_cost()
+
+
+def _usd_balance(nanos: int) -> str:
+    return Money(nanos).format_balance()
+
+
+def _day(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d") if moment else ""
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment else ""
+
+
+_environment = Environment(
+    loader=FileSystemLoader(_HERE / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_environment.filters.update(usd_cost=_usd_cost, usd_balance=_usd_balance, day=_day, iso=_iso)
+
+
+def page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """Render `template` with `context` as an HTML response that no cache keeps (pages show balances)."""
+    html = _environment.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status_code, headers={"cache-control": "no-store"})

@@ -1,0 +1,168 @@
+"""The user pages: `/`, `/login`, `/register`, `/logout` and `/dashboard` (SPEC §8).
+
+Pages read through the same services as the JSON API and render on the server; the few live actions on a
+page (reveal, copy, rotate) call the JSON API with the session cookie and the CSRF header.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.responses import RedirectResponse, Response
+
+from trollllm.accounts.apikeys import live_api_key
+from trollllm.accounts.schemas import Credentials
+from trollllm.accounts.service import admit_registration, authenticate, client_address, create_user
+from trollllm.accounts.sessions import clear_session_cookies, issue_token, set_session_cookies
+from trollllm.accounts.tables import User
+from trollllm.errors import GatewayError
+from trollllm.plans.user_routes import current_account, usage_percentage
+from trollllm.state import get_state
+from trollllm.web.render import page
+from trollllm.web.session import csrf_token, form_csrf_ok, page_user, remember_csrf
+
+router = APIRouter(include_in_schema=False)
+
+_EXPIRY_WARNING_DAYS = 7
+_FIELD_HINTS = {
+    "username": "3 to 32 letters, digits, '.', '_' or '-'",
+    "password": "8 to 128 characters",
+}
+
+
+def _redirect(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A urlencoded form body as single values (no multipart on these pages)."""
+    fields = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: values[0] for name, values in fields.items()}
+
+
+def _auth_page(request: Request, template: str, status_code: int = 200, **context: object) -> Response:
+    token = csrf_token(request)
+    response = page(template, status_code, csrf=token, **context)
+    remember_csrf(request, response, token, secure=get_state(request).settings.cookie_secure)
+    return response
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    """Signed in → the dashboard; otherwise the login page."""
+    return _redirect("/dashboard" if await page_user(request) else "/login")
+
+
+@router.get("/login")
+async def login_page(request: Request) -> Response:
+    """The login form."""
+    if await page_user(request):
+        return _redirect("/dashboard")
+    return _auth_page(request, "login.html", username="", errors={})
+
+
+@router.post("/login")
+async def login_submit(request: Request) -> Response:
+    """Check the form; on success set the session cookies and go to the dashboard."""
+    form = await _form(request)
+    username = form.get("username", "")
+    if not form_csrf_ok(request, form.get("csrf", "")):
+        return _auth_page(request, "login.html", 403, username=username, errors=_expired_form())
+    state = get_state(request)
+    try:
+        user = await authenticate(state, username, form.get("password", ""), client_address(request))
+    except GatewayError as error:
+        return _auth_page(
+            request, "login.html", error.status_code, username=username, errors={"password": error.message}
+        )
+    return _signed_in(request, user)
+
+
+@router.get("/register")
+async def register_page(request: Request) -> Response:
+    """The registration form."""
+    if await page_user(request):
+        return _redirect("/dashboard")
+    return _auth_page(request, "register.html", username="", errors={})
+
+
+@router.post("/register")
+async def register_submit(request: Request) -> Response:
+    """Create the account (free plan, with an API key) and sign it in; errors sit next to their field."""
+    form = await _form(request)
+    username = form.get("username", "")
+    if not form_csrf_ok(request, form.get("csrf", "")):
+        return _auth_page(request, "register.html", 403, username=username, errors=_expired_form())
+    errors: dict[str, str] = {}
+    try:
+        credentials = Credentials(username=username, password=form.get("password", ""))
+    except ValidationError as invalid:
+        errors = {str(issue["loc"][0]): _FIELD_HINTS[str(issue["loc"][0])] for issue in invalid.errors()}
+    if form.get("password", "") != form.get("confirm", ""):
+        errors.setdefault("confirm", "The passwords do not match")
+    if errors:
+        return _auth_page(request, "register.html", 400, username=username, errors=errors)
+    state = get_state(request)
+    try:
+        await admit_registration(state, client_address(request))
+        user, _issued = await create_user(state, credentials.username, credentials.password)
+    except GatewayError as error:
+        field = error.field if error.field in _FIELD_HINTS else "username"
+        return _auth_page(
+            request, "register.html", error.status_code, username=username, errors={field: error.message}
+        )
+    return _signed_in(request, user)
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    """Clear the session cookies and go to the login page."""
+    form = await _form(request)
+    if not form_csrf_ok(request, form.get("csrf", "")):
+        return _redirect("/dashboard")
+    response = _redirect("/login")
+    clear_session_cookies(response)
+    return response
+
+
+@router.get("/dashboard")
+async def dashboard(request: Request) -> Response:
+    """The API key card, the billing card and the free-tier banner."""
+    user = await page_user(request)
+    if user is None:
+        return _redirect("/login")
+    state = get_state(request)
+    user, plan = await current_account(state, user)  # a due expiry or monthly reset first, as the API does
+    async with state.sessions() as session:
+        key = await live_api_key(session, user.id)
+    now = state.clock.now()
+    expires = user.plan_expires_at
+    days_left = None if expires is None else (expires - now).days
+    limit = plan.monthly_token_limit
+    return page(
+        "dashboard.html",
+        user=user,
+        plan=plan,
+        csrf=csrf_token(request),
+        key_last4=key.last4 if key else None,
+        key_created=key.created_at if key else None,
+        is_free=not plan.api_access,
+        expiry_soon=days_left is not None and 0 <= days_left < _EXPIRY_WARNING_DAYS,
+        days_left=days_left,
+        monthly_limit=limit,
+        usage_percent=usage_percentage(user.monthly_tokens_used, limit),
+        base_url=str(request.base_url).rstrip("/"),
+        current="dashboard",
+    )
+
+
+def _signed_in(request: Request, user: User) -> Response:
+    response = _redirect("/dashboard")
+    set_session_cookies(get_state(request), response, issue_token(get_state(request), user))
+    return response
+
+
+def _expired_form() -> dict[str, str]:
+    return {"form": "The form expired; please try again"}
