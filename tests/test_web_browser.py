@@ -1,0 +1,106 @@
+"""SPEC §8 in a real browser: register, get upgraded, copy the key, call the SDK, rotate the key."""
+
+from __future__ import annotations
+
+import re
+
+import openai
+import pytest
+from browser import chromium, new_context, screenshot
+from helpers import PASSWORD
+from playwright.async_api import Page, expect
+from proxy_world import OPENAI_MODEL, World
+
+ROTATE_SENTENCES = (
+    "Are you sure you want to rotate your API key?",
+    "Your current key will be immediately invalidated.",
+    "All applications using the current key will stop working.",
+)
+
+
+async def _register(page: Page, username: str) -> None:
+    await page.goto("/register")
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
+    await page.get_by_label("Repeat password").fill(PASSWORD)
+    await page.get_by_role("button", name="Create account").click()
+    await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+
+
+async def _clipboard(page: Page) -> str:
+    text: str = await page.evaluate("navigator.clipboard.readText()")
+    return text
+
+
+async def test_a_new_user_is_upgraded_copies_the_key_calls_the_sdk_and_rotates(world: World) -> None:
+    async with chromium() as browser:
+        context = await new_context(browser, world.base_url)
+        page = await context.new_page()
+        await _register(page, "carol")
+        await expect(page.get_by_text("You are on the free plan")).to_be_visible()
+        await screenshot(page, "dashboard-free-desktop")
+
+        await world.admin_call("PATCH", "/api/admin/users/carol", json={"plan": "dev"})
+        await page.reload()
+        await expect(page.get_by_text("You are on the free plan")).to_have_count(0)
+        await expect(page.get_by_text("Plan expires on: ")).to_be_visible()
+        await expect(page.get_by_text("$225.00")).to_be_visible()
+
+        await page.get_by_role("button", name="Copy").click()
+        await expect(page.get_by_role("status")).to_have_text("API key copied")
+        key = await _clipboard(page)
+        assert re.fullmatch(r"sk-trollllm-\S+", key)
+        await page.get_by_role("button", name="Show").click()
+        await expect(page.locator("#api-key")).to_have_text(key)
+
+        client = openai.AsyncOpenAI(base_url=world.base_url + "/v1", api_key=key, max_retries=0)
+        reply = await client.chat.completions.create(
+            model=OPENAI_MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert reply.choices[0].message.content
+
+        await page.get_by_role("button", name="Rotate").click()
+        dialog = page.get_by_role("dialog")
+        for sentence in ROTATE_SENTENCES:
+            await expect(dialog.get_by_text(sentence)).to_be_visible()
+        await screenshot(page, "dashboard-rotate-dialog-desktop")
+        await dialog.get_by_role("button", name="Rotate key").click()
+        await expect(page.get_by_text("Your new key (shown once): ")).to_be_visible()
+        shown = await page.locator("#new-key").text_content() or ""
+        new_key = shown.rsplit(" ", 1)[-1]
+        assert new_key != key and new_key.startswith("sk-trollllm-")
+
+        with pytest.raises(openai.AuthenticationError):
+            await client.chat.completions.create(
+                model=OPENAI_MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+            )
+        fresh = openai.AsyncOpenAI(base_url=world.base_url + "/v1", api_key=new_key, max_retries=0)
+        again = await fresh.chat.completions.create(
+            model=OPENAI_MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert again.choices[0].message.content
+        await client.close()
+        await fresh.close()
+        await context.close()
+
+
+async def test_login_page_and_dashboard_fit_a_phone(world: World) -> None:
+    async with chromium() as browser:
+        context = await new_context(browser, world.base_url, phone=True)
+        page = await context.new_page()
+        await page.goto("/")
+        await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        await screenshot(page, "login-phone")
+        await page.get_by_label("Username").fill(world.user.username)
+        await page.get_by_label("Password").fill("not the password")
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_text("Invalid username or password")).to_be_visible()
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390, "no sideways scrolling"
+        await expect(page.get_by_role("link", name="Dashboard")).to_have_attribute("aria-current", "page")
+        await screenshot(page, "dashboard-phone")
+        await page.get_by_role("button", name="Log out").click()
+        await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        await context.close()
