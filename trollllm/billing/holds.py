@@ -193,8 +193,8 @@ def settle(
         charge = max(min(charge, free, cap_room if cap_room is not None else charge), Money.ZERO)
     elif cost > held.amount:
         # The real cost passed the hold: the overage is charged up to what is free (and the cap's room).
-        room = min(free, cap_room) if cap_room is not None else free
-        charge = max(charge, min(cost, room))
+        collectable = min(free, cap_room) if cap_room is not None else free
+        charge = max(charge, min(cost, collectable))
         logger.warning(
             "cost exceeded the hold",
             extra={
