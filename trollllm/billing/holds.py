@@ -171,8 +171,9 @@ def available_balance(user_id: int) -> Program[Money]:
 def settle(
     held: HeldRequest, hold_id: int, cost: Money, usage: TokenUsage, record: RequestRecord, now: datetime
 ) -> Program[Charged]:
-    """Release hold `hold_id` (`place_hold`'s answer for `held`), charge `cost` (capped at the hold), and
-    write the ledger entry and the request log."""
+    """Release hold `hold_id` (`place_hold`'s answer for `held`), charge `cost` (past the hold only up to
+    the balance less other holds, and a Friend Key cap's room; never negative), and write the ledger entry
+    and the request log."""
     released_rows = yield Query(_RELEASE_HOLD, {"hold_id": hold_id, "request_id": held.request_id})
     released = int(released_rows[0][0]) if released_rows else None
     (credits_nanos, ref_nanos, held_nanos), *_ = yield Query(
@@ -185,11 +186,25 @@ def settle(
         room = yield Query(_RELEASE_ON_CAP, {**cap_row, "released": released or 0})
         cap_room = Money(int(room[0][0])) if room else None  # None: the model left the key's limits
     charge = min(cost, held.amount)
+    free = Money(credits_nanos + ref_nanos - held_nanos)  # the balance less every other open hold
     if released is None:
         # The sweeper already freed this hold (the request outlived HOLD_TTL): charge only what is free.
-        free = Money(credits_nanos + ref_nanos - held_nanos)
         logger.error("settling a request whose hold had expired", extra={"request_id": held.request_id})
         charge = max(min(charge, free, cap_room if cap_room is not None else charge), Money.ZERO)
+    elif cost > held.amount:
+        # The real cost passed the hold: the overage is charged up to what is free (and the cap's room).
+        collectable = min(free, cap_room) if cap_room is not None else free
+        charge = max(charge, min(cost, collectable))
+        logger.warning(
+            "cost exceeded the hold",
+            extra={
+                "request_id": held.request_id,
+                "cost_nanos": cost.nanos,
+                "hold_nanos": held.amount.nanos,
+                "charged_nanos": charge.nanos,
+                "uncollected_nanos": (cost - charge).nanos,
+            },
+        )
     split = split_charge(charge, credits, ref_credits)
     yield Query(
         _CHARGE_USER,

@@ -194,7 +194,8 @@ async def _admit(
         )
     max_tokens = requested or model.max_output_tokens
     input_cost = request.input_bound_tokens * model.worst_input_price
-    required = Money(ceil_div(input_cost + max_tokens * model.prices.output_per_mtok, 1_000_000))
+    output_bound = request.choices * max_tokens
+    required = Money(ceil_div(input_cost + output_bound * model.prices.output_per_mtok, 1_000_000))
     hold = HeldRequest(
         request_id=request_id,
         user_id=caller.user_id,
@@ -215,18 +216,18 @@ async def _admit(
             )
     if hold_id is None:
         balance = await state.db.read(available_balance(caller.user_id))
-        raise _insufficient(balance, required, input_cost, model)
+        raise _insufficient(balance, required, input_cost, model, request.choices)
     return Admission(caller, model, max_tokens, hold, hold_id, rate_limit)
 
 
 def _insufficient(
-    balance: Money, required: Money, input_cost: int, model: CatalogModel
+    balance: Money, required: Money, input_cost: int, model: CatalogModel, choices: int
 ) -> InsufficientCredits:
     extra: dict[str, Any] = {
         "balanceUsd": max(balance, Money.ZERO).to_json(),
         "requiredUsd": required.to_json(),
     }
-    output_price = model.prices.output_per_mtok
+    output_price = model.prices.output_per_mtok * choices
     if output_price > 0:
         affordable = (balance.nanos * 1_000_000 - input_cost) // output_price
         if affordable >= 1:

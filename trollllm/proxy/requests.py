@@ -18,6 +18,7 @@ from trollllm.errors import InvalidRequest
 # so bytes + this margin bounds input tokens for text (a token is at least one byte of UTF-8).
 _INPUT_MARGIN_TOKENS = 64
 MAX_TOKENS_CEILING = 10_000_000
+MAX_CHOICES = 128
 
 
 class WireFormat(Enum):
@@ -39,6 +40,7 @@ class ProxyRequest:
     max_tokens_field: str
     input_bound_tokens: int
     client_wants_usage: bool
+    choices: int = 1  # OpenAI `n`: each choice may use the whole output bound
 
     def upstream_body(self, upstream_model: str, max_tokens: int) -> bytes:
         """The body sent upstream: the upstream model name, a bounded `max_tokens`, and for OpenAI streams a
@@ -72,9 +74,14 @@ def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:
     if not isinstance(stream, bool):
         raise InvalidRequest("`stream` must be a boolean", field="stream")
     field = "max_tokens"
-    if wire is WireFormat.OPENAI and "max_completion_tokens" in body:
-        field = "max_completion_tokens"
     max_tokens = _max_tokens(body.get(field), field)
+    choices = 1
+    if wire is WireFormat.OPENAI:
+        # Both limits present: hold by the larger (an upstream may honour either); both are forwarded as sent.
+        completion = _max_tokens(body.get("max_completion_tokens"), "max_completion_tokens")
+        if completion is not None and (max_tokens is None or completion >= max_tokens):
+            field, max_tokens = "max_completion_tokens", completion
+        choices = _choices(body.get("n"))
     client_wants_usage = False
     if wire is WireFormat.OPENAI:
         options = body.get("stream_options")
@@ -90,6 +97,7 @@ def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:
         max_tokens_field=field,
         input_bound_tokens=len(raw) + _INPUT_MARGIN_TOKENS,
         client_wants_usage=client_wants_usage,
+        choices=choices,
     )
 
 
@@ -100,4 +108,13 @@ def _max_tokens(value: object, field: str) -> int | None:
         raise InvalidRequest(f"`{field}` must be an integer", field=field)
     if value < 1 or value > MAX_TOKENS_CEILING:
         raise InvalidRequest(f"`{field}` must be between 1 and the model's maximum output", field=field)
+    return value
+
+
+def _choices(value: object) -> int:
+    """OpenAI `n` (default 1), 400 naming `n` unless an integer from 1 to `MAX_CHOICES`."""
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CHOICES:
+        raise InvalidRequest(f"`n` must be an integer between 1 and {MAX_CHOICES}", field="n")
     return value
