@@ -119,3 +119,33 @@ async def test_static_assets_are_served_by_the_app(gateway: AppHarness) -> None:
 
     assert css.status_code == 200 and "prefers-color-scheme" in css.text
     assert js.status_code == 200 and "x-csrf-token" in js.text
+
+
+async def _signed_in(gateway: AppHarness, name: str = "alice") -> None:
+    await _post_form(gateway.client, "/register", username=name, password=PASSWORD, confirm=PASSWORD)
+
+
+async def test_subscription_shows_every_plan_with_the_current_one_marked(gateway: AppHarness) -> None:
+    await _signed_in(gateway)
+
+    html = (await gateway.client.get("/dashboard/subscription")).text
+
+    assert "Free" in html and "Dev" in html
+    assert html.count("Current plan") == 1
+    assert 'class="card plan current" aria-labelledby="plan-free"' in html
+
+
+async def test_api_keys_page_lists_the_providers(gateway: AppHarness) -> None:
+    await _signed_in(gateway)
+
+    html = (await gateway.client.get("/dashboard/settings/api-keys")).text
+
+    for provider in ("OpenAI", "Anthropic", "Groq", "Google Gemini"):
+        assert f"<td>{provider}</td>" in html
+    assert 'aria-current="page"' in html
+
+
+async def test_every_user_page_sends_a_visitor_to_login(gateway: AppHarness) -> None:
+    for path in ("/dashboard/subscription", "/dashboard/settings/api-keys", "/dashboard/request-history"):
+        response = await gateway.client.get(path)
+        assert (response.status_code, response.headers["location"]) == (303, "/login"), path

@@ -1,0 +1,62 @@
+"""`/dashboard/subscription` (plans side by side) and `/dashboard/settings/api-keys` (own provider keys)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+from starlette.responses import RedirectResponse, Response
+
+from trollllm.byok.tables import ProviderKey
+from trollllm.plans.tables import Plan
+from trollllm.plans.user_routes import current_account, plan_features
+from trollllm.state import get_state
+from trollllm.web.render import page
+from trollllm.web.session import csrf_token, page_user
+
+router = APIRouter(include_in_schema=False)
+
+# The providers a user may bring a key for (SPEC §1 BYOK); wired to the API by the BYOK work.
+BYOK_PROVIDERS = (
+    ("openai", "OpenAI"),
+    ("anthropic", "Anthropic"),
+    ("groq", "Groq"),
+    ("gemini", "Google Gemini"),
+)
+
+
+@router.get("/dashboard/subscription")
+async def subscription(request: Request) -> Response:
+    """Every plan side by side: credits granted, monthly tokens, RPM, features; the user's own highlighted."""
+    user = await page_user(request)
+    if user is None:
+        return RedirectResponse("/login", status_code=303)
+    state = get_state(request)
+    user, current_plan = await current_account(state, user)
+    async with state.sessions() as session:
+        plans = list((await session.scalars(select(Plan).order_by(Plan.credit_grant_nanos, Plan.name))).all())
+    return page(
+        "subscription.html",
+        user=user,
+        csrf=csrf_token(request),
+        current="subscription",
+        plans=[(plan, plan_features(plan)) for plan in plans],
+        current_plan=current_plan.name,
+    )
+
+
+@router.get("/dashboard/settings/api-keys")
+async def provider_keys(request: Request) -> Response:
+    """The user's own provider keys (last 4 only)."""
+    user = await page_user(request)
+    if user is None:
+        return RedirectResponse("/login", status_code=303)
+    async with get_state(request).sessions() as session:
+        stored = (await session.scalars(select(ProviderKey).where(ProviderKey.user_id == user.id))).all()
+    by_provider = {key.provider: key for key in stored}
+    return page(
+        "api_keys.html",
+        user=user,
+        csrf=csrf_token(request),
+        current="api-keys",
+        providers=[(provider, label, by_provider.get(provider)) for provider, label in BYOK_PROVIDERS],
+    )
