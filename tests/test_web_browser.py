@@ -104,3 +104,58 @@ async def test_login_page_and_dashboard_fit_a_phone(world: World) -> None:
         await page.get_by_role("button", name="Log out").click()
         await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         await context.close()
+
+
+async def _log_in(page: Page, username: str) -> None:
+    await page.goto("/login")
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+
+
+async def test_friend_key_is_generated_limited_used_rotated_and_deleted(world: World) -> None:
+    async with chromium() as browser:
+        context = await new_context(browser, world.base_url)
+        page = await context.new_page()
+        await _log_in(page, world.user.username)
+        await page.get_by_role("link", name="Friend Key").click()
+        await page.get_by_role("button", name="Generate Friend Key").click()
+        await expect(page.get_by_text("Your new Friend Key (shown once): ")).to_be_visible()
+        await page.get_by_role("button", name="Copy", exact=True).click()
+        key = await _clipboard(page)
+        assert key.startswith("sk-trollllm-")
+
+        limit = page.get_by_label(f"Limit for {OPENAI_MODEL}")
+        await limit.fill("-3")
+        await page.get_by_role("button", name="Save Limits").click()
+        await expect(page.get_by_text("must be ≥ 0")).to_be_visible()
+        await limit.fill("1")
+        await page.get_by_role("button", name="Save Limits").click()
+        await expect(page.get_by_role("status")).to_have_text("Limits saved")
+        await page.wait_for_load_state("load")
+        await expect(page.get_by_text("$0.00 / $1.00")).to_be_visible()
+
+        friend = openai.AsyncOpenAI(base_url=world.base_url + "/v1", api_key=key, max_retries=0)
+        await friend.chat.completions.create(
+            model=OPENAI_MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+        await page.reload()
+        bar = page.get_by_role("progressbar", name=f"Use of the {OPENAI_MODEL} limit")
+        assert float(await bar.get_attribute("aria-valuenow") or 0) > 0
+        activity = page.get_by_role("region", name="Recent activity")
+        await expect(activity.get_by_role("cell", name=OPENAI_MODEL)).to_be_visible()
+        await screenshot(page, "friend-key-desktop")
+
+        await page.get_by_role("button", name="Rotate").click()
+        await expect(page.get_by_text("Your new Friend Key (shown once): ")).to_be_visible()
+        with pytest.raises(openai.AuthenticationError):
+            await friend.chat.completions.create(
+                model=OPENAI_MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+            )
+        await page.get_by_role("button", name="Delete").click()
+        await expect(page.get_by_text("Are you sure you want to delete your Friend Key?")).to_be_visible()
+        await page.get_by_role("button", name="Delete Friend Key").click()
+        await expect(page.get_by_role("button", name="Generate Friend Key")).to_be_visible()
+        await friend.close()
+        await context.close()

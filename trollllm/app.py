@@ -38,6 +38,7 @@ from trollllm.upstream.pool import UpstreamPool
 from trollllm.usage.retention import run_periodically
 from trollllm.usage.routes import router as usage_router
 from trollllm.web.account_pages import router as web_account_router
+from trollllm.web.friend_key import router as web_friend_key_router
 from trollllm.web.history import router as web_history_router
 from trollllm.web.render import STATIC_DIR
 from trollllm.web.routes import router as web_router
@@ -144,6 +145,7 @@ def create_app(
     app.include_router(web_router)
     app.include_router(web_history_router)
     app.include_router(web_account_router)
+    app.include_router(web_friend_key_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

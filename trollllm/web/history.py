@@ -32,7 +32,7 @@ _CSV_COLUMNS = (
 )  # fmt: skip
 
 
-def _page_numbers(current: int, total_pages: int) -> list[int | None]:
+def page_numbers(current: int, total_pages: int) -> list[int | None]:
     """Page links around the current page, with None for a gap: 1 … 4 5 6 … 20."""
     wanted = {1, total_pages, current - 1, current, current + 1}
     pages = sorted(number for number in wanted if 1 <= number <= total_pages)
@@ -68,7 +68,7 @@ async def history_page(request: Request) -> Response:
         total=result.total,
         page_number=result.page,
         total_pages=result.total_pages,
-        page_numbers=_page_numbers(result.page, result.total_pages),
+        page_numbers=page_numbers(result.page, result.total_pages),
         since=since,
         until=until,
         error=error,

@@ -6,17 +6,22 @@ function csrfToken() {
   return match ? decodeURIComponent(match[1]) : "";
 }
 
-async function api(method, path) {
+async function api(method, path, body) {
+  const headers = { "x-csrf-token": csrfToken(), accept: "application/json" };
+  if (body !== undefined) headers["content-type"] = "application/json";
   const response = await fetch(path, {
     method,
     credentials: "same-origin",
-    headers: { "x-csrf-token": csrfToken(), accept: "application/json" },
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
   });
-  const body = response.status === 204 ? null : await response.json();
+  const answer = response.status === 204 ? null : await response.json();
   if (!response.ok) {
-    throw new Error((body && body.error && body.error.message) || `Request failed (${response.status})`);
+    const error = new Error((answer && answer.error && answer.error.message) || `Request failed (${response.status})`);
+    error.field = answer && answer.error && answer.error.field;
+    throw error;
   }
-  return body;
+  return answer;
 }
 
 function toast(message) {
@@ -62,6 +67,87 @@ const actions = {
     toast("API key rotated");
   },
 };
+
+function showNewFriendKey(fullKey) {
+  document.getElementById("new-friend-key").textContent = fullKey;
+  document.getElementById("new-key-box").hidden = false;
+}
+
+Object.assign(actions, {
+  async "create-friend-key"() {
+    const created = await api("POST", "/api/user/friend-key");
+    sessionStorage.setItem("trollllm-new-friend-key", created.friendKey);
+    location.reload();
+  },
+  async "rotate-friend-key"() {
+    const rotated = await api("POST", "/api/user/friend-key/rotate");
+    showNewFriendKey(rotated.newFriendKey);
+    document.getElementById("friend-key").textContent = `sk-trollllm-****...****${rotated.newFriendKey.slice(-4)}`;
+    toast("Friend Key rotated: the old key no longer works");
+  },
+  async "copy-new-key"() {
+    await navigator.clipboard.writeText(document.getElementById("new-friend-key").textContent);
+    toast("Friend Key copied");
+  },
+  "delete-friend-key"() {
+    document.getElementById("delete-dialog").showModal();
+  },
+  async "confirm-delete-friend-key"(button) {
+    button.closest("dialog").close();
+    await api("DELETE", "/api/user/friend-key");
+    location.reload();
+  },
+});
+
+// A key just generated is shown once, after the reload that brings in its limits table.
+const justCreated = sessionStorage.getItem("trollllm-new-friend-key");
+if (justCreated && document.getElementById("new-key-box")) {
+  sessionStorage.removeItem("trollllm-new-friend-key");
+  showNewFriendKey(justCreated);
+}
+
+// Save Limits: every row at once; a refused row gets its error next to its input.
+const limitsForm = document.getElementById("limits-form");
+if (limitsForm) {
+  limitsForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const inputs = [...limitsForm.querySelectorAll(".limit-input")];
+    inputs.forEach((input) => {
+      input.removeAttribute("aria-invalid");
+      input.nextElementSibling.hidden = true;
+    });
+    const formError = document.getElementById("limits-error");
+    formError.hidden = true;
+    const sent = inputs.filter((input) => input.value.trim() !== "");
+    const modelLimits = sent.map((input) => ({
+      modelId: input.name, limitUsd: Number(input.value.trim()), enabled: true,
+    }));
+    const bad = sent.find((input) => !Number.isFinite(Number(input.value.trim())));
+    if (bad) {
+      bad.setAttribute("aria-invalid", "true");
+      bad.nextElementSibling.textContent = "Enter an amount in USD, e.g. 5 or 12.50";
+      bad.nextElementSibling.hidden = false;
+      return;
+    }
+    try {
+      await api("PUT", "/api/user/friend-key/limits", { modelLimits });
+      toast("Limits saved");
+      setTimeout(() => location.reload(), 600);
+    } catch (error) {
+      const row = /^modelLimits\[(\d+)\]/.exec(error.field || "");
+      const input = row && sent[Number(row[1])];
+      if (input) {
+        input.setAttribute("aria-invalid", "true");
+        input.nextElementSibling.textContent = error.message.replace(/^modelLimits\[\d+\]\.limitUsd /, "");
+        input.nextElementSibling.hidden = false;
+        input.focus();
+      } else {
+        formError.textContent = error.message;
+        formError.hidden = false;
+      }
+    }
+  });
+}
 
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("[data-action]");
