@@ -159,3 +159,15 @@ async def test_friend_key_is_generated_limited_used_rotated_and_deleted(world: W
         await expect(page.get_by_role("button", name="Generate Friend Key")).to_be_visible()
         await friend.close()
         await context.close()
+
+
+async def test_api_docs_render_offline(world: World) -> None:
+    async with chromium() as browser:
+        context = await new_context(browser, world.base_url)
+        await context.route(
+            "**/*", lambda route: route.abort() if "127.0.0.1" not in route.request.url else route.continue_()
+        )
+        page = await context.new_page()
+        await page.goto("/docs")
+        await expect(page.get_by_role("heading", name="TrollLLM gateway")).to_be_visible()
+        await context.close()

@@ -149,3 +149,13 @@ async def test_every_user_page_sends_a_visitor_to_login(gateway: AppHarness) -> 
     for path in ("/dashboard/subscription", "/dashboard/settings/api-keys", "/dashboard/request-history"):
         response = await gateway.client.get(path)
         assert (response.status_code, response.headers["location"]) == (303, "/login"), path
+
+
+async def test_api_docs_load_their_assets_from_the_app_not_a_cdn(gateway: AppHarness) -> None:
+    html = (await gateway.client.get("/docs")).text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+
+    assert "cdn" not in html.lower()
+    for asset in assets:
+        assert asset.startswith("/"), asset
+        assert (await gateway.client.get(asset)).status_code == 200, asset

@@ -38,6 +38,8 @@ from trollllm.upstream.pool import UpstreamPool
 from trollllm.usage.retention import run_periodically
 from trollllm.usage.routes import router as usage_router
 from trollllm.web.account_pages import router as web_account_router
+from trollllm.web.api_docs import SWAGGER_DIR, SWAGGER_MOUNT
+from trollllm.web.api_docs import router as api_docs_router
 from trollllm.web.friend_key import router as web_friend_key_router
 from trollllm.web.history import router as web_history_router
 from trollllm.web.render import STATIC_DIR
@@ -131,7 +133,7 @@ def create_app(
         title="TrollLLM gateway",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by trollllm.web.api_docs from local assets
         openapi_url="/openapi.json",
         redoc_url=None,
     )
@@ -146,6 +148,8 @@ def create_app(
     app.include_router(web_history_router)
     app.include_router(web_account_router)
     app.include_router(web_friend_key_router)
+    app.include_router(api_docs_router)
+    app.mount(SWAGGER_MOUNT, StaticFiles(directory=SWAGGER_DIR), name="swagger")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
