@@ -212,6 +212,15 @@ class UpstreamError(GatewayError):
     default_message = "The upstream connection broke before the answer was complete"
 
 
+class UpstreamTimeout(GatewayError):
+    """The request reached its total deadline (`TROLLLLM_UPSTREAM_TOTAL_TIMEOUT_S`) before the upstream's
+    answer was complete. The request's own limit, not the factory key's fault: the key is not cooled."""
+
+    status_code = 504
+    error_type = "upstream_timeout"
+    default_message = "The upstream did not complete its answer within the request deadline"
+
+
 class MethodNotAllowed(GatewayError):
     """The path exists but not with this method."""
 

@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from trollllm.billing.holds import Charged, RequestRecord, settle
 from trollllm.crypto import mask_secrets
-from trollllm.errors import GatewayError, UpstreamError
+from trollllm.errors import GatewayError, UpstreamError, UpstreamTimeout
 from trollllm.friendkeys.caps import allowed_model_ids
 from trollllm.money import Money, TokenUsage, cost_of, usd_text
 from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse, RawResponse
@@ -22,7 +22,7 @@ from trollllm.proxy.gate import Admission, admit, authenticate, presented_key
 from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
 from trollllm.proxy.requests import ProxyRequest, WireFormat, parse_request
 from trollllm.state import AppState
-from trollllm.upstream.pool import UpstreamReply, UpstreamStreamError
+from trollllm.upstream.pool import UpstreamDeadlineExceeded, UpstreamReply, UpstreamStreamError
 
 logger = logging.getLogger("trollllm.proxy")
 
@@ -70,6 +70,7 @@ async def _proxy(state: AppState, call: ProxyCall, wire: WireFormat) -> ProxyRes
             _UPSTREAM_PATH[wire],
             parsed.upstream_body(admission.model.upstream_model, admission.max_tokens),
             call.headers,  # the pool forwards only what the provider needs (e.g. anthropic-version)
+            stream=parsed.stream,
         )
     except BaseException as exc:
         status = exc.status_code if isinstance(exc, GatewayError) else 502
@@ -102,8 +103,10 @@ class _Exchange:
         try:
             raw = await reply.read()
         except UpstreamStreamError as exc:
-            await self.settle(TokenUsage(), 502, error_type="upstream_error")
-            raise UpstreamError(headers=self.admission.rate_limit.headers) from exc
+            error = UpstreamTimeout() if isinstance(exc, UpstreamDeadlineExceeded) else UpstreamError()
+            await self.settle(TokenUsage(), error.status_code, error_type=error.error_type)
+            error.headers.update(self.admission.rate_limit.headers)
+            raise error from exc
         finally:
             reply.release()
         if reply.status >= 400:
@@ -195,6 +198,9 @@ class _StreamResponse:
                 async for chunk in self.reply.chunks():
                     await deliver(meter.feed(chunk))
                 await deliver(meter.flush())
+            except UpstreamDeadlineExceeded:
+                status, error_type = 504, UpstreamTimeout.error_type
+                await deliver(stream_error_event(parsed.wire, UpstreamTimeout()))
             except UpstreamStreamError:
                 status, error_type = 502, "upstream_stream_broken"
                 await deliver(stream_error_event(parsed.wire, UpstreamError()))
