@@ -23,6 +23,7 @@ from forwarding_proxy import ForwardingProxy
 from helpers import Account, make_admin
 
 from trollllm.clock import ManualClock
+from trollllm.errors import UpstreamTimeout
 from trollllm.mockupstream import MockUpstream
 from trollllm.upstream.keyring import SOCKS_UNSUPPORTED, retry_after_s
 from trollllm.upstream.pool import (
@@ -471,7 +472,7 @@ async def test_only_rejected_keys_is_upstream_unavailable_not_the_401(
     assert_no_secret(str(caught.value) + repr(caught.value) + repr(caught.value.__cause__))
 
 
-async def test_first_byte_timeout_cools_the_key_down(
+async def test_first_byte_timeout_of_a_stream_cools_the_key_down(
     app_factory: AppFactory, embedded_database_url: str, mock: MockUpstream
 ) -> None:
     harness = await app_factory(embedded_database_url, upstream_first_byte_timeout_s=0.3)
@@ -481,7 +482,7 @@ async def test_first_byte_timeout_cools_the_key_down(
     async with running_pool(harness) as pool:
         started = time.monotonic()
         with pytest.raises(UpstreamUnavailable) as caught:
-            await pool.send("openai", CHAT, chat_body("[mock hang=1]"), {})
+            await pool.send("openai", CHAT, chat_body("[mock hang=1]", stream=True), {}, stream=True)
         assert time.monotonic() - started < 3
         assert_no_secret(str(caught.value))
         await pool.flush()
@@ -489,6 +490,42 @@ async def test_first_byte_timeout_cools_the_key_down(
         row = await key_row(harness, key_id)
         assert row.status == "cooling_down"
         assert row.last_error == "no response within the first-byte timeout (0.3 s)"
+
+
+async def test_a_non_streaming_answer_may_take_longer_than_the_first_byte_timeout(
+    app_factory: AppFactory, embedded_database_url: str, mock: MockUpstream
+) -> None:
+    harness = await app_factory(
+        embedded_database_url, upstream_first_byte_timeout_s=0.2, upstream_total_timeout_s=5
+    )
+    root = await make_admin(harness)
+    a = await add_key(harness, root, KEY_A, mock.url)
+    async with running_pool(harness) as pool:
+        reply = await pool.send("openai", CHAT, chat_body("[mock delay_ms=600]"), {})
+        assert reply.status == 200
+        assert orjson.loads(await reply.read())["choices"]
+        await pool.flush()
+    assert (await key_row(harness, a)).status == "healthy"
+
+
+async def test_a_non_streaming_request_past_its_total_deadline_is_a_504_and_the_key_stays_healthy(
+    app_factory: AppFactory, embedded_database_url: str, mock: MockUpstream
+) -> None:
+    harness = await app_factory(
+        embedded_database_url, upstream_first_byte_timeout_s=0.2, upstream_total_timeout_s=0.5
+    )
+    root = await make_admin(harness)
+    a = await add_key(harness, root, KEY_A, mock.url)
+    b = await add_key(harness, root, KEY_B, mock.url)
+    async with running_pool(harness) as pool:
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeout):
+            await pool.send("openai", CHAT, chat_body("[mock hang=1]"), {})
+        assert time.monotonic() - started < 3
+        await pool.flush()
+    assert len(mock.requests) == 1, "a request's own deadline is not retried on another key"
+    for key_id in (a, b):
+        assert (await key_row(harness, key_id)).status == "healthy"
 
 
 # --- bodies -------------------------------------------------------------------------------------------------

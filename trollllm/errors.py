@@ -219,6 +219,15 @@ class UpstreamUnreadable(UpstreamError):
     default_message = "The upstream answered with a body that cannot be read"
 
 
+class UpstreamTimeout(GatewayError):
+    """The request reached its total deadline (`TROLLLLM_UPSTREAM_TOTAL_TIMEOUT_S`) before the upstream's
+    answer was complete. The request's own limit, not the factory key's fault: the key is not cooled."""
+
+    status_code = 504
+    error_type = "upstream_timeout"
+    default_message = "The upstream did not complete its answer within the request deadline"
+
+
 class MethodNotAllowed(GatewayError):
     """The path exists but not with this method."""
 

@@ -12,13 +12,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trollllm.errors import ConfigurationError
 
 SECRET_FILE_NAME = "secret.key"  # noqa: S105 (a file name, not a secret)
 SQLITE_FILE_NAME = "trollllm.db"
+SETTLE_MARGIN_S = 60.0
+"""Time left between a request's total deadline and the expiry of its hold, to settle it."""
 
 
 class Settings(BaseSettings):
@@ -47,6 +49,9 @@ class Settings(BaseSettings):
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
     upstream_first_byte_timeout_s: float = Field(default=120.0, gt=0)
     upstream_idle_timeout_s: float = Field(default=60.0, gt=0)
+    upstream_total_timeout_s: float = Field(
+        default=1500.0, gt=0, description="deadline of a whole upstream exchange; below the hold lifetime"
+    )
     jwt_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     login_max_failures: int = Field(default=10, ge=1)
     login_window_s: int = Field(default=15 * 60, ge=1)
@@ -82,6 +87,21 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_redis_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _deadline_below_hold_ttl(self) -> Settings:
+        # A request's hold must outlive the request: past its TTL the sweeper frees it, and a late
+        # settlement could then only charge what is free. Leave a margin to settle in. (Imported here:
+        # loading the settings should not load the billing tables.)
+        from trollllm.billing.holds import HOLD_TTL
+
+        limit_s = HOLD_TTL.total_seconds() - SETTLE_MARGIN_S
+        if self.upstream_total_timeout_s > limit_s:
+            raise ValueError(
+                f"TROLLLLM_UPSTREAM_TOTAL_TIMEOUT_S must be at most {limit_s:g} s: a request must end "
+                f"{SETTLE_MARGIN_S:g} s before its hold expires ({HOLD_TTL.total_seconds():g} s)"
+            )
+        return self
 
     @property
     def effective_database_url(self) -> str:

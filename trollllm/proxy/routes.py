@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from trollllm.billing.holds import Charged, RequestRecord, settle
 from trollllm.crypto import mask_secrets
-from trollllm.errors import GatewayError, UpstreamError, UpstreamUnreadable
+from trollllm.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnreadable
 from trollllm.friendkeys.caps import allowed_model_ids
 from trollllm.http_errors import error_response
 from trollllm.money import Money, TokenUsage, cost_of, usd_text
@@ -24,7 +24,7 @@ from trollllm.proxy.gate import Admission, admit, authenticate, presented_key
 from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
 from trollllm.proxy.requests import ProxyRequest, WireFormat, parse_request
 from trollllm.state import AppState
-from trollllm.upstream.pool import UpstreamReply, UpstreamStreamError
+from trollllm.upstream.pool import UpstreamDeadlineExceeded, UpstreamReply, UpstreamStreamError
 
 logger = logging.getLogger("trollllm.proxy")
 
@@ -74,6 +74,7 @@ async def _proxy(state: AppState, call: ProxyCall, wire: WireFormat) -> ProxyRes
             _UPSTREAM_PATH[wire],
             parsed.upstream_body(admission.model.upstream_model, admission.max_tokens),
             call.headers,  # the pool forwards only what the provider needs (e.g. anthropic-version)
+            stream=parsed.stream,
         )
     except BaseException as exc:
         status = exc.status_code if isinstance(exc, GatewayError) else 502
@@ -111,8 +112,10 @@ class _Exchange:
             self.state.upstream.report_unusable(reply.factory_key_id, str(exc))
             raise UpstreamUnreadable(headers=self.admission.rate_limit.headers) from exc
         except UpstreamStreamError as exc:
-            await self.settle(TokenUsage(), 502, error_type="upstream_error")
-            raise UpstreamError(headers=self.admission.rate_limit.headers) from exc
+            error = UpstreamTimeout() if isinstance(exc, UpstreamDeadlineExceeded) else UpstreamError()
+            await self.settle(TokenUsage(), error.status_code, error_type=error.error_type)
+            error.headers.update(self.admission.rate_limit.headers)
+            raise error from exc
         finally:
             reply.release()
         if reply.status >= 400:
@@ -224,6 +227,9 @@ class _StreamResponse:
                     unreadable = "a stream without any readable event"
             except UnreadableEncoding as exc:
                 unreadable = str(exc)
+            except UpstreamDeadlineExceeded:
+                status, error_type = 504, UpstreamTimeout.error_type
+                await deliver(stream_error_event(parsed.wire, UpstreamTimeout()))
             except UpstreamStreamError:
                 status, error_type = 502, "upstream_stream_broken"
                 if started:

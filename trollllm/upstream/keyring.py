@@ -75,6 +75,9 @@ class PoolKey:
     secret: str = field(repr=False)
     proxy: str | None = field(repr=False)
     headers: dict[str, str] = field(repr=False)
+    proxy_id: int | None = None
+    proxy_answers: bool = False
+    """Requests go to the proxy in absolute form (http:// provider): the proxy itself may answer them."""
     cooling_until: float = 0.0
     """Monotonic time (of the pool's clock) until which the key is not used; 0 if it is not cooling."""
     db_cooling: bool = False
@@ -92,6 +95,8 @@ class LoadedKeys:
 
     by_provider: dict[str, list[PoolKey]]
     flagged: dict[int, str]
+    proxy_errors: set[int] = field(default_factory=set)
+    """Proxies whose row holds a `last_error` (cleared by the next request that passes through)."""
 
 
 def auth_headers(provider: str, secret: str) -> dict[str, str]:
@@ -152,14 +157,16 @@ async def load_keys(
     async with sessions() as session:
         rows = (
             await session.execute(
-                select(FactoryKey, Proxy.url)
+                select(FactoryKey, Proxy.url, Proxy.last_error)
                 .outerjoin(Proxy, FactoryKey.proxy_id == Proxy.id)
                 .where(FactoryKey.status != "disabled")
                 .order_by(FactoryKey.id)
             )
         ).all()
     loaded = LoadedKeys(by_provider={}, flagged={})
-    for row, proxy_url in rows:
+    for row, proxy_url, proxy_error in rows:
+        if proxy_error is not None and row.proxy_id is not None:
+            loaded.proxy_errors.add(row.proxy_id)
         problem = None
         if proxy_url is not None and urlsplit(proxy_url).scheme not in _SUPPORTED_PROXY_SCHEMES:
             problem = SOCKS_UNSUPPORTED
@@ -188,6 +195,8 @@ async def load_keys(
                 headers=auth_headers(row.provider, secret),
                 cooling_until=cooling_until,
                 db_cooling=row.status == "cooling_down",
+                proxy_id=row.proxy_id,
+                proxy_answers=proxy_url is not None and root.lower().startswith("http://"),
             )
         )
     return loaded

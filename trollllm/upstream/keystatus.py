@@ -19,7 +19,7 @@ from sqlalchemy import Table, Update, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.db import transaction
-from trollllm.upstream.tables import FactoryKey
+from trollllm.upstream.tables import FactoryKey, Proxy
 
 logger = logging.getLogger("trollllm.upstream")
 
@@ -101,6 +101,20 @@ class KeyStatusWriter:
     def flag(self, key_id: int, error: str) -> None:
         """Persist only a `last_error` (a key the pool cannot use, e.g. bound to a socks5 proxy)."""
         self._queue.put_nowait(update(FactoryKey).where(FactoryKey.id == key_id).values(last_error=error))
+
+    def proxy_failed(self, proxy_id: int, error: str, at: datetime) -> None:
+        """Persist the proxy's `last_error`: it refused a request itself (shown by the admin proxies API)."""
+        self._queue.put_nowait(
+            update(Proxy).where(Proxy.id == proxy_id).values(last_error=error, last_error_at=at)
+        )
+
+    def proxy_passed(self, proxy_id: int) -> None:
+        """Clear the proxy's `last_error`: a request went through it again."""
+        self._queue.put_nowait(
+            update(Proxy)
+            .where(Proxy.id == proxy_id, Proxy.last_error.is_not(None))
+            .values(last_error=None, last_error_at=None)
+        )
 
     async def _tick_forever(self) -> None:
         while True:

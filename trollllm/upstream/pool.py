@@ -4,15 +4,27 @@ Selection: the factory keys of the request's provider that are not disabled and 
 taken in turn (round robin). Keys come from the database, decrypted into memory, and are reloaded after
 `invalidate()` or every `RELOAD_INTERVAL_S`.
 
+Deadlines. Every request has a total deadline, `upstream_total_timeout_s` from the start of `send`
+(below the hold's lifetime, so a hold never expires under a live request): the whole exchange, headers
+and every body chunk, must be over by then. A streaming request's headers come at once, so they must
+arrive within the first-byte timeout, and its retries stay within connect + first-byte timeout from the
+start. A non-streaming request's headers come only with the finished answer: it waits for them up to the
+total deadline. A request that reaches its own total deadline is `UpstreamTimeout` (504): the key is
+not cooled down and no other key is tried (the request caused it, not the key).
+
 Retries, all before the reply is handed back (so before any byte reaches the client), on at most
-`MAX_ATTEMPTS` distinct keys and within one deadline (connect + first-byte timeout from the start):
+`MAX_ATTEMPTS` distinct keys and within the deadline above:
 
 - 429 or 5xx: the key cools down for the upstream's `Retry-After` (1 s to `MAX_COOLDOWN_S`), else
   `DEFAULT_COOLDOWN_S`; the next key is tried. When no key is left, the last such reply is returned as is.
-- connection refused or reset, connect timeout, no response headers within the first-byte timeout: the
-  key cools down for `DEFAULT_COOLDOWN_S`; the next key is tried.
-- 401 or 403: the key is disabled (an admin re-enables it); the next key is tried. Such a reply is about
-  the operator's key, not the client's request, so it is never handed back.
+- connection refused or reset, connect timeout, no response headers of a stream within the first-byte
+  timeout: the key cools down for `DEFAULT_COOLDOWN_S`; the next key is tried.
+- the outbound proxy refused the request itself (407, a non-2xx to CONNECT, cannot be reached, or a
+  401/403 that `proxy_refusal` finds to be the proxy's): the key cools down as above, the proxy row
+  gets a `last_error` (e.g. "proxy refused credentials", shown by the admin proxies API, cleared by the
+  next request that passes through it); the next key is tried.
+- 401 or 403 from the provider: the key is disabled (an admin re-enables it); the next key is tried.
+  Such a reply is about the operator's key, not the client's request, so it is never handed back.
 - anything else (2xx, other 4xx): returned. A cooled key that answers again is written back `healthy`.
 
 When no key could answer with a reply worth returning, `UpstreamUnavailable` (503) is raised. Status
@@ -36,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.clock import Clock
 from trollllm.crypto import KeyBox
-from trollllm.errors import UpstreamUnavailable
+from trollllm.errors import UpstreamTimeout, UpstreamUnavailable
 from trollllm.settings import Settings
 from trollllm.upstream.http1 import (
     ConnectTimeoutError,
@@ -58,12 +70,14 @@ from trollllm.upstream.keyring import (
     upstream_url,
 )
 from trollllm.upstream.keystatus import KeyStatusWriter
-from trollllm.upstream.reply import UpstreamReply, UpstreamStreamError
+from trollllm.upstream.proxy_refusal import proxy_refusal, proxy_status_error
+from trollllm.upstream.reply import UpstreamDeadlineExceeded, UpstreamReply, UpstreamStreamError
 
 __all__ = [
     "DEFAULT_COOLDOWN_S",
     "MAX_ATTEMPTS",
     "MAX_COOLDOWN_S",
+    "UpstreamDeadlineExceeded",
     "UpstreamPool",
     "UpstreamReply",
     "UpstreamStreamError",
@@ -80,7 +94,14 @@ DNS_CACHE_TTL_S = 300
 
 
 class _AttemptFailed(Exception):
-    """One attempt got no HTTP reply (internal: becomes a cooldown and the next key)."""
+    """One attempt got no HTTP reply (internal: becomes a cooldown and the next key).
+
+    `proxy_error` is set when the outbound proxy itself refused or could not be reached.
+    """
+
+    def __init__(self, message: str, proxy_error: str | None = None) -> None:
+        super().__init__(message)
+        self.proxy_error = proxy_error
 
 
 class UpstreamPool:
@@ -103,6 +124,7 @@ class UpstreamPool:
         self._connect_s = settings.upstream_connect_timeout_s
         self._first_byte_s = settings.upstream_first_byte_timeout_s
         self._idle_s = settings.upstream_idle_timeout_s
+        self._total_s = settings.upstream_total_timeout_s
         self._http: Http1Client | None = None
         self._writer = KeyStatusWriter(sessions)
         self._lock = asyncio.Lock()
@@ -113,6 +135,7 @@ class UpstreamPool:
         # Marks made here, kept across reloads until the database shows them (a write may lag or fail).
         self._cooldowns: dict[int, float] = {}
         self._disabled: set[int] = set()
+        self._proxy_errors: set[int] = set()  # proxies whose row may hold a last error to clear
 
     async def start(self) -> None:
         """Open the HTTP connection pool and the background status writer."""
@@ -143,12 +166,17 @@ class UpstreamPool:
         """Wait until pending status writes and request counters are in the database."""
         await self._writer.flush()
 
-    async def send(self, provider: str, path: str, body: bytes, headers: Mapping[str, str]) -> UpstreamReply:
+    async def send(
+        self, provider: str, path: str, body: bytes, headers: Mapping[str, str], *, stream: bool = False
+    ) -> UpstreamReply:
         """POST `body` to `path` (like `/v1/chat/completions`) with a key of `provider`.
 
         `headers` are the client's (lower-case names); only `anthropic-version` and `anthropic-beta`
-        pass through, for Anthropic. Returns the open reply (see the module docstring for the retry
-        rules); raises `UpstreamUnavailable` when no key answered usefully.
+        pass through, for Anthropic. `stream` says whether the client asked for a stream (its headers
+        come at once, so the first-byte timeout applies; otherwise they come with the finished answer).
+        Returns the open reply, whose body must be complete by the request's total deadline (see the
+        module docstring for the retry rules); raises `UpstreamUnavailable` when no key answered
+        usefully, `UpstreamTimeout` when the request reached its total deadline.
         """
         http = self._http
         if http is None:
@@ -159,27 +187,46 @@ class UpstreamPool:
             raise self._unavailable(keys)
         extra = passthrough_headers(provider, headers)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._connect_s + self._first_byte_s
+        started = loop.time()
+        total_deadline = started + self._total_s
+        deadline = (
+            min(started + self._connect_s + self._first_byte_s, total_deadline) if stream else total_deadline
+        )
         fallback: UpstreamReply | None = None
         failure: _AttemptFailed | None = None
         for index, key in enumerate(candidates):
-            remaining = deadline - loop.time()
+            now = loop.time()
+            remaining = deadline - now
             if remaining <= 0:
                 break
             if not self._usable(key):  # cooled or disabled by a concurrent request meanwhile
                 continue
+            wait_s = min(self._first_byte_s, remaining) if stream else remaining
+            own_limit = total_deadline - now <= wait_s  # the wait ends at the request's own deadline
             try:
-                response = await self._post(http, key, path, body, extra, min(self._first_byte_s, remaining))
+                response = await self._post(http, key, path, body, extra, wait_s, own_limit)
             except _AttemptFailed as exc:
                 failure = exc
                 self._cool_down(key, DEFAULT_COOLDOWN_S, str(exc))
+                if exc.proxy_error is not None:
+                    self._proxy_failed(key, exc.proxy_error)
                 continue
             self._writer.count(key.id)
-            reply = UpstreamReply.of_response(response, key.id, self._idle_s)
+            reply = UpstreamReply.of_response(response, key.id, self._idle_s, total_deadline)
             status = response.status
             if status in (401, 403):
-                self._disable(key, f"upstream answered {status}: {await _error_excerpt(reply, key)}")
+                error_body = await _body_of(reply)
+                refusal = proxy_refusal(status, response.headers, error_body) if key.proxy_answers else None
+                if refusal is not None:
+                    self._cool_down(
+                        key, DEFAULT_COOLDOWN_S, f"the outbound proxy answered {status}: {refusal}"
+                    )
+                    self._proxy_failed(key, refusal)
+                    continue
+                self._proxy_passed(key)
+                self._disable(key, f"upstream answered {status}: {_excerpt(error_body, key)}")
                 continue
+            self._proxy_passed(key)
             if status == 429 or status >= 500:
                 cooldown = retry_after_s(response.headers.get("retry-after"), self._clock.now())
                 self._cool_down(key, cooldown, f"upstream answered {status}")
@@ -208,22 +255,32 @@ class UpstreamPool:
         path: str,
         body: bytes,
         extra: dict[str, str] | None,
-        first_byte_s: float,
+        wait_s: float,
+        own_limit: bool,
     ) -> Http1Response:
-        """Send and wait for the response headers; every failure without a reply is `_AttemptFailed`."""
+        """Send and wait up to `wait_s` for the response headers; every failure without a reply is
+        `_AttemptFailed`, except a wait that ends at the request's own total deadline (`own_limit`),
+        which is `UpstreamTimeout`."""
         headers = key.headers if extra is None else key.headers | extra
         try:
-            async with asyncio.timeout(first_byte_s):
+            async with asyncio.timeout(wait_s):
                 return await http.post(key.url(path), body, headers, proxy=key.proxy)
         except ConnectTimeoutError as exc:
             raise _AttemptFailed(f"connect timeout ({self._connect_s:g} s)") from exc
         except ProxyStatusError as exc:
-            raise _AttemptFailed(f"the outbound proxy answered {exc.status}") from exc
+            refusal = proxy_status_error(exc.status)
+            raise _AttemptFailed(f"the outbound proxy answered {exc.status}: {refusal}", refusal) from exc
         except ProxyConnectError as exc:
-            raise _AttemptFailed("cannot connect to the outbound proxy") from exc
+            message = "cannot connect to the outbound proxy"
+            raise _AttemptFailed(message, message) from exc
         except ServerDisconnectedError as exc:
             raise _AttemptFailed("upstream closed the connection before answering") from exc
-        except TimeoutError as exc:  # before OSError, its base class: the first-byte timeout above
+        except TimeoutError as exc:  # before OSError, its base class: the wait above
+            if own_limit:
+                # The request's own limit: no fault of the key, so no cooldown and no other key.
+                raise UpstreamTimeout(
+                    f"The upstream did not answer within the request deadline ({self._total_s:g} s)"
+                ) from exc
             limit = self._first_byte_s
             raise _AttemptFailed(f"no response within the first-byte timeout ({limit:g} s)") from exc
         except (Http1Error, OSError) as exc:
@@ -262,6 +319,7 @@ class UpstreamPool:
                     key.disabled = key.id in self._disabled
             self._disabled &= seen  # the rest: the database shows them disabled (or deleted) now
             self._cooldowns = {i: until for i, until in self._cooldowns.items() if until > monotonic}
+            self._proxy_errors |= loaded.proxy_errors
             for key_id, problem in loaded.flagged.items():
                 self._writer.flag(key_id, problem)
             self._keys = loaded.by_provider
@@ -305,6 +363,20 @@ class UpstreamPool:
                     self._cool_down(key, DEFAULT_COOLDOWN_S, reason)
                     return
 
+    def _proxy_failed(self, key: PoolKey, error: str) -> None:
+        """The key's outbound proxy refused the request itself: record it on the proxy row."""
+        if key.proxy_id is None:
+            return
+        self._proxy_errors.add(key.proxy_id)
+        self._writer.proxy_failed(key.proxy_id, error, self._clock.now())
+        logger.warning("outbound proxy %d: %s (factory key %d)", key.proxy_id, error, key.id)
+
+    def _proxy_passed(self, key: PoolKey) -> None:
+        """A request went through the key's proxy: clear the proxy's last error, if it has one."""
+        if key.proxy_id is not None and key.proxy_id in self._proxy_errors:
+            self._proxy_errors.discard(key.proxy_id)
+            self._writer.proxy_passed(key.proxy_id)
+
     def _disable(self, key: PoolKey, reason: str) -> None:
         key.disabled = True
         self._disabled.add(key.id)
@@ -312,10 +384,16 @@ class UpstreamPool:
         logger.error("factory key %d disabled: %s", key.id, reason)
 
 
-async def _error_excerpt(reply: UpstreamReply, key: PoolKey) -> str:
-    """A short, key-free excerpt of an error body, for `last_error` (the body is read and released)."""
+async def _body_of(reply: UpstreamReply) -> bytes:
+    """The whole body of an error reply (read and released); empty when it cannot be read."""
     try:
-        body = await reply.read()
+        return await reply.read()
     except UpstreamStreamError:
+        return b""
+
+
+def _excerpt(body: bytes, key: PoolKey) -> str:
+    """A short, key-free excerpt of an error body, for `last_error`."""
+    if not body:
         return "(no body)"
     return scrub(body[:300].decode("utf-8", "replace"), key.secret)

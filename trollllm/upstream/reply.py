@@ -19,6 +19,11 @@ class UpstreamStreamError(Exception):
     body) with an error and settles billing on what was delivered."""
 
 
+class UpstreamDeadlineExceeded(UpstreamStreamError):
+    """The request's total deadline passed while its body was still coming (the request's own limit:
+    answered as `UpstreamTimeout`, 504 or an error event, and never held against the factory key)."""
+
+
 @dataclass(eq=False)
 class UpstreamReply:
     """An open upstream response (status and headers known, body not yet read).
@@ -36,18 +41,26 @@ class UpstreamReply:
     _response: Http1Response | None = field(default=None, repr=False)
     _body: bytes | None = field(default=None, repr=False)
     _idle_timeout_s: float = field(default=60.0, repr=False)
+    _deadline: float | None = field(default=None, repr=False)
+    """The event loop time by which the whole body must have arrived (None: no total limit)."""
 
     @classmethod
     def of_response(
-        cls, response: Http1Response, factory_key_id: int, idle_timeout_s: float
+        cls,
+        response: Http1Response,
+        factory_key_id: int,
+        idle_timeout_s: float,
+        deadline: float | None = None,
     ) -> UpstreamReply:
-        """An open reply over a response whose headers have arrived."""
+        """An open reply over a response whose headers have arrived; its body must be complete by
+        `deadline` (event loop time) when given."""
         return cls(
             response.status,
             response.headers,
             factory_key_id,
             _response=response,
             _idle_timeout_s=idle_timeout_s,
+            _deadline=deadline,
         )
 
     @classmethod
@@ -59,7 +72,8 @@ class UpstreamReply:
 
     async def read(self) -> bytes:
         """The whole body; `UpstreamStreamError` if it stalls longer than the idle timeout between two
-        pieces or the connection drops. Releases the connection."""
+        pieces or the connection drops (`UpstreamDeadlineExceeded` past the deadline). Releases the
+        connection."""
         if self._body is not None:
             return self._body
         parts = [chunk async for chunk in self.chunks()]
@@ -70,7 +84,8 @@ class UpstreamReply:
         """The body as it arrives, piece by piece (not split on SSE event boundaries).
 
         Raises `UpstreamStreamError` when no byte comes for the idle timeout or the connection drops
-        before the end. Releases the connection when done, failed or closed early.
+        before the end, `UpstreamDeadlineExceeded` once the deadline has passed (bytes received after it
+        are not handed out). Releases the connection when done, failed or closed early.
         """
         if self._body is not None:
             if self._body:
@@ -79,16 +94,24 @@ class UpstreamReply:
         response = self._response
         if response is None:
             raise UpstreamStreamError("the upstream body was already consumed")
+        deadline = self._deadline
+        loop = asyncio.get_running_loop()
+        idle_s = self._idle_timeout_s
         try:
             while True:
+                wait_s = idle_s
                 try:
                     data = response.read_nowait()  # already there: no timer to arm
                     if data is None:
-                        async with asyncio.timeout(self._idle_timeout_s):
+                        if deadline is not None:
+                            wait_s = min(idle_s, deadline - loop.time())
+                        async with asyncio.timeout(wait_s):
                             data = await response.read_chunk()
                 except TimeoutError as exc:
+                    if wait_s < idle_s:
+                        raise _deadline_exceeded() from exc
                     raise UpstreamStreamError(
-                        f"upstream sent nothing for {self._idle_timeout_s:g} s (idle timeout)"
+                        f"upstream sent nothing for {idle_s:g} s (idle timeout)"
                     ) from exc
                 except (Http1Error, OSError) as exc:
                     raise UpstreamStreamError(
@@ -96,6 +119,8 @@ class UpstreamReply:
                     ) from exc
                 if not data:
                     return
+                if deadline is not None and loop.time() >= deadline:
+                    raise _deadline_exceeded()
                 yield data
         finally:
             self.release()
@@ -105,3 +130,7 @@ class UpstreamReply:
         response, self._response = self._response, None
         if response is not None:
             response.release()
+
+
+def _deadline_exceeded() -> UpstreamDeadlineExceeded:
+    return UpstreamDeadlineExceeded("the request reached its total deadline before the upstream finished")

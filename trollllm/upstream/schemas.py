@@ -120,4 +120,8 @@ class ProxyView(BaseModel):
     name: str
     url: str
     factoryKeys: list[BoundKey]
+    lastError: str | None = Field(
+        default=None, description="why the proxy itself last refused a request (e.g. bad credentials)"
+    )
+    lastErrorAt: datetime | None = None
     createdAt: datetime

@@ -215,7 +215,13 @@ async def delete_factory_key(session: AsyncSession, state: AppState, actor: str,
 
 def _proxy_view(row: Proxy, bound: list[BoundKey]) -> ProxyView:
     return ProxyView(
-        id=row.id, name=row.name, url=mask_proxy_url(row.url), factoryKeys=bound, createdAt=row.created_at
+        id=row.id,
+        name=row.name,
+        url=mask_proxy_url(row.url),
+        factoryKeys=bound,
+        lastError=row.last_error,
+        lastErrorAt=row.last_error_at,
+        createdAt=row.created_at,
     )
 
 
