@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 from trollllm import __version__, serving
 from trollllm.accounts.routes import router as accounts_router
 from trollllm.admin.router import build_admin_router
+from trollllm.billing.outbox import SettlementOutbox
 from trollllm.clock import Clock, SystemClock
 from trollllm.crypto import KeyBox, Passwords, derive_key
 from trollllm.db import create_engine, create_sessionmaker, write_lock_of
@@ -84,6 +85,8 @@ def create_app(
             sessions = create_sessionmaker(engine)
             db = build_runner(engine, write_lock_of(sessions))
             keybox = KeyBox(secret)
+            outbox = SettlementOutbox(settings.data_dir / "outbox")
+            await outbox.replay(db)  # settlements a previous run could not write, before any new request
             upstream = UpstreamPool(sessions=sessions, keybox=keybox, clock=clock, settings=settings)
             await upstream.start()
             catalog = ModelCatalog(sessions, clock)
@@ -98,6 +101,7 @@ def create_app(
                 engine=engine,
                 sessions=sessions,
                 db=db,
+                outbox=outbox,
                 redis=redis,
                 limiter=limiter,
                 rpm_limiter=RequestRateLimiter(limiter, clock, instances=settings.instances),
@@ -108,9 +112,11 @@ def create_app(
                 upstream=upstream,
                 invalidation=invalidation,
             )
-            # Holds left by a crashed process and logs past retention are cleared in the background.
+            # The outbox is replayed, holds left by a crashed process and logs past retention cleared, in the
+            # background.
             maintenance = asyncio.create_task(
-                run_periodically(sessions, clock, interval=MAINTENANCE_INTERVAL), name="trollllm-maintenance"
+                run_periodically(sessions, clock, interval=MAINTENANCE_INTERVAL, outbox=(outbox, db)),
+                name="trollllm-maintenance",
             )
             plan_jobs = PlanJobSchedule(app.state.trollllm)  # plan expiry and monthly resets, daily
             if freeze_startup_objects:

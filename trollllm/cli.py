@@ -30,7 +30,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             create_demo_app(settings),
             host=settings.host,
             port=settings.port,
-            **server_options(),
+            **server_options(settings.graceful_shutdown_s),
         )
         return 0
     if settings.workers > 1:
@@ -52,7 +52,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
-            **server_options(),
+            **server_options(settings.graceful_shutdown_s),
         )
         return 0
     from trollllm.app import create_app
@@ -67,7 +67,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         app,
         host=settings.host,
         port=settings.port,
-        **server_options(),
+        **server_options(settings.graceful_shutdown_s),
     )
     return 0
 

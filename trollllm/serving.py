@@ -54,9 +54,17 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
 
 
-def server_options() -> dict[str, Any]:
-    """The uvicorn options every way of serving the gateway shares (the CLI, the demo, the test world)."""
-    return {"http": CoalescingHttpToolsProtocol, "log_config": None, "access_log": False}
+def server_options(graceful_shutdown_s: float | None = None) -> dict[str, Any]:
+    """The uvicorn options every way of serving the gateway shares (the CLI, the demo, the test world).
+
+    `graceful_shutdown_s`: on SIGTERM, how long in-flight requests may go on; past it they are cancelled,
+    and a cancelled stream still settles what it delivered (uvicorn's default waits forever, and then an
+    orchestrator's SIGKILL ends them unsettled).
+    """
+    options: dict[str, Any] = {"http": CoalescingHttpToolsProtocol, "log_config": None, "access_log": False}
+    if graceful_shutdown_s is not None:
+        options["timeout_graceful_shutdown"] = graceful_shutdown_s
+    return options
 
 
 def freeze_startup_objects() -> None:

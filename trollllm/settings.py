@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     upstream_total_timeout_s: float = Field(
         default=1500.0, gt=0, description="deadline of a whole upstream exchange; below the hold lifetime"
     )
+    graceful_shutdown_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="on SIGTERM, how long in-flight requests may go on before they are cut and settled",
+    )
     jwt_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     login_max_failures: int = Field(default=10, ge=1)
     login_window_s: int = Field(default=15 * 60, ge=1)

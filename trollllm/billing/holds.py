@@ -26,6 +26,9 @@ from trollllm.sqlprogram import Program, Query
 
 logger = logging.getLogger("trollllm.billing")
 
+UNSETTLED = "unsettled"
+"""`error_type` of the log row the sweeper writes for a hold it released (its request never settled)."""
+
 # A hold outlives any request (timeouts bound a request well below this); the sweeper frees it after.
 HOLD_TTL = timedelta(minutes=30)
 
@@ -87,6 +90,8 @@ _INSERT_HOLD = (
     "VALUES (:request_id, :user_id, :amount, :friend_key_id, :model_id, :created_at, :expires_at) "
     "RETURNING id"
 )
+# A late settlement replaces the row the sweeper wrote when it released the hold.
+_DROP_UNSETTLED_LOG = "DELETE FROM request_logs WHERE request_id = :request_id AND error_type = 'unsettled'"
 _AVAILABLE = "SELECT credits_nanos + ref_credits_nanos - held_nanos FROM users WHERE id = :user_id"
 # By its id (no index needed), and its request: SQLite may give a later hold the id of one the sweeper freed.
 _RELEASE_HOLD = "DELETE FROM holds WHERE id = :hold_id AND request_id = :request_id RETURNING amount_nanos"
@@ -190,6 +195,7 @@ def settle(
     if released is None:
         # The sweeper already freed this hold (the request outlived HOLD_TTL): charge only what is free.
         logger.error("settling a request whose hold had expired", extra={"request_id": held.request_id})
+        yield Query(_DROP_UNSETTLED_LOG, {"request_id": held.request_id})
         charge = max(min(charge, free, cap_room if cap_room is not None else charge), Money.ZERO)
     elif cost > held.amount:
         # The real cost passed the hold: the overage is charged up to what is free (and the cap's room).

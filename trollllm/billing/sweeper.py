@@ -1,10 +1,12 @@
 """Releasing holds that outlived their request (left by a process that crashed or was killed).
 
-A hold is released by whoever deletes its row: the settling request or this sweeper. Each release here
-is one short transaction that first runs `DELETE … WHERE id = ? AND expires_at < now RETURNING …` and
-only when that deleted the row subtracts its amount from `users.held_nanos` (and from the friend key's
-per-model `held_nanos`). Two sweepers, on any number of instances, can therefore never release one hold
-twice, and a hold that is settled meanwhile is left to the settlement.
+A hold is released by whoever deletes its row: the settling request or this sweeper. A hold released
+here is written to the request log as `unsettled` (status 0, nothing charged), so an operator sees it.
+Each release here is one short transaction that first runs
+`DELETE … WHERE id = ? AND expires_at < now RETURNING …` and only when that deleted the row subtracts
+its amount from `users.held_nanos` (and from the friend key's per-model `held_nanos`). Two sweepers,
+on any number of instances, can therefore never release one hold twice, and a hold that is settled
+meanwhile is left to the settlement.
 
 Lock order is hold row, then user row (then friend key limit row), the same order a settlement must
 use, so a sweep and a settlement cannot deadlock.
@@ -16,15 +18,17 @@ import asyncio
 import logging
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, case, delete, select, update
+from sqlalchemy import ColumnElement, SQLColumnExpression, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
+from trollllm.billing.holds import UNSETTLED
 from trollllm.billing.tables import Hold
 from trollllm.db import transaction
 from trollllm.friendkeys.tables import FriendKeyModelLimit
 from trollllm.money import Money
+from trollllm.usage.tables import RequestLog
 
 logger = logging.getLogger("trollllm.billing.sweeper")
 
@@ -104,6 +108,21 @@ async def _release_hold(sessions: async_sessionmaker[AsyncSession], hold_id: int
                     .values(held_nanos=minus_at_most(FriendKeyModelLimit.held_nanos, amount))
                     .execution_options(synchronize_session=False)
                 )
+            # So an operator sees it: a request that never settled, charged nothing (an outbox replay
+            # that comes later replaces this row and charges what is free then).
+            await session.execute(
+                insert(RequestLog).values(
+                    request_id=request_id,
+                    user_id=user_id,
+                    friend_key_id=friend_key_id,
+                    is_friend_key_request=friend_key_id is not None,
+                    model=model_id or "",
+                    status_code=0,
+                    is_success=False,
+                    error_type=UNSETTLED,
+                    created_at=now,
+                )
+            )
     except IntegrityError:
         logger.error(
             "cannot release an expired hold: held_nanos is smaller than the hold (run `trollllm reconcile`)",

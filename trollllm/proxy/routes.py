@@ -102,6 +102,7 @@ class _Exchange:
         self.request_id = request_id
         self.factory_key_id: int | None = None
         self.settled = False
+        self.deferred_cost = Money.ZERO
 
     async def finish_json(self, reply: UpstreamReply) -> ProxyResponse:
         self.factory_key_id = reply.factory_key_id
@@ -138,14 +139,22 @@ class _Exchange:
                 "upstream reply without usage; charging nothing", extra={"model": self.parsed.model_id}
             )
         charged = await self.settle(usage or TokenUsage(), reply.status)
-        headers = [_JSON, *self.headers, (b"x-trollllm-cost-usd", usd_text(charged.cost).encode())]
-        if self.admission.caller.friend_key_id is None:  # never the owner's balance to a Friend Key
+        cost = charged.cost if charged is not None else self.deferred_cost
+        headers = [_JSON, *self.headers, (b"x-trollllm-cost-usd", usd_text(cost).encode())]
+        # Never the owner's balance to a Friend Key (nor a balance the outbox has not charged yet).
+        if charged is not None and self.admission.caller.friend_key_id is None:
             balance = usd_text(charged.credits_after + charged.ref_credits_after)
             headers.append((b"x-trollllm-balance-usd", balance.encode()))
         return RawResponse(reply.status, body, headers)
 
-    async def settle(self, usage: TokenUsage, status: int, *, error_type: str | None = None) -> Charged:
-        """Charge `usage` (capped at the hold) and release the rest, with the ledger entry and the log."""
+    async def settle(
+        self, usage: TokenUsage, status: int, *, error_type: str | None = None
+    ) -> Charged | None:
+        """Charge `usage` and release the rest of the hold, with the ledger entry and the log.
+
+        None when the database refused the settlement: it is in the outbox, and `deferred_cost` is what
+        it will charge (the response goes on without a balance).
+        """
         assert not self.settled, "a request is settled exactly once"
         self.settled = True
         admission = self.admission
@@ -161,17 +170,21 @@ class _Exchange:
             factory_key_id=self.factory_key_id,
             error_type=error_type,
         )
-        program = settle(admission.hold, admission.hold_id, cost, usage, record, self.state.clock.now())
+        now = self.state.clock.now()
+        program = settle(admission.hold, admission.hold_id, cost, usage, record, now)
         try:
             # The runner completes a started write even if this task is cancelled (client gone).
             return await self.state.db.write(program)
         except Exception:
+            # The answer was delivered (or is being delivered): its settlement must not be lost.
             logger.error(
-                "settlement failed; the hold stays until the sweeper",
+                "settlement failed; written to the outbox to be replayed",
                 exc_info=True,
                 extra={"request_id": admission.hold.request_id},
             )
-            raise
+            self.state.outbox.append(admission.hold, admission.hold_id, cost, usage, record, now)
+            self.deferred_cost = min(cost, admission.hold.amount)
+            return None
 
 
 class _StreamResponse:
@@ -249,7 +262,7 @@ class _StreamResponse:
             path = _UPSTREAM_PATH[parsed.wire]
             await error_response(path, error, exchange.request_id)(scope, receive, send)
             return
-        await deliver(meter.release_held(charged.cost))
+        await deliver(meter.release_held(charged.cost if charged is not None else exchange.deferred_cost))
         if client_connected:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 

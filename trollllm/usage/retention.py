@@ -19,10 +19,12 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
+from trollllm.billing.outbox import SettlementOutbox
 from trollllm.billing.sweeper import release_expired_holds
 from trollllm.clock import Clock
 from trollllm.db import transaction
 from trollllm.settings import Settings
+from trollllm.sqlprogram import ProgramRunner
 from trollllm.usage.tables import RequestLog
 
 logger = logging.getLogger("trollllm.usage.retention")
@@ -83,13 +85,23 @@ async def purge_request_logs(
 
 
 async def run_maintenance(
-    sessions: async_sessionmaker[AsyncSession], now: datetime, *, stop: asyncio.Event | None = None
+    sessions: async_sessionmaker[AsyncSession],
+    now: datetime,
+    *,
+    stop: asyncio.Event | None = None,
+    outbox: tuple[SettlementOutbox, ProgramRunner] | None = None,
 ) -> None:
-    """One maintenance pass: purge logs past retention, then release expired holds.
+    """One maintenance pass: replay the settlement outbox, purge logs past retention, then release
+    expired holds (after the replay: a replayed settlement releases its own hold and charges it).
 
-    Each step's failure is logged at error level with its traceback and does not stop the other step;
+    Each step's failure is logged at error level with its traceback and does not stop the others;
     once `stop` is set each step ends after its current transaction.
     """
+    if outbox is not None:
+        try:
+            await outbox[0].replay(outbox[1])
+        except Exception:
+            logger.exception("settlement outbox replay failed")
     try:
         await purge_request_logs(sessions, older_than=retention_cutoff(now), stop=stop)
     except Exception:
@@ -106,6 +118,7 @@ async def run_periodically(
     *,
     interval: timedelta = MAINTENANCE_INTERVAL,
     first_delay: timedelta = MAINTENANCE_FIRST_DELAY,
+    outbox: tuple[SettlementOutbox, ProgramRunner] | None = None,
 ) -> None:
     """Run `run_maintenance` after `first_delay`, then every `interval`, until the task is cancelled.
 
@@ -117,7 +130,7 @@ async def run_periodically(
     stop = asyncio.Event()
     await asyncio.sleep(first_delay.total_seconds())
     while True:
-        current = asyncio.create_task(run_maintenance(sessions, clock.now(), stop=stop))
+        current = asyncio.create_task(run_maintenance(sessions, clock.now(), stop=stop, outbox=outbox))
         try:
             await asyncio.shield(current)
         except asyncio.CancelledError:
