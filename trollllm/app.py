@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -15,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from trollllm import __version__, serving
 from trollllm.accounts.routes import router as accounts_router
 from trollllm.admin.router import build_admin_router
+from trollllm.billing.inflight import InFlight
 from trollllm.billing.outbox import SettlementOutbox
 from trollllm.clock import Clock, SystemClock
 from trollllm.crypto import KeyBox, Passwords, derive_key
@@ -47,6 +49,8 @@ from trollllm.web.render import STATIC_DIR
 from trollllm.web.routes import router as web_router
 
 MAINTENANCE_INTERVAL = timedelta(minutes=5)
+SETTLE_ON_SHUTDOWN_S = 10.0
+logger = logging.getLogger("trollllm")
 
 
 class GatewayApp(FastAPI):
@@ -102,6 +106,7 @@ def create_app(
                 sessions=sessions,
                 db=db,
                 outbox=outbox,
+                in_flight=InFlight(),
                 redis=redis,
                 limiter=limiter,
                 rpm_limiter=RequestRateLimiter(limiter, clock, instances=settings.instances),
@@ -124,6 +129,9 @@ def create_app(
             try:
                 yield
             finally:
+                # Requests cancelled by the server's graceful timeout settle in their `finally`: wait.
+                if not await app.state.trollllm.in_flight.drained(SETTLE_ON_SHUTDOWN_S):
+                    logger.error("shutting down with requests unsettled; their holds go to the sweeper")
                 await plan_jobs.stop()
                 maintenance.cancel()
                 await asyncio.gather(maintenance, return_exceptions=True)

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
+from trollllm.billing.inflight import InFlight
 from trollllm.billing.outbox import SettlementOutbox
 from trollllm.clock import Clock
 from trollllm.crypto import KeyBox, Passwords
@@ -34,6 +35,7 @@ class AppState:
     sessions: async_sessionmaker[AsyncSession]
     db: ProgramRunner  # the hot path's SQL (`trollllm.sqlprogram`)
     outbox: SettlementOutbox  # settlements the database refused, replayed later
+    in_flight: InFlight  # admitted requests not yet settled (shutdown waits for them)
     redis: Redis | None
     limiter: Limiter
     rpm_limiter: RequestRateLimiter  # the proxy's RPM on `limiter`, with the local fallback

@@ -6,6 +6,7 @@ handler gets the app state and the `ProxyCall`, and returns an ASGI response.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -103,6 +104,7 @@ class _Exchange:
         self.factory_key_id: int | None = None
         self.settled = False
         self.deferred_cost = Money.ZERO
+        state.in_flight.enter()
 
     async def finish_json(self, reply: UpstreamReply) -> ProxyResponse:
         self.factory_key_id = reply.factory_key_id
@@ -185,6 +187,8 @@ class _Exchange:
             self.state.outbox.append(admission.hold, admission.hold_id, cost, usage, record, now)
             self.deferred_cost = min(cost, admission.hold.amount)
             return None
+        finally:
+            self.state.in_flight.leave()
 
 
 class _StreamResponse:
@@ -243,6 +247,10 @@ class _StreamResponse:
             except UpstreamDeadlineExceeded:
                 status, error_type = 504, UpstreamTimeout.error_type
                 await deliver(stream_error_event(parsed.wire, UpstreamTimeout()))
+            except asyncio.CancelledError:
+                # Only shutdown cancels a request (past the graceful timeout): charge what was delivered.
+                status, error_type = 503, "server_shutdown"
+                raise
             except UpstreamStreamError:
                 status, error_type = 502, "upstream_stream_broken"
                 if started:
