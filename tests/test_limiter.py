@@ -17,7 +17,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from trollllm.clock import ManualClock
-from trollllm.limiter import (
+from trollllm.ratelimit.limiter import (
     Limiter,
     LimiterUnavailable,
     MemoryLimiter,

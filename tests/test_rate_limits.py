@@ -20,9 +20,9 @@ from redis.asyncio import Redis
 from services import REDIS_URL, redis_available
 
 from trollllm.clock import ManualClock
-from trollllm.limiter import LimitDecision, LimiterUnavailable, MemoryLimiter
 from trollllm.mockupstream import MockUpstream
-from trollllm.plans.enforcement import RateLimitStatus, RequestRateLimiter, format_duration
+from trollllm.ratelimit.fallback import FallbackLimiter, RateLimitStatus, format_duration
+from trollllm.ratelimit.limiter import LimitDecision, LimiterUnavailable, MemoryLimiter
 
 RATE_HEADERS = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
 
@@ -224,12 +224,12 @@ async def test_own_key_and_friend_key_share_one_budget_through_the_proxy(world: 
 
 async def test_own_key_and_friend_key_share_the_owner_budget(clock: ManualClock) -> None:
     """The budget is keyed by the owner's user id, which a Friend Key request carries as its `user_id`."""
-    limiter = RequestRateLimiter(MemoryLimiter(clock), clock)
-    own = [await limiter.hit(user_id=7, rpm=3) for _ in range(2)]
-    friend = await limiter.hit(user_id=7, rpm=3)  # a friend-key request of the same owner
-    other_owner = await limiter.hit(user_id=8, rpm=3)
+    limiter = FallbackLimiter(MemoryLimiter(clock), clock)
+    own = [await limiter.hit("rpm:7", 3, 60) for _ in range(2)]
+    friend = await limiter.hit("rpm:7", 3, 60)  # a friend-key request of the same owner
+    other_owner = await limiter.hit("rpm:8", 3, 60)
     assert all(status.allowed for status in [*own, friend, other_owner])
-    assert not (await limiter.hit(user_id=7, rpm=3)).allowed
+    assert not (await limiter.hit("rpm:7", 3, 60)).allowed
 
 
 class _BrokenLimiter:
@@ -250,6 +250,9 @@ class _BrokenLimiter:
     async def reset(self, key: str) -> None:
         raise NotImplementedError
 
+    async def release(self, key: str) -> None:
+        raise NotImplementedError
+
     async def close(self) -> None:
         """Nothing to release."""
 
@@ -258,16 +261,18 @@ async def test_the_fallback_is_the_instance_share_never_unlimited(
     clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     broken = _BrokenLimiter(clock)
-    limiter = RequestRateLimiter(broken, clock, instances=3, retry_interval_s=2)
+    limiter = FallbackLimiter(broken, clock, instances=3, retry_interval_s=2)
     with caplog.at_level(logging.WARNING, logger="trollllm.ratelimit"):
-        decisions = [await limiter.hit(1, rpm=10) for _ in range(6)]
+        decisions = [await limiter.hit("rpm:1", 10, 60) for _ in range(6)]
         assert [d.allowed for d in decisions] == [True] * 4 + [False] * 2  # ⌈10 / 3⌉ = 4
         assert {d.limit for d in decisions} == {4} and not any(d.shared for d in decisions)
-        assert not (await limiter.hit(1, rpm=0)).allowed
+        assert not (await limiter.hit("rpm:1", 0, 60)).allowed
         broken.healthy = True
-        assert not (await limiter.hit(1, rpm=10)).shared, "Redis is probed again only after the interval"
+        assert not (await limiter.hit("rpm:1", 10, 60)).shared, (
+            "Redis is probed again only after the interval"
+        )
         clock.advance(2)
-        recovered = await limiter.hit(1, rpm=10)
+        recovered = await limiter.hit("rpm:1", 10, 60)
     assert recovered.shared and recovered.limit == 10
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1, "logged once per outage"
@@ -289,7 +294,7 @@ async def test_redis_stopped_and_restarted_falls_back_then_recovers(
             world = await build_world(served[0], served[1], mock)
             await edit_plan(world, "dev", rpm=60)
             key = world.user.api_key
-            rpm = world.state.rpm_limiter
+            rpm = world.state.limits
             (healthy,) = await burst([world.base_url], key, 1)
             assert healthy.status == 200 and healthy.headers["x-ratelimit-limit-requests"] == "60"
 
@@ -323,7 +328,7 @@ async def test_a_slow_redis_is_abandoned_for_the_local_share_and_never_a_500(
             async with MockUpstream() as mock, serve(settings, clock) as served:
                 world = await build_world(served[0], served[1], mock)
                 await edit_plan(world, "dev", rpm=60)
-                rpm = world.state.rpm_limiter
+                rpm = world.state.limits
                 proxy.delay = 3.0
                 replies = await burst([world.base_url], world.user.api_key, 20)
                 assert sorted(reply.status for reply in replies) == [200] * 15 + [429] * 5  # ⌈60 / 4⌉
@@ -355,10 +360,10 @@ def test_reset_durations_are_written_as_openai_does(seconds: float, text: str) -
 
 
 def test_the_instance_share_is_rounded_up(clock: ManualClock) -> None:
-    limiter = RequestRateLimiter(MemoryLimiter(clock), clock, instances=7)
+    limiter = FallbackLimiter(MemoryLimiter(clock), clock, instances=7)
     assert [limiter.local_limit(rpm) for rpm in (0, 1, 7, 8, 300)] == [0, 1, 1, 2, math.ceil(300 / 7)]
     with pytest.raises(ValueError, match="instances"):
-        RequestRateLimiter(MemoryLimiter(clock), clock, instances=0)
+        FallbackLimiter(MemoryLimiter(clock), clock, instances=0)
 
 
 @pytest.mark.parametrize(("reset_after_s", "reset"), [(0.0, "0s"), (0.0125, "13ms"), (61.0, "1m1s")])

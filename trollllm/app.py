@@ -25,15 +25,15 @@ from trollllm.friendkeys.routes import router as friendkeys_router
 from trollllm.health import router as health_router
 from trollllm.http_errors import install_error_handlers
 from trollllm.invalidation import Invalidator
-from trollllm.limiter import build_limiter
 from trollllm.middleware import RequestContextMiddleware
 from trollllm.migrate import upgrade_to_head
-from trollllm.plans.enforcement import RequestRateLimiter
 from trollllm.plans.expiry import PlanJobSchedule
 from trollllm.plans.user_routes import router as plan_user_router
 from trollllm.proxy.catalog import ModelCatalog
 from trollllm.proxy.fastpath import serve_proxy
 from trollllm.proxy.routes import PROXY_ENDPOINTS
+from trollllm.ratelimit.fallback import FallbackLimiter
+from trollllm.ratelimit.limiter import build_limiter
 from trollllm.settings import Settings, resolve_secret
 from trollllm.sqlprogram import build_runner
 from trollllm.state import AppState
@@ -108,8 +108,7 @@ def create_app(
                 outbox=outbox,
                 in_flight=InFlight(),
                 redis=redis,
-                limiter=limiter,
-                rpm_limiter=RequestRateLimiter(limiter, clock, instances=settings.instances),
+                limits=FallbackLimiter(limiter, clock, instances=settings.instances),
                 keybox=keybox,
                 passwords=Passwords(),
                 jwt_key=derive_key(secret, "trollllm/jwt/v1"),

@@ -22,8 +22,11 @@ USER_KEY_PREFIX = "sk-trollllm-"
 FRIEND_KEY_PREFIX = "sk-trollllm-friend-"
 USER_KEY_PATTERN = re.compile(r"sk-trollllm-[0-9a-f]{64}")
 FRIEND_KEY_PATTERN = re.compile(r"sk-trollllm-friend-[0-9a-f]{64}")
-# Anything that looks like a key, for masking in logs and error bodies.
-ANY_KEY_PATTERN = re.compile(r"(sk-[A-Za-z0-9_\-]{8,})")
+# Anything that looks like a key, for masking in logs and error bodies: ours and OpenAI's or Anthropic's
+# (`sk-…`, `sk-ant-…`), Groq's (`gsk_…`), xAI's (`xai-…`), Google's (`AIza…`).
+ANY_KEY_PATTERN = re.compile(r"(sk-|gsk_|xai-|AIza)([A-Za-z0-9_\-]{8,})")
+# Any other bearer token (a provider's key of a shape not listed above).
+_BEARER_PATTERN = re.compile(r"(Bearer\s+)([A-Za-z0-9._~+/\-]{12,}=*)")
 _NONCE_BYTES = 12
 
 
@@ -94,4 +97,12 @@ def mask_key(last4: str) -> str:
 
 def mask_secrets(text: str) -> str:
     """Replace anything key-shaped in free text (log lines, upstream error bodies) by its masked form."""
-    return ANY_KEY_PATTERN.sub(lambda match: mask_key(match.group(1)[-4:]), text)
+    masked = _BEARER_PATTERN.sub(lambda match: f"{match.group(1)}****...****{match.group(2)[-4:]}", text)
+    return ANY_KEY_PATTERN.sub(_masked_key, masked)
+
+
+def _masked_key(match: re.Match[str]) -> str:
+    prefix, body = match.group(1), match.group(2)
+    if prefix == "sk-":
+        return mask_key(body[-4:])
+    return f"{prefix}****...****{body[-4:]}"

@@ -42,7 +42,7 @@ async def metrics(request: Request) -> str:
     """Prometheus text exposition of the gateway's counters (the shared rate limiter's health so far)."""
     state = get_state(request)
     lines = []
-    for name, value in sorted(state.rpm_limiter.metrics().items()):
+    for name, value in sorted(state.limits.metrics().items()):
         kind = "gauge" if name.endswith("degraded") else "counter"
         lines += [f"# TYPE trollllm_{name} {kind}", f"trollllm_{name} {value}"]
     return "\n".join(lines) + "\n"

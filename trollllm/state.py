@@ -17,9 +17,8 @@ from trollllm.billing.outbox import SettlementOutbox
 from trollllm.clock import Clock
 from trollllm.crypto import KeyBox, Passwords
 from trollllm.invalidation import Invalidator
-from trollllm.limiter import Limiter
-from trollllm.plans.enforcement import RequestRateLimiter
 from trollllm.proxy.catalog import ModelCatalog
+from trollllm.ratelimit.fallback import FallbackLimiter
 from trollllm.settings import Settings
 from trollllm.sqlprogram import ProgramRunner
 from trollllm.upstream.pool import UpstreamPool
@@ -37,8 +36,7 @@ class AppState:
     outbox: SettlementOutbox  # settlements the database refused, replayed later
     in_flight: InFlight  # admitted requests not yet settled (shutdown waits for them)
     redis: Redis | None
-    limiter: Limiter
-    rpm_limiter: RequestRateLimiter  # the proxy's RPM on `limiter`, with the local fallback
+    limits: FallbackLimiter  # every rate limit (RPM, logins, reveals, registrations), shared when Redis is
     keybox: KeyBox
     passwords: Passwords
     jwt_key: bytes

@@ -74,7 +74,7 @@ async def me(user: CurrentUser, request: Request) -> UserView:
 async def reveal_key(user: CurrentUser, request: Request) -> RevealedKey:
     """The caller's full API key; at most a configured number of reveals per hour (429 after)."""
     state = get_state(request)
-    decision = await state.limiter.hit(f"reveal:{user.id}", state.settings.key_reveals_per_hour, _HOUR_S)
+    decision = await state.limits.hit(f"reveal:{user.id}", state.settings.key_reveals_per_hour, _HOUR_S)
     if not decision.allowed:
         raise RateLimited(
             "Too many key reveals; try again later", retry_after_s=int(decision.retry_after_s) + 1

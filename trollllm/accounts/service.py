@@ -62,7 +62,7 @@ async def admit_registration(state: AppState, address: str) -> None:
     per_hour = state.settings.register_per_address_per_hour
     if not per_hour:
         return
-    decision = await state.limiter.hit(f"register:addr:{address}", per_hour, _HOUR_S)
+    decision = await state.limits.hit(f"register:addr:{address}", per_hour, _HOUR_S)
     if not decision.allowed:
         raise RateLimited(
             "Too many registrations from this address", retry_after_s=int(decision.retry_after_s) + 1
@@ -70,23 +70,32 @@ async def admit_registration(state: AppState, address: str) -> None:
 
 
 async def authenticate(state: AppState, username: str, password: str, client_address: str) -> User:
-    """Check a login; throttled per username and per client address (429 once either is exhausted)."""
+    """Check a login; throttled per username and per client address (429 once either is exhausted).
+
+    The attempt is counted on both before the password is verified (one atomic hit each), so parallel
+    guesses cannot all pass a check made before any of them failed; a correct password then gives the
+    attempt back to the address and clears the username's count.
+    """
     settings = state.settings
-    throttle_keys = (f"login:user:{username.lower()}", f"login:addr:{client_address}")
-    for key in throttle_keys:
-        decision = await state.limiter.peek(key, settings.login_max_failures, settings.login_window_s)
-        if not decision.allowed:
-            raise TooManyLoginAttempts(retry_after_s=int(decision.retry_after_s + 0.999))
+    limit, window_s = settings.login_max_failures, settings.login_window_s
+    user_key, address_key = f"login:user:{username.lower()}", f"login:addr:{client_address}"
+    decision = await state.limits.hit(user_key, limit, window_s)
+    if decision.allowed:
+        by_address = await state.limits.hit(address_key, limit, window_s)
+        if not by_address.allowed:
+            await state.limits.release(user_key)
+            decision = by_address
+    if not decision.allowed:
+        raise TooManyLoginAttempts(retry_after_s=int(decision.retry_after_s + 0.999))
     async with state.sessions() as session:
         user = await find_user(session, username)
     matches = await asyncio.to_thread(state.passwords.verify, user.password_hash if user else None, password)
     if user is None or not matches:
-        for key in throttle_keys:
-            await state.limiter.hit(key, settings.login_max_failures, settings.login_window_s)
         raise Unauthenticated("Invalid username or password")
+    await state.limits.release(address_key)
+    await state.limits.reset(user_key)
     if not user.is_active:
         raise Forbidden("Account is inactive")
-    await state.limiter.reset(throttle_keys[0])
     if await expire_plan_if_due(state, user.id, user.plan_expires_at):  # SPEC §5: expiry at login
         async with state.sessions() as session:
             user = await session.get(User, user.id) or user

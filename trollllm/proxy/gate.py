@@ -25,10 +25,11 @@ from trollllm.errors import (
 )
 from trollllm.friendkeys.caps import hold_refusal
 from trollllm.money import Money, ceil_div
-from trollllm.plans.enforcement import PlanStatus, RateLimitStatus, enforce_plan_limits
+from trollllm.plans.enforcement import PlanStatus, enforce_plan_limits
 from trollllm.plans.expiry import expire_plan_if_due
 from trollllm.proxy.catalog import CatalogModel
 from trollllm.proxy.requests import ProxyRequest, WireFormat
+from trollllm.ratelimit.fallback import RateLimitStatus
 from trollllm.sqlprogram import Program, Query, as_utc
 from trollllm.state import AppState
 

@@ -54,6 +54,10 @@ class Limiter(Protocol):
         """Forget every hit recorded for `key`."""
         ...
 
+    async def release(self, key: str) -> None:
+        """Forget the newest hit recorded for `key` (an attempt that turned out not to count)."""
+        ...
+
     async def close(self) -> None:
         """Release what the limiter holds."""
         ...
@@ -107,6 +111,12 @@ class MemoryLimiter:
     async def reset(self, key: str) -> None:
         """Forget every hit recorded for `key`."""
         self._logs.pop(key, None)
+
+    async def release(self, key: str) -> None:
+        """Forget the newest hit recorded for `key`."""
+        log = self._logs.get(key)
+        if log is not None and log.times:
+            log.times.pop()
 
     async def close(self) -> None:
         """Forget every key."""
@@ -221,6 +231,13 @@ class RedisLimiter:
         """Forget every hit recorded for `key`."""
         try:
             await self._redis.delete(self._prefix + key)
+        except (RedisError, ConnectionError, TimeoutError) as exc:
+            raise LimiterUnavailable(f"rate limiter backend failed: {exc}") from exc
+
+    async def release(self, key: str) -> None:
+        """Forget the newest hit recorded for `key`."""
+        try:
+            await self._redis.zpopmax(self._prefix + key)
         except (RedisError, ConnectionError, TimeoutError) as exc:
             raise LimiterUnavailable(f"rate limiter backend failed: {exc}") from exc
 
