@@ -3,7 +3,9 @@
 It forwards absolute-URI requests (`POST http://host:port/path HTTP/1.1`, what a client sends through a
 proxy to an http:// URL) and opens `CONNECT host:port` tunnels (what a client does for https:// URLs),
 one request per client connection (`Connection: close` both ways). It counts what it forwarded and
-records the `Proxy-Authorization` it received; with `credentials` set it answers 407 without them.
+records the `Proxy-Authorization` it received; with `credentials` set it answers 407 without them, or,
+with `tinyproxy=True`, a plain 401 HTML page as tinyproxy does for wrong credentials on absolute-form
+requests.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ _HEAD_LIMIT = 64 * 1024
 class ForwardingProxy:
     """`async with ForwardingProxy() as proxy:` then send through `proxy.url`."""
 
-    def __init__(self, *, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(self, *, credentials: tuple[str, str] | None = None, tinyproxy: bool = False) -> None:
+        self.tinyproxy = tinyproxy
         self._expected_auth = (
             None
             if credentials is None
@@ -70,6 +73,12 @@ class ForwardingProxy:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
+    def accept(self, credentials: tuple[str, str]) -> None:
+        """From now on, expect these credentials (as if the proxy's password was changed)."""
+        self._expected_auth = (
+            "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+        )
+
     def url_with(self, userinfo: str = "") -> str:
         """Its URL, e.g. `http://user:pass@127.0.0.1:1234` with `userinfo="user:pass"`."""
         return f"http://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}"
@@ -103,6 +112,14 @@ class ForwardingProxy:
         auth = next((value for name, value in headers if name.lower() == "proxy-authorization"), None)
         self.proxy_authorizations.append(auth)
         if self._expected_auth is not None and auth != self._expected_auth:
+            if self.tinyproxy and method != "CONNECT":
+                page = b"<html><head><title>401 Unauthorized</title></head><body>Unauthorized</body></html>"
+                writer.write(
+                    b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="tinyproxy"\r\n'
+                    b"Content-Type: text/html\r\nContent-Length: %d\r\n\r\n%s" % (len(page), page)
+                )
+                await writer.drain()
+                return
             writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
             await writer.drain()
             return

@@ -638,3 +638,75 @@ async def test_forwarding_proxy_tunnels_connect(mock: MockUpstream) -> None:
         assert response.startswith(b"HTTP/1.1 200")
         assert b"gpt-4o-mini" in response
         assert proxy.forwarded == 1 and proxy.requests == [f"CONNECT {target}"]
+
+
+# --- refusals by the outbound proxy itself (issue 11, defect 3) -----------------------------------------
+
+
+async def _proxy_listing(gateway: AppHarness, admin: Account, proxy_id: int) -> dict[str, Any]:
+    listed = await gateway.client.get("/api/admin/proxies", headers=admin.auth)
+    assert listed.status_code == 200, listed.text
+    (row,) = [proxy for proxy in listed.json() if proxy["id"] == proxy_id]
+    return dict(row)
+
+
+async def test_a_tinyproxy_401_for_wrong_proxy_credentials_cools_the_key_instead_of_disabling_it(
+    gateway: AppHarness, admin: Account, mock: MockUpstream, pool: UpstreamPool
+) -> None:
+    async with ForwardingProxy(credentials=("scott", "tiger"), tinyproxy=True) as proxy:
+        proxy_id = await add_proxy(gateway, admin, proxy.url_with("scott:wrong"))
+        proxied = await add_key(gateway, admin, KEY_A, mock.url, proxy_id=proxy_id)
+        direct = await add_key(gateway, admin, KEY_B, mock.url)
+        assert (await call(pool))[::2] == (200, direct)
+        await pool.flush()
+        row = await key_row(gateway, proxied)
+        assert row.status == "cooling_down"
+        assert mock.request_count == 1  # only the direct key's request reached the provider
+
+
+async def test_a_proxy_refusal_is_shown_on_the_proxy_for_the_admin(
+    gateway: AppHarness, admin: Account, mock: MockUpstream, pool: UpstreamPool
+) -> None:
+    async with ForwardingProxy(credentials=("scott", "tiger"), tinyproxy=True) as proxy:
+        proxy_id = await add_proxy(gateway, admin, proxy.url_with("scott:wrong"))
+        await add_key(gateway, admin, KEY_A, mock.url, proxy_id=proxy_id)
+        await add_key(gateway, admin, KEY_B, mock.url)
+        await call(pool)
+        await pool.flush()
+        shown = await _proxy_listing(gateway, admin, proxy_id)
+    assert shown["lastError"] == "proxy refused credentials"
+    assert shown["lastErrorAt"] is not None
+    assert "wrong" not in str(shown)  # the password is never shown
+
+
+async def test_a_provider_401_through_a_proxy_still_disables_the_key(
+    gateway: AppHarness, admin: Account, mock: MockUpstream, pool: UpstreamPool
+) -> None:
+    async with ForwardingProxy(credentials=("scott", "tiger"), tinyproxy=True) as proxy:
+        proxy_id = await add_proxy(gateway, admin, proxy.url_with("scott:tiger"))
+        proxied = await add_key(gateway, admin, KEY_A, mock.url, proxy_id=proxy_id)
+        await add_key(gateway, admin, KEY_B, mock.url)
+        mock.set_key_status(KEY_A, 401)
+        await call(pool)
+        await call(pool)
+        await pool.flush()
+        assert (await key_row(gateway, proxied)).status == "disabled"
+        assert (await _proxy_listing(gateway, admin, proxy_id))["lastError"] is None
+
+
+async def test_a_proxy_error_is_cleared_once_a_request_goes_through_it_again(
+    gateway: AppHarness, admin: Account, mock: MockUpstream, pool: UpstreamPool, clock: ManualClock
+) -> None:
+    async with ForwardingProxy(credentials=("scott", "tiger"), tinyproxy=True) as proxy:
+        proxy_id = await add_proxy(gateway, admin, proxy.url_with("scott:tiger"))
+        await add_key(gateway, admin, KEY_A, mock.url, proxy_id=proxy_id)
+        proxy.accept(("scott", "changed"))  # the proxy's password changed under the gateway
+        with pytest.raises(UpstreamUnavailable):
+            await call(pool)
+        await pool.flush()
+        assert (await _proxy_listing(gateway, admin, proxy_id))["lastError"] == "proxy refused credentials"
+        proxy.accept(("scott", "tiger"))
+        clock.advance(DEFAULT_COOLDOWN_S + 1)
+        assert (await call(pool))[0] == 200
+        await pool.flush()
+        assert (await _proxy_listing(gateway, admin, proxy_id))["lastError"] is None
