@@ -79,3 +79,144 @@ async def test_overage_is_charged_up_to_the_free_balance(any_world: World) -> No
     assert charged >= 625_000_000 and left == 1_000_000_000 - charged
     charged, left = await _overage_call(any_world, "poor", 0.01)
     assert (charged, left) == (10_000_000, 0)
+
+
+# --- media by URL (issue 11, defect 7) -------------------------------------------------------------------
+
+_PNG_DATA_URL = (
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=="
+)
+_CAT_URL = "https://example.com/cat.png"
+
+
+async def _set_url_media_tokens(world: World, model_id: str, tokens: int) -> None:
+    (row,) = [
+        m for m in (await world.admin_call("GET", "/api/admin/models")).json() if m["modelId"] == model_id
+    ]
+    body = {k: v for k, v in row.items() if k not in ("modelId", "createdAt", "updatedAt")}
+    await world.admin_call("PUT", f"/api/admin/models/{model_id}", json={**body, "urlMediaTokens": tokens})
+
+
+def _image_message(url: str) -> dict[str, Any]:
+    return {"role": "user", "content": [{"type": "text", "text": "what is this"},
+                                        {"type": "image_url", "image_url": {"url": url}}]}  # fmt: skip
+
+
+async def _small_account_messages(world: World, name: str, messages: list[dict[str, Any]]) -> Any:
+    account = await register_user(world.gateway, name)
+    await world.admin_call("PATCH", f"/api/admin/users/{name}", json={"plan": "pro-troll"})
+    await world.admin_call(
+        "POST",
+        f"/api/admin/users/{name}/credits",
+        json={"amountUsd": BALANCE_USD, "balance": "credits", "reason": "test"},
+    )
+    return await world.gateway.client.post(
+        "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {account.api_key}"},
+        json={"model": OPENAI_MODEL, "messages": messages, "max_tokens": 100},
+    )
+
+
+async def test_an_image_sent_inline_is_bounded_by_its_bytes(any_world: World) -> None:
+    response = await _small_account_messages(any_world, "inline", [_image_message(_PNG_DATA_URL)])
+    assert response.status_code == 200, response.text
+
+
+async def test_an_image_sent_by_url_is_held_at_the_models_url_media_tokens(any_world: World) -> None:
+    # $0.01 leaves room for about 1,200 input tokens once 100 output tokens are held: one 1,600-token
+    # image by URL does not fit, though its request is a few hundred bytes.
+    response = await _small_account_messages(
+        any_world, "byurl", [_image_message("https://example.com/cat.png")]
+    )
+    assert response.status_code == 402, response.text
+
+
+async def test_url_media_tokens_is_set_per_model(any_world: World) -> None:
+    listed = (await any_world.admin_call("GET", "/api/admin/models")).json()
+    assert {m["modelId"]: m["urlMediaTokens"] for m in listed}[OPENAI_MODEL] == 1600
+    await _set_url_media_tokens(any_world, OPENAI_MODEL, 100)
+    response = await _small_account_messages(any_world, "cheapurl", [_image_message(_CAT_URL)])
+    assert response.status_code == 200, response.text
+
+
+async def test_a_model_that_takes_no_media_by_url_refuses_it_naming_messages(any_world: World) -> None:
+    await _set_url_media_tokens(any_world, ANTHROPIC_MODEL, 0)
+    image = {"type": "image", "source": {"type": "url", "url": _CAT_URL}}
+    response = await any_world.gateway.client.post(
+        "/v1/messages",
+        headers={"x-api-key": any_world.user.api_key, "anthropic-version": "2023-06-01"},
+        json={"model": ANTHROPIC_MODEL, "max_tokens": 50,
+              "messages": [{"role": "user", "content": [image, {"type": "text", "text": "what is this"}]}]},
+    )  # fmt: skip
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "by URL" in error["message"] and "messages" in error["message"] + str(error)
+
+
+# --- betas and server tools that nothing prices (issue 11, defect 7) ---------------------------------------
+
+
+async def _anthropic_call(world: World, body: dict[str, Any], **headers: str) -> Any:
+    return await world.gateway.client.post(
+        "/v1/messages",
+        headers={"x-api-key": world.user.api_key, "anthropic-version": "2023-06-01", **headers},
+        json={"model": ANTHROPIC_MODEL, "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}],
+              **body},
+    )  # fmt: skip
+
+
+async def test_an_allowed_beta_is_forwarded(world: World) -> None:
+    response = await _anthropic_call(world, {}, **{"anthropic-beta": "prompt-caching-2024-07-31"})
+    assert response.status_code == 200, response.text
+    assert world.mock.last_request.headers["anthropic-beta"] == "prompt-caching-2024-07-31"
+
+
+async def test_a_beta_with_its_own_price_tier_is_refused_naming_the_header(world: World) -> None:
+    before = world.mock.request_count
+    response = await _anthropic_call(world, {}, **{"anthropic-beta": "context-1m-2025-08-07"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "context-1m-2025-08-07" in error["message"] and "anthropic-beta" in error["message"]
+    assert world.mock.request_count == before  # nothing went upstream, nothing was held
+
+
+async def test_the_operator_can_allow_more_betas(
+    tmp_path: Any, clock: Any, embedded_database_url: str
+) -> None:
+    from conftest import make_settings
+    from proxy_world import build_world, serve
+
+    from trollllm.mockupstream import MockUpstream
+
+    settings = make_settings(tmp_path, embedded_database_url, anthropic_betas="context-1m-2025-08-07")
+    async with MockUpstream() as mock, serve(settings, clock) as served:
+        world = await build_world(served[0], served[1], mock)
+        response = await _anthropic_call(world, {}, **{"anthropic-beta": "context-1m-2025-08-07"})
+    assert response.status_code == 200, response.text
+
+
+async def test_a_server_tool_billed_per_use_is_refused_naming_tools(world: World) -> None:
+    tool = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
+    response = await _anthropic_call(world, {"tools": [tool]})
+    assert response.status_code == 400
+    assert "web_search_20250305" in response.json()["error"]["message"]
+
+
+async def test_ordinary_tools_pass(world: World) -> None:
+    tool = {"name": "get_weather", "description": "weather", "input_schema": {"type": "object"}}
+    response = await _anthropic_call(world, {"tools": [tool]})
+    assert response.status_code == 200, response.text
+
+
+async def test_openai_web_search_options_are_refused_naming_the_field(world: World) -> None:
+    response = await world.gateway.client.post(
+        "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {world.user.api_key}"},
+        json={
+            "model": OPENAI_MODEL,
+            "messages": [{"role": "user", "content": "hi"}],
+            "web_search_options": {},
+        },
+    )
+    assert response.status_code == 400 and "web_search_options" in response.text

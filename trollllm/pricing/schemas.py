@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from trollllm.money import Money
-from trollllm.pricing.tables import LlmModel
+from trollllm.pricing.tables import DEFAULT_URL_MEDIA_TOKENS, LlmModel
 
 MODEL_ID_PATTERN = r"^[A-Za-z0-9._:/\-]{1,128}$"
 MAX_OUTPUT_TOKENS = 1_000_000
@@ -61,6 +61,12 @@ class ModelFields(BaseModel):
     cacheWritePricePerMTok: PriceInput = Field(default=0, description="USD per million cache-write tokens")
     cacheHitPricePerMTok: PriceInput = Field(default=0, description="USD per million cache-hit tokens")
     maxOutputTokens: StrictInt = Field(gt=0, le=MAX_OUTPUT_TOKENS)
+    urlMediaTokens: StrictInt = Field(
+        default=DEFAULT_URL_MEDIA_TOKENS,
+        ge=0,
+        le=MAX_OUTPUT_TOKENS,
+        description="Input tokens held for each image or document sent by URL; 0 refuses media by URL",
+    )
     enabled: StrictBool = True
 
 
@@ -81,6 +87,7 @@ class ModelView(BaseModel):
     cacheWritePricePerMTok: float
     cacheHitPricePerMTok: float
     maxOutputTokens: int
+    urlMediaTokens: int
     enabled: bool
     createdAt: datetime
     updatedAt: datetime
@@ -97,6 +104,7 @@ class ModelView(BaseModel):
             cacheWritePricePerMTok=Money(row.cache_write_price_nanos).to_json(),
             cacheHitPricePerMTok=Money(row.cache_hit_price_nanos).to_json(),
             maxOutputTokens=row.max_output_tokens,
+            urlMediaTokens=row.url_media_tokens,
             enabled=row.enabled,
             createdAt=row.created_at,
             updatedAt=row.updated_at,

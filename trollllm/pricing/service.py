@@ -74,6 +74,7 @@ async def create_model(session: AsyncSession, state: AppState, actor: str, body:
         provider=body.provider,
         upstream_model=body.upstreamModel,
         max_output_tokens=body.maxOutputTokens,
+        url_media_tokens=body.urlMediaTokens,
         enabled=body.enabled,
         created_at=now,
         updated_at=now,
@@ -102,6 +103,7 @@ async def replace_model(
     row.provider = body.provider
     row.upstream_model = body.upstreamModel
     row.max_output_tokens = body.maxOutputTokens
+    row.url_media_tokens = body.urlMediaTokens
     row.enabled = body.enabled
     row.input_price_nanos = prices["input_price_nanos"]
     row.output_price_nanos = prices["output_price_nanos"]

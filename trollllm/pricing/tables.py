@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, Integer, String
+from sqlalchemy import Boolean, CheckConstraint, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from trollllm.db import Base, Nanos, UtcDateTime, utcnow
 
 PROVIDERS = ("openai", "anthropic")
+DEFAULT_URL_MEDIA_TOKENS = 1600
+"""Input tokens held per image or document sent by URL: a full-size image on either provider."""
 
 
 class LlmModel(Base):
@@ -34,6 +36,10 @@ class LlmModel(Base):
     cache_write_price_nanos: Mapped[int] = mapped_column(Nanos, default=0)
     cache_hit_price_nanos: Mapped[int] = mapped_column(Nanos, default=0)
     max_output_tokens: Mapped[int] = mapped_column(Integer)
+    # Held per media item sent by URL (its tokens are not in the request's bytes); 0 refuses them.
+    url_media_tokens: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_URL_MEDIA_TOKENS, server_default=text(str(DEFAULT_URL_MEDIA_TOKENS))
+    )
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

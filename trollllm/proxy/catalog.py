@@ -28,6 +28,7 @@ class CatalogModel:
     prices: Prices
     max_output_tokens: int
     enabled: bool
+    url_media_tokens: int = 0  # input tokens held per media item sent by URL; 0 refuses them
 
     @property
     def worst_input_price(self) -> int:
@@ -77,6 +78,7 @@ class ModelCatalog:
                 ),
                 max_output_tokens=row.max_output_tokens,
                 enabled=row.enabled,
+                url_media_tokens=row.url_media_tokens,
             )
             for row in rows
         }

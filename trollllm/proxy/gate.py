@@ -194,7 +194,15 @@ async def _admit(
             field=request.max_tokens_field,
         )
     max_tokens = requested or model.max_output_tokens
-    input_cost = request.input_bound_tokens * model.worst_input_price
+    input_tokens = request.input_bound_tokens
+    if request.url_media_items:
+        if not model.url_media_tokens:
+            raise InvalidRequest(
+                f"{model.model_id} does not take images or documents by URL here; send them inline (base64)",
+                field="messages",
+            )
+        input_tokens += request.url_media_items * model.url_media_tokens
+    input_cost = input_tokens * model.worst_input_price
     output_bound = request.choices * max_tokens
     required = Money(ceil_div(input_cost + output_bound * model.prices.output_per_mtok, 1_000_000))
     hold = HeldRequest(

@@ -41,6 +41,7 @@ class ProxyRequest:
     input_bound_tokens: int
     client_wants_usage: bool
     choices: int = 1  # OpenAI `n`: each choice may use the whole output bound
+    url_media_items: int = 0  # images and documents sent by URL: their tokens are not in the bytes
 
     def upstream_body(self, upstream_model: str, max_tokens: int) -> bytes:
         """The body sent upstream: the upstream model name, a bounded `max_tokens`, and for OpenAI streams a
@@ -82,6 +83,8 @@ def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:
         if completion is not None and (max_tokens is None or completion >= max_tokens):
             field, max_tokens = "max_completion_tokens", completion
         choices = _choices(body.get("n"))
+    if "tools" in body or "web_search_options" in body:
+        _refuse_fee_bearing_tools(body, wire)
     client_wants_usage = False
     if wire is WireFormat.OPENAI:
         options = body.get("stream_options")
@@ -98,7 +101,82 @@ def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:
         input_bound_tokens=len(raw) + _INPUT_MARGIN_TOKENS,
         client_wants_usage=client_wants_usage,
         choices=choices,
+        # A URL item needs the letters `url` or `file_id` in the body: most requests skip the walk.
+        url_media_items=_url_media_items(messages, wire) if b"url" in raw or b"file_id" in raw else 0,
     )
+
+
+# Server tools the provider runs and bills per use, beyond tokens: the hold cannot bound them.
+_FEE_BEARING_TOOLS = ("web_search", "code_execution")
+
+
+def refuse_unpriced_betas(value: str, allowed: frozenset[str]) -> None:
+    """400 naming `anthropic-beta` when it asks for a flag this gateway does not forward."""
+    refused = [flag.strip() for flag in value.split(",") if flag.strip() and flag.strip() not in allowed]
+    if refused:
+        raise InvalidRequest(
+            f"anthropic-beta {', '.join(refused)} is not enabled on this gateway (it may change what a "
+            "request costs); the operator can allow it with TROLLLLM_ANTHROPIC_BETAS",
+            field="anthropic-beta",
+        )
+
+
+def _refuse_fee_bearing_tools(body: dict[str, Any], wire: WireFormat) -> None:
+    """400 for provider-run tools billed per use (web search, code execution): nothing prices them."""
+    if wire is WireFormat.OPENAI:
+        if "web_search_options" in body:
+            raise InvalidRequest(
+                "`web_search_options` (web search billed per call) is not available here",
+                field="web_search_options",
+            )
+        return
+    tools = body.get("tools")
+    if not isinstance(tools, list):
+        return
+    for tool in tools:
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if isinstance(kind, str) and kind.startswith(_FEE_BEARING_TOOLS):
+            raise InvalidRequest(
+                f"server tool `{kind}` is billed per use by the provider and is not available here",
+                field="tools",
+            )
+
+
+def _url_media_items(messages: list[Any], wire: WireFormat) -> int:
+    """Content parts whose media the upstream fetches itself (by URL or uploaded file id).
+
+    OpenAI: `image_url` parts with an http(s) URL (a `data:` URL is inline, in the bytes), `file` parts
+    with a `file_id`. Anthropic: `image` and `document` parts whose source is a `url` or a `file`,
+    including those nested in `tool_result` content.
+    """
+    count = 0
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            count += _url_parts(content, wire)
+    return count
+
+
+def _url_parts(parts: list[Any], wire: WireFormat) -> int:
+    count = 0
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if wire is WireFormat.OPENAI:
+            if kind == "image_url":
+                image = part.get("image_url")
+                url = image.get("url") if isinstance(image, dict) else image
+                count += isinstance(url, str) and not url.startswith("data:")
+            elif kind == "file":
+                file = part.get("file")
+                count += isinstance(file, dict) and "file_id" in file
+        elif kind in ("image", "document"):
+            source = part.get("source")
+            count += isinstance(source, dict) and source.get("type") in ("url", "file")
+        elif kind == "tool_result" and isinstance(part.get("content"), list):
+            count += _url_parts(part["content"], wire)
+    return count
 
 
 def _max_tokens(value: object, field: str) -> int | None:

@@ -23,7 +23,7 @@ from trollllm.proxy.decoding import UnreadableEncoding, body_decoder, decode_bod
 from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse, RawResponse
 from trollllm.proxy.gate import Admission, admit, authenticate, presented_key
 from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
-from trollllm.proxy.requests import ProxyRequest, WireFormat, parse_request
+from trollllm.proxy.requests import ProxyRequest, WireFormat, parse_request, refuse_unpriced_betas
 from trollllm.state import AppState
 from trollllm.upstream.pool import UpstreamDeadlineExceeded, UpstreamReply, UpstreamStreamError
 
@@ -67,6 +67,9 @@ async def _proxy(state: AppState, call: ProxyCall, wire: WireFormat) -> ProxyRes
     started = time.perf_counter()
     caller = await authenticate(state, presented_key(call.headers, wire))
     parsed = parse_request(call.body, wire)
+    beta = call.headers.get("anthropic-beta")
+    if beta:
+        refuse_unpriced_betas(beta, state.settings.allowed_anthropic_betas)
     admission = await admit(state, caller, parsed, call.request_id)
     exchange = _Exchange(state, admission, parsed, started, call.request_id)
     try:
