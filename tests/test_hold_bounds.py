@@ -81,6 +81,40 @@ async def test_overage_is_charged_up_to_the_free_balance(any_world: World) -> No
     assert (charged, left) == (10_000_000, 0)
 
 
+async def test_overages_are_counted_on_metrics(any_world: World) -> None:
+    charged, _ = await _overage_call(any_world, "counted", 0.01)
+    text = (await any_world.gateway.client.get("/metrics")).text
+    counters = any_world.state.billing
+    assert "trollllm_overages 1" in text
+    assert 0 < counters.overage_charged_nanos < charged  # the part past the hold
+    # $0.01 charged of a cost of at least $0.625 (100,000 cache-write tokens): the rest is uncollected.
+    assert charged + counters.overage_uncollected_nanos >= 625_000_000
+    assert f"trollllm_overage_uncollected_nanos {counters.overage_uncollected_nanos}" in text
+    assert "trollllm_settlement_outbox_depth 0" in text
+
+
+async def test_a_friend_key_overage_is_charged_only_up_to_its_cap(any_world: World) -> None:
+    from test_friendkeys_proxy import friend_key
+
+    owner = await register_user(any_world.gateway, "capped")
+    await any_world.admin_call("PATCH", "/api/admin/users/capped", json={"plan": "pro-troll"})
+    await any_world.admin_call(
+        "POST", "/api/admin/users/capped/credits", json={"amountUsd": 10, "balance": "credits", "reason": "t"}
+    )
+    key = await friend_key(any_world, owner, [{"modelId": ANTHROPIC_MODEL, "limitUsd": 0.05}])
+    messages = [{"role": "user", "content": "hi [mock cache_write=100000 reply_tokens=1]"}]  # $0.625
+    response = await any_world.gateway.client.post(
+        "/v1/messages",
+        headers={"x-api-key": key},
+        json={"model": ANTHROPIC_MODEL, "messages": messages, "max_tokens": 1},
+    )
+    assert response.status_code == 200, response.text
+    assert Decimal(response.headers["x-trollllm-cost-usd"]) == Decimal("0.05")  # the cap, not $0.625
+    view = (await any_world.gateway.client.get("/api/user/friend-key", headers=owner.auth)).json()
+    (limit,) = view["modelLimits"]
+    assert Decimal(str(limit["usedUsd"])) == Decimal("0.05")
+
+
 # --- media by URL (issue 11, defect 7) -------------------------------------------------------------------
 
 _PNG_DATA_URL = (

@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from trollllm import __version__, serving
 from trollllm.accounts.routes import router as accounts_router
 from trollllm.admin.router import build_admin_router
+from trollllm.billing.counters import BillingCounters
 from trollllm.billing.inflight import InFlight
 from trollllm.billing.outbox import SettlementOutbox
 from trollllm.clock import Clock, SystemClock
@@ -107,6 +108,7 @@ def create_app(
                 db=db,
                 outbox=outbox,
                 in_flight=InFlight(),
+                billing=BillingCounters(),
                 redis=redis,
                 limits=FallbackLimiter(limiter, clock, instances=settings.instances),
                 keybox=keybox,

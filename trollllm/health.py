@@ -39,10 +39,13 @@ async def readyz(request: Request) -> dict[str, str]:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> str:
-    """Prometheus text exposition of the gateway's counters (the shared rate limiter's health so far)."""
+    """Prometheus text exposition of the gateway's counters: the shared rate limiter's health, costs past
+    their hold, and the settlements waiting in the outbox."""
     state = get_state(request)
     lines = []
-    for name, value in sorted(state.limits.metrics().items()):
-        kind = "gauge" if name.endswith("degraded") else "counter"
+    gauges = {"settlement_outbox_depth": state.outbox.depth()}
+    counters = {**state.limits.metrics(), **state.billing.metrics(), **gauges}
+    for name, value in sorted(counters.items()):
+        kind = "gauge" if name.endswith("degraded") or name in gauges else "counter"
         lines += [f"# TYPE trollllm_{name} {kind}", f"trollllm_{name} {value}"]
     return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
+from trollllm.billing.counters import BillingCounters
 from trollllm.billing.inflight import InFlight
 from trollllm.billing.outbox import SettlementOutbox
 from trollllm.clock import Clock
@@ -35,6 +36,7 @@ class AppState:
     db: ProgramRunner  # the hot path's SQL (`trollllm.sqlprogram`)
     outbox: SettlementOutbox  # settlements the database refused, replayed later
     in_flight: InFlight  # admitted requests not yet settled (shutdown waits for them)
+    billing: BillingCounters  # overages, for /metrics
     redis: Redis | None
     limits: FallbackLimiter  # every rate limit (RPM, logins, reveals, registrations), shared when Redis is
     keybox: KeyBox

@@ -179,7 +179,10 @@ class _Exchange:
         program = settle(admission.hold, admission.hold_id, cost, usage, record, now)
         try:
             # The runner completes a started write even if this task is cancelled (client gone).
-            return await self.state.db.write(program)
+            charged = await self.state.db.write(program)
+            if cost > admission.hold.amount:
+                self.state.billing.count_overage(cost, admission.hold.amount, charged.cost)
+            return charged
         except Exception:
             # The answer was delivered (or is being delivered): its settlement must not be lost.
             logger.error(
