@@ -12,7 +12,7 @@ from helpers import Account
 from sqlalchemy import func, select
 
 from trollllm.accounts.tables import User
-from trollllm.admin.tables import AuditEntry
+from trollllm.audit.tables import AuditEntry
 from trollllm.billing.tables import LedgerEntry
 from trollllm.plans.tables import Plan
 

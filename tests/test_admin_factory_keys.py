@@ -10,7 +10,7 @@ from conftest import AppHarness
 from helpers import Account, make_admin
 from sqlalchemy import func, select
 
-from trollllm.admin.tables import AuditEntry
+from trollllm.audit.tables import AuditEntry
 from trollllm.upstream.service import decrypt_factory_key
 from trollllm.upstream.tables import FactoryKey
 

@@ -10,7 +10,7 @@ from helpers import Account, make_admin, register_user
 from sqlalchemy import select
 
 from trollllm.accounts.tables import ApiKey
-from trollllm.admin.tables import AuditEntry
+from trollllm.audit.tables import AuditEntry
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from conftest import AppHarness
 from helpers import Account, make_admin
 from sqlalchemy import select
 
-from trollllm.admin.tables import AuditEntry
+from trollllm.audit.tables import AuditEntry
 from trollllm.pricing.service import enabled_models, load_model
 
 MODEL: dict[str, Any] = {

@@ -9,7 +9,7 @@ from conftest import AppHarness
 from helpers import Account, make_admin
 from sqlalchemy import select
 
-from trollllm.admin.tables import AuditEntry
+from trollllm.audit.tables import AuditEntry
 from trollllm.upstream.service import mask_proxy_url
 
 PROXY_PASSWORD = "pr0xy-pa55word-Zq9"

@@ -24,13 +24,12 @@ from trollllm.accounts.tables import User
 from trollllm.app import create_app
 from trollllm.billing.ledger import ADMIN_ADJUSTMENT, apply_adjustment, reconcile
 from trollllm.billing.tables import Hold, LedgerEntry
-from trollllm.cli import main
+from trollllm.cli import main, running_app
 from trollllm.db import transaction
 from trollllm.errors import BalanceLimitExceeded, InsufficientBalance, NotFound
 from trollllm.money import Money
 from trollllm.settings import Settings
 from trollllm.state import AppState
-from trollllm.tools import running_app
 
 USD = 10**9
 GRANTS = {"free": 0, "dev": 225 * USD, "pro": 500 * USD, "pro-troll": 0}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import uuid
@@ -19,14 +18,12 @@ from trollllm.accounts.tables import User
 from trollllm.app import create_app
 from trollllm.billing.ledger import ADMIN_ADJUSTMENT, apply_adjustment
 from trollllm.billing.tables import Hold, LedgerEntry
+from trollllm.cli import build_parser, running_app
 from trollllm.clock import ManualClock
 from trollllm.db import create_sessionmaker, create_test_engine, transaction
 from trollllm.money import Money
-from trollllm.tools import running_app
 from trollllm.usage.retention import (
     LOG_RETENTION,
-    add_purge_logs_parser,
-    purge_logs_command,
     purge_request_logs,
     retention_cutoff,
     run_periodically,
@@ -234,12 +231,7 @@ def test_purge_logs_command_purges_old_logs_once(
             return len(await log_times(state.sessions))
 
     asyncio.run(seed())
-    commands = argparse.ArgumentParser().add_subparsers()
-    add_purge_logs_parser(commands)
-    parser = commands.choices["purge-logs"]
-    args = parser.parse_args(["--batch-size", "1"])
-
-    assert args.handler is purge_logs_command
-    assert purge_logs_command(settings, args) == 0
+    args = build_parser().parse_args(["purge-logs", "--batch-size", "1"])
+    assert args.handler(settings, args) == 0
     assert "purged 2 request logs" in capsys.readouterr().out
     assert asyncio.run(remaining()) == 1

@@ -17,7 +17,7 @@ from conftest import AppHarness
 from helpers import Account, make_admin, register_user
 from sqlalchemy import select
 
-from trollllm.admin.tables import AuditEntry
+from trollllm.audit.tables import AuditEntry
 
 ONE_TIME_SHOWS = {
     ("POST", "/api/auth/register"),

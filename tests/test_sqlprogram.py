@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trollllm.sqlprogram import Program, Query, SqliteRunner
+from trollllm.storage.sqlprogram import Program, Query, SqliteRunner
 
 
 class Refused(Exception):

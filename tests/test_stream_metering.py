@@ -15,7 +15,7 @@ from test_proxy_streams import PRICES, _log_of
 from trollllm.mockupstream import count_input_tokens
 from trollllm.money import Money, TokenUsage, cost_of
 from trollllm.proxy.relay import StreamMeter
-from trollllm.proxy.requests import WireFormat
+from trollllm.wire import WireFormat
 
 _EVENTS = [
     {"id": "c1", "model": "up", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}],

@@ -23,21 +23,21 @@ from trollllm.clock import Clock, SystemClock
 from trollllm.crypto import KeyBox, Passwords, derive_key
 from trollllm.db import create_engine, create_sessionmaker, write_lock_of
 from trollllm.friendkeys.routes import router as friendkeys_router
-from trollllm.health import router as health_router
 from trollllm.http_errors import install_error_handlers
 from trollllm.invalidation import Invalidator
 from trollllm.middleware import RequestContextMiddleware
 from trollllm.migrate import upgrade_to_head
+from trollllm.ops.health import router as health_router
 from trollllm.plans.expiry import PlanJobSchedule
 from trollllm.plans.user_routes import router as plan_user_router
-from trollllm.proxy.catalog import ModelCatalog
+from trollllm.pricing.catalog import ModelCatalog
 from trollllm.proxy.fastpath import serve_proxy
 from trollllm.proxy.routes import PROXY_ENDPOINTS
 from trollllm.ratelimit.fallback import FallbackLimiter
 from trollllm.ratelimit.limiter import build_limiter
 from trollllm.settings import Settings, resolve_secret
-from trollllm.sqlprogram import build_runner
 from trollllm.state import AppState
+from trollllm.storage.sqlprogram import build_runner
 from trollllm.upstream.pool import UpstreamPool
 from trollllm.usage.retention import run_periodically
 from trollllm.usage.routes import router as usage_router

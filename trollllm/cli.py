@@ -8,10 +8,18 @@ import getpass
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from trollllm.errors import ConfigurationError
 from trollllm.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from trollllm.state import AppState
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -93,7 +101,6 @@ def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
 def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
     from trollllm.accounts.service import ensure_admin
     from trollllm.app import create_app
-    from trollllm.tools import running_app
 
     password = args.password
     if password is None and not sys.stdin.isatty():
@@ -120,7 +127,6 @@ def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
 def _reconcile(settings: Settings, _args: argparse.Namespace) -> int:
     from trollllm.app import create_app
     from trollllm.billing.ledger import Discrepancy, count_users, reconcile
-    from trollllm.tools import running_app
 
     async def run() -> tuple[int, list[Discrepancy]]:
         async with running_app(create_app(settings)) as state, state.sessions() as session:
@@ -134,6 +140,52 @@ def _reconcile(settings: Settings, _args: argparse.Namespace) -> int:
         f"{len(discrepancies)} differences"
     )
     return 1 if discrepancies else 0
+
+
+def _purge_logs(settings: Settings, args: argparse.Namespace) -> int:
+    """`trollllm purge-logs`: delete request logs past the retention period once, now; prints the count."""
+    from trollllm.app import create_app
+    from trollllm.usage.retention import PURGE_BATCH_SIZE, purge_request_logs, retention_cutoff
+
+    batch_size = int(getattr(args, "batch_size", None) or PURGE_BATCH_SIZE)
+    if batch_size < 1:
+        print("error: --batch-size must be at least 1", file=sys.stderr)
+        return 2
+
+    async def run() -> tuple[int, datetime]:
+        async with running_app(create_app(settings)) as state:
+            cutoff = retention_cutoff(state.clock.now())
+            return await purge_request_logs(state.sessions, older_than=cutoff, batch_size=batch_size), cutoff
+
+    purged, cutoff = asyncio.run(run())
+    print(f"purged {purged} request logs created before {cutoff.isoformat()}")
+    return 0
+
+
+def _expire_plans(settings: Settings, _args: argparse.Namespace) -> int:
+    """`trollllm expire-plans`: run the daily plan job once, now; prints what it did."""
+    from trollllm.app import create_app
+    from trollllm.plans.expiry import run_plan_jobs
+
+    async def run() -> tuple[bool, int, int]:
+        async with running_app(create_app(settings)) as state:
+            report = await run_plan_jobs(state)
+            return report.ran, report.expired, report.monthly_resets
+
+    ran, expired, resets = asyncio.run(run())
+    if not ran:
+        print("another instance is running the plan job right now; nothing done")
+        return 0
+    print(f"expired {expired} plans; reset the monthly counters of {resets} users")
+    return 0
+
+
+@asynccontextmanager
+async def running_app(app: FastAPI) -> AsyncIterator[AppState]:
+    """Start the app's lifespan (connections, migrations in embedded mode), yield its state, stop it."""
+    async with app.router.lifespan_context(app):
+        state: AppState = app.state.trollllm
+        yield state
 
 
 def _describe_database(settings: Settings) -> str:
@@ -170,12 +222,20 @@ def build_parser() -> argparse.ArgumentParser:
         "reconcile", help="check Σ ledger = balance for every user; exits 1 on any difference"
     )
     reconcile.set_defaults(handler=_reconcile)
-    from trollllm.usage.retention import add_purge_logs_parser
 
-    add_purge_logs_parser(commands)
-    from trollllm.plans.expiry import add_expire_plans_parser
+    purge = commands.add_parser(
+        "purge-logs", help="delete request logs older than 30 days (the ledger is kept)"
+    )
+    purge.add_argument(
+        "--batch-size", type=int, default=5000, help="rows deleted per transaction (default 5000)"
+    )
+    purge.set_defaults(handler=_purge_logs)
 
-    add_expire_plans_parser(commands)
+    expire = commands.add_parser(
+        "expire-plans",
+        help="reset expired plans to free and monthly counters past their reset date (the daily job, now)",
+    )
+    expire.set_defaults(handler=_expire_plans)
     return parser
 
 

@@ -24,6 +24,7 @@ from trollllm.errors import (
     NotFound,
     ValidationFailed,
 )
+from trollllm.wire import WireFormat, wire_of_path
 
 logger = logging.getLogger("trollllm.errors")
 
@@ -32,9 +33,10 @@ def error_body(path: str, error: GatewayError) -> dict[str, Any]:
     """The JSON body for `error` on the surface that serves `path`."""
     message = mask_secrets(error.message)
     fields = error.body_fields()
-    if path.startswith("/v1/messages"):
+    wire = wire_of_path(path)
+    if wire is WireFormat.ANTHROPIC:
         return {"type": "error", "error": {"type": error.error_type, "message": message, **fields}}
-    if path.startswith("/v1/"):
+    if wire is WireFormat.OPENAI:
         return {"error": {"type": error.error_type, "message": message, "code": error.error_type, **fields}}
     return {"error": {"type": error.error_type, "message": message, **fields}}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -19,6 +20,8 @@ from trollllm.errors import ConfigurationError
 
 SECRET_FILE_NAME = "secret.key"  # noqa: S105 (a file name, not a secret)
 SQLITE_FILE_NAME = "trollllm.db"
+HOLD_TTL = timedelta(minutes=30)
+"""How long a hold lives: longer than any request (its total deadline is below); then the sweeper frees it."""
 SETTLE_MARGIN_S = 60.0
 """Time left between a request's total deadline and the expiry of its hold, to settle it."""
 
@@ -116,10 +119,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _deadline_below_hold_ttl(self) -> Settings:
         # A request's hold must outlive the request: past its TTL the sweeper frees it, and a late
-        # settlement could then only charge what is free. Leave a margin to settle in. (Imported here:
-        # loading the settings should not load the billing tables.)
-        from trollllm.billing.holds import HOLD_TTL
-
+        # settlement could then only charge what is free. Leave a margin to settle in.
         limit_s = HOLD_TTL.total_seconds() - SETTLE_MARGIN_S
         if self.upstream_total_timeout_s > limit_s:
             raise ValueError(

@@ -18,10 +18,10 @@ from trollllm.billing.outbox import SettlementOutbox
 from trollllm.clock import Clock
 from trollllm.crypto import KeyBox, Passwords
 from trollllm.invalidation import Invalidator
-from trollllm.proxy.catalog import ModelCatalog
+from trollllm.pricing.catalog import ModelCatalog
 from trollllm.ratelimit.fallback import FallbackLimiter
 from trollllm.settings import Settings
-from trollllm.sqlprogram import ProgramRunner
+from trollllm.storage.sqlprogram import ProgramRunner
 from trollllm.upstream.pool import UpstreamPool
 
 
@@ -33,7 +33,7 @@ class AppState:
     clock: Clock
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    db: ProgramRunner  # the hot path's SQL (`trollllm.sqlprogram`)
+    db: ProgramRunner  # the hot path's SQL (`trollllm.storage.sqlprogram`)
     outbox: SettlementOutbox  # settlements the database refused, replayed later
     in_flight: InFlight  # admitted requests not yet settled (shutdown waits for them)
     billing: BillingCounters  # overages, for /metrics

@@ -1,7 +1,7 @@
 """Imports every feature's tables so `Base.metadata` is complete (for migrations and tests)."""
 
 from trollllm.accounts.tables import ApiKey, User
-from trollllm.admin.tables import AuditEntry
+from trollllm.audit.tables import AuditEntry
 from trollllm.billing.tables import Hold, LedgerEntry
 from trollllm.byok.tables import ProviderKey
 from trollllm.db import Base

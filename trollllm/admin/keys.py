@@ -20,11 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from trollllm.accounts.apikeys import live_api_key, revoke_api_keys
 from trollllm.accounts.sessions import CurrentAdmin
 from trollllm.accounts.tables import ApiKey, User
-from trollllm.admin.audit import record_audit
-from trollllm.admin.fields import DEFAULT_PAGE_SIZE, PageInfo, PageNumber, PageSize, page_info, page_offset
+from trollllm.audit.service import record_audit
 from trollllm.crypto import mask_key
 from trollllm.db import transaction
 from trollllm.errors import Conflict, NotFound
+from trollllm.fields import DEFAULT_PAGE_SIZE, PageInfo, PageNumber, PageSize, page_info, page_offset
 from trollllm.state import AppState, get_state
 
 router = APIRouter(tags=["admin: keys"])

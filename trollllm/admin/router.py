@@ -9,9 +9,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from trollllm.accounts.sessions import current_admin
-from trollllm.admin.audit_routes import router as audit_router
 from trollllm.admin.keys import router as keys_router
 from trollllm.admin.users import router as users_router
+from trollllm.audit.routes import router as audit_router
 from trollllm.plans.admin_routes import router as plans_router
 from trollllm.pricing.admin_routes import router as pricing_router
 from trollllm.upstream.admin_routes import router as upstream_router

@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field, StrictBool, StrictStr, field_validator, m
 
 from trollllm.accounts.schemas import AccountView
 from trollllm.accounts.tables import User
-from trollllm.admin.fields import PageInfo, UsdAmount
 from trollllm.billing.tables import LedgerEntry
+from trollllm.fields import PageInfo, UsdAmount
 from trollllm.money import Money
 
 UserSort = Literal[

@@ -13,12 +13,12 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from trollllm.accounts.tables import User
-from trollllm.admin.audit import record_audit
-from trollllm.admin.fields import page_offset
 from trollllm.admin.user_schemas import AdminUserView, CreditsAdjustment, UserSort, UserUpdate
+from trollllm.audit.service import record_audit
 from trollllm.billing.ledger import ADMIN_ADJUSTMENT, apply_adjustment
 from trollllm.billing.tables import LedgerEntry
 from trollllm.errors import Conflict, InvalidRequest, NotFound
+from trollllm.fields import page_offset
 from trollllm.money import Money
 from trollllm.plans.service import change_plan, find_plan
 from trollllm.state import AppState

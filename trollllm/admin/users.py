@@ -16,7 +16,6 @@ from fastapi import APIRouter, Query, Request
 
 from trollllm.accounts.sessions import CurrentAdmin
 from trollllm.admin import user_service
-from trollllm.admin.fields import DEFAULT_PAGE_SIZE, PageNumber, PageSize, page_info
 from trollllm.admin.user_schemas import (
     AdminUserView,
     CreditsAdjustment,
@@ -28,6 +27,7 @@ from trollllm.admin.user_schemas import (
     UserUpdate,
 )
 from trollllm.db import transaction
+from trollllm.fields import DEFAULT_PAGE_SIZE, PageNumber, PageSize, page_info
 from trollllm.money import Money
 from trollllm.state import get_state
 

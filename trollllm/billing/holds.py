@@ -8,7 +8,7 @@
    then refCredits, with its ledger entry and request log in the same transaction; for a Friend Key it
    also moves the cap's `used_nanos` and the key's counters there.
 
-Both are SQL programs (`trollllm.sqlprogram`): plain SQL run without compilation, on SQLite in one
+Both are SQL programs (`trollllm.storage.sqlprogram`): plain SQL run without compilation, on SQLite in one
 synchronous `BEGIN IMMEDIATE` transaction, on PostgreSQL in one transaction. Both open with a write, so
 the user row is locked before balances are read. Rows are locked in one order everywhere (hold, user,
 friend key model limit, friend key), so settlements, sweeps and Friend Key edits cannot deadlock.
@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from trollllm.billing.ledger import CHARGE
 from trollllm.money import Money, TokenUsage, split_charge
-from trollllm.sqlprogram import Program, Query
+from trollllm.settings import HOLD_TTL
+from trollllm.storage.sqlprogram import Program, Query
 
 logger = logging.getLogger("trollllm.billing")
 
 UNSETTLED = "unsettled"
 """`error_type` of the log row the sweeper writes for a hold it released (its request never settled)."""
-
-# A hold outlives any request (timeouts bound a request well below this); the sweeper frees it after.
-HOLD_TTL = timedelta(minutes=30)
 
 
 class FriendKeyCapRefused(Exception):

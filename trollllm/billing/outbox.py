@@ -31,7 +31,7 @@ import orjson
 
 from trollllm.billing.holds import UNSETTLED, Charged, HeldRequest, RequestRecord, settle
 from trollllm.money import Money, TokenUsage
-from trollllm.sqlprogram import Program, ProgramRunner, Query
+from trollllm.storage.sqlprogram import Program, ProgramRunner, Query
 
 logger = logging.getLogger("trollllm.billing.outbox")
 

@@ -19,7 +19,6 @@ others skip that run (a late one finds nothing left to do). On SQLite there is o
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -40,7 +39,6 @@ from trollllm.plans.calendar import next_month_start
 from trollllm.plans.tables import FREE_PLAN
 
 if TYPE_CHECKING:
-    from trollllm.settings import Settings
     from trollllm.state import AppState
 
 logger = logging.getLogger("trollllm.plans.expiry")
@@ -289,29 +287,3 @@ class PlanJobSchedule:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-
-
-def add_expire_plans_parser(commands: Any) -> None:
-    """Register `trollllm expire-plans` on the CLI's sub-command parsers."""
-    parser: argparse.ArgumentParser = commands.add_parser(
-        "expire-plans",
-        help="reset expired plans to free and monthly counters past their reset date (the daily job, now)",
-    )
-    parser.set_defaults(handler=expire_plans_command)
-
-
-def expire_plans_command(settings: Settings, _args: argparse.Namespace) -> int:
-    """`trollllm expire-plans`: run the daily plan job once, now; prints what it did."""
-    from trollllm.app import create_app
-    from trollllm.tools import running_app
-
-    async def run() -> PlanJobReport:
-        async with running_app(create_app(settings)) as state:
-            return await run_plan_jobs(state)
-
-    report = asyncio.run(run())
-    if not report.ran:
-        print("another instance is running the plan job right now; nothing done")
-        return 0
-    print(f"expired {report.expired} plans; reset the monthly counters of {report.monthly_resets} users")
-    return 0

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr, field_validator
 
-from trollllm.admin.fields import UsdAmount
+from trollllm.fields import UsdAmount
 from trollllm.money import Money
 from trollllm.plans.tables import Plan
 

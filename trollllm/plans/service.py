@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trollllm.accounts.tables import User
-from trollllm.admin.audit import record_audit
+from trollllm.audit.service import record_audit
 from trollllm.billing.ledger import PLAN_GRANT, apply_adjustment
 from trollllm.billing.tables import LedgerEntry
 from trollllm.errors import BalanceLimitExceeded, Conflict, InvalidRequest, NotFound

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from trollllm.admin.audit import record_audit
+from trollllm.audit.service import record_audit
 from trollllm.errors import Conflict, InvalidRequest, NotFound
 from trollllm.money import MoneyParseError, parse_price_per_mtok
 from trollllm.pricing.schemas import ModelFields, ModelView, NewModel

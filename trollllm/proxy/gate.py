@@ -27,11 +27,12 @@ from trollllm.friendkeys.caps import hold_refusal
 from trollllm.money import Money, ceil_div
 from trollllm.plans.enforcement import PlanStatus, enforce_plan_limits
 from trollllm.plans.expiry import expire_plan_if_due
-from trollllm.proxy.catalog import CatalogModel
-from trollllm.proxy.requests import ProxyRequest, WireFormat
+from trollllm.pricing.catalog import CatalogModel
+from trollllm.proxy.requests import ProxyRequest
 from trollllm.ratelimit.fallback import RateLimitStatus
-from trollllm.sqlprogram import Program, Query, as_utc
 from trollllm.state import AppState
+from trollllm.storage.sqlprogram import Program, Query, as_utc
+from trollllm.wire import WireFormat
 
 _MAX_KEY_HEADER = 256
 _ENDPOINT_OF = {"openai": "POST /v1/chat/completions", "anthropic": "POST /v1/messages"}

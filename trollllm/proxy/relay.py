@@ -13,7 +13,7 @@ import orjson
 from trollllm.errors import GatewayError
 from trollllm.http_errors import error_body
 from trollllm.money import Money, TokenUsage, usage_from_anthropic, usage_from_openai, usd_text
-from trollllm.proxy.requests import WireFormat
+from trollllm.wire import ENDPOINTS, WireFormat
 
 
 class MalformedReply(Exception):
@@ -283,8 +283,7 @@ def _split_event(event: bytes) -> tuple[bytes, bytes | None]:
 
 def stream_error_event(wire: WireFormat, error: GatewayError) -> bytes:
     """An error inside an SSE stream (the status line is already sent), in the wire's own shape."""
-    path = "/v1/messages" if wire is WireFormat.ANTHROPIC else "/v1/chat/completions"
-    payload = orjson.dumps(error_body(path, error))
+    payload = orjson.dumps(error_body(ENDPOINTS[wire], error))
     if wire is WireFormat.ANTHROPIC:
         return b"event: error\ndata: " + payload + b"\n\n"
     return b"data: " + payload + b"\n\n"

@@ -7,25 +7,18 @@ are checked, and each bad one is a 400 naming it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import orjson
 
 from trollllm.errors import InvalidRequest
+from trollllm.wire import WireFormat
 
 # Each message costs a few framing tokens beyond its text; the raw JSON byte count already exceeds them,
 # so bytes + this margin bounds input tokens for text (a token is at least one byte of UTF-8).
 _INPUT_MARGIN_TOKENS = 64
 MAX_TOKENS_CEILING = 10_000_000
 MAX_CHOICES = 128
-
-
-class WireFormat(Enum):
-    """The two client-facing wire formats."""
-
-    OPENAI = "openai"
-    ANTHROPIC = "anthropic"
 
 
 @dataclass(slots=True)

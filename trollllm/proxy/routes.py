@@ -23,13 +23,13 @@ from trollllm.proxy.decoding import UnreadableEncoding, body_decoder, decode_bod
 from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse, RawResponse
 from trollllm.proxy.gate import Admission, admit, authenticate, presented_key
 from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
-from trollllm.proxy.requests import ProxyRequest, WireFormat, parse_request, refuse_unpriced_betas
+from trollllm.proxy.requests import ProxyRequest, parse_request, refuse_unpriced_betas
 from trollllm.state import AppState
 from trollllm.upstream.pool import UpstreamDeadlineExceeded, UpstreamReply, UpstreamStreamError
+from trollllm.wire import ENDPOINTS, WireFormat
 
 logger = logging.getLogger("trollllm.proxy")
 
-_UPSTREAM_PATH = {WireFormat.OPENAI: "/v1/chat/completions", WireFormat.ANTHROPIC: "/v1/messages"}
 _JSON = (b"content-type", b"application/json")
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -75,7 +75,7 @@ async def _proxy(state: AppState, call: ProxyCall, wire: WireFormat) -> ProxyRes
     try:
         reply = await state.upstream.send(
             admission.model.provider,
-            _UPSTREAM_PATH[wire],
+            ENDPOINTS[wire],
             parsed.upstream_body(admission.model.upstream_model, admission.max_tokens),
             call.headers,  # the pool forwards only what the provider needs (e.g. anthropic-version)
             stream=parsed.stream,
@@ -273,7 +273,7 @@ class _StreamResponse:
         if not started:  # nothing readable came: a plain error response in the client's format
             error: UpstreamError = UpstreamUnreadable() if unreadable is not None else UpstreamError()
             error.headers.update(exchange.admission.rate_limit.headers)
-            path = _UPSTREAM_PATH[parsed.wire]
+            path = ENDPOINTS[parsed.wire]
             await error_response(path, error, exchange.request_id)(scope, receive, send)
             return
         await deliver(meter.release_held(charged.cost if charged is not None else exchange.deferred_cost))

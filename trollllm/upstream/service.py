@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from trollllm.admin.audit import record_audit
+from trollllm.audit.service import record_audit
 from trollllm.errors import Conflict, InvalidRequest, NotFound
 from trollllm.state import AppState
 from trollllm.upstream.schemas import (

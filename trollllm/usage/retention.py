@@ -8,12 +8,9 @@ touched: the ledger is kept forever (and the database refuses deletes on it anyw
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import sys
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,8 +20,7 @@ from trollllm.billing.outbox import SettlementOutbox
 from trollllm.billing.sweeper import release_expired_holds
 from trollllm.clock import Clock
 from trollllm.db import transaction
-from trollllm.settings import Settings
-from trollllm.sqlprogram import ProgramRunner
+from trollllm.storage.sqlprogram import ProgramRunner
 from trollllm.usage.tables import RequestLog
 
 logger = logging.getLogger("trollllm.usage.retention")
@@ -138,37 +134,3 @@ async def run_periodically(
             await current
             raise
         await asyncio.sleep(interval.total_seconds())
-
-
-def add_purge_logs_parser(commands: Any) -> None:
-    """Register `trollllm purge-logs [--batch-size N]` on the CLI's sub-command parsers."""
-    parser: argparse.ArgumentParser = commands.add_parser(
-        "purge-logs", help=f"delete request logs older than {LOG_RETENTION.days} days (the ledger is kept)"
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=PURGE_BATCH_SIZE,
-        help=f"rows deleted per transaction (default {PURGE_BATCH_SIZE})",
-    )
-    parser.set_defaults(handler=purge_logs_command)
-
-
-def purge_logs_command(settings: Settings, args: argparse.Namespace) -> int:
-    """`trollllm purge-logs`: delete request logs past the retention period once, now; prints the count."""
-    from trollllm.app import create_app
-    from trollllm.tools import running_app
-
-    batch_size = int(getattr(args, "batch_size", None) or PURGE_BATCH_SIZE)
-    if batch_size < 1:
-        print("error: --batch-size must be at least 1", file=sys.stderr)
-        return 2
-
-    async def run() -> tuple[int, datetime]:
-        async with running_app(create_app(settings)) as state:
-            cutoff = retention_cutoff(state.clock.now())
-            return await purge_request_logs(state.sessions, older_than=cutoff, batch_size=batch_size), cutoff
-
-    purged, cutoff = asyncio.run(run())
-    print(f"purged {purged} request logs created before {cutoff.isoformat()}")
-    return 0

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from trollllm.walcheckpoint import CHECKPOINT_INTERVAL_S, WAL_SIZE_LIMIT_BYTES, WalCheckpointer
+from trollllm.storage.walcheckpoint import CHECKPOINT_INTERVAL_S, WAL_SIZE_LIMIT_BYTES, WalCheckpointer
 
 T = TypeVar("T")
 _BUSY_WAIT_S = 30.0
@@ -74,7 +74,7 @@ class SqliteRunner:
         # No busy timeout: this connection runs on the event loop, so it must never sleep inside SQLite
         # waiting for another writer (which may need this very loop to finish). It retries asynchronously.
         # Checkpoints copy the WAL into the database file, which can take milliseconds: they run on a
-        # thread of their own (`trollllm.walcheckpoint`), never inside a commit on the event loop.
+        # thread of their own (`trollllm.storage.walcheckpoint`), never inside a commit on the event loop.
         # Foreign keys are not enforced on this connection: its programs write rows of the user they have
         # just locked and read, and checking each insert's parents was 15 % of the hot path's SQLite time.
         # The ORM's connections and PostgreSQL (where the same programs run) still enforce them.

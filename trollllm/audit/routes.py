@@ -10,8 +10,8 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from trollllm.admin.fields import DEFAULT_PAGE_SIZE, PageInfo, PageNumber, PageSize, page_info, page_offset
-from trollllm.admin.tables import AuditEntry
+from trollllm.audit.tables import AuditEntry
+from trollllm.fields import DEFAULT_PAGE_SIZE, PageInfo, PageNumber, PageSize, page_info, page_offset
 from trollllm.state import get_state
 
 router = APIRouter()

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from trollllm.admin.tables import AuditEntry
+from trollllm.audit.tables import AuditEntry
 from trollllm.state import AppState
 
 

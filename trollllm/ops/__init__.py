@@ -1,0 +1,1 @@
+"""Operating the gateway: health and readiness probes, and the Prometheus metrics."""
