@@ -19,6 +19,7 @@ from trollllm.admin.router import build_admin_router
 from trollllm.billing.counters import BillingCounters
 from trollllm.billing.inflight import InFlight
 from trollllm.billing.outbox import SettlementOutbox
+from trollllm.byok.routes import router as byok_router
 from trollllm.clock import Clock, SystemClock
 from trollllm.crypto import KeyBox, Passwords, derive_key
 from trollllm.db import create_engine, create_sessionmaker, write_lock_of
@@ -159,6 +160,7 @@ def create_app(
     app.include_router(usage_router)
     app.include_router(friendkeys_router)
     app.include_router(plan_user_router)
+    app.include_router(byok_router)
     app.include_router(web_router)
     app.include_router(web_history_router)
     app.include_router(web_account_router)

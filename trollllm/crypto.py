@@ -28,6 +28,14 @@ ANY_KEY_PATTERN = re.compile(r"(sk-|gsk_|xai-|AIza)([A-Za-z0-9_\-]{8,})")
 # Any other bearer token (a provider's key of a shape not listed above).
 _BEARER_PATTERN = re.compile(r"(Bearer\s+)([A-Za-z0-9._~+/\-]{12,}=*)")
 _NONCE_BYTES = 12
+_VERSION = b"\x01"
+_KEY_ID_BYTES = 8
+_HEADER = 1 + _KEY_ID_BYTES
+
+
+def key_id_of(secret: bytes) -> bytes:
+    """The 8-byte id of a server secret, stored in front of each blob it encrypts (reveals nothing of it)."""
+    return derive_key(secret, "trollllm/key-id/v1")[:_KEY_ID_BYTES]
 
 
 def derive_key(secret: bytes, purpose: str) -> bytes:
@@ -56,24 +64,42 @@ class Passwords:
 
 
 class KeyBox:
-    """AES-256-GCM encryption of stored keys (user keys for reveal, BYOK and factory keys)."""
+    """AES-256-GCM encryption of stored secrets (user key copies for reveal, BYOK and factory keys).
 
-    def __init__(self, secret: bytes) -> None:
+    A blob is `0x01 ‖ key id (8 bytes) ‖ nonce (12) ‖ ciphertext+tag`: the key id names the server secret
+    that encrypted it, so after a secret rotation the old secret's blobs are recognised (and re-encrypted
+    by `trollllm rotate-secret`) rather than failing as tampered. Blobs written before key ids were
+    `nonce ‖ ciphertext+tag` and still decrypt.
+    """
+
+    def __init__(self, secret: bytes, *, previous: tuple[bytes, ...] = ()) -> None:
         self._aead = AESGCM(derive_key(secret, "trollllm/aes-gcm/v1"))
+        self.key_id = key_id_of(secret)
+        self._by_id = {key_id_of(old): AESGCM(derive_key(old, "trollllm/aes-gcm/v1")) for old in previous}
+        self._by_id[self.key_id] = self._aead
         self._digest_key = derive_key(secret, "trollllm/key-digest/v1")
 
     def encrypt(self, plaintext: str, context: str) -> bytes:
-        """Nonce ‖ ciphertext; `context` is bound as associated data (a ciphertext moved to another row's
-        purpose does not decrypt)."""
+        """A new blob under the current secret, with a fresh random nonce; `context` is bound as associated
+        data (a ciphertext moved to another row or purpose does not decrypt)."""
         nonce = os.urandom(_NONCE_BYTES)
-        return nonce + self._aead.encrypt(nonce, plaintext.encode(), context.encode())
+        sealed = self._aead.encrypt(nonce, plaintext.encode(), context.encode())
+        return _VERSION + self.key_id + nonce + sealed
 
     def decrypt(self, blob: bytes, context: str) -> str:
-        """The plaintext of `encrypt`; raises `ValueError` if tampered with or under another secret."""
+        """The plaintext of `encrypt`; raises `ValueError` if tampered with or under an unknown secret."""
         try:
-            return self._aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], context.encode()).decode()
+            if blob[:1] == _VERSION and blob[1:_HEADER] in self._by_id:
+                aead, body = self._by_id[blob[1:_HEADER]], blob[_HEADER:]
+            else:
+                aead, body = self._aead, blob  # written before key ids
+            return aead.decrypt(body[:_NONCE_BYTES], body[_NONCE_BYTES:], context.encode()).decode()
         except InvalidTag as exc:
             raise ValueError("stored key cannot be decrypted with this server secret") from exc
+
+    def is_current(self, blob: bytes) -> bool:
+        """Whether `blob` was encrypted under the current secret with a key id (nothing to re-encrypt)."""
+        return blob[:1] == _VERSION and blob[1:_HEADER] == self.key_id
 
     def digest(self, key: str) -> bytes:
         """HMAC-SHA256 of a gateway key, the lookup index (a leaked table cannot confirm guesses offline)."""

@@ -1,4 +1,4 @@
-"""The table of users' own provider keys."""
+"""The providers a user may bring a key for, and users' own provider keys."""
 
 from __future__ import annotations
 
@@ -8,6 +8,18 @@ from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from trollllm.db import Base, UtcDateTime, utcnow
+
+
+class Provider(Base):
+    """An upstream provider: its wire format and API root. Adding one (DeepSeek, Mistral) is a row."""
+
+    __tablename__ = "providers"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(64))
+    wire_format: Mapped[str] = mapped_column(String(16))  # `openai` or `anthropic` (trollllm.wire)
+    base_url: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class ProviderKey(Base):
