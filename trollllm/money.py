@@ -72,6 +72,12 @@ class Money:
         whole, frac = divmod(abs(micros), 1_000_000)
         return f"{sign}${whole}.{frac:06d}"
 
+    def format_exact(self) -> str:
+        """The exact amount as dollars with 9 decimals (`$0.000017500`), for hover text."""
+        sign = "-" if self.nanos < 0 else ""
+        whole, frac = divmod(abs(self.nanos), NANOS_PER_USD)
+        return f"{sign}${whole}.{frac:09d}"
+
     def format_balance(self) -> str:
         """Balances, limits and usage: at least 2 and at most 6 decimals (`$225.00`, `$7.654321`).
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,11 @@ def _usd_balance(nanos: int) -> str:
     return Money(nanos).format_balance()
 
 
-def _day(moment: datetime | None) -> str:
+def _usd_exact(nanos: int) -> str:
+    return Money(nanos).format_exact()
+
+
+def _day(moment: date | None) -> str:
     return moment.strftime("%Y-%m-%d") if moment else ""
 
 
@@ -37,7 +41,9 @@ _environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_environment.filters.update(usd_cost=_usd_cost, usd_balance=_usd_balance, day=_day, iso=_iso)
+_environment.filters.update(
+    usd_cost=_usd_cost, usd_balance=_usd_balance, usd_exact=_usd_exact, day=_day, iso=_iso
+)
 
 
 def page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
