@@ -15,15 +15,18 @@ _HERE = Path(__file__).parent
 STATIC_DIR = _HERE / "static"
 
 
-def _usd_cost(nanos: int) -> str:
+def usd_cost(nanos: int) -> str:
+    """A request's cost: `$X.XXXXXX`, never `$0.000000` when it is not zero (SPEC §4)."""
     return Money(nanos).format_cost()
 
 
-def _usd_balance(nanos: int) -> str:
+def usd_balance(nanos: int) -> str:
+    """A balance, limit or usage: 2 to 6 decimals (`$225.00`, `$7.654321`), never more than it is."""
     return Money(nanos).format_balance()
 
 
-def _usd_exact(nanos: int) -> str:
+def usd_exact(nanos: int) -> str:
+    """The exact amount for a `title` (hover): dollars to the nano-dollar, `$0.000017500`."""
     return Money(nanos).format_exact()
 
 
@@ -42,7 +45,7 @@ _environment = Environment(
     lstrip_blocks=True,
 )
 _environment.filters.update(
-    usd_cost=_usd_cost, usd_balance=_usd_balance, usd_exact=_usd_exact, day=_day, iso=_iso
+    usd_cost=usd_cost, usd_balance=usd_balance, usd_exact=usd_exact, day=_day, iso=_iso
 )
 
 
