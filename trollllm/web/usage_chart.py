@@ -19,7 +19,7 @@ from trollllm.usage.tables import RequestLog
 CHART_DAYS = 30
 # The SVG's user units: the plot sits inside the margins, labels outside it.
 WIDTH, HEIGHT = 720, 220
-LEFT, RIGHT, TOP, BOTTOM = 44, 64, 12, 28
+LEFT, RIGHT, TOP, BOTTOM = 44, 84, 12, 28
 _LABEL_EVERY = 7
 
 
@@ -102,7 +102,8 @@ def chart_geometry(days: list[DayUsage]) -> Chart:
     for index, day in enumerate(days):
         height = plot_height * day.requests / max_requests if max_requests else 0.0
         spend_height = plot_height * day.spend_nanos / max_spend if max_spend else 0.0
-        label = day.day.strftime("%m-%d") if index % _LABEL_EVERY == 0 or index == len(days) - 1 else ""
+        # A label every 7 days counted back from today, so today is always labelled and none overlap.
+        label = day.day.strftime("%m-%d") if (len(days) - 1 - index) % _LABEL_EVERY == 0 else ""
         bars.append(
             Bar(
                 usage=day,

@@ -201,3 +201,6 @@ document.querySelectorAll("time[data-local]").forEach((element) => {
   element.textContent = localTime(element.getAttribute("datetime"));
   element.title = `${element.getAttribute("datetime")} (UTC)`;
 });
+
+// On a narrow screen the 30-day chart scrolls sideways: start at its right end, today.
+document.querySelectorAll(".chart-wrap").forEach((wrap) => { wrap.scrollLeft = wrap.scrollWidth; });
