@@ -51,7 +51,10 @@ async def _visit(page: Page, path: str, name: str, phone: bool) -> None:
     if phone:
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"{path} scrolls sideways on a phone ({width}px)"
-    await screenshot(page, f"{name}-{'phone' if phone else 'desktop'}")
+    size = "phone" if phone else "desktop"
+    await screenshot(page, f"{name}-{size}")
+    if name == "dashboard":  # the small pictures docs/images/ keeps (README "Web pages")
+        await screenshot(page, f"{name}-{size}-viewport", full_page=False)
 
 
 async def test_every_user_page_is_screenshotted_at_phone_and_desktop_size(world: World) -> None:
