@@ -92,6 +92,7 @@ async def test_empty_account_chart_shows_zeros_not_an_error(gateway: AppHarness)
     rows = _table_rows(response.text)
     assert len(rows) == 30
     assert set(rows.values()) == {("0", "$0.000000")}
+    assert "No requests in the last 30 days" in response.text
 
 
 async def test_chart_counts_utc_days_of_the_last_30_days_of_this_user_only(any_gateway: AppHarness) -> None:
