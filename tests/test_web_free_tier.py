@@ -73,3 +73,11 @@ async def test_api_errors_stay_json(gateway: AppHarness) -> None:
     response = await gateway.client.get("/api/user/me")
 
     assert response.status_code == 401 and response.json()["error"]["type"]
+
+
+async def test_an_unknown_dashboard_page_is_an_html_not_found(gateway: AppHarness) -> None:
+    response = await gateway.client.get("/dashboard/no-such-page")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Back to the dashboard" in response.text
