@@ -49,9 +49,9 @@ async def new_context(browser: Browser, base_url: str, *, phone: bool = False) -
     return context
 
 
-async def screenshot(page: Page, name: str) -> Path:
-    """Write a full-page PNG of `page` to screenshots/`name`.png and return its path."""
+async def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """Write a PNG of `page` (the whole page, or only the viewport) to screenshots/`name`.png."""
     SCREENSHOTS.mkdir(exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
+    await page.screenshot(path=str(path), full_page=full_page)
     return path

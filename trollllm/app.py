@@ -24,7 +24,7 @@ from trollllm.clock import Clock, SystemClock
 from trollllm.crypto import KeyBox, Passwords, derive_key
 from trollllm.db import create_engine, create_sessionmaker, write_lock_of
 from trollllm.friendkeys.routes import router as friendkeys_router
-from trollllm.http_errors import install_error_handlers
+from trollllm.http_errors import PageErrors, install_error_handlers
 from trollllm.invalidation import Invalidator
 from trollllm.middleware import RequestContextMiddleware
 from trollllm.migrate import upgrade_to_head
@@ -45,6 +45,7 @@ from trollllm.usage.routes import router as usage_router
 from trollllm.web.account_pages import router as web_account_router
 from trollllm.web.api_docs import SWAGGER_DIR, SWAGGER_MOUNT
 from trollllm.web.api_docs import router as api_docs_router
+from trollllm.web.error_page import error_page, is_page_path
 from trollllm.web.friend_key import router as web_friend_key_router
 from trollllm.web.history import router as web_history_router
 from trollllm.web.render import STATIC_DIR
@@ -153,7 +154,7 @@ def create_app(
         openapi_url="/openapi.json",
         redoc_url=None,
     )
-    install_error_handlers(app)
+    install_error_handlers(app, PageErrors(is_page=is_page_path, render=error_page))
     app.include_router(health_router)
     app.include_router(accounts_router)
     app.include_router(build_admin_router())

@@ -3,11 +3,14 @@
 - `/v1/messages…`: Anthropic shape `{"type": "error", "error": {"type", "message", …}}`
 - other `/v1/…`: OpenAI shape `{"error": {"type", "message", "code", …}}`
 - everything else (`/api`, health): `{"error": {"type", "message", "field"?, …}}`
+- pages (when the app passes `pages`): HTML from the pages' own renderer, never raw JSON
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -54,6 +57,14 @@ def error_response(path: str, error: GatewayError, request_id: str | None = None
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PageErrors:
+    """How the pages render an error: which paths are pages, and the HTML response for an error."""
+
+    is_page: Callable[[str], bool]
+    render: Callable[[GatewayError], Response]
+
+
 def _request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
@@ -71,12 +82,17 @@ def _first_validation_error(exc: RequestValidationError) -> ValidationFailed:
     return ValidationFailed(f"{field}: {message}" if field else message, field=field)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Map every exception the app can raise to exactly one response shape."""
+def install_error_handlers(app: FastAPI, pages: PageErrors | None = None) -> None:
+    """Map every exception the app can raise to exactly one response shape (HTML on `pages` paths)."""
+
+    def respond(request: Request, error: GatewayError) -> Response:
+        if pages is not None and pages.is_page(request.url.path):
+            return pages.render(error)
+        return error_response(request.url.path, error, _request_id(request))
 
     async def on_gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        return error_response(request.url.path, exc, _request_id(request))
+        return respond(request, exc)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -92,7 +108,7 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             error = InvalidRequest(str(exc.detail))
             error.status_code = exc.status_code
-        return error_response(request.url.path, error, _request_id(request))
+        return respond(request, error)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.error(
@@ -100,7 +116,7 @@ def install_error_handlers(app: FastAPI) -> None:
             exc_info=exc,
             extra={"path": request.url.path, "request_id": _request_id(request)},
         )
-        return error_response(request.url.path, GatewayError(), _request_id(request))
+        return respond(request, GatewayError())
 
     app.add_exception_handler(GatewayError, on_gateway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -66,11 +66,18 @@ class Money:
         return self.nanos / NANOS_PER_USD
 
     def format_cost(self) -> str:
-        """A request's cost as the UI shows it: `$X.XXXXXX` (rounded up to the micro-dollar)."""
-        micros = -(-self.nanos // 1000)  # ceiling: a cost is never shown as less than it is
-        sign = "-" if micros < 0 else ""
-        whole, frac = divmod(abs(micros), 1_000_000)
+        """A request's cost as the UI shows it: `$X.XXXXXX` (rounded away from zero to the micro-dollar)."""
+        # Magnitude rounded up: a cost is never shown as less than it is, and a non-zero one never as $0.
+        micros = -(-abs(self.nanos) // 1000)
+        sign = "-" if self.nanos < 0 else ""
+        whole, frac = divmod(micros, 1_000_000)
         return f"{sign}${whole}.{frac:06d}"
+
+    def format_exact(self) -> str:
+        """The exact amount as dollars with 9 decimals (`$0.000017500`), for hover text."""
+        sign = "-" if self.nanos < 0 else ""
+        whole, frac = divmod(abs(self.nanos), NANOS_PER_USD)
+        return f"{sign}${whole}.{frac:09d}"
 
     def format_balance(self) -> str:
         """Balances, limits and usage: at least 2 and at most 6 decimals (`$225.00`, `$7.654321`).

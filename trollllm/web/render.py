@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +15,22 @@ _HERE = Path(__file__).parent
 STATIC_DIR = _HERE / "static"
 
 
-def _usd_cost(nanos: int) -> str:
+def usd_cost(nanos: int) -> str:
+    """A request's cost: `$X.XXXXXX`, never `$0.000000` when it is not zero (SPEC §4)."""
     return Money(nanos).format_cost()
 
 
-def _usd_balance(nanos: int) -> str:
+def usd_balance(nanos: int) -> str:
+    """A balance, limit or usage: 2 to 6 decimals (`$225.00`, `$7.654321`), never more than it is."""
     return Money(nanos).format_balance()
 
 
-def _day(moment: datetime | None) -> str:
+def usd_exact(nanos: int) -> str:
+    """The exact amount for a `title` (hover): dollars to the nano-dollar, `$0.000017500`."""
+    return Money(nanos).format_exact()
+
+
+def _day(moment: date | None) -> str:
     return moment.strftime("%Y-%m-%d") if moment else ""
 
 
@@ -37,7 +44,9 @@ _environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_environment.filters.update(usd_cost=_usd_cost, usd_balance=_usd_balance, day=_day, iso=_iso)
+_environment.filters.update(
+    usd_cost=usd_cost, usd_balance=usd_balance, usd_exact=usd_exact, day=_day, iso=_iso
+)
 
 
 def page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -22,6 +22,7 @@ from trollllm.plans.user_routes import current_account, usage_percentage
 from trollllm.state import get_state
 from trollllm.web.render import page
 from trollllm.web.session import csrf_token, form_csrf_ok, page_user, remember_csrf
+from trollllm.web.usage_chart import chart_geometry, daily_usage
 
 router = APIRouter(include_in_schema=False)
 
@@ -137,7 +138,8 @@ async def dashboard(request: Request) -> Response:
     user, plan = await current_account(state, user)  # a due expiry or monthly reset first, as the API does
     async with state.sessions() as session:
         key = await live_api_key(session, user.id)
-    now = state.clock.now()
+        now = state.clock.now()
+        days = await daily_usage(session, user.id, now.date())
     expires = user.plan_expires_at
     days_left = None if expires is None else (expires - now).days
     limit = plan.monthly_token_limit
@@ -154,6 +156,7 @@ async def dashboard(request: Request) -> Response:
         monthly_limit=limit,
         usage_percent=usage_percentage(user.monthly_tokens_used, limit),
         base_url=str(request.base_url).rstrip("/"),
+        chart=chart_geometry(days),
         current="dashboard",
     )
 

@@ -6,8 +6,31 @@ function csrfToken() {
   return match ? decodeURIComponent(match[1]) : "";
 }
 
-async function api(method, path, body) {
-  const headers = { "x-csrf-token": csrfToken(), accept: "application/json" };
+const UPGRADE_TEXT = "Your plan does not include API access.";
+
+// The upgrade prompt shown instead of a free_tier_restricted error (SPEC §8: never raw).
+function showUpgrade() {
+  let banner = document.getElementById("upgrade-banner");
+  if (!banner) {
+    banner = document.createElement("div");
+    banner.id = "upgrade-banner";
+    banner.className = "banner info";
+    banner.setAttribute("role", "alert");
+    const link = document.createElement("a");
+    link.href = "/dashboard/subscription";
+    link.textContent = "See the plans and upgrade";
+    banner.append(`${UPGRADE_TEXT} Upgrade your plan to use the API. `, link);
+    const main = document.querySelector("main") || document.body;
+    main.prepend(banner);
+  }
+  banner.hidden = false;
+  banner.scrollIntoView({ block: "nearest" });
+}
+
+// Every page fetch goes through here: JSON in and out, the CSRF header, and errors as Error objects whose
+// message is safe to show; `free_tier_restricted` becomes the upgrade banner (error.handled).
+async function api(method, path, body, extraHeaders = {}) {
+  const headers = { ...extraHeaders, "x-csrf-token": csrfToken(), accept: "application/json" };
   if (body !== undefined) headers["content-type"] = "application/json";
   const response = await fetch(path, {
     method,
@@ -15,10 +38,17 @@ async function api(method, path, body) {
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  const answer = response.status === 204 ? null : await response.json();
+  const answer = response.status === 204 ? null : await response.json().catch(() => null);
   if (!response.ok) {
-    const error = new Error((answer && answer.error && answer.error.message) || `Request failed (${response.status})`);
-    error.field = answer && answer.error && answer.error.field;
+    const detail = (answer && answer.error) || {};
+    if (detail.type === "free_tier_restricted") {
+      showUpgrade();
+      const error = new Error(UPGRADE_TEXT);
+      error.handled = true;
+      throw error;
+    }
+    const error = new Error(typeof detail.message === "string" ? detail.message : `Request failed (${response.status})`);
+    error.field = detail.field;
     throw error;
   }
   return answer;
@@ -134,6 +164,7 @@ if (limitsForm) {
       toast("Limits saved");
       setTimeout(() => location.reload(), 600);
     } catch (error) {
+      if (error.handled) return;
       const row = /^modelLimits\[(\d+)\]/.exec(error.field || "");
       const input = row && sent[Number(row[1])];
       if (input) {
@@ -155,7 +186,7 @@ document.addEventListener("click", async (event) => {
   try {
     await actions[button.dataset.action](button);
   } catch (error) {
-    toast(error.message);
+    if (!error.handled) toast(error.message);
   }
 });
 
@@ -170,3 +201,6 @@ document.querySelectorAll("time[data-local]").forEach((element) => {
   element.textContent = localTime(element.getAttribute("datetime"));
   element.title = `${element.getAttribute("datetime")} (UTC)`;
 });
+
+// On a narrow screen the 30-day chart scrolls sideways: start at its right end, today.
+document.querySelectorAll(".chart-wrap").forEach((wrap) => { wrap.scrollLeft = wrap.scrollWidth; });
