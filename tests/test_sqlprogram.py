@@ -123,6 +123,8 @@ async def test_the_wal_starts_over_under_writes_that_never_pause(database: Path)
                 await asyncio.sleep(0)
     finally:
         runner.close()
-    assert 0 < largest_wal < 12 * 1024 * 1024
+    # Never starting over reaches 32 MB or more; a restart that a busy machine delays (the checkpoint thread
+    # gets less CPU) was seen at 15 MB, so the bound sits between the two.
+    assert 0 < largest_wal < 24 * 1024 * 1024
     with sqlite3.connect(database) as connection:
         assert connection.execute("SELECT count(*) FROM t").fetchone() == (8000,)

@@ -11,6 +11,9 @@ from helpers import PASSWORD
 from playwright.async_api import Page, expect
 from proxy_world import OPENAI_MODEL, World
 
+from trollllm.money import Money
+from trollllm.web.render import usd_cost, usd_exact
+
 ROTATE_SENTENCES = (
     "Are you sure you want to rotate your API key?",
     "Your current key will be immediately invalidated.",
@@ -54,10 +57,18 @@ async def test_a_new_user_is_upgraded_copies_the_key_calls_the_sdk_and_rotates(w
         await expect(page.locator("#api-key")).to_have_text(key)
 
         client = openai.AsyncOpenAI(base_url=world.base_url + "/v1", api_key=key, max_retries=0)
-        reply = await client.chat.completions.create(
+        raw = await client.chat.completions.with_raw_response.create(
             model=OPENAI_MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}]
         )
-        assert reply.choices[0].message.content
+        assert raw.parse().choices[0].message.content
+        cost = Money.from_usd(raw.headers["x-trollllm-cost-usd"])
+
+        await page.get_by_role("link", name="Request History").click()
+        row = page.get_by_role("row").filter(has=page.get_by_role("cell", name=OPENAI_MODEL))
+        await expect(row).to_have_count(1)
+        cost_cell = row.get_by_role("cell", name=usd_cost(cost.nanos), exact=True)
+        await expect(cost_cell).to_have_attribute("title", usd_exact(cost.nanos))
+        await page.get_by_role("link", name="Dashboard").click()
 
         await page.get_by_role("button", name="Rotate").click()
         dialog = page.get_by_role("dialog")
