@@ -80,7 +80,7 @@ async def test_translated_requests_are_billed_exactly_and_the_ledger_reconciles(
             model=OPENAI_MODEL,
             max_tokens=100,
             messages=[{"role": "user", "content": "tools [mock tool_calls=1]"}],
-            tools=[TOOL],  # type: ignore[list-item]
+            tools=[TOOL],
         ) as anthropic_stream:
             await anthropic_stream.get_final_message()
         expected.append(_expected(world, DEFAULT_REPLY_TOKENS + TOOL_CALL_TOKENS))

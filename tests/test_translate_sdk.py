@@ -299,7 +299,7 @@ async def test_a_field_the_other_format_cannot_express_is_refused_naming_it(worl
         try:
             await client.chat.completions.create(model=ANTHROPIC_MODEL, messages=HELLO, seed=7)
         except openai.BadRequestError as exc:
-            assert exc.body is not None and exc.body["field"] == "seed"  # type: ignore[index]
+            assert exc.body is not None and exc.body["field"] == "seed"
         else:
             raise AssertionError("seed was not refused")
     async with world.anthropic() as client:
@@ -308,7 +308,7 @@ async def test_a_field_the_other_format_cannot_express_is_refused_naming_it(worl
                 model=OPENAI_MODEL, max_tokens=10, messages=HELLO, extra_body={"top_k": 5}
             )
         except anthropic.BadRequestError as exc:
-            assert exc.body["error"]["field"] == "top_k"  # type: ignore[index]
+            assert exc.body["error"]["field"] == "top_k"
         else:
             raise AssertionError("top_k was not refused")
     assert world.mock.request_count == 0
