@@ -319,3 +319,29 @@ async def test_models_list_is_the_same_on_both_endpoints_keys(world: World) -> N
     async with world.anthropic() as client:
         models = [model.id async for model in client.models.list()]
     assert models == [ANTHROPIC_MODEL, OPENAI_MODEL]
+
+
+async def test_a_malformed_translated_answer_is_a_502_in_the_callers_format_charged_nothing(
+    world: World,
+) -> None:
+    body = {
+        "model": OPENAI_MODEL,
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "x [mock bad_json=1]"}],
+    }
+    response = await world.gateway.client.post(
+        "/v1/messages", json=body, headers={"x-api-key": world.user.api_key}
+    )
+    assert response.status_code == 502
+    assert response.json()["type"] == "error" and response.json()["error"]["type"] == "upstream_error"
+    assert await credits(world) == DEV_GRANT
+
+
+async def test_an_unreadable_translated_stream_is_a_502_in_the_callers_format(world: World) -> None:
+    messages = [{"role": "user", "content": "x [mock junk_stream=1]"}]
+    body = {"model": ANTHROPIC_MODEL, "messages": messages, "stream": True}
+    headers = {"Authorization": f"Bearer {world.user.api_key}"}
+    response = await world.gateway.client.post("/v1/chat/completions", json=body, headers=headers)
+    assert response.status_code == 502
+    assert response.json()["error"]["type"] == "upstream_unreadable"
+    assert await credits(world) == DEV_GRANT
