@@ -357,3 +357,25 @@ def test_an_error_event_mid_stream_is_translated() -> None:
     back = OpenAIToAnthropicStream("client", False)
     out = back.feed(b'data: {"error":{"message":"busy","type":"server_error"}}\n\n')
     assert _events(out) == [("error", {"type": "error", "error": {"type": "api_error", "message": "busy"}})]
+
+
+def test_tool_calls_without_an_index_are_told_apart_by_their_ids() -> None:
+    stream = OpenAIToAnthropicStream("client", False)
+    out = b""
+    for call_id, name, arguments in (("a", "f", '{"x":'), (None, None, "1}"), ("b", "g", "{}")):
+        call: dict[str, Any] = {"function": {"arguments": arguments}}
+        if call_id:
+            call.update(id=call_id, type="function")
+            call["function"]["name"] = name
+        chunk = {"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]}
+        out += stream.feed(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    starts = [
+        p["content_block"] for n, p in _events(out) if n == "content_block_start" and isinstance(p, dict)
+    ]
+    assert [(b["id"], b["name"]) for b in starts] == [("a", "f"), ("b", "g")]
+    deltas = [
+        (p["index"], p["delta"]["partial_json"])
+        for n, p in _events(out)
+        if n == "content_block_delta" and isinstance(p, dict)
+    ]
+    assert deltas == [(0, '{"x":'), (0, "1}"), (1, "{}")]

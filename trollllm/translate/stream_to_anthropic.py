@@ -36,6 +36,7 @@ class OpenAIToAnthropicStream(TranslatedStream):
         self._open: int | None = None  # the block receiving deltas
         self._text_block: int | None = None
         self._block_of_call: dict[int, int] = {}  # tool call index -> content block index
+        self._id_of_call: dict[int, object] = {}  # tool call index -> the id it came with
         self._stop_reason = "end_turn"
 
     def _start(self, message_id: object) -> bytes:
@@ -118,10 +119,13 @@ class OpenAIToAnthropicStream(TranslatedStream):
         function = call.get("function")
         function = function if isinstance(function, dict) else {}
         block = self._block_of_call.get(number)
-        if block is None:
+        call_id = call.get("id")
+        # A new id at a known index is a new call too (some OpenAI-compatible providers leave `index` out).
+        if block is None or (call_id and call_id != self._id_of_call.get(number)):
+            self._id_of_call[number] = call_id
             opened: dict[str, Any] = {
                 "type": "tool_use",
-                "id": call.get("id"),
+                "id": call_id,
                 "name": function.get("name"),
                 "input": {},
             }
