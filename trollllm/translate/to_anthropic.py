@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from trollllm.errors import InvalidRequest
-from trollllm.translate.fields import as_list, as_object, as_text, refuse, refuse_unknown
+from trollllm.translate.checks import as_list, as_object, as_text, refuse, refuse_unknown
 
 # Top-level fields translated below (`max_tokens`/`max_completion_tokens` become the bound the gate sets).
 _MAPPED = frozenset(

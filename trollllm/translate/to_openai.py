@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from trollllm.errors import InvalidRequest
-from trollllm.translate.fields import as_list, as_object, as_text, refuse, refuse_unknown
+from trollllm.translate.checks import as_list, as_object, as_text, refuse, refuse_unknown
 
 _MAPPED = frozenset(
     {
