@@ -12,6 +12,7 @@ from trollllm.errors import InvalidRequest
 from trollllm.proxy.requests import parse_request
 from trollllm.translate.to_anthropic import anthropic_request
 from trollllm.translate.to_openai import openai_request
+from trollllm.translate.translation import ANTHROPIC_TOOL_PROMPT_TOKENS
 from trollllm.wire import WireFormat
 
 USER = {"role": "user", "content": "hi"}
@@ -481,3 +482,14 @@ def test_a_translated_request_goes_upstream_with_the_bound_and_the_usage_chunk()
         "max_completion_tokens": 300,
         "stream_options": {"include_usage": True},
     }
+
+
+def test_the_hold_adds_anthropics_tool_prompt_to_a_request_translated_with_tools() -> None:
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    raw = orjson.dumps({"model": "claude", "messages": [USER], "tools": tools})
+    without_tools = parse_request(orjson.dumps({"model": "claude", "messages": [USER]}), WireFormat.OPENAI)
+    without_tools.translate_to(WireFormat.ANTHROPIC)
+    request = parse_request(raw, WireFormat.OPENAI)
+    request.translate_to(WireFormat.ANTHROPIC)
+    assert request.input_bound_tokens >= len(raw) + ANTHROPIC_TOOL_PROMPT_TOKENS
+    assert without_tools.input_bound_tokens < ANTHROPIC_TOOL_PROMPT_TOKENS

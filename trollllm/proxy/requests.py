@@ -45,7 +45,8 @@ class ProxyRequest:
         """
         translation = translate_request(self.body, self.wire)
         translated_bytes = len(orjson.dumps(translation.body)) + _INPUT_MARGIN_TOKENS
-        self.input_bound_tokens = max(self.input_bound_tokens, translated_bytes)
+        bound = max(self.input_bound_tokens, translated_bytes) + translation.hidden_input_tokens
+        self.input_bound_tokens = bound
         self.translation = translation
 
     def upstream_body(self, upstream_model: str, max_tokens: int) -> bytes:

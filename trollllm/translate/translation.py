@@ -20,6 +20,9 @@ from trollllm.wire import WireFormat
 # The output bound's field in each upstream format (`max_completion_tokens`: what OpenAI's current models
 # require, and what OpenAI-compatible providers accept).
 _MAX_TOKENS_FIELD = {WireFormat.ANTHROPIC: "max_tokens", WireFormat.OPENAI: "max_completion_tokens"}
+# Anthropic bills a tool-use system prompt with every request that has tools (346 tokens at most in its
+# pricing tables): input that is in no byte of the request, so the hold adds it.
+ANTHROPIC_TOOL_PROMPT_TOKENS = 400
 
 
 @dataclass(slots=True)
@@ -34,6 +37,13 @@ class Translation:
     def client_wire(self) -> WireFormat:
         """The caller's format."""
         return WireFormat.OPENAI if self.upstream_wire is WireFormat.ANTHROPIC else WireFormat.ANTHROPIC
+
+    @property
+    def hidden_input_tokens(self) -> int:
+        """Input tokens the upstream adds to the translated request beyond its bytes."""
+        if self.upstream_wire is WireFormat.ANTHROPIC and self.body.get("tools"):
+            return ANTHROPIC_TOOL_PROMPT_TOKENS
+        return 0
 
     def upstream_body(self, upstream_model: str, max_tokens: int, stream: bool) -> bytes:
         """The body sent upstream; an OpenAI stream always asks for its usage chunk (it is billed, and an
