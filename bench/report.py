@@ -172,6 +172,12 @@ def check_targets(
             f": c={worst.concurrency} {worst.fmt})" if worst else ")"
         )
         _check(verdicts, name, worst.server_cpu_ms_per_req if worst else None, limit, "ms", low=True)
+    for (concurrency, mode, fmt), cell in sorted(gateway.items()):
+        own = gateway.get((concurrency, mode, fmt.partition("->")[2]))  # the model called in its own format
+        if own is not None:
+            name = f"c={concurrency} {mode} {fmt}: CPU added by translation"
+            cpu = cell.server_cpu_ms_per_req - own.server_cpu_ms_per_req
+            _check(verdicts, name, cpu, 0.3, "ms", low=True)
     if long_run is None:
         verdicts.append(Verdict("peak RSS", None, "no data"))
         verdicts.append(Verdict("RSS growth", None, "no data"))

@@ -55,6 +55,8 @@ from stack import (
 PROMPT = "Write a short deterministic reply for the TrollLLM benchmark."
 MAX_TOKENS = 64  # the mock answers min(16, max_tokens) tokens: 16 tokens, 16 content chunks
 _PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
+# Translated cells, `client->model`: `openai->anthropic` is the OpenAI endpoint, an Anthropic-format model.
+TRANSLATED = ("openai->anthropic", "anthropic->openai")
 _DONE = {"json": b'"usage"', "stream_openai": b"data: [DONE]", "stream_anthropic": b"event: message_stop"}
 
 
@@ -68,7 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int_list, default=[1, 32, 128], help="default: 1,32,128")
     parser.add_argument("--modes", default="json,stream", help="json and/or stream (default: both)")
     parser.add_argument(
-        "--formats", default="openai,anthropic", help="openai and/or anthropic (default: both)"
+        "--formats",
+        default="openai,anthropic",
+        help="openai, anthropic, openai->anthropic, anthropic->openai (default: openai,anthropic)",
     )
     add = parser.add_argument
     add("--requests", type=int, default=5000, help="measured requests per cell (default: 5000)")
@@ -90,8 +94,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.modes = [mode for mode in args.modes.split(",") if mode]
     args.formats = [fmt for fmt in args.formats.split(",") if fmt]
-    if not set(args.modes) <= {"json", "stream"} or not set(args.formats) <= set(_PATHS):
-        parser.error("--modes takes json,stream and --formats openai,anthropic")
+    if not set(args.modes) <= {"json", "stream"} or not set(args.formats) <= {*_PATHS, *TRANSLATED}:
+        parser.error(
+            "--modes takes json,stream and --formats openai,anthropic,openai->anthropic,anthropic->openai"
+        )
     return args
 
 
@@ -204,11 +210,14 @@ async def drive(
         for mode in args.modes:
             for fmt in args.formats:
                 label = (concurrency, mode, fmt)
+                # a translated cell calls the model's provider directly in the model's own format
+                client_fmt, _, model_fmt = fmt.partition("->")
+                model_fmt = model_fmt or client_fmt
                 if gateway is not None:
                     url, key = gateway
-                    gw_target = make_target(url, key, MODELS[fmt][0], mode, fmt)
+                    gw_target = make_target(url, key, MODELS[model_fmt][0], mode, client_fmt)
                     gateway_cells[label] = await measure(args, meter, [gw_target], ("gateway", *label))
-                mock_target = make_target(mock_url, MOCK_KEY, MODELS[fmt][1], mode, fmt)
+                mock_target = make_target(mock_url, MOCK_KEY, MODELS[model_fmt][1], mode, model_fmt)
                 direct_cells[label] = await measure(args, meter, [mock_target], ("direct", *label))
                 print(cell_table(gateway_cells.get(label), direct_cells[label]), "\n", flush=True)
     long = None

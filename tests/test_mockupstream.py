@@ -18,6 +18,7 @@ import pytest
 from trollllm.mockupstream import (
     DEFAULT_MODELS,
     DEFAULT_REPLY_TOKENS,
+    TOOL_CALL_TOKENS,
     Controls,
     MockRequestError,
     MockUpstream,
@@ -478,3 +479,79 @@ async def test_cli_serves_standalone() -> None:
     finally:
         process.terminate()
         assert await process.wait() == 0
+
+
+# -- tool calls -----------------------------------------------------------------------------------
+
+OPENAI_TOOLS: list[Any] = [
+    {"type": "function", "function": {"name": "alpha", "parameters": {"type": "object"}}},
+    {"type": "function", "function": {"name": "beta", "parameters": {"type": "object"}}},
+]
+ANTHROPIC_TOOLS: list[Any] = [
+    {"name": "alpha", "input_schema": {"type": "object"}},
+    {"name": "beta", "input_schema": {"type": "object"}},
+]
+
+
+async def test_openai_tool_calls_call_the_tools_in_turn(oai: openai.AsyncOpenAI) -> None:
+    completion = await oai.chat.completions.create(
+        model="gpt-4o", messages=user("go [mock tool_calls=3]"), tools=OPENAI_TOOLS
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content == reply_text(DEFAULT_REPLY_TOKENS)
+    calls = choice.message.tool_calls or []
+    assert [(c.id, c.function.name, c.function.arguments) for c in calls] == [
+        ("call_mock_0", "alpha", '{"index":0,"tool":"alpha"}'),
+        ("call_mock_1", "beta", '{"index":1,"tool":"beta"}'),
+        ("call_mock_2", "alpha", '{"index":2,"tool":"alpha"}'),
+    ]
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == DEFAULT_REPLY_TOKENS + 3 * TOOL_CALL_TOKENS
+
+
+async def test_openai_streamed_tool_calls_come_as_argument_deltas(oai: openai.AsyncOpenAI) -> None:
+    stream = await oai.chat.completions.create(
+        model="gpt-4o",
+        messages=user("go [mock tool_calls=2 reply_tokens=1]"),
+        tools=OPENAI_TOOLS,
+        stream=True,
+    )
+    deltas = [chunk.choices[0].delta.tool_calls async for chunk in stream if chunk.choices]
+    calls = [call for delta in deltas if delta for call in delta]
+    assert [(c.index, c.id, c.function.name if c.function else None) for c in calls] == [
+        (0, "call_mock_0", "alpha"),
+        (0, None, None),
+        (0, None, None),
+        (1, "call_mock_1", "beta"),
+        (1, None, None),
+        (1, None, None),
+    ]
+    arguments = "".join(c.function.arguments or "" for c in calls[:3] if c.function)
+    assert arguments == '{"index":0,"tool":"alpha"}'
+
+
+async def test_anthropic_tool_calls_are_tool_use_blocks_streamed_as_input_json(
+    claude: anthropic.AsyncAnthropic,
+) -> None:
+    message = await claude.messages.create(
+        model=CLAUDE, max_tokens=100, messages=user("go [mock tool_calls=2]"), tools=ANTHROPIC_TOOLS
+    )
+    assert message.stop_reason == "tool_use"
+    assert [(b.id, b.name, b.input) for b in message.content if b.type == "tool_use"] == [
+        ("toolu_mock_0", "alpha", {"index": 0, "tool": "alpha"}),
+        ("toolu_mock_1", "beta", {"index": 1, "tool": "beta"}),
+    ]
+    async with claude.messages.stream(
+        model=CLAUDE, max_tokens=100, messages=user("go [mock tool_calls=2]"), tools=ANTHROPIC_TOOLS
+    ) as stream:
+        final = await stream.get_final_message()
+    assert [b.model_dump(exclude={"parsed_output"}) for b in final.content] == [
+        b.model_dump() for b in message.content
+    ]
+    assert final.usage.output_tokens == DEFAULT_REPLY_TOKENS + 2 * TOOL_CALL_TOKENS
+
+
+async def test_tool_calls_without_tools_is_a_400(oai: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="needs a request with tools"):
+        await oai.chat.completions.create(model="gpt-4o", messages=user("go [mock tool_calls=1]"))

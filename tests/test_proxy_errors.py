@@ -115,11 +115,16 @@ async def test_disabled_model_is_404_model_not_found(world: World, wire: str) ->
     assert error_of(wire, response)["type"] == "model_not_found"
 
 
-async def test_model_of_the_other_format_is_400_naming_the_endpoint(world: World, wire: str) -> None:
+async def test_model_of_the_other_format_refuses_an_untranslatable_field_naming_it(
+    world: World, wire: str
+) -> None:
     other = ANTHROPIC_MODEL if wire == "openai" else OPENAI_MODEL
-    response = await call(world, wire, {"model": other, "max_tokens": 5, "messages": HELLO})
+    body = {"model": other, "max_tokens": 5, "messages": HELLO, "vendor_flag": True}
+    response = await call(world, wire, body)
     assert response.status_code == 400
-    assert "/v1/" in error_of(wire, response)["message"]
+    error = error_of(wire, response)
+    assert error["type"] == "invalid_request_error" and error["field"] == "vendor_flag"
+    assert world.mock.request_count == 0
 
 
 async def test_insufficient_credits_is_402_before_anything_goes_upstream(world: World, wire: str) -> None:

@@ -8,6 +8,7 @@ directives, :func:`parse_controls`.
 from trollllm.mockupstream.controls import (
     DEFAULT_REPLY_TOKENS,
     MESSAGE_OVERHEAD_TOKENS,
+    TOOL_CALL_TOKENS,
     Controls,
     MockRequestError,
     count_input_tokens,
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_MODELS",
     "DEFAULT_REPLY_TOKENS",
     "MESSAGE_OVERHEAD_TOKENS",
+    "TOOL_CALL_TOKENS",
     "Controls",
     "MockRequestError",
     "MockUpstream",

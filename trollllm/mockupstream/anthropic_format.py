@@ -71,7 +71,20 @@ class AnthropicWire:
         }
 
     def _stop_reason(self, reply: Reply) -> str:
-        return "max_tokens" if reply.truncated else "end_turn"
+        if reply.truncated:
+            return "max_tokens"
+        return "tool_use" if reply.tool_calls else "end_turn"
+
+    def _tool_uses(self, reply: Reply) -> list[dict[str, Any]]:
+        return [
+            {
+                "type": "tool_use",
+                "id": f"toolu_mock_{call.index}",
+                "name": call.name,
+                "input": orjson.loads(call.arguments),
+            }
+            for call in reply.tool_calls
+        ]
 
     def _message(self, reply: Reply, content: list[dict[str, Any]], *, final: bool) -> dict[str, Any]:
         message: dict[str, Any] = {
@@ -84,13 +97,14 @@ class AnthropicWire:
             "stop_sequence": None,
         }
         if not reply.no_usage:
-            output = reply.output_tokens if final else min(reply.output_tokens, 1)
+            output = reply.billed_output_tokens if final else min(reply.billed_output_tokens, 1)
             message["usage"] = self._usage(reply, output)
         return message
 
     def completion(self, reply: Reply) -> bytes:
         """Return a ``message`` object; ``usage`` is left out when ``no_usage`` is set."""
-        return orjson.dumps(self._message(reply, [{"type": "text", "text": reply.text}], final=True))
+        content = [{"type": "text", "text": reply.text}, *self._tool_uses(reply)]
+        return orjson.dumps(self._message(reply, content, final=True))
 
     def malformed_completion(self, reply: Reply) -> bytes:
         """Return a truncated, unparsable ``message`` body."""
@@ -132,8 +146,28 @@ class AnthropicWire:
             "delta": {"stop_reason": self._stop_reason(reply), "stop_sequence": None},
         }
         if not reply.no_usage:
-            message_delta["usage"] = {"output_tokens": reply.output_tokens}
+            message_delta["usage"] = {"output_tokens": reply.billed_output_tokens}
         frames.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        for index, block in enumerate(self._tool_uses(reply), start=1):  # each call: start, pieces, stop
+            call = reply.tool_calls[index - 1]
+            frames.append(
+                _event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}},
+                )
+            )
+            frames.extend(
+                _event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": piece},
+                    },
+                )
+                for piece in call.argument_pieces
+            )
+            frames.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
         frames.append(_event("message_delta", message_delta))
         frames.append(_event("message_stop", {"type": "message_stop"}))
         return frames

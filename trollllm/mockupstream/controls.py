@@ -6,6 +6,7 @@ answer exactly (see :func:`count_input_tokens` and :func:`reply_text`).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -15,6 +16,8 @@ MESSAGE_OVERHEAD_TOKENS = 4
 """Tokens counted for each message (and for a non-empty system prompt) on top of its words."""
 
 DEFAULT_REPLY_TOKENS = 16
+TOOL_CALL_TOKENS = 2
+"""Output tokens of one mock tool call (its arguments, sent in two stream pieces)."""
 """Reply length, in tokens, when neither ``max_tokens`` nor ``reply_tokens`` asks for less."""
 
 REPLY_VOCABULARY: tuple[str, ...] = (
@@ -71,10 +74,31 @@ class Controls:
     """Streams: gzip-compressed (``content-encoding: gzip``) although ``identity`` was asked for."""
     junk_stream: bool = False
     """Streams: an event stream of which no event parses."""
+    tool_calls: int = 0
+    """After its text, the reply calls this many of the request's tools (in turn), in parallel."""
 
 
 _CONTROL_NAMES = frozenset(f.name for f in fields(Controls))
 NO_CONTROLS = Controls()
+
+
+@dataclass(frozen=True, slots=True)
+class MockToolCall:
+    """One tool call of a reply: the ``index``-th call, to the tool named ``name``."""
+
+    index: int
+    name: str
+
+    @property
+    def arguments(self) -> str:
+        """The call's arguments, compact JSON: ``{"index":0,"tool":"name"}``."""
+        return json.dumps({"index": self.index, "tool": self.name}, separators=(",", ":"))
+
+    @property
+    def argument_pieces(self) -> list[str]:
+        """The arguments in the two pieces a stream sends them in."""
+        half = len(self.arguments) // 2
+        return [self.arguments[:half], self.arguments[half:]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +114,12 @@ class Reply:
     cache_write_tokens: int
     truncated: bool
     no_usage: bool
+    tool_calls: tuple[MockToolCall, ...] = ()
+
+    @property
+    def billed_output_tokens(self) -> int:
+        """The output tokens in the reply's usage: its text, and :data:`TOOL_CALL_TOKENS` per tool call."""
+        return self.output_tokens + TOOL_CALL_TOKENS * len(self.tool_calls)
 
     @property
     def pieces(self) -> list[str]:
@@ -223,6 +253,7 @@ def parse_controls(body: Mapping[str, Any], headers: Iterable[tuple[str, str]]) 
         spaced_json=bool(settings.get("spaced_json", 0)),
         gzip=bool(settings.get("gzip", 0)),
         junk_stream=bool(settings.get("junk_stream", 0)),
+        tool_calls=settings.get("tool_calls", 0),
     )
 
 
@@ -241,6 +272,10 @@ def plan_reply(
         raise MockRequestError("max_tokens must be a non-negative integer")
     wanted = DEFAULT_REPLY_TOKENS if controls.reply_tokens is None else controls.reply_tokens
     output = wanted if max_tokens is None else min(wanted, max_tokens)
+    tools = _tool_names(body)
+    if controls.tool_calls and not tools:
+        raise MockRequestError("mock control 'tool_calls' needs a request with tools")
+    calls = tuple(MockToolCall(i, tools[i % len(tools)]) for i in range(controls.tool_calls))
     return Reply(
         response_id=response_id,
         created=created,
@@ -251,4 +286,18 @@ def plan_reply(
         cache_write_tokens=controls.cache_write,
         truncated=output < wanted,
         no_usage=controls.no_usage,
+        tool_calls=calls,
     )
+
+
+def _tool_names(body: Mapping[str, Any]) -> list[str]:
+    """The names of the request's tools, in either format (OpenAI ``function.name``, Anthropic ``name``)."""
+    names = []
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        if isinstance(tool, Mapping):
+            function = tool.get("function")
+            name = function.get("name") if isinstance(function, Mapping) else tool.get("name")
+            if isinstance(name, str):
+                names.append(name)
+    return names

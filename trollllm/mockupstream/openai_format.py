@@ -61,8 +61,8 @@ class OpenAIWire:
         prompt = reply.input_tokens + reply.cache_read_tokens
         return {
             "prompt_tokens": prompt,
-            "completion_tokens": reply.output_tokens,
-            "total_tokens": prompt + reply.output_tokens,
+            "completion_tokens": reply.billed_output_tokens,
+            "total_tokens": prompt + reply.billed_output_tokens,
             "prompt_tokens_details": {"cached_tokens": reply.cache_read_tokens, "audio_tokens": 0},
             "completion_tokens_details": {
                 "reasoning_tokens": 0,
@@ -73,7 +73,19 @@ class OpenAIWire:
         }
 
     def _finish_reason(self, reply: Reply) -> str:
-        return "length" if reply.truncated else "stop"
+        if reply.truncated:
+            return "length"
+        return "tool_calls" if reply.tool_calls else "stop"
+
+    def _tool_calls(self, reply: Reply) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": f"call_mock_{call.index}",
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in reply.tool_calls
+        ]
 
     def completion(self, reply: Reply) -> bytes:
         """Return a ``chat.completion`` object; ``usage`` is left out when ``no_usage`` is set."""
@@ -90,6 +102,7 @@ class OpenAIWire:
                         "content": reply.text,
                         "refusal": None,
                         "annotations": [],
+                        **({"tool_calls": self._tool_calls(reply)} if reply.tool_calls else {}),
                     },
                     "logprobs": None,
                     "finish_reason": self._finish_reason(reply),
@@ -137,6 +150,14 @@ class OpenAIWire:
 
         frames = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
         frames.extend(chunk({"content": piece}, None) for piece in reply.pieces)
+        for call in reply.tool_calls:  # each call: its id and name, then its arguments in pieces
+            opening = {"index": call.index, "id": f"call_mock_{call.index}", "type": "function"}
+            opening["function"] = {"name": call.name, "arguments": ""}
+            frames.append(chunk({"tool_calls": [opening]}, None))
+            frames.extend(
+                chunk({"tool_calls": [{"index": call.index, "function": {"arguments": piece}}]}, None)
+                for piece in call.argument_pieces
+            )
         if malformed:
             frames.insert(1, b'data: {"id": "' + reply.response_id.encode() + b'", "choices": [{\n\n')
         frames.append(chunk({}, self._finish_reason(reply)))

@@ -35,7 +35,6 @@ from trollllm.storage.sqlprogram import Program, Query, as_utc
 from trollllm.wire import WireFormat
 
 _MAX_KEY_HEADER = 256
-_ENDPOINT_OF = {"openai": "POST /v1/chat/completions", "anthropic": "POST /v1/messages"}
 _WIRE_OF_PROVIDER = {"openai": WireFormat.OPENAI, "anthropic": WireFormat.ANTHROPIC}
 
 
@@ -183,11 +182,9 @@ async def _admit(
         raise ModelNotFound(
             f"The model `{request.model_id}` does not exist or is not available", field="model"
         )
-    if _WIRE_OF_PROVIDER[model.provider] is not request.wire:
-        raise InvalidRequest(
-            f"`{model.model_id}` is served by {_ENDPOINT_OF[model.provider]}; call that endpoint",
-            field="model",
-        )
+    upstream_wire = _WIRE_OF_PROVIDER[model.provider]
+    if upstream_wire is not request.wire:  # a model of the other format: translated both ways
+        request.translate_to(upstream_wire)
     requested = request.requested_max_tokens
     if requested is not None and requested > model.max_output_tokens:
         raise InvalidRequest(

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from trollllm.errors import InvalidRequest
+from trollllm.translate import Translation, translate_request
 from trollllm.wire import WireFormat
 
 # Each message costs a few framing tokens beyond its text; the raw JSON byte count already exceeds them,
@@ -35,10 +36,24 @@ class ProxyRequest:
     client_wants_usage: bool
     choices: int = 1  # OpenAI `n`: each choice may use the whole output bound
     url_media_items: int = 0  # images and documents sent by URL: their tokens are not in the bytes
+    translation: Translation | None = None  # set for a model of the other format
+
+    def translate_to(self, upstream_wire: WireFormat) -> None:
+        """Translate the request for a model of the other format (400 naming a field it cannot carry).
+
+        The input bound covers the larger of the two bodies (the upstream counts the translated one).
+        """
+        translation = translate_request(self.body, self.wire)
+        translated_bytes = len(orjson.dumps(translation.body)) + _INPUT_MARGIN_TOKENS
+        bound = max(self.input_bound_tokens, translated_bytes) + translation.hidden_input_tokens
+        self.input_bound_tokens = bound
+        self.translation = translation
 
     def upstream_body(self, upstream_model: str, max_tokens: int) -> bytes:
         """The body sent upstream: the upstream model name, a bounded `max_tokens`, and for OpenAI streams a
         request for the usage chunk (stripped again if the client did not ask for it)."""
+        if self.translation is not None:
+            return self.translation.upstream_body(upstream_model, max_tokens, self.stream)
         body = self.body
         body["model"] = upstream_model
         body[self.max_tokens_field] = max_tokens

@@ -25,6 +25,7 @@ from trollllm.proxy.gate import Admission, admit, authenticate, presented_key
 from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
 from trollllm.proxy.requests import ProxyRequest, parse_request, refuse_unpriced_betas
 from trollllm.state import AppState
+from trollllm.translate import TranslatedStream, UntranslatableReply
 from trollllm.upstream.pool import UpstreamDeadlineExceeded, UpstreamReply, UpstreamStreamError
 from trollllm.wire import ENDPOINTS, WireFormat
 
@@ -72,10 +73,11 @@ async def _proxy(state: AppState, call: ProxyCall, wire: WireFormat) -> ProxyRes
         refuse_unpriced_betas(beta, state.settings.allowed_anthropic_betas)
     admission = await admit(state, caller, parsed, call.request_id)
     exchange = _Exchange(state, admission, parsed, started, call.request_id)
+    upstream_wire = wire if parsed.translation is None else parsed.translation.upstream_wire
     try:
         reply = await state.upstream.send(
             admission.model.provider,
-            ENDPOINTS[wire],
+            ENDPOINTS[upstream_wire],
             parsed.upstream_body(admission.model.upstream_model, admission.max_tokens),
             call.headers,  # the pool forwards only what the provider needs (e.g. anthropic-version)
             stream=parsed.stream,
@@ -124,8 +126,12 @@ class _Exchange:
             raise error from exc
         finally:
             reply.release()
+        translation = self.parsed.translation
         if reply.status >= 400:
             await self.settle(TokenUsage(), reply.status, error_type="upstream_error")
+            if translation is not None:  # the caller's error shape, the upstream's status
+                error_body = translation.error(reply.status, raw)
+                return RawResponse(reply.status, error_body, [_JSON, *self.headers])
             content_type = reply.headers.get("content-type", "application/json").encode("latin-1")
             return RawResponse(
                 reply.status,
@@ -133,8 +139,11 @@ class _Exchange:
                 [(b"content-type", content_type), *self.headers],
             )
         try:
-            body, usage = rewrite_json_reply(raw, self.parsed.wire, self.admission.model.model_id)
-        except MalformedReply as exc:
+            if translation is not None:
+                body, usage = translation.reply(raw, self.admission.model.model_id)
+            else:
+                body, usage = rewrite_json_reply(raw, self.parsed.wire, self.admission.model.model_id)
+        except (MalformedReply, UntranslatableReply) as exc:
             await self.settle(TokenUsage(), 502, error_type="upstream_malformed")
             raise UpstreamError(
                 "The upstream answered with a malformed body", headers=self.admission.rate_limit.headers
@@ -211,9 +220,13 @@ class _StreamResponse:
         exchange = self.exchange
         parsed = exchange.parsed
         model = exchange.admission.model
-        meter = StreamMeter(
-            parsed.wire, model.upstream_model, model.model_id, parsed.client_wants_usage, report_cost=True
-        )
+        meter: StreamMeter | TranslatedStream
+        if parsed.translation is not None:
+            meter = parsed.translation.stream(model.model_id, parsed.client_wants_usage)
+        else:
+            meter = StreamMeter(
+                parsed.wire, model.upstream_model, model.model_id, parsed.client_wants_usage, report_cost=True
+            )
         status, error_type = 200, None
         client_connected = True
         started = False  # the status line waits for the first event that parses: junk is an error
