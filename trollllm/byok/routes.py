@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field, StringConstraints
@@ -28,16 +28,28 @@ class ProviderKeyIn(BaseModel):
 
 
 class ProviderKeyView(BaseModel):
-    """A saved key as the user sees it: its provider, last 4 characters and when it was added."""
+    """A saved key as the user sees it: its provider, last 4 characters, when it was added, and what the
+    provider last said of it."""
 
     provider: str
     last4: str
     addedAt: datetime
+    status: Literal["unverified", "verified", "invalid"] = Field(
+        description="`verified` once the provider accepted the key, `invalid` after it answered 401 to it, "
+        "`unverified` until then (or when the check on save could not reach the provider)"
+    )
+    statusAt: datetime | None = Field(description="when the provider last said so")
 
     @classmethod
     def of(cls, row: ProviderKey) -> ProviderKeyView:
         """The view of a row."""
-        return cls(provider=row.provider, last4=row.last4, addedAt=row.added_at)
+        return cls(
+            provider=row.provider,
+            last4=row.last4,
+            addedAt=row.added_at,
+            status=row.status,
+            statusAt=row.status_at,
+        )
 
 
 @router.get("", response_model=list[ProviderKeyView])

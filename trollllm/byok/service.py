@@ -6,7 +6,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from trollllm.byok.tables import Provider, ProviderKey
+from trollllm.byok.tables import UNVERIFIED, Provider, ProviderKey
 from trollllm.db import transaction
 from trollllm.errors import NotFound
 from trollllm.state import AppState
@@ -56,6 +56,7 @@ async def save_key(state: AppState, user_id: int, provider: str, api_key: str) -
                 row.key_encrypted = blob
                 row.last4 = api_key[-4:]
                 row.added_at = state.clock.now()
+                row.status, row.status_at = UNVERIFIED, None  # a new key: nothing known of it yet
                 await session.flush()
                 return row
         except IntegrityError:
