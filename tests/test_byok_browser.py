@@ -1,0 +1,42 @@
+"""The API Keys page in a real browser (issue 15): add a provider key, see its last 4, delete it behind a
+confirmation."""
+
+from __future__ import annotations
+
+from browser import chromium, new_context, screenshot
+from byok_helpers import OWN_OPENAI_KEY, own_keys
+from page_watch import PageWatch, log_in
+from playwright.async_api import expect
+from proxy_world import World
+
+
+async def test_a_provider_key_is_added_shown_by_its_last_4_and_deleted(world: World) -> None:
+    async with chromium() as browser:
+        context = await new_context(browser, world.base_url)
+        page = await context.new_page()
+        watch = PageWatch().attach(page)
+        await log_in(page, world.user.username)
+        await page.get_by_role("link", name="API Keys").click()
+        await expect(page.get_by_role("heading", name="API Keys", exact=True)).to_be_visible()
+
+        await page.get_by_label("Provider", exact=True).select_option(label="OpenAI")
+        await page.get_by_label("API key", exact=True).fill(OWN_OPENAI_KEY)
+        await page.get_by_role("button", name="Save key").click()
+        await expect(page.get_by_role("status")).to_have_text("Key saved")
+        row = page.get_by_role("row").filter(has_text="OpenAI")
+        await expect(row.get_by_text("…k9Q1")).to_be_visible()
+        await expect(row.get_by_text("Unverified")).to_be_visible()
+        assert OWN_OPENAI_KEY not in await page.content()
+        assert (await own_keys(world, world.user))["openai"]["last4"] == "k9Q1"
+        await screenshot(page, "api-keys-saved-desktop")
+
+        await row.get_by_role("button", name="Delete OpenAI key").click()
+        dialog = page.get_by_role("dialog")
+        await expect(dialog.get_by_text("Are you sure you want to delete your OpenAI key?")).to_be_visible()
+        await dialog.get_by_role("button", name="Delete key").click()
+        await expect(page.get_by_role("status")).to_have_text("Key deleted")
+        await page.wait_for_load_state("load")
+        await expect(page.get_by_role("row").filter(has_text="OpenAI").get_by_text("Not set")).to_be_visible()
+        assert await own_keys(world, world.user) == {}
+        watch.assert_clean()
+        await context.close()
