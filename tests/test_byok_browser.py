@@ -4,7 +4,7 @@ confirmation."""
 from __future__ import annotations
 
 from browser import chromium, new_context, screenshot
-from byok_helpers import OWN_OPENAI_KEY, own_keys
+from byok_helpers import OWN_OPENAI_KEY, own_keys, point_provider_at
 from page_watch import PageWatch, log_in
 from playwright.async_api import expect
 from proxy_world import World
@@ -15,6 +15,7 @@ async def test_a_provider_key_is_added_shown_by_its_last_4_and_deleted(world: Wo
         context = await new_context(browser, world.base_url)
         page = await context.new_page()
         watch = PageWatch().attach(page)
+        await point_provider_at(world, "openai", world.mock.url)  # the check on save reaches it
         await log_in(page, world.user.username)
         await page.get_by_role("link", name="API Keys").click()
         await expect(page.get_by_role("heading", name="API Keys", exact=True)).to_be_visible()
@@ -25,7 +26,7 @@ async def test_a_provider_key_is_added_shown_by_its_last_4_and_deleted(world: Wo
         await expect(page.get_by_role("status")).to_have_text("Key saved")
         row = page.get_by_role("row").filter(has_text="OpenAI")
         await expect(row.get_by_text("…k9Q1")).to_be_visible()
-        await expect(row.get_by_text("Unverified")).to_be_visible()
+        await expect(row.get_by_text("Verified")).to_be_visible()
         assert OWN_OPENAI_KEY not in await page.content()
         assert (await own_keys(world, world.user))["openai"]["last4"] == "k9Q1"
         await screenshot(page, "api-keys-saved-desktop")

@@ -73,6 +73,7 @@ async def test_the_own_key_goes_to_the_provider_rows_base_url_not_the_factory_ke
     async with MockUpstream() as provider_api:
         await point_provider_at(world, "openai", provider_api.url + "/v1")
         await save_own_key(world, world.user, "openai", OWN_OPENAI_KEY)
+        provider_api.clear_requests()  # the check on save
         async with world.openai() as client:
             await client.chat.completions.create(model=OPENAI_MODEL, messages=HELLO)
         assert provider_api.request_count == 1 and world.mock.request_count == 0
@@ -150,6 +151,7 @@ async def test_the_free_plans_byok_rpm_limits_own_key_requests(world: World) -> 
     await edit_plan(world, "free", byokRpm=2)
     bob = await register_user(world.gateway, "bob")
     await save_own_key(world, bob, "openai", OWN_OPENAI_KEY)
+    world.mock.clear_requests()  # the check on save
     async with world.openai(bob.api_key) as client:
         for _ in range(2):
             await client.chat.completions.create(model=OPENAI_MODEL, messages=HELLO)
@@ -209,6 +211,7 @@ async def test_a_401_on_the_own_key_touches_no_factory_key(world: World) -> None
     await point_provider_at(world, "openai", world.mock.url)
     await save_own_key(world, world.user, "openai", OWN_OPENAI_KEY)
     world.mock.set_key_status(OWN_OPENAI_KEY, 401)
+    world.mock.clear_requests()  # the check on save
     async with world.openai() as client:
         for _ in range(3):
             with pytest.raises(openai.AuthenticationError):
@@ -225,8 +228,10 @@ async def test_a_401_on_the_own_key_touches_no_factory_key(world: World) -> None
 
 async def test_a_key_that_works_again_is_marked_verified(world: World) -> None:
     await point_provider_at(world, "openai", world.mock.url)
+    world.mock.set_key_status(OWN_OPENAI_KEY, 503)  # the check on save cannot tell
     await save_own_key(world, world.user, "openai", OWN_OPENAI_KEY)
     assert (await own_keys(world, world.user))["openai"]["status"] == "unverified"
+    world.mock.set_key_status(OWN_OPENAI_KEY, None)
     async with world.openai() as client:
         await client.chat.completions.create(model=OPENAI_MODEL, messages=HELLO)
     assert (await own_keys(world, world.user))["openai"]["status"] == "verified"

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from starlette.responses import Response
 
 from trollllm.accounts.sessions import CurrentUser
-from trollllm.byok.service import delete_key, save_key, saved_keys
+from trollllm.byok.service import check_saved_key, delete_key, save_key, saved_keys
 from trollllm.byok.tables import ProviderKey
 from trollllm.state import get_state
 
@@ -63,8 +63,14 @@ async def list_keys(user: CurrentUser, request: Request) -> list[ProviderKeyView
 async def put_key(
     provider: ProviderName, body: ProviderKeyIn, user: CurrentUser, request: Request
 ) -> ProviderKeyView:
-    """Save or replace the caller's key for `provider` (404 for a provider the gateway does not know)."""
-    return ProviderKeyView.of(await save_key(get_state(request), user.id, provider, body.apiKey))
+    """Save or replace the caller's key for `provider` (404 for a provider the gateway does not know).
+
+    The key is then checked with one `GET {API root}/models`: `status` is `verified`, `invalid` (the
+    provider refused it) or `unverified` (the provider could not be reached); it is saved in every case.
+    """
+    state = get_state(request)
+    row = await save_key(state, user.id, provider, body.apiKey)
+    return ProviderKeyView.of(await check_saved_key(state, row, body.apiKey))
 
 
 @router.delete("/{provider}", status_code=204)
