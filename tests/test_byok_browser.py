@@ -4,8 +4,9 @@ confirmation."""
 from __future__ import annotations
 
 from browser import chromium, new_context, screenshot
-from byok_helpers import OWN_OPENAI_KEY, own_keys, point_provider_at
+from byok_helpers import OWN_ANTHROPIC_KEY, OWN_OPENAI_KEY, own_keys, point_provider_at, save_own_key
 from page_watch import PageWatch, log_in
+from plan_helpers import edit_plan, set_user
 from playwright.async_api import expect
 from proxy_world import World
 
@@ -39,5 +40,27 @@ async def test_a_provider_key_is_added_shown_by_its_last_4_and_deleted(world: Wo
         await page.wait_for_load_state("load")
         await expect(page.get_by_role("row").filter(has_text="OpenAI").get_by_text("Not set")).to_be_visible()
         assert await own_keys(world, world.user) == {}
+        watch.assert_clean()
+        await context.close()
+
+
+async def test_the_token_widget_warns_at_90_percent_in_the_browser(world: World) -> None:
+    await edit_plan(world, "dev", monthlyTokenLimit=1000)
+    await set_user(world, monthly_tokens_used=950)
+    await save_own_key(world, world.user, "anthropic", OWN_ANTHROPIC_KEY)
+    async with chromium() as browser:
+        context = await new_context(browser, world.base_url)
+        page = await context.new_page()
+        watch = PageWatch().attach(page)
+        await log_in(page, world.user.username)
+        widget = page.get_by_role("region", name="Token usage")
+        await expect(widget.get_by_role("progressbar", name="Monthly tokens used")).to_have_attribute(
+            "aria-valuenow", "95.0"
+        )
+        await expect(widget.get_by_role("alert")).to_contain_text(
+            "You have used 95.0 % of this month's tokens."
+        )
+        await expect(widget.get_by_text("Using own API keys")).to_be_visible()
+        await screenshot(page, "dashboard-token-warning-desktop", full_page=False)
         watch.assert_clean()
         await context.close()

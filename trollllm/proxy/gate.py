@@ -3,6 +3,8 @@
 In the SPEC §6 order: key → plan expiry → owner active → plan access → (body) → RPM → monthly tokens →
 model → hold. A request that passes leaves with an `Admission`: its model, its output bound, its RPM
 decision and a hold on the owner's balance (and, for a Friend Key, on the key's cap for that model).
+A request for a model whose provider has the caller's own key (BYOK, `trollllm.byok.routing`) leaves with
+that key instead of a hold: plan access, the monthly limit and the hold do not apply, the BYOK RPM does.
 """
 
 from __future__ import annotations
