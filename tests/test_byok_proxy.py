@@ -235,3 +235,11 @@ async def test_a_key_that_works_again_is_marked_verified(world: World) -> None:
     async with world.openai() as client:
         await client.chat.completions.create(model=OPENAI_MODEL, messages=HELLO)
     assert (await own_keys(world, world.user))["openai"]["status"] == "verified"
+
+
+async def test_a_free_user_lists_only_the_models_of_their_own_keys(world: World) -> None:
+    bob = await register_user(world.gateway, "bob")
+    await save_own_key(world, bob, "anthropic", OWN_ANTHROPIC_KEY)
+    async with world.openai(bob.api_key) as client:
+        listed = [model.id async for model in client.models.list()]
+    assert listed == [ANTHROPIC_MODEL]

@@ -39,6 +39,13 @@ async def saved_keys(session: AsyncSession, user_id: int) -> list[ProviderKey]:
     return list(rows.all())
 
 
+async def own_key_providers(state: AppState, user_id: int) -> set[str]:
+    """The providers the user saved a key for."""
+    async with state.sessions() as session:
+        rows = await session.scalars(select(ProviderKey.provider).where(ProviderKey.user_id == user_id))
+        return set(rows.all())
+
+
 async def save_key(state: AppState, user_id: int, provider: str, api_key: str) -> ProviderKey:
     """Store (or replace) the user's key for `provider`, encrypted with a fresh nonce."""
     blob = state.keybox.encrypt(api_key, key_context(user_id, provider))

@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from trollllm.billing.holds import Charged, RequestRecord, log_unbilled, settle
 from trollllm.byok.routing import send_upstream
+from trollllm.byok.service import own_key_providers
 from trollllm.crypto import mask_secrets
 from trollllm.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnreadable
 from trollllm.friendkeys.caps import allowed_model_ids
@@ -59,6 +60,9 @@ async def list_models(state: AppState, call: ProxyCall) -> ProxyResponse:
         async with state.engine.connect() as connection:
             allowed = await allowed_model_ids(connection, caller.friend_key_id)
         models = [m for m in models if m.model_id in allowed]
+    elif not caller.api_access:  # a plan without API access: only the models of the user's own keys
+        providers = await own_key_providers(state, caller.user_id)
+        models = [m for m in models if m.provider in providers]
     data = [{"id": m.model_id, "object": "model", "created": 0, "owned_by": m.provider} for m in models]
     body = orjson.dumps({"object": "list", "data": data})
     return RawResponse(200, body, [_JSON, (b"x-request-id", call.request_id.encode())])
