@@ -243,3 +243,15 @@ async def test_a_free_user_lists_only_the_models_of_their_own_keys(world: World)
     async with world.openai(bob.api_key) as client:
         listed = [model.id async for model in client.models.list()]
     assert listed == [ANTHROPIC_MODEL]
+
+
+async def test_a_key_refused_by_the_provider_is_shown_invalid_on_the_settings_page(world: World) -> None:
+    await point_provider_at(world, "openai", world.mock.url)
+    await save_own_key(world, world.user, "openai", OWN_OPENAI_KEY)
+    world.mock.set_key_status(OWN_OPENAI_KEY, 401)
+    async with world.openai() as client:
+        with pytest.raises(openai.AuthenticationError):
+            await client.chat.completions.create(model=OPENAI_MODEL, messages=HELLO)
+    page = await world.gateway.client.get("/dashboard/settings/api-keys", headers=world.user.auth)
+    assert "Invalid: the provider refused it" in page.text and "…k9Q1" in page.text
+    assert OWN_OPENAI_KEY not in page.text
