@@ -14,6 +14,8 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from log_scan import SCAN as KEY_SCAN
+from log_scan import install as install_key_scan
 from redis.asyncio import Redis
 from services import (
     HOW_TO_PROVIDE,
@@ -24,6 +26,7 @@ from services import (
     redis_available,
     under_ci,
 )
+from sqlalchemy import text
 
 from trollllm.app import create_app
 from trollllm.clock import ManualClock
@@ -33,6 +36,7 @@ from trollllm.settings import Settings
 from trollllm.state import AppState
 
 TEST_SECRET = "test-secret-" + "x" * 40
+NO_PROVIDER_URL = "http://127.0.0.1:9"
 _skipped_services: set[str] = set()
 
 
@@ -46,7 +50,28 @@ def require_service(name: str, available: bool) -> None:
     pytest.skip(f"{name} not reachable")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    install_key_scan()  # every log record of the run is scanned for whole keys (tests/log_scan.py)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if KEY_SCAN.leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if KEY_SCAN.leaks:
+        terminalreporter.write_line(
+            f"!!! FAILED: {len(KEY_SCAN.leaks)} of {KEY_SCAN.records} log records held a whole key "
+            "(shown masked here):",
+            red=True,
+            bold=True,
+        )
+        for leak in KEY_SCAN.leaks[:20]:
+            terminalreporter.write_line(f"    {leak}", red=True)
+    else:
+        terminalreporter.write_line(f"log scan: no whole key in {KEY_SCAN.records} log records")
     for name in sorted(_skipped_services):
         terminalreporter.write_line(
             f"!!! SKIPPED every {name} test: {name} is not reachable. Provide {HOW_TO_PROVIDE[name]} "
@@ -77,6 +102,10 @@ async def _migrate(url: str) -> None:
     engine = create_test_engine(url)
     try:
         await upgrade_to_head(engine)
+        # The seeded providers name the real APIs; a test that saves an own key without pointing its provider
+        # at the mock must never reach out of this machine: port 9 on loopback refuses at once.
+        async with engine.begin() as connection:
+            await connection.execute(text(f"UPDATE providers SET base_url = '{NO_PROVIDER_URL}'"))
     finally:
         await engine.dispose()
 

@@ -45,7 +45,7 @@ async def test_a_saved_key_is_listed_by_its_last_four_only(any_gateway: AppHarne
     assert status == 200 and saved["last4"] == "wxyz" and GROQ_KEY not in str(saved)
     listed = await any_gateway.client.get("/api/user/provider-keys", headers=alice.auth)
     assert [(key["provider"], key["last4"]) for key in listed.json()] == [("groq", "wxyz")]
-    assert set(listed.json()[0]) == {"provider", "last4", "addedAt"}
+    assert set(listed.json()[0]) == {"provider", "last4", "addedAt", "status", "statusAt"}
     assert GROQ_KEY not in listed.text and GROQ_KEY[4:-4] not in listed.text
 
 

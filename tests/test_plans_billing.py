@@ -120,6 +120,12 @@ async def test_billing_and_usage_equal_the_logs_and_the_ledger(world: World) -> 
             log.input_tokens + log.output_tokens + log.cache_write_tokens + log.cache_hit_tokens
         )
         row["spend"] += log.credits_cost_nanos
+        tokens = log.input_tokens + log.output_tokens + log.cache_write_tokens + log.cache_hit_tokens
+        side = "byok" if log.is_byok else "platform"
+        row[f"{side}Requests"] += 1
+        row[f"{side}Tokens"] += tokens
+        row[f"{'platform' if log.is_byok else 'byok'}Requests"] += 0
+        row[f"{'platform' if log.is_byok else 'byok'}Tokens"] += 0
     month_tokens = sum(row["totalTokens"] for row in expected.values())
 
     usage = (await world.gateway.client.get(USAGE, headers=world.user.auth)).json()

@@ -21,11 +21,12 @@ from trollllm.billing.inflight import InFlight
 from trollllm.billing.outbox import SettlementOutbox
 from trollllm.byok.routes import router as byok_router
 from trollllm.clock import Clock, SystemClock
-from trollllm.crypto import KeyBox, Passwords, derive_key
+from trollllm.crypto import Passwords, derive_key
 from trollllm.db import create_engine, create_sessionmaker, write_lock_of
 from trollllm.friendkeys.routes import router as friendkeys_router
 from trollllm.http_errors import PageErrors, install_error_handlers
 from trollllm.invalidation import Invalidator
+from trollllm.keyrotation.service import load_keybox
 from trollllm.middleware import RequestContextMiddleware
 from trollllm.migrate import upgrade_to_head
 from trollllm.ops.health import router as health_router
@@ -40,6 +41,7 @@ from trollllm.settings import Settings, resolve_secret
 from trollllm.state import AppState
 from trollllm.storage.sqlprogram import build_runner
 from trollllm.upstream.pool import UpstreamPool
+from trollllm.upstream.proxy_secrets import seal_proxy_urls
 from trollllm.usage.retention import run_periodically
 from trollllm.usage.routes import router as usage_router
 from trollllm.web.account_pages import router as web_account_router
@@ -91,7 +93,8 @@ def create_app(
                 await upgrade_to_head(engine)
             sessions = create_sessionmaker(engine)
             db = build_runner(engine, write_lock_of(sessions))
-            keybox = KeyBox(secret)
+            keybox = await load_keybox(sessions, secret)  # with the digest key a rotation carried forward
+            await seal_proxy_urls(sessions, keybox)  # proxy credentials stored in plaintext before 0008
             outbox = SettlementOutbox(settings.data_dir / "outbox")
             await outbox.replay(db)  # settlements a previous run could not write, before any new request
             upstream = UpstreamPool(sessions=sessions, keybox=keybox, clock=clock, settings=settings)

@@ -72,12 +72,16 @@ class KeyBox:
     `nonce ‖ ciphertext+tag` and still decrypt.
     """
 
-    def __init__(self, secret: bytes, *, previous: tuple[bytes, ...] = ()) -> None:
+    def __init__(
+        self, secret: bytes, *, previous: tuple[bytes, ...] = (), digest_key: bytes | None = None
+    ) -> None:
         self._aead = AESGCM(derive_key(secret, "trollllm/aes-gcm/v1"))
         self.key_id = key_id_of(secret)
         self._by_id = {key_id_of(old): AESGCM(derive_key(old, "trollllm/aes-gcm/v1")) for old in previous}
         self._by_id[self.key_id] = self._aead
-        self._digest_key = derive_key(secret, "trollllm/key-digest/v1")
+        # The lookup index of gateway keys outlives a secret rotation (Friend Keys keep only a digest, so
+        # it could not be recomputed): after one, it is the key `trollllm rotate-secret` carried forward.
+        self._digest_key = digest_key or derive_key(secret, "trollllm/key-digest/v1")
 
     def encrypt(self, plaintext: str, context: str) -> bytes:
         """A new blob under the current secret, with a fresh random nonce; `context` is bound as associated
@@ -100,6 +104,11 @@ class KeyBox:
     def is_current(self, blob: bytes) -> bool:
         """Whether `blob` was encrypted under the current secret with a key id (nothing to re-encrypt)."""
         return blob[:1] == _VERSION and blob[1:_HEADER] == self.key_id
+
+    @property
+    def digest_key(self) -> bytes:
+        """The HMAC key of `digest` (carried forward, encrypted, by a secret rotation)."""
+        return self._digest_key
 
     def digest(self, key: str) -> bytes:
         """HMAC-SHA256 of a gateway key, the lookup index (a leaked table cannot confirm guesses offline)."""

@@ -219,6 +219,14 @@ class UpstreamUnreadable(UpstreamError):
     default_message = "The upstream answered with a body that cannot be read"
 
 
+class ProviderKeyRejected(GatewayError):
+    """The provider refused the caller's own provider key (BYOK) with 401: the key is marked invalid."""
+
+    status_code = 401
+    error_type = "provider_key_invalid"
+    default_message = "The provider refused your own provider key"
+
+
 class UpstreamTimeout(GatewayError):
     """The request reached its total deadline (`TROLLLLM_UPSTREAM_TOTAL_TIMEOUT_S`) before the upstream's
     answer was complete. The request's own limit, not the factory key's fault: the key is not cooled."""

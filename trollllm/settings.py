@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     friend_key_max_limit_usd: Decimal = Field(
         default=Decimal(10000), ge=0, le=1_000_000_000, description="ceiling of one Friend Key model limit"
     )
+    provider_key_check_timeout_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="a saved own provider key is checked with GET {base}/models within this; 0: not checked",
+    )
 
     @field_validator("database_url")
     @classmethod

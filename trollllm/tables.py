@@ -6,6 +6,7 @@ from trollllm.billing.tables import Hold, LedgerEntry
 from trollllm.byok.tables import ProviderKey
 from trollllm.db import Base
 from trollllm.friendkeys.tables import FriendKey, FriendKeyModelLimit
+from trollllm.keyrotation.tables import ServerKey
 from trollllm.plans.tables import Plan
 from trollllm.pricing.tables import LlmModel
 from trollllm.upstream.tables import FactoryKey, Proxy
@@ -25,5 +26,6 @@ __all__ = [
     "ProviderKey",
     "Proxy",
     "RequestLog",
+    "ServerKey",
     "User",
 ]

@@ -14,7 +14,8 @@ from trollllm.errors import NotFound
 from trollllm.state import AppState
 
 
-def _context(user_id: int) -> str:
+def api_key_context(user_id: int) -> str:
+    """The associated data of a user's key copy (kept for reveal)."""
     return f"api_key:{user_id}"
 
 
@@ -32,7 +33,7 @@ async def issue_api_key(session: AsyncSession, state: AppState, user: User) -> I
     row = ApiKey(
         user_id=user.id,
         key_digest=state.keybox.digest(key),
-        key_encrypted=state.keybox.encrypt(key, _context(user.id)),
+        key_encrypted=state.keybox.encrypt(key, api_key_context(user.id)),
         last4=key[-4:],
         created_at=state.clock.now(),
     )
@@ -65,4 +66,4 @@ async def reveal_api_key(session: AsyncSession, state: AppState, user: User) -> 
     row = await live_api_key(session, user.id)
     if row is None:
         raise NotFound("You have no active API key; rotate to create one")
-    return state.keybox.decrypt(row.key_encrypted, _context(user.id))
+    return state.keybox.decrypt(row.key_encrypted, api_key_context(user.id))

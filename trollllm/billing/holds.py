@@ -243,30 +243,7 @@ def settle(
                 "now": now,
             },
         )
-    yield Query(
-        _INSERT_LOG,
-        {
-            "request_id": held.request_id,
-            "user_id": held.user_id,
-            "user_key_id": record.user_key_id,
-            "friend_key_id": record.friend_key_id,
-            "is_friend": record.friend_key_id is not None,
-            "factory_key_id": record.factory_key_id,
-            "model": record.model_id,
-            "input": usage.input_tokens,
-            "output": usage.output_tokens,
-            "cache_write": usage.cache_write_tokens,
-            "cache_hit": usage.cache_hit_tokens,
-            "cost": charge.nanos,
-            "status": record.status_code,
-            "latency": record.latency_ms,
-            "success": record.is_success,
-            "byok": record.is_byok,
-            "stream": record.is_stream,
-            "error_type": record.error_type,
-            "now": now,
-        },
-    )
+    yield Query(_INSERT_LOG, _log_row(held, usage, record, charge, now))
     return Charged(
         cost=charge,
         from_credits=split.from_credits,
@@ -274,3 +251,42 @@ def settle(
         credits_after=credits - split.from_credits,
         ref_credits_after=ref_credits - split.from_ref_credits,
     )
+
+
+_BALANCES = "SELECT credits_nanos, ref_credits_nanos FROM users WHERE id = :user_id"
+
+
+def log_unbilled(
+    held: HeldRequest, usage: TokenUsage, record: RequestRecord, now: datetime
+) -> Program[Charged]:
+    """The request log of a request that is not charged (on the user's own provider key): its real usage,
+    cost 0, no hold to release, no ledger entry, no monthly token count. Returns the unchanged balances."""
+    yield Query(_INSERT_LOG, _log_row(held, usage, record, Money.ZERO, now))
+    (credits_nanos, ref_nanos), *_ = yield Query(_BALANCES, {"user_id": held.user_id})
+    return Charged(Money.ZERO, Money.ZERO, Money.ZERO, Money(int(credits_nanos)), Money(int(ref_nanos)))
+
+
+def _log_row(
+    held: HeldRequest, usage: TokenUsage, record: RequestRecord, charge: Money, now: datetime
+) -> dict[str, object]:
+    return {
+        "request_id": held.request_id,
+        "user_id": held.user_id,
+        "user_key_id": record.user_key_id,
+        "friend_key_id": record.friend_key_id,
+        "is_friend": record.friend_key_id is not None,
+        "factory_key_id": record.factory_key_id,
+        "model": record.model_id,
+        "input": usage.input_tokens,
+        "output": usage.output_tokens,
+        "cache_write": usage.cache_write_tokens,
+        "cache_hit": usage.cache_hit_tokens,
+        "cost": charge.nanos,
+        "status": record.status_code,
+        "latency": record.latency_ms,
+        "success": record.is_success,
+        "byok": record.is_byok,
+        "stream": record.is_stream,
+        "error_type": record.error_type,
+        "now": now,
+    }

@@ -40,21 +40,27 @@ class PlanStatus:
     monthly_token_limit: int | None
     monthly_tokens_used: int
     monthly_reset_date: datetime | None
+    byok_rpm: int = 0  # requests per minute on the user's own provider keys
 
 
 async def enforce_plan_limits(
-    state: AppState, user_id: int, plan: PlanStatus, *, for_friend_key: bool = False
+    state: AppState, user_id: int, plan: PlanStatus, *, for_friend_key: bool = False, own_key: bool = False
 ) -> RateLimitStatus:
     """SPEC §6 order: 429 `rate_limit_exceeded` (RPM), then 429 `monthly_token_limit_exceeded`.
 
     `user_id` and `plan` are the key owner's. Resets the owner's monthly counter first when its reset date
     has passed (lazily, once across instances). Returns the RPM decision, whose headers go on the
     response; both 429s carry them too. A Friend Key holder is not shown the owner's token counts.
+
+    A request on the user's own provider key (`own_key`) has its own window, the plan's BYOK RPM, and no
+    monthly token limit (SPEC §5).
     """
-    status = await state.limits.hit(f"rpm:{user_id}", plan.rpm, RPM_WINDOW_S)
+    rpm = plan.byok_rpm if own_key else plan.rpm
+    status = await state.limits.hit(f"rpm-byok:{user_id}" if own_key else f"rpm:{user_id}", rpm, RPM_WINDOW_S)
     if not status.allowed:
         error = RateLimited(
-            f"Rate limit exceeded: the plan allows {plan.rpm} requests per minute"
+            f"Rate limit exceeded: the plan allows {rpm} requests per minute"
+            + (" on your own provider keys" if own_key else "")
             if status.shared
             else f"Rate limit exceeded: {status.limit} requests per minute on this instance while the "
             "shared rate limiter is unreachable",
@@ -62,6 +68,8 @@ async def enforce_plan_limits(
         )
         error.headers.update(status.headers)
         raise error
+    if own_key:
+        return status
     used = plan.monthly_tokens_used
     now = state.clock.now()
     if plan.monthly_reset_date is None or plan.monthly_reset_date <= now:

@@ -66,7 +66,8 @@ class BillingView(BaseModel):
 
 
 class ModelUsageView(BaseModel):
-    """One model's requests this month (own key and Friend Key; failed ones included)."""
+    """One model's requests this month (own key and Friend Key; failed ones included), split between the
+    platform's keys (charged) and the user's own provider keys (BYOK, not charged)."""
 
     modelId: str
     requests: int
@@ -76,7 +77,11 @@ class ModelUsageView(BaseModel):
     cacheWriteTokens: int
     cacheHitTokens: int
     totalTokens: int
-    spendUsd: float
+    spendUsd: float = Field(description="charged for this model (requests on own provider keys cost 0)")
+    platformRequests: int = Field(description="requests sent with the platform's keys")
+    platformTokens: int = Field(description="their input + output + cache tokens")
+    byokRequests: int = Field(description="requests sent with the user's own provider key")
+    byokTokens: int = Field(description="their input + output + cache tokens (not counted against the limit)")
 
 
 class UsageView(BaseModel):
@@ -88,6 +93,7 @@ class UsageView(BaseModel):
     percentage: float | None = Field(description=f"tokensUsed / tokenLimit × 100, 2 decimals; {_UNLIMITED}")
     plan: str
     usingOwnKeys: bool = Field(description="true when the user has stored a provider key of their own")
+    ownKeyProviders: list[str] = Field(description="the providers the user has stored a key for")
     periodStart: datetime = Field(description="00:00 UTC on the 1st of this month")
     periodEnd: datetime = Field(description="00:00 UTC on the 1st of next month (exclusive)")
     byModel: list[ModelUsageView]
@@ -159,6 +165,8 @@ async def usage(user: CurrentUser, request: Request) -> UsageView:
     now = state.clock.now()
     start, end = month_start(now), next_month_start(now)
     log = RequestLog
+    tokens = log.input_tokens + log.output_tokens + log.cache_write_tokens + log.cache_hit_tokens
+    byok = log.is_byok.is_(True)
     statement = (
         select(
             log.model,
@@ -169,6 +177,8 @@ async def usage(user: CurrentUser, request: Request) -> UsageView:
             func.sum(log.cache_write_tokens),
             func.sum(log.cache_hit_tokens),
             func.sum(log.credits_cost_nanos),
+            func.sum(case((byok, 1), else_=0)),
+            func.sum(case((byok, tokens), else_=0)),
         )
         .where(log.user_id == user.id, log.created_at >= start, log.created_at < end)
         .group_by(log.model)
@@ -176,11 +186,19 @@ async def usage(user: CurrentUser, request: Request) -> UsageView:
     )
     async with state.sessions() as session:
         rows = (await session.execute(statement)).all()
-        own_keys = await session.scalar(
-            select(func.count()).select_from(ProviderKey).where(ProviderKey.user_id == user.id)
+        own_keys = list(
+            (
+                await session.scalars(
+                    select(ProviderKey.provider)
+                    .where(ProviderKey.user_id == user.id)
+                    .order_by(ProviderKey.provider)
+                )
+            ).all()
         )
     by_model = []
-    for model_id, requests, failed, input_tokens, output_tokens, cache_write, cache_hit, cost in rows:
+    for row in rows:
+        model_id, requests, failed, input_tokens, output_tokens, cache_write, cache_hit, cost = row[:8]
+        byok_requests, byok_tokens = int(row[8] or 0), int(row[9] or 0)
         counts = [int(value or 0) for value in (input_tokens, output_tokens, cache_write, cache_hit)]
         by_model.append(
             ModelUsageView(
@@ -193,6 +211,10 @@ async def usage(user: CurrentUser, request: Request) -> UsageView:
                 cacheHitTokens=counts[3],
                 totalTokens=sum(counts),
                 spendUsd=Money(int(cost or 0)).to_json(),
+                platformRequests=int(requests) - byok_requests,
+                platformTokens=sum(counts) - byok_tokens,
+                byokRequests=byok_requests,
+                byokTokens=byok_tokens,
             )
         )
     limit = plan.monthly_token_limit
@@ -204,6 +226,7 @@ async def usage(user: CurrentUser, request: Request) -> UsageView:
         percentage=usage_percentage(used, limit),
         plan=plan.name,
         usingOwnKeys=bool(own_keys),
+        ownKeyProviders=own_keys,
         periodStart=start,
         periodEnd=end,
         byModel=by_model,

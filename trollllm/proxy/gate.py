@@ -3,6 +3,8 @@
 In the SPEC §6 order: key → plan expiry → owner active → plan access → (body) → RPM → monthly tokens →
 model → hold. A request that passes leaves with an `Admission`: its model, its output bound, its RPM
 decision and a hold on the owner's balance (and, for a Friend Key, on the key's cap for that model).
+A request for a model whose provider has the caller's own key (BYOK, `trollllm.byok.routing`) leaves with
+that key instead of a hold: plan access, the monthly limit and the hold do not apply, the BYOK RPM does.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from trollllm.billing.holds import FriendKeyCapRefused, HeldRequest, available_balance, place_hold
+from trollllm.byok.routing import OwnKey, own_key_for
 from trollllm.crypto import FRIEND_KEY_PATTERN, FRIEND_KEY_PREFIX, USER_KEY_PATTERN
 from trollllm.errors import (
     FreeTierRestricted,
@@ -36,6 +39,7 @@ from trollllm.wire import WireFormat
 
 _MAX_KEY_HEADER = 256
 _WIRE_OF_PROVIDER = {"openai": WireFormat.OPENAI, "anthropic": WireFormat.ANTHROPIC}
+_UPGRADE = "Your plan does not include API access. Upgrade your plan to use the API."
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,8 @@ class Caller:
     api_key_id: int | None
     plan: PlanStatus
     friend_key_id: int | None = None
+    api_access: bool = True  # False: only requests on the user's own provider keys may pass
+    has_provider_keys: bool = False  # the user saved provider keys (never for a Friend Key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,7 @@ class Admission:
     hold: HeldRequest
     hold_id: int  # the hold's row, released by settlement
     rate_limit: RateLimitStatus  # the RPM decision; its headers go on every response to this request
+    own_key: OwnKey | None = None  # BYOK: sent with the caller's own provider key, not charged (no hold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,18 +81,25 @@ class _KeyRow:
     api_access: bool
     plan_expires_at: datetime | None
     plan: PlanStatus
+    has_provider_keys: bool
 
 
 _LOOKUP_COLUMNS = (
     "SELECT k.id, u.id, u.username, u.is_active, p.api_access, u.plan_expires_at, u.monthly_tokens_used, "
-    "u.monthly_reset_date, p.rpm, p.monthly_token_limit "
+    "u.monthly_reset_date, p.rpm, p.monthly_token_limit, p.byok_rpm, "
 )
+# Whether the user saved provider keys rides on the same query (the unique index on provider_keys), so a
+# request of a user without any costs nothing more; a Friend Key never uses its owner's provider keys.
+_HAS_PROVIDER_KEYS = "EXISTS (SELECT 1 FROM provider_keys b WHERE b.user_id = u.id) "
 _LOOKUP_USER_KEY = (
-    _LOOKUP_COLUMNS + "FROM api_keys k JOIN users u ON u.id = k.user_id JOIN plans p ON p.name = u.plan "
+    _LOOKUP_COLUMNS
+    + _HAS_PROVIDER_KEYS
+    + "FROM api_keys k JOIN users u ON u.id = k.user_id JOIN plans p ON p.name = u.plan "
     "WHERE k.key_digest = :digest AND k.revoked_at IS NULL"
 )
 _LOOKUP_FRIEND_KEY = (
-    _LOOKUP_COLUMNS + "FROM friend_keys k JOIN users u ON u.id = k.owner_id JOIN plans p ON p.name = u.plan "
+    _LOOKUP_COLUMNS
+    + "FALSE FROM friend_keys k JOIN users u ON u.id = k.owner_id JOIN plans p ON p.name = u.plan "
     "WHERE k.key_digest = :digest AND k.is_active"
 )
 
@@ -95,14 +109,30 @@ def _lookup_key(digest: bytes, *, friend: bool) -> Program[_KeyRow | None]:
     rows = yield Query(_LOOKUP_FRIEND_KEY if friend else _LOOKUP_USER_KEY, {"digest": digest})
     if not rows:
         return None
-    key_id, user_id, username, is_active, api_access, expires, used, reset_date, rpm, limit = rows[0]
+    (
+        key_id,
+        user_id,
+        username,
+        is_active,
+        api_access,
+        expires,
+        used,
+        reset_date,
+        rpm,
+        limit,
+        byok_rpm,
+        byok,
+    ) = rows[0]
     plan = PlanStatus(
         rpm=int(rpm),
         monthly_token_limit=None if limit is None else int(limit),
         monthly_tokens_used=int(used),
         monthly_reset_date=as_utc(reset_date),
+        byok_rpm=int(byok_rpm),
     )
-    return _KeyRow(key_id, user_id, username, bool(is_active), bool(api_access), as_utc(expires), plan)
+    return _KeyRow(
+        key_id, user_id, username, bool(is_active), bool(api_access), as_utc(expires), plan, bool(byok)
+    )
 
 
 def presented_key(headers: Mapping[str, str], wire: WireFormat) -> str | None:
@@ -152,10 +182,19 @@ async def authenticate(state: AppState, key: str | None) -> Caller:
     if not api_access:
         if friend:
             raise FreeTierRestricted("Friend Key owner must upgrade plan")
-        raise FreeTierRestricted("Your plan does not include API access. Upgrade your plan to use the API.")
+        if not row.has_provider_keys:
+            raise FreeTierRestricted(_UPGRADE)
+        # Decided once the model is known: a request on the user's own provider key may pass (SPEC §6).
     if friend:
         return Caller(user_id=user_id, username=username, api_key_id=None, plan=plan, friend_key_id=key_id)
-    return Caller(user_id=user_id, username=username, api_key_id=key_id, plan=plan)
+    return Caller(
+        user_id=user_id,
+        username=username,
+        api_key_id=key_id,
+        plan=plan,
+        api_access=api_access,
+        has_provider_keys=row.has_provider_keys,
+    )
 
 
 async def admit(state: AppState, caller: Caller, request: ProxyRequest, request_id: str) -> Admission:
@@ -163,21 +202,39 @@ async def admit(state: AppState, caller: Caller, request: ProxyRequest, request_
 
     Called once the body has parsed, so a malformed request does not use the owner's RPM budget. Every
     refusal after the RPM check carries its `x-ratelimit-*` headers.
+
+    A model whose provider has the caller's own key (BYOK) goes with that key: no plan API access needed,
+    the plan's BYOK RPM instead of its RPM, no monthly token limit, no hold.
     """
+    model = await state.catalog.get(request.model_id)
+    own_key = None
+    if caller.has_provider_keys and model is not None and model.enabled:
+        own_key = await own_key_for(state, caller.user_id, model.provider)
+    if own_key is None and not caller.api_access:
+        raise FreeTierRestricted(_UPGRADE)
     rate_limit = await enforce_plan_limits(
-        state, caller.user_id, caller.plan, for_friend_key=caller.friend_key_id is not None
+        state,
+        caller.user_id,
+        caller.plan,
+        for_friend_key=caller.friend_key_id is not None,
+        own_key=own_key is not None,
     )
     try:
-        return await _admit(state, caller, request, request_id, rate_limit)
+        return await _admit(state, caller, request, request_id, rate_limit, model, own_key)
     except GatewayError as error:
         error.headers.update(rate_limit.headers)
         raise
 
 
 async def _admit(
-    state: AppState, caller: Caller, request: ProxyRequest, request_id: str, rate_limit: RateLimitStatus
+    state: AppState,
+    caller: Caller,
+    request: ProxyRequest,
+    request_id: str,
+    rate_limit: RateLimitStatus,
+    model: CatalogModel | None,
+    own_key: OwnKey | None,
 ) -> Admission:
-    model = await state.catalog.get(request.model_id)
     if model is None or not model.enabled:
         raise ModelNotFound(
             f"The model `{request.model_id}` does not exist or is not available", field="model"
@@ -192,6 +249,11 @@ async def _admit(
             field=request.max_tokens_field,
         )
     max_tokens = requested or model.max_output_tokens
+    if own_key is not None:  # not charged: nothing to hold (hold id 0 is no row)
+        unheld = HeldRequest(
+            request_id=request_id, user_id=caller.user_id, amount=Money.ZERO, model_id=model.model_id
+        )
+        return Admission(caller, model, max_tokens, unheld, 0, rate_limit, own_key)
     input_tokens = request.input_bound_tokens
     if request.url_media_items:
         if not model.url_media_tokens:

@@ -13,7 +13,9 @@ import time
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from trollllm.billing.holds import Charged, RequestRecord, settle
+from trollllm.billing.holds import Charged, RequestRecord, log_unbilled, settle
+from trollllm.byok.routing import send_upstream
+from trollllm.byok.service import own_key_providers
 from trollllm.crypto import mask_secrets
 from trollllm.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnreadable
 from trollllm.friendkeys.caps import allowed_model_ids
@@ -59,6 +61,9 @@ async def list_models(state: AppState, call: ProxyCall) -> ProxyResponse:
         async with state.engine.connect() as connection:
             allowed = await allowed_model_ids(connection, caller.friend_key_id)
         models = [m for m in models if m.model_id in allowed]
+    elif not caller.api_access:  # a plan without API access: only the models of the user's own keys
+        providers = await own_key_providers(state, caller.user_id)
+        models = [m for m in models if m.provider in providers]
     data = [{"id": m.model_id, "object": "model", "created": 0, "owned_by": m.provider} for m in models]
     body = orjson.dumps({"object": "list", "data": data})
     return RawResponse(200, body, [_JSON, (b"x-request-id", call.request_id.encode())])
@@ -75,7 +80,9 @@ async def _proxy(state: AppState, call: ProxyCall, wire: WireFormat) -> ProxyRes
     exchange = _Exchange(state, admission, parsed, started, call.request_id)
     upstream_wire = wire if parsed.translation is None else parsed.translation.upstream_wire
     try:
-        reply = await state.upstream.send(
+        reply = await send_upstream(
+            state,
+            admission.own_key,  # BYOK: the caller's own provider key, else the factory keys
             admission.model.provider,
             ENDPOINTS[upstream_wire],
             parsed.upstream_body(admission.model.upstream_model, admission.max_tokens),
@@ -172,7 +179,10 @@ class _Exchange:
         assert not self.settled, "a request is settled exactly once"
         self.settled = True
         admission = self.admission
+        byok = admission.own_key is not None
         cost = cost_of(usage, admission.model.prices) if status < 400 or usage.total else Money.ZERO
+        if byok:
+            cost = Money.ZERO  # the user's own provider key: their provider bills them, we do not
         record = RequestRecord(
             model_id=admission.model.model_id,
             status_code=status,
@@ -181,11 +191,15 @@ class _Exchange:
             is_stream=self.parsed.stream,
             user_key_id=admission.caller.api_key_id,
             friend_key_id=admission.caller.friend_key_id,
-            factory_key_id=self.factory_key_id,
+            factory_key_id=None if byok else self.factory_key_id,
+            is_byok=byok,
             error_type=error_type,
         )
         now = self.state.clock.now()
-        program = settle(admission.hold, admission.hold_id, cost, usage, record, now)
+        if byok:
+            program = log_unbilled(admission.hold, usage, record, now)
+        else:
+            program = settle(admission.hold, admission.hold_id, cost, usage, record, now)
         try:
             # The runner completes a started write even if this task is cancelled (client gone).
             charged = await self.state.db.write(program)
@@ -193,6 +207,9 @@ class _Exchange:
                 self.state.billing.count_overage(cost, admission.hold.amount, charged.cost)
             return charged
         except Exception:
+            if byok:  # nothing to charge: only the log row is lost
+                logger.exception("could not log a request on an own provider key")
+                return None
             # The answer was delivered (or is being delivered): its settlement must not be lost.
             logger.error(
                 "settlement failed; written to the outbox to be replayed",

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm import __version__
 from trollllm.crypto import KeyBox, mask_secrets
+from trollllm.upstream.proxy_secrets import proxy_url_of
 from trollllm.upstream.tables import FactoryKey, Proxy
 
 logger = logging.getLogger("trollllm.upstream")
@@ -157,14 +158,14 @@ async def load_keys(
     async with sessions() as session:
         rows = (
             await session.execute(
-                select(FactoryKey, Proxy.url, Proxy.last_error)
+                select(FactoryKey, Proxy.url, Proxy.url_encrypted, Proxy.last_error)
                 .outerjoin(Proxy, FactoryKey.proxy_id == Proxy.id)
                 .where(FactoryKey.status != "disabled")
                 .order_by(FactoryKey.id)
             )
         ).all()
     loaded = LoadedKeys(by_provider={}, flagged={})
-    for row, proxy_url, proxy_error in rows:
+    for row, proxy_url, proxy_sealed, proxy_error in rows:
         if proxy_error is not None and row.proxy_id is not None:
             loaded.proxy_errors.add(row.proxy_id)
         problem = None
@@ -173,6 +174,8 @@ async def load_keys(
         else:
             try:
                 secret = keybox.decrypt(row.key_encrypted, factory_key_context(row.id))
+                if proxy_url is not None and row.proxy_id is not None:
+                    proxy_url = proxy_url_of(row.proxy_id, proxy_url, proxy_sealed, keybox)
             except ValueError:
                 problem = UNDECRYPTABLE
         if problem is not None:

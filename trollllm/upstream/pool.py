@@ -246,6 +246,26 @@ class UpstreamPool:
             return fallback
         raise self._unavailable(keys) from failure
 
+    async def send_direct(
+        self, key: PoolKey, path: str, body: bytes, headers: Mapping[str, str], *, stream: bool = False
+    ) -> UpstreamReply:
+        """One attempt with a key that is not the operator's (a user's own provider key, `trollllm.byok`).
+
+        No rotation, no retry, no cooldown, no disable: every reply, a 401 included, is handed back as is;
+        a failure without a reply is `UpstreamUnavailable` (`UpstreamTimeout` at the request's deadline).
+        """
+        http = self._http
+        if http is None:
+            raise RuntimeError("UpstreamPool.start() has not been called")
+        total_deadline = asyncio.get_running_loop().time() + self._total_s
+        wait_s = min(self._connect_s + self._first_byte_s, self._total_s) if stream else self._total_s
+        extra = passthrough_headers(key.provider, headers)
+        try:
+            response = await self._post(http, key, path, body, extra, wait_s, not stream)
+        except _AttemptFailed as exc:
+            raise UpstreamUnavailable(f"The provider could not be reached with your own key: {exc}") from exc
+        return UpstreamReply.of_response(response, key.id, self._idle_s, total_deadline)
+
     # -- one attempt ---------------------------------------------------------------------------------
 
     async def _post(

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from trollllm.audit.service import record_audit
 from trollllm.errors import Conflict, InvalidRequest, NotFound
 from trollllm.state import AppState
+from trollllm.upstream.proxy_secrets import mask_proxy_url, seal
 from trollllm.upstream.schemas import (
     BoundKey,
     FactoryKeyPatch,
@@ -31,7 +32,6 @@ from trollllm.upstream.tables import FactoryKey, Proxy
 
 BASE_URL_SCHEMES = frozenset({"http", "https"})
 PROXY_URL_SCHEMES = frozenset({"http", "https", "socks5", "socks5h"})
-HIDDEN_TEXT = "****"
 
 
 # --- URLs ------------------------------------------------------------------------------------------
@@ -72,16 +72,6 @@ def validate_proxy_url(value: str) -> str:
     if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in value or "#" in value:
         raise InvalidRequest("url must be scheme://[user:password@]host:port only", field="url")
     return value
-
-
-def mask_proxy_url(url: str) -> str:
-    """The proxy URL with any password replaced by `****` (`user:****@host:port`)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{HIDDEN_TEXT}@{hostport}"))
 
 
 # --- factory keys ----------------------------------------------------------------------------------
@@ -245,9 +235,10 @@ async def create_proxy(session: AsyncSession, state: AppState, actor: str, body:
     taken = f"A proxy named {body.name!r} already exists"
     if await session.scalar(select(Proxy.id).where(Proxy.name == body.name)) is not None:
         raise Conflict(taken, field="name")
-    row = Proxy(name=body.name, url=url, created_at=state.clock.now())
+    row = Proxy(name=body.name, url=mask_proxy_url(url), created_at=state.clock.now())
     session.add(row)
     await _flush(session, taken, "name")
+    seal(row, url, state.keybox)  # the credentials only encrypted, bound to the row's id
     view = _proxy_view(row, [])
     await record_audit(
         session,

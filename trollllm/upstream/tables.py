@@ -20,6 +20,9 @@ class Proxy(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     url: Mapped[str] = mapped_column(String(2048))
+    """The URL as shown: its password masked once `url_encrypted` holds the whole URL."""
+    url_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """The whole URL, credentials included, AES-256-GCM; None for a row not sealed yet (plaintext `url`)."""
     last_error: Mapped[str | None] = mapped_column(String(1000))
     """Why the last request through this proxy was refused by the proxy itself; None once one passes."""
     last_error_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 from starlette.responses import RedirectResponse, Response
 
-from trollllm.byok.tables import ProviderKey
+from trollllm.byok.service import providers, saved_keys
 from trollllm.plans.tables import Plan
 from trollllm.plans.user_routes import current_account, plan_features
 from trollllm.state import get_state
@@ -14,14 +14,6 @@ from trollllm.web.render import page
 from trollllm.web.session import csrf_token, page_user
 
 router = APIRouter(include_in_schema=False)
-
-# The providers a user may bring a key for (SPEC §1 BYOK); wired to the API by the BYOK work.
-BYOK_PROVIDERS = (
-    ("openai", "OpenAI"),
-    ("anthropic", "Anthropic"),
-    ("groq", "Groq"),
-    ("gemini", "Google Gemini"),
-)
 
 
 @router.get("/dashboard/subscription")
@@ -46,17 +38,18 @@ async def subscription(request: Request) -> Response:
 
 @router.get("/dashboard/settings/api-keys")
 async def provider_keys(request: Request) -> Response:
-    """The user's own provider keys (last 4 only)."""
+    """The user's own provider keys: add one per provider, last 4, added date and status, delete (the
+    live actions call `/api/user/provider-keys`)."""
     user = await page_user(request)
     if user is None:
         return RedirectResponse("/login", status_code=303)
     async with get_state(request).sessions() as session:
-        stored = (await session.scalars(select(ProviderKey).where(ProviderKey.user_id == user.id))).all()
-    by_provider = {key.provider: key for key in stored}
+        by_provider = {key.provider: key for key in await saved_keys(session, user.id)}
+        rows = await providers(session)  # every provider row: adding one is data, and it shows here
     return page(
         "api_keys.html",
         user=user,
         csrf=csrf_token(request),
         current="api-keys",
-        providers=[(provider, label, by_provider.get(provider)) for provider, label in BYOK_PROVIDERS],
+        providers=[(row.name, row.display_name, by_provider.get(row.name)) for row in rows],
     )

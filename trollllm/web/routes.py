@@ -17,6 +17,7 @@ from trollllm.accounts.schemas import Credentials
 from trollllm.accounts.service import admit_registration, authenticate, client_address, create_user
 from trollllm.accounts.sessions import clear_session_cookies, issue_token, set_session_cookies
 from trollllm.accounts.tables import User
+from trollllm.byok.service import providers, saved_keys
 from trollllm.errors import GatewayError
 from trollllm.plans.user_routes import current_account, usage_percentage
 from trollllm.state import get_state
@@ -140,6 +141,8 @@ async def dashboard(request: Request) -> Response:
         key = await live_api_key(session, user.id)
         now = state.clock.now()
         days = await daily_usage(session, user.id, now.date())
+        names = {row.name: row.display_name for row in await providers(session)}
+        own_keys = [names.get(key.provider, key.provider) for key in await saved_keys(session, user.id)]
     expires = user.plan_expires_at
     days_left = None if expires is None else (expires - now).days
     limit = plan.monthly_token_limit
@@ -155,6 +158,8 @@ async def dashboard(request: Request) -> Response:
         days_left=days_left,
         monthly_limit=limit,
         usage_percent=usage_percentage(user.monthly_tokens_used, limit),
+        tokens_remaining=None if limit is None else max(limit - user.monthly_tokens_used, 0),
+        own_keys=own_keys,
         base_url=str(request.base_url).rstrip("/"),
         chart=chart_geometry(days),
         current="dashboard",

@@ -129,6 +129,53 @@ Object.assign(actions, {
   },
 });
 
+// The API Keys page: delete a provider key behind a confirmation.
+Object.assign(actions, {
+  "delete-provider-key"(button) {
+    const dialog = document.getElementById("delete-provider-key-dialog");
+    dialog.dataset.provider = button.dataset.provider;
+    document.getElementById("delete-provider-key-label").textContent = button.dataset.label;
+    dialog.showModal();
+  },
+  async "confirm-delete-provider-key"(button) {
+    const dialog = button.closest("dialog");
+    dialog.close();
+    await api("DELETE", `/api/user/provider-keys/${encodeURIComponent(dialog.dataset.provider)}`);
+    toast("Key deleted");
+    setTimeout(() => location.reload(), 600);
+  },
+});
+
+// Add a key: PUT it, then reload to show its last 4 (the key itself is never shown again).
+const providerKeyForm = document.getElementById("provider-key-form");
+if (providerKeyForm) {
+  providerKeyForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = document.getElementById("provider-key-value");
+    const formError = document.getElementById("provider-key-error");
+    formError.hidden = true;
+    const provider = document.getElementById("provider-key-provider").value;
+    const apiKey = input.value.trim();
+    if (!apiKey) {
+      formError.textContent = "Paste your provider's API key";
+      formError.hidden = false;
+      return;
+    }
+    try {
+      await api("PUT", `/api/user/provider-keys/${encodeURIComponent(provider)}`, { apiKey });
+      input.value = "";
+      toast("Key saved");
+      setTimeout(() => location.reload(), 600);
+    } catch (error) {
+      if (error.handled) return;
+      formError.textContent = error.field === "apiKey" || /apiKey/.test(error.message)
+        ? "This does not look like an API key (8 to 512 characters, no spaces)"
+        : error.message;
+      formError.hidden = false;
+    }
+  });
+}
+
 // A key just generated is shown once, after the reload that brings in its limits table.
 const justCreated = sessionStorage.getItem("trollllm-new-friend-key");
 if (justCreated && document.getElementById("new-key-box")) {
