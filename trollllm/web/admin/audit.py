@@ -24,11 +24,12 @@ _MAX_VALUE_TEXT = 80
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One field an admin write changed: its name, and its value before and after (as short text)."""
+    """One field an admin write changed: its name, and its value before and after as short text (None when
+    the thing did not exist before, or no longer exists after)."""
 
     field: str
-    before: str
-    after: str
+    before: str | None
+    after: str | None
 
 
 def _text(value: Any) -> str:
@@ -43,7 +44,11 @@ def changes(entry: AuditEntryView) -> list[Change]:
     after = entry.after if isinstance(entry.after, dict) else {}
     fields = list(dict.fromkeys([*before, *after]))
     return [
-        Change(field, _text(before.get(field)), _text(after.get(field)))
+        Change(
+            field,
+            _text(before.get(field)) if entry.before is not None else None,
+            _text(after.get(field)) if entry.after is not None else None,
+        )
         for field in fields
         if before.get(field) != after.get(field)
     ]
