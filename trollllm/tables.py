@@ -15,6 +15,7 @@ from trollllm.usage.rollup_tables import (
     HourlyUserUsage,
     RolledUpUnsettled,
     RollupState,
+    SixHourlyUserUsage,
     UserUsageTotal,
 )
 from trollllm.usage.tables import RequestLog
@@ -38,6 +39,7 @@ __all__ = [
     "RequestLog",
     "RolledUpUnsettled",
     "RollupState",
+    "SixHourlyUserUsage",
     "User",
     "UserUsageTotal",
 ]

@@ -50,6 +50,7 @@ from trollllm.usage.rollup_tables import (
     HourlyModelUsage,
     HourlyUserUsage,
     RollupState,
+    SixHourlyUserUsage,
     UserUsageTotal,
 )
 
@@ -223,6 +224,8 @@ class _Rollups:
 
     def __init__(self, window: MetricsWindow) -> None:
         self.first_hour = None if window.start is None else int(window.start.timestamp()) // 3600
+        # Windows of 6-hour buckets start on a block: their users come from the 6-hourly rollup.
+        self.user_table = SixHourlyUserUsage if window.bucket_s % (6 * 3600) == 0 else HourlyUserUsage
 
     def models(self, key: SQLColumnExpression[Any]) -> Select[*tuple[Any, ...]]:
         statement = select(key.label("key"), *(getattr(HourlyModelUsage, n) for n in SUM_COLUMNS))
@@ -234,10 +237,9 @@ class _Rollups:
         if self.first_hour is None:
             columns = (getattr(UserUsageTotal, name) for name in SUM_COLUMNS)
             return select(UserUsageTotal.user_id.label("key"), *columns)
-        columns = (getattr(HourlyUserUsage, name) for name in SUM_COLUMNS)
-        return select(HourlyUserUsage.user_id.label("key"), *columns).where(
-            HourlyUserUsage.epoch_hour >= self.first_hour
-        )
+        table = self.user_table
+        columns = (getattr(table, name) for name in SUM_COLUMNS)
+        return select(table.user_id.label("key"), *columns).where(table.epoch_hour >= self.first_hour)
 
     def latency(self) -> Select[*tuple[Any, ...]]:
         statement = select(HourlyLatency.under_ms.label("key"), HourlyLatency.requests)

@@ -46,6 +46,16 @@ class HourlyUserUsage(_Sums, Base):
     user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
+class SixHourlyUserUsage(_Sums, Base):
+    """Requests of one user in one 6-hour block (00, 06, 12, 18 UTC; `epoch_hour` is its first hour): the
+    `7d` period's top users read 28 blocks instead of 168 hours."""
+
+    __tablename__ = "usage_six_hourly_users"
+
+    epoch_hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
 class UserUsageTotal(_Sums, Base):
     """Requests of one user, ever (the "all" period's top users without reading every hour)."""
 

@@ -4,7 +4,7 @@ Revision ID: 0009
 Revises: 0007
 Create Date: 2026-12-06
 
-Sums of the request logs per hour and model, per hour and user, per user ever, and a latency histogram
+Sums of the request logs per hour and model, per hour and user, per 6 hours and user, per user ever, and a latency histogram
 per hour, kept after the logs' 30-day purge; `usage_rollup_state` holds the highest log id summed (0: none
 yet, the maintenance pass rolls up the existing logs in batches). No index or trigger on `request_logs`:
 a proxied request writes nothing more.
@@ -53,6 +53,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("epoch_hour", "user_id", name=op.f("pk_usage_hourly_users")),
     )
     op.create_table(
+        "usage_six_hourly_users",
+        sa.Column("epoch_hour", sa.BigInteger(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        *_sums(),
+        sa.PrimaryKeyConstraint("epoch_hour", "user_id", name=op.f("pk_usage_six_hourly_users")),
+    )
+    op.create_table(
         "usage_user_totals",
         sa.Column("user_id", sa.Integer(), nullable=False),
         *_sums(),
@@ -91,6 +98,7 @@ def downgrade() -> None:
         "usage_rollup_state",
         "usage_hourly_latency",
         "usage_user_totals",
+        "usage_six_hourly_users",
         "usage_hourly_users",
         "usage_hourly_models",
     ):
