@@ -21,9 +21,10 @@ from metrics_helpers import (
     without_to,
     write_logs,
 )
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, event, func, select
 
 from trollllm.clock import ManualClock
+from trollllm.db import transaction
 from trollllm.money import Money
 from trollllm.usage.retention import purge_request_logs, retention_cutoff
 from trollllm.usage.rollup import roll_up_request_logs
@@ -266,24 +267,35 @@ async def test_latency_percentiles_are_histogram_bucket_bounds(
             assert (body["latencyP50Ms"], body["latencyP95Ms"]) == (120, 6000)
 
 
+@pytest.mark.parametrize("unsettled_is_newest", [False, True])
 async def test_a_late_settlement_replacing_an_unsettled_row_is_counted_once(
-    any_gateway: AppHarness, clock: ManualClock
+    any_gateway: AppHarness, clock: ManualClock, unsettled_is_newest: bool
 ) -> None:
     admin = await make_admin(any_gateway)
     users = await add_users(any_gateway.state.sessions, "ann")
     unsettled = Row("ann", "m", clock.now() - timedelta(hours=3), is_success=False, error_type="unsettled")
     other = Row("ann", "m", clock.now() - timedelta(hours=2), cost_nanos=5)
-    await write_logs(any_gateway, users, [unsettled, other])
+    # Newest, on SQLite the replacement takes the deleted row's id, one the rollup has passed already.
+    await write_logs(any_gateway, users, [other, unsettled] if unsettled_is_newest else [unsettled, other])
     await roll_up_request_logs(any_gateway.state.sessions)
 
     # What `settle` does for a request whose hold the sweeper released: drop that row, write its own.
     settled = Row(
         "ann", "m", clock.now() - timedelta(hours=4), cost_nanos=900, request_id=unsettled.request_id
     )
-    async with any_gateway.state.sessions() as session:
+    async with transaction(any_gateway.state.sessions) as session:
         await session.execute(delete(RequestLog).where(RequestLog.request_id == unsettled.request_id))
-        await session.commit()
-    await write_logs(any_gateway, users, [settled])
+        session.add(
+            RequestLog(
+                request_id=settled.request_id,
+                user_id=users["ann"],
+                model="m",
+                credits_cost_nanos=900,
+                status_code=200,
+                is_success=True,
+                created_at=settled.created_at,
+            )
+        )
 
     await _assert_metrics_equal_logs(any_gateway, admin, [other, settled], clock.now())
     await roll_up_request_logs(any_gateway.state.sessions)
@@ -319,3 +331,55 @@ async def test_sdk_requests_through_the_proxy_appear_in_the_metrics(any_world: A
         assert [model["model"] for model in body["byModel"]] == [OPENAI_MODEL]
         assert [(user["username"], user["requests"]) for user in body["topUsers"]] == [("alice", 2)]
         assert body["latencyP50Ms"] is not None
+
+
+async def test_logs_written_after_the_purge_emptied_the_table_are_counted(
+    any_gateway: AppHarness, clock: ManualClock
+) -> None:
+    admin = await make_admin(any_gateway)
+    names = ["ann", "bob"]
+    users = await add_users(any_gateway.state.sessions, *names)
+    async with transaction(any_gateway.state.sessions) as session:  # the admin's login left no log row
+        assert await session.scalar(select(RequestLog.id)) is None
+    old = spread_rows(clock.now() - timedelta(days=35), names, 20, days=3)
+    await write_logs(any_gateway, users, old)
+    assert (
+        await purge_request_logs(any_gateway.state.sessions, older_than=retention_cutoff(clock.now())) == 20
+    )
+
+    # SQLite gives the next row id 1 again: the watermark came down with the table.
+    new = spread_rows(clock.now(), names, 5, days=1, seed=3)
+    await write_logs(any_gateway, users, new)
+    await _assert_metrics_equal_logs(any_gateway, admin, old + new, clock.now())
+    await roll_up_request_logs(any_gateway.state.sessions)
+    await _assert_metrics_equal_logs(any_gateway, admin, old + new, clock.now())
+
+
+async def test_the_maintenance_pass_rolls_the_logs_up(any_gateway: AppHarness, clock: ManualClock) -> None:
+    from trollllm.usage.retention import run_maintenance
+
+    users = await add_users(any_gateway.state.sessions, "ann")
+    await write_logs(any_gateway, users, [Row("ann", "m", clock.now())])
+    await run_maintenance(any_gateway.state.sessions, clock.now())
+    async with any_gateway.state.sessions() as session:
+        newest = await session.scalar(select(func.max(RequestLog.id)))
+    assert await _watermark(any_gateway) == newest
+
+
+async def test_rollups_running_at_once_on_two_instances_count_every_row_once(
+    app_factory: Any, database_url: str, clock: ManualClock
+) -> None:
+    first, second = await app_factory(database_url), await app_factory(database_url)
+    admin = await make_admin(first)
+    names = ["ann", "bob", "cat"]
+    users = await add_users(first.state.sessions, *names)
+    rows = spread_rows(clock.now(), names, 300, days=8)
+    await write_logs(first, users, rows)
+
+    await asyncio.gather(
+        roll_up_request_logs(first.state.sessions, batch_size=25),
+        roll_up_request_logs(second.state.sessions, batch_size=25),
+    )
+
+    await roll_up_request_logs(second.state.sessions)
+    await _assert_metrics_equal_logs(first, admin, rows, clock.now())
