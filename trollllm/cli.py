@@ -64,6 +64,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             **server_options(settings.graceful_shutdown_s),
         )
         return 0
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _share_prometheus_values(settings)  # set by the operator: emptied of an earlier run's values too
     from trollllm.app import create_app
 
     if settings.should_auto_migrate:

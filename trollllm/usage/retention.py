@@ -51,16 +51,18 @@ async def purge_request_logs(
     older_than: datetime,
     batch_size: int = PURGE_BATCH_SIZE,
     stop: asyncio.Event | None = None,
+    roll_up_first: bool = True,
 ) -> int:
     """Delete request logs with `created_at < older_than` in batches of `batch_size`; returns how many.
 
-    The logs are rolled up first and only rolled-up rows go. Each batch is its own transaction; a user's
-    rows are done at their first batch smaller than `batch_size`; once `stop` is set the purge ends after
-    its current batch (the rest is left to the next run).
+    Only rolled-up rows go (the logs are rolled up first, unless the caller just did). Each batch is its
+    own transaction; a user's rows are done at their first batch smaller than `batch_size`; once `stop`
+    is set the purge ends after its current batch (the rest is left to the next run).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    await roll_up_request_logs(sessions, stop=stop)
+    if roll_up_first:
+        await roll_up_request_logs(sessions, stop=stop)
     await forget_unsettled_before(sessions, older_than)
     keep_watermark = keep_watermark_below_newest_log(sessions.kw["bind"].dialect.name)
     # User by user through `ix_request_logs_user_time`: there is no index on `created_at` alone, which would
@@ -120,7 +122,8 @@ async def run_maintenance(
     except Exception:
         logger.exception("request log rollup failed")
     try:
-        await purge_request_logs(sessions, older_than=retention_cutoff(now), stop=stop)
+        cutoff = retention_cutoff(now)
+        await purge_request_logs(sessions, older_than=cutoff, stop=stop, roll_up_first=False)
     except Exception:
         logger.exception("request log purge failed")
     try:
