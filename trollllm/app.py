@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -29,6 +30,8 @@ from trollllm.invalidation import Invalidator
 from trollllm.middleware import RequestContextMiddleware
 from trollllm.migrate import upgrade_to_head
 from trollllm.ops.health import router as health_router
+from trollllm.ops.metrics import router as metrics_router
+from trollllm.ops.metrics import serve_metrics_port
 from trollllm.plans.expiry import PlanJobSchedule
 from trollllm.plans.user_routes import router as plan_user_router
 from trollllm.pricing.catalog import ModelCatalog
@@ -39,6 +42,7 @@ from trollllm.ratelimit.limiter import build_limiter
 from trollllm.settings import Settings, resolve_secret
 from trollllm.state import AppState
 from trollllm.storage.sqlprogram import build_runner
+from trollllm.telemetry import MULTIPROC_ENV, Telemetry
 from trollllm.upstream.pool import UpstreamPool
 from trollllm.usage.retention import run_periodically
 from trollllm.usage.routes import router as usage_router
@@ -95,7 +99,10 @@ def create_app(
             keybox = KeyBox(secret)
             outbox = SettlementOutbox(settings.data_dir / "outbox")
             await outbox.replay(db)  # settlements a previous run could not write, before any new request
-            upstream = UpstreamPool(sessions=sessions, keybox=keybox, clock=clock, settings=settings)
+            telemetry = Telemetry(os.environ.get(MULTIPROC_ENV) or None)
+            upstream = UpstreamPool(
+                sessions=sessions, keybox=keybox, clock=clock, settings=settings, telemetry=telemetry
+            )
             await upstream.start()
             catalog = ModelCatalog(sessions, clock)
             invalidation = Invalidator(redis, settings.redis_key_prefix)
@@ -111,9 +118,10 @@ def create_app(
                 db=db,
                 outbox=outbox,
                 in_flight=InFlight(),
-                billing=BillingCounters(),
+                billing=BillingCounters(telemetry),
+                telemetry=telemetry,
                 redis=redis,
-                limits=FallbackLimiter(limiter, clock, instances=settings.instances),
+                limits=FallbackLimiter(limiter, clock, instances=settings.instances, telemetry=telemetry),
                 keybox=keybox,
                 passwords=Passwords(),
                 jwt_key=derive_key(secret, "trollllm/jwt/v1"),
@@ -128,6 +136,11 @@ def create_app(
                 name="trollllm-maintenance",
             )
             plan_jobs = PlanJobSchedule(app.state.trollllm)  # plan expiry and monthly resets, daily
+            metrics_port = None
+            if settings.metrics_port is not None:
+                metrics_port = await serve_metrics_port(
+                    app.state.trollllm, settings.metrics_host, settings.metrics_port
+                )
             if freeze_startup_objects:
                 serving.freeze_startup_objects()
             try:
@@ -137,6 +150,9 @@ def create_app(
                 if not await app.state.trollllm.in_flight.drained(SETTLE_ON_SHUTDOWN_S):
                     logger.error("shutting down with requests unsettled; their holds go to the sweeper")
                 await plan_jobs.stop()
+                if metrics_port is not None:
+                    metrics_port.close()
+                telemetry.close()
                 maintenance.cancel()
                 await asyncio.gather(maintenance, return_exceptions=True)
                 await invalidation.close()
@@ -157,6 +173,7 @@ def create_app(
     )
     install_error_handlers(app, PageErrors(is_page=is_page_path, render=error_page))
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(accounts_router)
     app.include_router(build_admin_router())
     app.include_router(usage_router)

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     friend_key_max_limit_usd: Decimal = Field(
         default=Decimal(10000), ge=0, le=1_000_000_000, description="ceiling of one Friend Key model limit"
     )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="serve /metrics only there (on metrics_host), not on port"
+    )
+    metrics_host: str = "127.0.0.1"
+    metrics_token: SecretStr | None = Field(default=None, description="/metrics needs this bearer token")
 
     @field_validator("database_url")
     @classmethod
@@ -115,6 +120,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_redis_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("metrics_port", "metrics_token", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _deadline_below_hold_ttl(self) -> Settings:

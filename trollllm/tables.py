@@ -9,6 +9,15 @@ from trollllm.friendkeys.tables import FriendKey, FriendKeyModelLimit
 from trollllm.plans.tables import Plan
 from trollllm.pricing.tables import LlmModel
 from trollllm.upstream.tables import FactoryKey, Proxy
+from trollllm.usage.rollup_tables import (
+    HourlyLatency,
+    HourlyModelUsage,
+    HourlyUserUsage,
+    RolledUpUnsettled,
+    RollupState,
+    SixHourlyUserUsage,
+    UserUsageTotal,
+)
 from trollllm.usage.tables import RequestLog
 
 __all__ = [
@@ -19,11 +28,18 @@ __all__ = [
     "FriendKey",
     "FriendKeyModelLimit",
     "Hold",
+    "HourlyLatency",
+    "HourlyModelUsage",
+    "HourlyUserUsage",
     "LedgerEntry",
     "LlmModel",
     "Plan",
     "ProviderKey",
     "Proxy",
     "RequestLog",
+    "RolledUpUnsettled",
+    "RollupState",
+    "SixHourlyUserUsage",
     "User",
+    "UserUsageTotal",
 ]
