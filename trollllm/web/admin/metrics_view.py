@@ -11,13 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from trollllm.money import Money
+from trollllm.usage.metrics import Period
 from trollllm.web.usage_chart import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH
 
-Period = Literal["1h", "24h", "7d", "all"]
-PERIODS: dict[str, str] = {"1h": "Last hour", "24h": "Last 24 hours", "7d": "Last 7 days", "all": "All time"}
+PERIODS: dict[Period, str] = {
+    "1h": "Last hour",
+    "24h": "Last 24 hours",
+    "7d": "Last 7 days",
+    "all": "All time",
+}
 DEFAULT_PERIOD: Period = "24h"
 _MAX_LABELS = 6
 

@@ -1,6 +1,9 @@
 """`/admin`: the system's input and output tokens, requests, spend and error rate for a period (1h, 24h,
 7d, All as links, the selected one marked), a server-side SVG chart of requests and spend with a table
 fallback, the top models and the top users.
+
+The figures come from the metrics service (`usage.metrics.read_metrics`, rollups plus the logs not yet rolled
+up), rendered on the server: the page reads the very body `GET /api/admin/metrics` answers.
 """
 
 from __future__ import annotations
@@ -11,17 +14,19 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from trollllm.state import AppState, get_state
+from trollllm.usage.admin_routes import MetricsView
+from trollllm.usage.metrics import read_metrics
 from trollllm.web.admin.access import admin_page, admin_view
-from trollllm.web.admin.metrics_interim import interim_metrics
 from trollllm.web.admin.metrics_view import DEFAULT_PERIOD, PERIODS, overview_of, series_chart
 
 router = APIRouter(include_in_schema=False)
 
 
 async def metrics_body(state: AppState, period: str) -> dict[str, Any]:
-    """The `GET /api/admin/metrics?period=` body the page shows (the one seam to the metrics service)."""
+    """The `GET /api/admin/metrics?period=` body the page shows, from the same service call as the API."""
     async with state.sessions() as session:
-        return await interim_metrics(session, period, state.clock.now())
+        report = await read_metrics(session, period, state.clock.now())
+    return MetricsView.of(report).model_dump(by_alias=True)
 
 
 @router.get("/admin")
