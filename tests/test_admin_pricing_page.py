@@ -102,3 +102,12 @@ async def test_a_model_id_with_html_is_refused_and_escaped(gateway: AppHarness) 
     assert response.status_code == 400
     assert "<script>alert(1)</script>" not in response.text
     assert "&lt;script&gt;" in response.text
+
+
+async def test_saving_a_model_deleted_meanwhile_says_so_at_the_top(gateway: AppHarness) -> None:
+    await make_admin(gateway)
+    async with signed_in(gateway, "root") as client:
+        row = {key: value for key, value in NEW_MODEL.items() if key != "modelId"}
+        response = await post_form(client, "/admin/pricing", "/admin/pricing/save", modelId="gone", **row)
+    assert response.status_code == 404
+    assert "No model &#39;gone&#39;" in response.text

@@ -3,6 +3,8 @@ refusals, the provider-refused flag, and every write in the audit log."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from admin_page_helpers import post_form, signed_in
 from conftest import AppHarness
 from helpers import make_admin, register_user
@@ -118,3 +120,20 @@ async def test_the_audit_log_lists_page_writes_with_their_changes(gateway: AppHa
     assert "user:alice" in page.text and "proxy.create" in page.text
     assert "free → dev" in page.text
     assert "proxy.create" not in only_users.text and "user:alice" in only_users.text
+
+
+async def test_a_cooling_key_shows_until_when(gateway: AppHarness) -> None:
+    await make_admin(gateway)
+    until = gateway.state.clock.now() + timedelta(minutes=5)
+    async with signed_in(gateway, "root") as client:
+        await post_form(client, "/factory-keys", "/factory-keys", **NEW_KEY)
+        async with transaction(gateway.state.sessions) as session:
+            await session.execute(
+                update(FactoryKey).values(
+                    status="cooling_down", cooldown_until=until, last_error="upstream answered 429"
+                )
+            )
+        page = await client.get("/factory-keys")
+    assert ">cooling down<" in page.text
+    assert f'cool-down until <time data-local datetime="{until.isoformat()}">' in page.text
+    assert "upstream answered 429" in page.text and ">Enable<" in page.text

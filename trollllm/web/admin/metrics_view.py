@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from trollllm.money import Money
+from trollllm.money import NANOS_PER_USD, Money, MoneyParseError
 from trollllm.usage.metrics import Period
 from trollllm.web.usage_chart import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH
 
@@ -82,8 +83,14 @@ class Overview:
 
 
 def _nanos(usd: Any) -> int:
-    """A USD amount of the API (a JSON number, exact to the nano-dollar) as nano-dollars."""
-    return Money.from_usd(usd).nanos if usd is not None else 0
+    """A USD amount of the API (a JSON number, exact to the nano-dollar up to 15 significant digits) as
+    nano-dollars; past that precision, the nearest nano-dollar."""
+    if usd is None:
+        return 0
+    try:
+        return Money.from_usd(usd).nanos
+    except MoneyParseError:
+        return int((Decimal(repr(usd)) * NANOS_PER_USD).to_integral_value(ROUND_HALF_EVEN))
 
 
 def _moment(value: Any) -> datetime:

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from trollllm.accounts.tables import User
 from trollllm.db import transaction
-from trollllm.errors import GatewayError
+from trollllm.errors import GatewayError, NotFound
 from trollllm.pricing import service
 from trollllm.pricing.schemas import ModelFields, NewModel
 from trollllm.pricing.tables import DEFAULT_URL_MEDIA_TOKENS, PROVIDERS
@@ -68,6 +68,7 @@ async def _render(
     new_errors: dict[str, str] | None = None,
     row_errors: dict[str, dict[str, str]] | None = None,
     row_values: dict[str, Mapping[str, str]] | None = None,
+    error: str | None = None,
 ) -> Response:
     async with get_state(request).sessions() as session:
         models = await service.list_models(session)
@@ -84,6 +85,7 @@ async def _render(
         new_errors=new_errors or {},
         row_errors=row_errors or {},
         row_values=row_values or {},
+        error=error,
     )
 
 
@@ -139,6 +141,8 @@ async def save_model(request: Request) -> Response:
         try:
             async with transaction(state.sessions) as session:
                 await service.replace_model(session, state, user.username, model_id, body)
+        except NotFound as missing:  # deleted meanwhile: there is no row to show the error in
+            return await _render(request, user, 404, error=missing.message)
         except GatewayError as error:
             errors = _refusal(error)
         else:
