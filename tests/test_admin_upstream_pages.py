@@ -8,6 +8,7 @@ from datetime import timedelta
 from admin_page_helpers import post_form, signed_in
 from conftest import AppHarness
 from helpers import make_admin, register_user
+from proxy_world import OPENAI_MODEL, World
 from sqlalchemy import update
 
 from trollllm.db import transaction
@@ -67,16 +68,29 @@ async def test_a_factory_key_form_names_each_bad_field_and_never_echoes_the_key(
     assert "scheme" in bad_url.text and "sk-upstream-secret-1234" not in bad_url.text
 
 
-async def test_a_key_the_provider_refused_is_flagged(gateway: AppHarness) -> None:
-    await make_admin(gateway)
-    async with signed_in(gateway, "root") as client:
-        await post_form(client, "/factory-keys", "/factory-keys", **NEW_KEY)
-        async with transaction(gateway.state.sessions) as session:
-            await session.execute(
-                update(FactoryKey).values(status="disabled", last_error="upstream answered 401: invalid key")
+async def test_a_key_the_provider_refused_is_flagged(world: World) -> None:
+    await world.admin_call(
+        "POST",
+        "/api/admin/factory-keys",
+        json={
+            "name": "openai-dead",
+            "provider": "openai",
+            "baseUrl": world.mock.url,
+            "apiKey": "fk-openai-dead",
+        },
+    )
+    world.mock.set_key_status("fk-openai-dead", 401)
+    async with world.openai() as client:
+        for _ in range(4):  # the rotation reaches the dead key; the next key answers instead
+            await client.chat.completions.create(
+                model=OPENAI_MODEL, messages=[{"role": "user", "content": "hi"}]
             )
-        page = await client.get("/factory-keys")
-    assert "Refused by the provider (401)" in page.text
+    await world.state.upstream.flush()
+    async with signed_in(world.gateway, world.admin.username) as admin:
+        page = await admin.get("/factory-keys")
+    row = page.text.split("openai-dead")[1].split("</tr>")[0]
+    assert "Refused by the provider (401)" in row and ">disabled<" in row
+    assert "Refused by the provider" not in page.text.split("openai-dead")[0]
 
 
 async def test_a_proxy_is_added_with_its_password_masked_and_deleted_after_a_confirmation(
