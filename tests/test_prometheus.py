@@ -21,7 +21,10 @@ from services import REDIS_URL
 from sqlalchemy import select
 
 from trollllm.billing.tables import Hold
+from trollllm.clock import ManualClock
 from trollllm.db import transaction
+from trollllm.ratelimit.fallback import FallbackLimiter
+from trollllm.telemetry import Telemetry
 from trollllm.upstream.tables import FactoryKey
 
 HELLO = [{"role": "user", "content": "hello prometheus"}]
@@ -201,3 +204,28 @@ async def test_workers_add_up_their_counts_in_every_scrape(tmp_path: Path, redis
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+async def test_a_limiter_outage_is_counted_and_shown_degraded_until_redis_is_back(
+    clock: ManualClock,
+) -> None:
+    from test_rate_limits import _BrokenLimiter
+
+    telemetry = Telemetry()
+    broken = _BrokenLimiter(clock)
+    limiter = FallbackLimiter(broken, clock, retry_interval_s=2, telemetry=telemetry)
+    gauges = {"settlement_outbox_depth": 0}
+
+    await limiter.hit("rpm:1", 10, 60)
+    await limiter.hit("rpm:1", 10, 60)
+    during = telemetry.render(gauges).decode()
+    broken.healthy = True
+    clock.advance(2)
+    await limiter.hit("rpm:1", 10, 60)
+    after = telemetry.render(gauges).decode()
+
+    assert "trollllm_rate_limiter_degraded 1\n" in during
+    assert "trollllm_rate_limiter_outages 1\n" in during
+    assert "trollllm_rate_limiter_fallback_decisions 2\n" in during
+    assert "trollllm_rate_limiter_degraded 0\n" in after
+    assert "trollllm_rate_limiter_outages 1\n" in after
