@@ -121,3 +121,23 @@ async def test_the_last_admin_cannot_deactivate_themselves_and_is_told_why(gatew
         response = await post_form(client, "/users/root", "/users/root/active", active="no")
     assert response.status_code == 409
     assert "The last active admin cannot be demoted or deactivated" in response.text
+
+
+async def test_an_unknown_user_is_an_html_404(gateway: AppHarness) -> None:
+    await make_admin(gateway)
+    async with signed_in(gateway, "root") as client:
+        page = await client.get("/users/nobody")
+        revoke = await client.get("/keys/nobody/revoke")
+    assert page.status_code == 404 and "Not found" in page.text
+    assert revoke.status_code == 404 and "Not found" in revoke.text
+
+
+async def test_the_notice_after_a_form_shows_once(gateway: AppHarness) -> None:
+    await make_admin(gateway)
+    await register_user(gateway, "alice")
+    async with signed_in(gateway, "root") as client:
+        await post_form(client, "/users/alice", "/users/alice/active", active="no")
+        first = await client.get("/users/alice")
+        second = await client.get("/users/alice")
+    assert "alice is deactivated" in first.text
+    assert "alice is deactivated" not in second.text
