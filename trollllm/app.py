@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -30,6 +31,8 @@ from trollllm.keyrotation.service import load_keybox
 from trollllm.middleware import RequestContextMiddleware
 from trollllm.migrate import upgrade_to_head
 from trollllm.ops.health import router as health_router
+from trollllm.ops.metrics import router as metrics_router
+from trollllm.ops.metrics import serve_metrics_port
 from trollllm.plans.expiry import PlanJobSchedule
 from trollllm.plans.user_routes import router as plan_user_router
 from trollllm.pricing.catalog import ModelCatalog
@@ -40,11 +43,13 @@ from trollllm.ratelimit.limiter import build_limiter
 from trollllm.settings import Settings, resolve_secret
 from trollllm.state import AppState
 from trollllm.storage.sqlprogram import build_runner
+from trollllm.telemetry import MULTIPROC_ENV, Telemetry
 from trollllm.upstream.pool import UpstreamPool
 from trollllm.upstream.proxy_secrets import seal_proxy_urls
 from trollllm.usage.retention import run_periodically
 from trollllm.usage.routes import router as usage_router
 from trollllm.web.account_pages import router as web_account_router
+from trollllm.web.admin.router import build_admin_pages
 from trollllm.web.api_docs import SWAGGER_DIR, SWAGGER_MOUNT
 from trollllm.web.api_docs import router as api_docs_router
 from trollllm.web.error_page import error_page, is_page_path
@@ -97,7 +102,10 @@ def create_app(
             await seal_proxy_urls(sessions, keybox)  # proxy credentials stored in plaintext before 0008
             outbox = SettlementOutbox(settings.data_dir / "outbox")
             await outbox.replay(db)  # settlements a previous run could not write, before any new request
-            upstream = UpstreamPool(sessions=sessions, keybox=keybox, clock=clock, settings=settings)
+            telemetry = Telemetry(os.environ.get(MULTIPROC_ENV) or None)
+            upstream = UpstreamPool(
+                sessions=sessions, keybox=keybox, clock=clock, settings=settings, telemetry=telemetry
+            )
             await upstream.start()
             catalog = ModelCatalog(sessions, clock)
             invalidation = Invalidator(redis, settings.redis_key_prefix)
@@ -113,9 +121,10 @@ def create_app(
                 db=db,
                 outbox=outbox,
                 in_flight=InFlight(),
-                billing=BillingCounters(),
+                billing=BillingCounters(telemetry),
+                telemetry=telemetry,
                 redis=redis,
-                limits=FallbackLimiter(limiter, clock, instances=settings.instances),
+                limits=FallbackLimiter(limiter, clock, instances=settings.instances, telemetry=telemetry),
                 keybox=keybox,
                 passwords=Passwords(),
                 jwt_key=derive_key(secret, "trollllm/jwt/v1"),
@@ -130,6 +139,11 @@ def create_app(
                 name="trollllm-maintenance",
             )
             plan_jobs = PlanJobSchedule(app.state.trollllm)  # plan expiry and monthly resets, daily
+            metrics_port = None
+            if settings.metrics_port is not None:
+                metrics_port = await serve_metrics_port(
+                    app.state.trollllm, settings.metrics_host, settings.metrics_port
+                )
             if freeze_startup_objects:
                 serving.freeze_startup_objects()
             try:
@@ -139,6 +153,9 @@ def create_app(
                 if not await app.state.trollllm.in_flight.drained(SETTLE_ON_SHUTDOWN_S):
                     logger.error("shutting down with requests unsettled; their holds go to the sweeper")
                 await plan_jobs.stop()
+                if metrics_port is not None:
+                    metrics_port.close()
+                telemetry.close()
                 maintenance.cancel()
                 await asyncio.gather(maintenance, return_exceptions=True)
                 await invalidation.close()
@@ -159,6 +176,7 @@ def create_app(
     )
     install_error_handlers(app, PageErrors(is_page=is_page_path, render=error_page))
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(accounts_router)
     app.include_router(build_admin_router())
     app.include_router(usage_router)
@@ -169,6 +187,7 @@ def create_app(
     app.include_router(web_history_router)
     app.include_router(web_account_router)
     app.include_router(web_friend_key_router)
+    app.include_router(build_admin_pages())
     app.include_router(api_docs_router)
     app.mount(SWAGGER_MOUNT, StaticFiles(directory=SWAGGER_DIR), name="swagger")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -54,6 +54,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             # Once, before the workers start: they would otherwise race to migrate the same database.
             subprocess.run([sys.executable, "-m", "trollllm", "migrate"], check=True)
             os.environ["TROLLLLM_AUTO_MIGRATE"] = "false"
+        _share_prometheus_values(settings)
         # Each worker process builds its own app from the environment (trollllm.asgi).
         uvicorn.run(
             "trollllm.asgi:app",
@@ -63,6 +64,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             **server_options(settings.graceful_shutdown_s),
         )
         return 0
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _share_prometheus_values(settings)  # set by the operator: emptied of an earlier run's values too
     from trollllm.app import create_app
 
     if settings.should_auto_migrate:
@@ -78,6 +81,18 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         **server_options(settings.graceful_shutdown_s),
     )
     return 0
+
+
+def _share_prometheus_values(settings: Settings) -> None:
+    """Workers write their Prometheus values to one directory, emptied now (before they start) so a
+    previous run's counts are not added again; `PROMETHEUS_MULTIPROC_DIR` if set, else in the data dir."""
+    from pathlib import Path
+
+    from trollllm.telemetry import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    directory = Path(os.environ.get(MULTIPROC_ENV) or settings.data_dir / "prometheus").resolve()
+    prepare_multiprocess_dir(directory)
+    os.environ[MULTIPROC_ENV] = str(directory)
 
 
 def _migrate(settings: Settings, _args: argparse.Namespace) -> int:

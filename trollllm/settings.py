@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         le=60,
         description="a saved own provider key is checked with GET {base}/models within this; 0: not checked",
     )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="serve /metrics only there (on metrics_host), not on port"
+    )
+    metrics_host: str = "127.0.0.1"
+    metrics_token: SecretStr | None = Field(default=None, description="/metrics needs this bearer token")
 
     @field_validator("database_url")
     @classmethod
@@ -121,6 +126,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_redis_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("metrics_port", "metrics_token", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _deadline_below_hold_ttl(self) -> Settings:

@@ -22,6 +22,7 @@ from trollllm.pricing.catalog import ModelCatalog
 from trollllm.ratelimit.fallback import FallbackLimiter
 from trollllm.settings import Settings
 from trollllm.storage.sqlprogram import ProgramRunner
+from trollllm.telemetry import Telemetry
 from trollllm.upstream.pool import UpstreamPool
 
 
@@ -37,6 +38,7 @@ class AppState:
     outbox: SettlementOutbox  # settlements the database refused, replayed later
     in_flight: InFlight  # admitted requests not yet settled (shutdown waits for them)
     billing: BillingCounters  # overages, for /metrics
+    telemetry: Telemetry  # the Prometheus metrics (/metrics)
     redis: Redis | None
     limits: FallbackLimiter  # every rate limit (RPM, logins, reveals, registrations), shared when Redis is
     keybox: KeyBox

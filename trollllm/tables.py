@@ -10,6 +10,15 @@ from trollllm.keyrotation.tables import ServerKey
 from trollllm.plans.tables import Plan
 from trollllm.pricing.tables import LlmModel
 from trollllm.upstream.tables import FactoryKey, Proxy
+from trollllm.usage.rollup_tables import (
+    HourlyLatency,
+    HourlyModelUsage,
+    HourlyUserUsage,
+    RolledUpUnsettled,
+    RollupState,
+    SixHourlyUserUsage,
+    UserUsageTotal,
+)
 from trollllm.usage.tables import RequestLog
 
 __all__ = [
@@ -20,12 +29,19 @@ __all__ = [
     "FriendKey",
     "FriendKeyModelLimit",
     "Hold",
+    "HourlyLatency",
+    "HourlyModelUsage",
+    "HourlyUserUsage",
     "LedgerEntry",
     "LlmModel",
     "Plan",
     "ProviderKey",
     "Proxy",
     "RequestLog",
+    "RolledUpUnsettled",
+    "RollupState",
     "ServerKey",
+    "SixHourlyUserUsage",
     "User",
+    "UserUsageTotal",
 ]

@@ -15,6 +15,7 @@ from trollllm.audit.routes import router as audit_router
 from trollllm.plans.admin_routes import router as plans_router
 from trollllm.pricing.admin_routes import router as pricing_router
 from trollllm.upstream.admin_routes import router as upstream_router
+from trollllm.usage.admin_routes import router as usage_router
 
 ADMIN_PREFIX = "/api/admin"
 
@@ -29,6 +30,7 @@ def build_admin_router() -> APIRouter:
         upstream_router,
         keys_router,
         audit_router,
+        usage_router,
     ):
         router.include_router(feature_router)
     return router

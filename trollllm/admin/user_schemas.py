@@ -16,6 +16,7 @@ from trollllm.money import Money
 UserSort = Literal[
     "username", "-username", "createdAt", "-createdAt", "credits", "-credits", "refCredits", "-refCredits",
     "tokensUsed", "-tokensUsed", "monthlyTokensUsed", "-monthlyTokensUsed", "plan", "-plan",
+    "totalInputTokens", "-totalInputTokens", "totalOutputTokens", "-totalOutputTokens",
 ]  # fmt: skip
 Role = Literal["user", "admin"]
 Balance = Literal["credits", "refCredits"]

@@ -31,6 +31,8 @@ _SORT_COLUMNS: dict[str, InstrumentedAttribute[Any]] = {
     "tokensUsed": User.tokens_used,
     "monthlyTokensUsed": User.monthly_tokens_used,
     "plan": User.plan,
+    "totalInputTokens": User.total_input_tokens,
+    "totalOutputTokens": User.total_output_tokens,
 }
 
 

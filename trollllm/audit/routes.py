@@ -9,6 +9,7 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from trollllm.audit.tables import AuditEntry
 from trollllm.fields import DEFAULT_PAGE_SIZE, PageInfo, PageNumber, PageSize, page_info, page_offset
@@ -48,6 +49,25 @@ class AuditPage(PageInfo):
     entries: list[AuditEntryView]
 
 
+async def page_audit(
+    session: AsyncSession, *, page: int, limit: int, actor: str | None = None, action: str | None = None
+) -> tuple[list[AuditEntryView], int]:
+    """One page of admin writes, newest first (of one actor and/or one action when given), and the total."""
+    query = select(AuditEntry)
+    count = select(func.count()).select_from(AuditEntry)
+    if actor is not None:
+        query, count = query.where(AuditEntry.actor == actor), count.where(AuditEntry.actor == actor)
+    if action is not None:
+        query, count = query.where(AuditEntry.action == action), count.where(AuditEntry.action == action)
+    total = int(await session.scalar(count) or 0)
+    entries = await session.scalars(
+        query.order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
+        .offset(page_offset(page, limit))
+        .limit(limit)
+    )
+    return [AuditEntryView.of(entry) for entry in entries], total
+
+
 @router.get("/audit", response_model=AuditPage)
 async def list_audit(
     request: Request,
@@ -59,18 +79,6 @@ async def list_audit(
     ] = None,
 ) -> AuditPage:
     """Admin writes, newest first, optionally of one actor and/or one action."""
-    query = select(AuditEntry)
-    count = select(func.count()).select_from(AuditEntry)
-    if actor is not None:
-        query, count = query.where(AuditEntry.actor == actor), count.where(AuditEntry.actor == actor)
-    if action is not None:
-        query, count = query.where(AuditEntry.action == action), count.where(AuditEntry.action == action)
     async with get_state(request).sessions() as session:
-        total = int(await session.scalar(count) or 0)
-        entries = await session.scalars(
-            query.order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
-            .offset(page_offset(page, limit))
-            .limit(limit)
-        )
-        views = [AuditEntryView.of(entry) for entry in entries]
+        views, total = await page_audit(session, page=page, limit=limit, actor=actor, action=action)
     return AuditPage(entries=views, **page_info(total, page, limit).model_dump())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import PlainTextResponse
 from sqlalchemy import text
 
 from trollllm.errors import ServiceUnavailable
@@ -35,17 +34,3 @@ async def readyz(request: Request) -> dict[str, str]:
             raise ServiceUnavailable("redis is not reachable", check="redis") from exc
         checks["redis"] = "ok"
     return {"status": "ready", **checks}
-
-
-@router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(request: Request) -> str:
-    """Prometheus text exposition of the gateway's counters: the shared rate limiter's health, costs past
-    their hold, and the settlements waiting in the outbox."""
-    state = get_state(request)
-    lines = []
-    gauges = {"settlement_outbox_depth": state.outbox.depth()}
-    counters = {**state.limits.metrics(), **state.billing.metrics(), **gauges}
-    for name, value in sorted(counters.items()):
-        kind = "gauge" if name.endswith("degraded") or name in gauges else "counter"
-        lines += [f"# TYPE trollllm_{name} {kind}", f"trollllm_{name} {value}"]
-    return "\n".join(lines) + "\n"

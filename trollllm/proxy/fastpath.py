@@ -40,6 +40,8 @@ class ProxyCall:
     headers: dict[str, str]
     """The request headers the proxy reads (lower-case names); the others are not decoded."""
     body: bytes
+    model: str = ""
+    """The model's id once the gate has found it (a metrics label: never a name a client made up)."""
 
 
 class ProxyResponse(Protocol):
@@ -80,6 +82,7 @@ async def serve_proxy(
     started = time.perf_counter()
     path: str = scope["path"]
     response: ProxyResponse
+    call: ProxyCall | None = None
     try:
         handler = handlers.get(scope["method"])
         if handler is None:
@@ -90,7 +93,8 @@ async def serve_proxy(
             if read_as is not None:
                 headers[read_as] = value.decode("latin-1")
         body = await _read_body(receive, headers.get("content-length"), state.settings.max_body_bytes)
-        response = await handler(state, ProxyCall(path, request_id, headers, body))
+        call = ProxyCall(path, request_id, headers, body)
+        response = await handler(state, call)
     except GatewayError as error:
         response = error_response(path, error, request_id)
     except Exception:
@@ -101,6 +105,8 @@ async def serve_proxy(
     finally:
         if access_logger.isEnabledFor(logging.INFO):
             log_access(scope, response.status_code, started, request_id)
+        model = "" if call is None else call.model
+        state.telemetry.observe_request(path, model, response.status_code, time.perf_counter() - started)
 
 
 async def _read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:

@@ -77,6 +77,7 @@ async def _proxy(state: AppState, call: ProxyCall, wire: WireFormat) -> ProxyRes
     if beta:
         refuse_unpriced_betas(beta, state.settings.allowed_anthropic_betas)
     admission = await admit(state, caller, parsed, call.request_id)
+    call.model = admission.model.model_id
     exchange = _Exchange(state, admission, parsed, started, call.request_id)
     upstream_wire = wire if parsed.translation is None else parsed.translation.upstream_wire
     try:
@@ -203,6 +204,7 @@ class _Exchange:
         try:
             # The runner completes a started write even if this task is cancelled (client gone).
             charged = await self.state.db.write(program)
+            self.state.telemetry.count_spend(charged.cost.nanos)
             if cost > admission.hold.amount:
                 self.state.billing.count_overage(cost, admission.hold.amount, charged.cost)
             return charged

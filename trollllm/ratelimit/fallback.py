@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from trollllm.clock import Clock
 from trollllm.ratelimit.limiter import LimitDecision, Limiter, LimiterUnavailable, MemoryLimiter
+from trollllm.telemetry import Telemetry
 
 logger = logging.getLogger("trollllm.ratelimit")
 T = TypeVar("T")
@@ -86,6 +87,7 @@ class FallbackLimiter:
         instances: int = 1,
         timeout_s: float = SHARED_DECISION_TIMEOUT_S,
         retry_interval_s: float = SHARED_RETRY_INTERVAL_S,
+        telemetry: Telemetry | None = None,
     ) -> None:
         if instances < 1:
             raise ValueError(f"instances must be >= 1, got {instances}")
@@ -99,6 +101,7 @@ class FallbackLimiter:
         self._retry_at: float | None = None  # set while degraded: when to probe the shared limiter again
         self.outages = 0
         self.fallback_decisions = 0
+        self._telemetry = telemetry  # the same counts, summed over the workers
 
     @property
     def degraded(self) -> bool:
@@ -123,6 +126,8 @@ class FallbackLimiter:
         if decision is not None:
             return _status(decision, shared=True)
         self.fallback_decisions += 1
+        if self._telemetry is not None:
+            self._telemetry.count("rate_limiter_fallback_decisions")
         return _status(await self._local.hit(key, self.local_limit(limit), window_s), shared=False)
 
     async def release(self, key: str) -> None:
@@ -154,11 +159,16 @@ class FallbackLimiter:
         if self._retry_at is not None:
             self._retry_at = None
             logger.warning("rate limiter backend is back; shared limits restored")
+            if self._telemetry is not None:
+                self._telemetry.set_limiter_degraded(False)
         return result
 
     def _fail(self, exc: BaseException) -> None:
         if self._retry_at is None:
             self.outages += 1
+            if self._telemetry is not None:
+                self._telemetry.count("rate_limiter_outages")
+                self._telemetry.set_limiter_degraded(True)
             logger.error(
                 "rate limiter backend unreachable; limiting locally to ceil(limit / %d instances) until it "
                 "is back",

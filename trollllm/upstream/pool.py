@@ -50,6 +50,7 @@ from trollllm.clock import Clock
 from trollllm.crypto import KeyBox
 from trollllm.errors import UpstreamTimeout, UpstreamUnavailable
 from trollllm.settings import Settings
+from trollllm.telemetry import Telemetry
 from trollllm.upstream.http1 import (
     ConnectTimeoutError,
     Http1Client,
@@ -117,8 +118,10 @@ class UpstreamPool:
         keybox: KeyBox,
         clock: Clock,
         settings: Settings,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._sessions = sessions
+        self._telemetry = telemetry
         self._keybox = keybox
         self._clock = clock
         self._connect_s = settings.upstream_connect_timeout_s
@@ -207,6 +210,8 @@ class UpstreamPool:
                 response = await self._post(http, key, path, body, extra, wait_s, own_limit)
             except _AttemptFailed as exc:
                 failure = exc
+                if self._telemetry is not None:
+                    self._telemetry.count_upstream_error(key.id, "no_reply")
                 self._cool_down(key, DEFAULT_COOLDOWN_S, str(exc))
                 if exc.proxy_error is not None:
                     self._proxy_failed(key, exc.proxy_error)
@@ -214,6 +219,10 @@ class UpstreamPool:
             self._writer.count(key.id)
             reply = UpstreamReply.of_response(response, key.id, self._idle_s, total_deadline)
             status = response.status
+            if self._telemetry is not None:
+                self._telemetry.observe_upstream(key.id, loop.time() - now)
+                if status in (401, 403, 429) or status >= 500:
+                    self._telemetry.count_upstream_error(key.id, _error_kind(status))
             if status in (401, 403):
                 error_body = await _body_of(reply)
                 refusal = proxy_refusal(status, response.headers, error_body) if key.proxy_answers else None
@@ -377,6 +386,8 @@ class UpstreamPool:
 
     def report_unusable(self, factory_key_id: int, reason: str) -> None:
         """A reply this key gave could not be used (e.g. a stream nobody can read): cool the key down."""
+        if self._telemetry is not None:
+            self._telemetry.count_upstream_error(factory_key_id, "unreadable")
         for provider_keys in (self._keys or {}).values():
             for key in provider_keys:
                 if key.id == factory_key_id:
@@ -417,3 +428,10 @@ def _excerpt(body: bytes, key: PoolKey) -> str:
     if not body:
         return "(no body)"
     return scrub(body[:300].decode("utf-8", "replace"), key.secret)
+
+
+def _error_kind(status: int) -> str:
+    """The `trollllm_upstream_errors` kind of an upstream's error status."""
+    if status in (401, 403):
+        return "refused"
+    return "rate_limited" if status == 429 else "server_error"

@@ -3,7 +3,8 @@
 The purge deletes in bounded batches, user by user, each `DELETE FROM request_logs WHERE id IN (SELECT
 id … WHERE user_id = u AND created_at < cutoff LIMIT n)` in its own short transaction, so it never holds a
 long lock (SQLite has one writer) and runs the same on SQLite and PostgreSQL. Only `request_logs` is
-touched: the ledger is kept forever (and the database refuses deletes on it anyway).
+touched: the ledger is kept forever (and the database refuses deletes on it anyway). The logs are rolled
+up first (`trollllm.usage.rollup`) and only rolled-up rows are deleted, so the admin metrics outlive them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from trollllm.billing.sweeper import release_expired_holds
 from trollllm.clock import Clock
 from trollllm.db import transaction
 from trollllm.storage.sqlprogram import ProgramRunner
+from trollllm.usage.rollup import (
+    forget_unsettled_before,
+    keep_watermark_below_newest_log,
+    roll_up_request_logs,
+    rolled_up_through,
+)
 from trollllm.usage.tables import RequestLog
 
 logger = logging.getLogger("trollllm.usage.retention")
@@ -44,15 +51,20 @@ async def purge_request_logs(
     older_than: datetime,
     batch_size: int = PURGE_BATCH_SIZE,
     stop: asyncio.Event | None = None,
+    roll_up_first: bool = True,
 ) -> int:
     """Delete request logs with `created_at < older_than` in batches of `batch_size`; returns how many.
 
-    Each batch is its own transaction; a user's rows are done at their first batch smaller than
-    `batch_size`; once `stop` is set the purge ends after its current batch (the rest is left to the next
-    run).
+    Only rolled-up rows go (the logs are rolled up first, unless the caller just did). Each batch is its
+    own transaction; a user's rows are done at their first batch smaller than `batch_size`; once `stop`
+    is set the purge ends after its current batch (the rest is left to the next run).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    if roll_up_first:
+        await roll_up_request_logs(sessions, stop=stop)
+    await forget_unsettled_before(sessions, older_than)
+    keep_watermark = keep_watermark_below_newest_log(sessions.kw["bind"].dialect.name)
     # User by user through `ix_request_logs_user_time`: there is no index on `created_at` alone, which would
     # cost every proxied request one more B-tree write. Finding who has old rows is one read, an index
     # probe per user.
@@ -63,7 +75,11 @@ async def purge_request_logs(
     for owner in owners:
         oldest_ids = (
             select(RequestLog.id)
-            .where(RequestLog.user_id == owner, RequestLog.created_at < older_than)
+            .where(
+                RequestLog.user_id == owner,
+                RequestLog.created_at < older_than,
+                RequestLog.id <= rolled_up_through(),
+            )
             .limit(batch_size)
         )
         statement = delete(RequestLog).where(RequestLog.id.in_(oldest_ids))
@@ -72,6 +88,8 @@ async def purge_request_logs(
             async with transaction(sessions) as session:
                 connection = await session.connection()
                 deleted = (await connection.execute(statement)).rowcount
+                if keep_watermark is not None and deleted:
+                    await connection.execute(keep_watermark)
             purged += deleted
         if stop is not None and stop.is_set():
             break
@@ -87,8 +105,9 @@ async def run_maintenance(
     stop: asyncio.Event | None = None,
     outbox: tuple[SettlementOutbox, ProgramRunner] | None = None,
 ) -> None:
-    """One maintenance pass: replay the settlement outbox, purge logs past retention, then release
-    expired holds (after the replay: a replayed settlement releases its own hold and charges it).
+    """One maintenance pass: replay the settlement outbox, roll up the request logs for the metrics,
+    purge logs past retention, then release expired holds (after the replay: a replayed settlement
+    releases its own hold and charges it).
 
     Each step's failure is logged at error level with its traceback and does not stop the others;
     once `stop` is set each step ends after its current transaction.
@@ -99,7 +118,12 @@ async def run_maintenance(
         except Exception:
             logger.exception("settlement outbox replay failed")
     try:
-        await purge_request_logs(sessions, older_than=retention_cutoff(now), stop=stop)
+        await roll_up_request_logs(sessions, stop=stop)
+    except Exception:
+        logger.exception("request log rollup failed")
+    try:
+        cutoff = retention_cutoff(now)
+        await purge_request_logs(sessions, older_than=cutoff, stop=stop, roll_up_first=False)
     except Exception:
         logger.exception("request log purge failed")
     try:

@@ -8,7 +8,17 @@ from trollllm.errors import GatewayError
 from trollllm.web.render import page
 
 # Paths served by the pages; everything else (`/api`, `/v1`, health, metrics) answers JSON.
-_PAGE_PATHS = ("/login", "/register", "/logout", "/dashboard")
+_PAGE_PATHS = (
+    "/login",
+    "/register",
+    "/logout",
+    "/dashboard",
+    "/admin",
+    "/users",
+    "/keys",
+    "/factory-keys",
+    "/proxies",
+)
 
 
 def is_page_path(path: str) -> bool:

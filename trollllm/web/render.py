@@ -30,6 +30,38 @@ def usd_exact(nanos: int) -> str:
     return Money(nanos).format_exact()
 
 
+_COUNT_UNITS = (("B", 10**9), ("M", 10**6), ("K", 10**3))
+
+
+def count_short(count: int) -> str:
+    """A token or request count in at most 4 characters and a unit, truncated (never rounded up).
+
+    Below 1,000 the number itself (`999`); from each unit (K = 10³, M = 10⁶, B = 10⁹) one decimal while
+    under 100 of it (`1,000` → `1.0K`, `1,500` → `1.5K`, `99,999` → `99.9K`), whole units from 100
+    (`250,000` → `250K`, `999,999` → `999K`, `1,500,000` → `1.5M`). Truncating keeps `999,999` from
+    showing as `1000K` and never shows more than was used; the exact number goes in a `title`.
+    """
+    if count < 0:
+        return "-" + count_short(-count)
+    for unit, size in _COUNT_UNITS:
+        if count >= size:
+            if count < 100 * size:
+                tenths = count * 10 // size
+                return f"{tenths // 10}.{tenths % 10}{unit}"
+            return f"{count // size:,}{unit}"
+    return str(count)
+
+
+def count_exact(count: int) -> str:
+    """A count with thousands separators (`1,500,000`), for tables and the `title` of a short count."""
+    return f"{count:,}"
+
+
+def usd_number(nanos: int) -> str:
+    """An amount as a plain decimal for a form field: `2.5`, `0`, `0.000001` (no `$`, no trailing zeros)."""
+    return format(Money(nanos).to_decimal().normalize(), "f")
+
+
 def _day(moment: date | None) -> str:
     return moment.strftime("%Y-%m-%d") if moment else ""
 
@@ -45,7 +77,14 @@ _environment = Environment(
     lstrip_blocks=True,
 )
 _environment.filters.update(
-    usd_cost=usd_cost, usd_balance=usd_balance, usd_exact=usd_exact, day=_day, iso=_iso
+    usd_cost=usd_cost,
+    usd_balance=usd_balance,
+    usd_exact=usd_exact,
+    day=_day,
+    iso=_iso,
+    count_short=count_short,
+    count_exact=count_exact,
+    usd_number=usd_number,
 )
 
 

@@ -6,8 +6,6 @@ page (reveal, copy, rotate) call the JSON API with the session cookie and the CS
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
-
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import RedirectResponse, Response
@@ -22,7 +20,7 @@ from trollllm.errors import GatewayError
 from trollllm.plans.user_routes import current_account, usage_percentage
 from trollllm.state import get_state
 from trollllm.web.render import page
-from trollllm.web.session import csrf_token, form_csrf_ok, page_user, remember_csrf
+from trollllm.web.session import csrf_token, form_csrf_ok, page_user, read_form, remember_csrf
 from trollllm.web.usage_chart import chart_geometry, daily_usage
 
 router = APIRouter(include_in_schema=False)
@@ -36,12 +34,6 @@ _FIELD_HINTS = {
 
 def _redirect(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """A urlencoded form body as single values (no multipart on these pages)."""
-    fields = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
-    return {name: values[0] for name, values in fields.items()}
 
 
 def _auth_page(request: Request, template: str, status_code: int = 200, **context: object) -> Response:
@@ -68,7 +60,7 @@ async def login_page(request: Request) -> Response:
 @router.post("/login")
 async def login_submit(request: Request) -> Response:
     """Check the form; on success set the session cookies and go to the dashboard."""
-    form = await _form(request)
+    form = await read_form(request)
     username = form.get("username", "")
     if not form_csrf_ok(request, form.get("csrf", "")):
         return _auth_page(request, "login.html", 403, username=username, errors=_expired_form())
@@ -93,7 +85,7 @@ async def register_page(request: Request) -> Response:
 @router.post("/register")
 async def register_submit(request: Request) -> Response:
     """Create the account (free plan, with an API key) and sign it in; errors sit next to their field."""
-    form = await _form(request)
+    form = await read_form(request)
     username = form.get("username", "")
     if not form_csrf_ok(request, form.get("csrf", "")):
         return _auth_page(request, "register.html", 403, username=username, errors=_expired_form())
@@ -121,7 +113,7 @@ async def register_submit(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     """Clear the session cookies and go to the login page."""
-    form = await _form(request)
+    form = await read_form(request)
     if not form_csrf_ok(request, form.get("csrf", "")):
         return _redirect("/dashboard")
     response = _redirect("/login")

@@ -2,20 +2,24 @@
 
 Pages never answer JSON errors: an anonymous visitor is sent to `/login`. Forms posted before a session
 exists (login, register) use the same double-submit CSRF cookie as the JSON API: the page puts the
-cookie's value in a hidden field and the POST must echo it.
+cookie's value in a hidden field and the POST must echo it. Signed-in forms (the admin pages) do the
+same, and a one-time notice (the flash cookie) tells the page after the redirect what the form did.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+from urllib.parse import parse_qs, quote, unquote
 
 from fastapi import Request
 from starlette.responses import Response
 
-from trollllm.accounts.sessions import CSRF_COOKIE, current_user
+from trollllm.accounts.sessions import CSRF_COOKIE, authenticated_user, current_user
 from trollllm.accounts.tables import User
 from trollllm.errors import GatewayError
+
+FLASH_COOKIE = "trollllm_flash"
 
 
 async def page_user(request: Request) -> User | None:
@@ -41,3 +45,38 @@ def form_csrf_ok(request: Request, posted: str) -> bool:
     """True when a posted form echoes the browser's CSRF cookie."""
     cookie = request.cookies.get(CSRF_COOKIE, "")
     return bool(cookie) and hmac.compare_digest(cookie, posted)
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A urlencoded form body as single values (the pages post no multipart)."""
+    fields = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: values[0] for name, values in fields.items()}
+
+
+async def form_user(request: Request, form: dict[str, str]) -> User | None:
+    """The signed-in, active user of a form POST whose `csrf` field echoes the CSRF cookie, or None."""
+    if not form_csrf_ok(request, form.get("csrf", "")):
+        return None
+    try:
+        return await authenticated_user(request, form_csrf_checked=True)
+    except GatewayError:
+        return None
+
+
+def set_flash(response: Response, message: str) -> None:
+    """A one-time notice for the next page (after a redirect that follows a form)."""
+    response.set_cookie(
+        FLASH_COOKIE, quote(message[:300]), max_age=60, httponly=True, samesite="lax", path="/"
+    )
+
+
+def take_flash(request: Request) -> str | None:
+    """The pending one-time notice, if any; the page that shows it calls `clear_flash` on its response."""
+    raw = request.cookies.get(FLASH_COOKIE)
+    return unquote(raw) if raw else None
+
+
+def clear_flash(request: Request, response: Response) -> None:
+    """Forget the notice once shown."""
+    if request.cookies.get(FLASH_COOKIE):
+        response.delete_cookie(FLASH_COOKIE, path="/")

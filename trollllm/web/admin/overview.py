@@ -1,0 +1,51 @@
+"""`/admin`: the system's input and output tokens, requests, spend and error rate for a period (1h, 24h,
+7d, All as links, the selected one marked), a server-side SVG chart of requests and spend with a table
+fallback, the top models and the top users.
+
+The figures come from the metrics service (`usage.metrics.read_metrics`, rollups plus the logs not yet rolled
+up), rendered on the server: the page reads the very body `GET /api/admin/metrics` answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from trollllm.state import AppState, get_state
+from trollllm.usage.admin_routes import MetricsView
+from trollllm.usage.metrics import read_metrics
+from trollllm.web.admin.access import admin_page, admin_view
+from trollllm.web.admin.metrics_view import DEFAULT_PERIOD, PERIODS, overview_of, series_chart
+
+router = APIRouter(include_in_schema=False)
+
+
+async def metrics_body(state: AppState, period: str) -> dict[str, Any]:
+    """The `GET /api/admin/metrics?period=` body the page shows, from the same service call as the API."""
+    async with state.sessions() as session:
+        report = await read_metrics(session, period, state.clock.now())
+    return MetricsView.of(report).model_dump(by_alias=True)
+
+
+@router.get("/admin")
+async def overview_page(request: Request) -> Response:
+    """The period's figures (`period`: 1h, 24h, 7d or all; 24h when absent or unknown)."""
+    admin = await admin_page(request)
+    if isinstance(admin, Response):
+        return admin
+    requested = request.query_params.get("period", DEFAULT_PERIOD)
+    period = requested if requested in PERIODS else DEFAULT_PERIOD
+    overview = overview_of(await metrics_body(get_state(request), period))
+    return admin_view(
+        request,
+        "admin/overview.html",
+        admin,
+        "admin",
+        overview=overview,
+        period=period,
+        period_name=PERIODS[period],
+        periods=PERIODS,
+        chart=series_chart(overview.points, overview.bucket_seconds),
+    )
