@@ -129,6 +129,17 @@ def database_url(request: pytest.FixtureRequest, sqlite_template: Path, tmp_path
         asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture
+def postgres_database_url(postgres_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test (dropped after it)."""
+    name = f"trollllm_t_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
+    try:
+        yield _pg_url(name)
+    finally:
+        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 # --- redis -----------------------------------------------------------------------------------------
 
 

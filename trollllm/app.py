@@ -35,6 +35,7 @@ from trollllm.pricing.catalog import ModelCatalog
 from trollllm.proxy.fastpath import serve_proxy
 from trollllm.proxy.routes import PROXY_ENDPOINTS
 from trollllm.ratelimit.fallback import FallbackLimiter
+from trollllm.ratelimit.instances import LiveInstances
 from trollllm.ratelimit.limiter import build_limiter
 from trollllm.settings import Settings, resolve_secret
 from trollllm.state import AppState
@@ -102,6 +103,8 @@ def create_app(
             invalidation.on("upstream", lambda _detail: upstream.invalidate())
             await invalidation.start()
             limiter = build_limiter(redis, settings.redis_key_prefix, clock)
+            live = LiveInstances(redis, settings.redis_key_prefix, minimum=settings.instances)
+            await live.start()
             app.state.trollllm = AppState(
                 settings=settings,
                 clock=clock,
@@ -112,7 +115,7 @@ def create_app(
                 in_flight=InFlight(),
                 billing=BillingCounters(),
                 redis=redis,
-                limits=FallbackLimiter(limiter, clock, instances=settings.instances),
+                limits=FallbackLimiter(limiter, clock, instances=lambda: live.count),
                 keybox=keybox,
                 passwords=Passwords(),
                 jwt_key=derive_key(secret, "trollllm/jwt/v1"),
@@ -123,7 +126,9 @@ def create_app(
             # The outbox is replayed, holds left by a crashed process and logs past retention cleared, in the
             # background.
             maintenance = asyncio.create_task(
-                run_periodically(sessions, clock, interval=MAINTENANCE_INTERVAL, outbox=(outbox, db)),
+                run_periodically(
+                    sessions, clock, interval=MAINTENANCE_INTERVAL, outbox=(outbox, db), engine=engine
+                ),
                 name="trollllm-maintenance",
             )
             plan_jobs = PlanJobSchedule(app.state.trollllm)  # plan expiry and monthly resets, daily
@@ -139,6 +144,7 @@ def create_app(
                 maintenance.cancel()
                 await asyncio.gather(maintenance, return_exceptions=True)
                 await invalidation.close()
+                await live.close()
                 await upstream.close()
                 db.close()
         finally:

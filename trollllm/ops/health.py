@@ -43,7 +43,10 @@ async def metrics(request: Request) -> str:
     their hold, and the settlements waiting in the outbox."""
     state = get_state(request)
     lines = []
-    gauges = {"settlement_outbox_depth": state.outbox.depth()}
+    gauges = {
+        "settlement_outbox_depth": state.outbox.depth(),
+        "instances": state.limits.instances,  # N of the fallback share ⌈RPM / N⌉
+    }
     counters = {**state.limits.metrics(), **state.billing.metrics(), **gauges}
     for name, value in sorted(counters.items()):
         kind = "gauge" if name.endswith("degraded") or name in gauges else "counter"

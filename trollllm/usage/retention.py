@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+import math
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, exists, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
 from trollllm.billing.outbox import SettlementOutbox
 from trollllm.billing.sweeper import release_expired_holds
 from trollllm.clock import Clock
 from trollllm.db import transaction
+from trollllm.storage.joblock import job_lock
 from trollllm.storage.sqlprogram import ProgramRunner
 from trollllm.usage.tables import RequestLog
 
@@ -31,6 +33,8 @@ MAINTENANCE_INTERVAL = timedelta(hours=1)
 # The first run waits a little after startup: instances starting together do not all write at once, and
 # short-lived apps (CLI commands, tests) exit before it.
 MAINTENANCE_FIRST_DELAY = timedelta(seconds=60)
+MAINTENANCE_JOB = "trollllm:maintenance"  # its advisory lock (`trollllm.storage.joblock`)
+MAINTENANCE_LOCK_HOLD = timedelta(seconds=30)
 
 
 def retention_cutoff(now: datetime) -> datetime:
@@ -94,10 +98,7 @@ async def run_maintenance(
     once `stop` is set each step ends after its current transaction.
     """
     if outbox is not None:
-        try:
-            await outbox[0].replay(outbox[1])
-        except Exception:
-            logger.exception("settlement outbox replay failed")
+        await replay_outbox(outbox)
     try:
         await purge_request_logs(sessions, older_than=retention_cutoff(now), stop=stop)
     except Exception:
@@ -108,6 +109,22 @@ async def run_maintenance(
         logger.exception("expired hold sweep failed")
 
 
+async def replay_outbox(outbox: tuple[SettlementOutbox, ProgramRunner]) -> None:
+    """Replay this instance's settlement outbox (its own files), logging a failure."""
+    try:
+        await outbox[0].replay(outbox[1])
+    except Exception:
+        logger.exception("settlement outbox replay failed")
+
+
+def next_boundary(now: datetime, interval: timedelta) -> datetime:
+    """The first multiple of `interval` since the epoch strictly after `now`: every instance wakes for the
+    same pass at the same moment, so the job lock lets exactly one of them run it."""
+    step = interval.total_seconds()
+    slots = math.floor(now.timestamp() / step) + 1
+    return datetime.fromtimestamp(slots * step, tz=UTC)
+
+
 async def run_periodically(
     sessions: async_sessionmaker[AsyncSession],
     clock: Clock,
@@ -115,22 +132,55 @@ async def run_periodically(
     interval: timedelta = MAINTENANCE_INTERVAL,
     first_delay: timedelta = MAINTENANCE_FIRST_DELAY,
     outbox: tuple[SettlementOutbox, ProgramRunner] | None = None,
+    engine: AsyncEngine | None = None,
 ) -> None:
-    """Run `run_maintenance` after `first_delay`, then every `interval`, until the task is cancelled.
+    """Run a maintenance pass after `first_delay`, then at every multiple of `interval` (wall clock), until
+    the task is cancelled.
+
+    With `engine` the database steps of a pass run once across instances: only the holder of the
+    `MAINTENANCE_JOB` advisory lock runs them (`trollllm.storage.joblock`), the others skip that pass; the
+    settlement outbox is this instance's own files, so every instance replays its own at every pass.
 
     Meant for `asyncio.create_task` in the app's lifespan: on shutdown cancel it and await it before
     disposing of the engine. Cancelling it mid-pass lets the pass finish its current transaction (never
-    abandoning a database call half-way), then re-raises. A failing pass is logged and the loop goes
-    on; several instances may run it at once safely.
+    abandoning a database call half-way), then re-raises. A failing pass is logged and the loop goes on.
     """
     stop = asyncio.Event()
     await asyncio.sleep(first_delay.total_seconds())
     while True:
-        current = asyncio.create_task(run_maintenance(sessions, clock.now(), stop=stop, outbox=outbox))
+        current = asyncio.create_task(_one_pass(sessions, clock, stop, interval, outbox, engine))
         try:
             await asyncio.shield(current)
         except asyncio.CancelledError:
             stop.set()
             await current
             raise
-        await asyncio.sleep(interval.total_seconds())
+        now = clock.now()
+        await asyncio.sleep(max((next_boundary(now, interval) - now).total_seconds(), 0.0))
+
+
+async def _one_pass(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    stop: asyncio.Event,
+    interval: timedelta,
+    outbox: tuple[SettlementOutbox, ProgramRunner] | None,
+    engine: AsyncEngine | None,
+) -> None:
+    if engine is None:
+        await run_maintenance(sessions, clock.now(), stop=stop, outbox=outbox)
+        return
+    if outbox is not None:
+        await replay_outbox(outbox)
+    # Kept a while after the pass: an instance waking late for this same pass must find it taken.
+    hold = min(interval / 2, MAINTENANCE_LOCK_HOLD).total_seconds()
+    try:
+        async with job_lock(engine, MAINTENANCE_JOB, hold_at_least_s=hold, stop=stop) as acquired:
+            if not acquired:
+                logger.debug("maintenance pass skipped: another instance runs it")
+                return
+            started = clock.now()
+            await run_maintenance(sessions, started, stop=stop)
+            logger.debug("maintenance pass done", extra={"started": started.isoformat()})
+    except Exception:
+        logger.exception("maintenance pass failed")
