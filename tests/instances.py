@@ -214,7 +214,7 @@ def login(base_url: str, username: str) -> Account:
     return Account(username, token, key.json()["apiKey"])
 
 
-def seed_catalog(cluster: Cluster, factory_keys: int = 3) -> None:
+def seed_catalog(cluster: Cluster, factory_keys: int = 6) -> None:
     """Both test models and `factory_keys` factory keys per provider, all on the mock upstream."""
     for model_id, provider in ((OPENAI_MODEL, "openai"), (ANTHROPIC_MODEL, "anthropic")):
         cluster.admin_call(
