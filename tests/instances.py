@@ -250,12 +250,14 @@ def gateway_cluster(
     redis_prefix: str,
     mock_url: str,
     count: int = 3,
+    serve_args: tuple[str, ...] = (),
     **extra_env: str,
 ) -> Iterator[Cluster]:
-    """`count` instances on one database and Redis prefix, an admin, the catalog seeded; all stopped after."""
+    """`count` instances (`trollllm serve *serve_args`) on one database and Redis prefix, an admin, the
+    catalog seeded; all stopped after."""
     env = instance_env(directory, database_url, redis_url, redis_prefix, **extra_env)
     create_admin(env)
-    instances = [start_instance(directory / f"instance-{i}", env) for i in range(count)]
+    instances = [start_instance(directory / f"instance-{i}", env, *serve_args) for i in range(count)]
     try:
         wait_ready(instances)
         cluster = Cluster(

@@ -42,13 +42,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 0
     if settings.workers > 1:
-        if settings.redis_url is None:
-            # In-process limits would be counted per worker: N workers would admit N times every limit.
-            print(
-                f"error: --workers {settings.workers} needs REDIS_URL so that the workers share rate limits "
-                "and cache invalidation; set REDIS_URL or run one worker",
-                file=sys.stderr,
-            )
+        refusal = _workers_refusal(settings)
+        if refusal is not None:
+            print(f"error: --workers {settings.workers} {refusal}", file=sys.stderr)
             return 2
         if settings.should_auto_migrate:
             # Once, before the workers start: they would otherwise race to migrate the same database.
@@ -78,6 +74,24 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         **server_options(settings.graceful_shutdown_s),
     )
     return 0
+
+
+def _workers_refusal(settings: Settings) -> str | None:
+    """Why `settings.workers` > 1 cannot be served, or None when it can (the scaled shape)."""
+    if settings.is_embedded:
+        # The embedded hot path is one process writing SQLite (group commit behind an in-process lock), its
+        # limits in process and its background jobs unlocked: N processes would each admit every limit.
+        return (
+            "needs the scaled shape: embedded SQLite is served by one process. Set DATABASE_URL "
+            "(PostgreSQL) and REDIS_URL to run several workers, or run one worker"
+        )
+    if settings.redis_url is None:
+        # In-process limits would be counted per worker: N workers would admit N times every limit.
+        return (
+            "needs REDIS_URL so that the workers share rate limits and cache invalidation; "
+            "set REDIS_URL or run one worker"
+        )
+    return None
 
 
 def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
