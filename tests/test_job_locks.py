@@ -5,10 +5,8 @@ purge, hold sweeper and whatever else it runs) and the plan job each take a Post
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from conftest import AppFactory
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,9 +16,7 @@ from trollllm.clock import SystemClock
 from trollllm.db import transaction
 from trollllm.plans.expiry import run_plan_jobs
 from trollllm.storage.joblock import job_lock
-from trollllm.usage.retention import next_boundary, run_periodically
-
-PASS_INTERVAL = timedelta(seconds=0.6)
+from trollllm.usage.retention import maintenance_pass, next_boundary
 
 
 async def advisory_locks_held(engine: AsyncEngine) -> int:
@@ -35,37 +31,35 @@ async def advisory_locks_held(engine: AsyncEngine) -> int:
     return int(held or 0)
 
 
-async def test_three_instances_run_each_maintenance_pass_once_between_them(
-    app_factory: AppFactory, postgres_database_url: str, caplog: pytest.LogCaptureFixture
+async def test_three_instances_waking_for_one_maintenance_pass_run_it_once(
+    app_factory: AppFactory, postgres_database_url: str
 ) -> None:
     instances = [await app_factory(postgres_database_url) for _ in range(3)]
     clock = SystemClock()
-    # Start just after a boundary and stop between two: every instance then made the same number of passes.
-    await asyncio.sleep((next_boundary(clock.now(), PASS_INTERVAL) - clock.now()).total_seconds() + 0.02)
-    last_boundary = next_boundary(clock.now(), PASS_INTERVAL) + 3 * PASS_INTERVAL
-    with caplog.at_level(logging.DEBUG, logger="trollllm.usage.retention"):
-        tasks = [
-            asyncio.create_task(
-                run_periodically(
-                    harness.state.sessions,
-                    clock,
-                    interval=PASS_INTERVAL,
-                    first_delay=timedelta(0),
-                    engine=harness.state.engine,
-                )
+    ran = await asyncio.gather(
+        *(
+            maintenance_pass(
+                harness.state.sessions,
+                clock,
+                stop=asyncio.Event(),
+                interval=timedelta(seconds=2),
+                engine=harness.state.engine,
             )
             for harness in instances
-        ]
-        await asyncio.sleep((last_boundary - clock.now()).total_seconds() + 0.25)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    messages = [record.getMessage() for record in caplog.records]
-    ran = messages.count("maintenance pass done")
-    skipped = messages.count("maintenance pass skipped: another instance runs it")
-    assert ran == 5, "the pass at start, then one at each of 4 boundaries"
-    assert skipped == 2 * ran, "the two other instances skipped every pass"
-    assert await advisory_locks_held(instances[0].state.engine) == 0
+        )
+    )
+    assert sorted(ran) == [False, False, True]
+    assert await advisory_locks_held(instances[0].state.engine) == 0, "released after its hold"
+
+
+def test_every_instance_wakes_for_a_pass_at_the_same_wall_clock_boundary() -> None:
+    interval = timedelta(minutes=5)
+    assert next_boundary(datetime(2026, 3, 1, 12, 3, 10, tzinfo=UTC), interval) == datetime(
+        2026, 3, 1, 12, 5, tzinfo=UTC
+    )
+    assert next_boundary(datetime(2026, 3, 1, 12, 5, tzinfo=UTC), interval) == datetime(
+        2026, 3, 1, 12, 10, tzinfo=UTC
+    ), "strictly after: a pass that ran at the boundary waits for the next"
 
 
 async def test_three_instances_starting_the_plan_job_together_run_it_once(

@@ -148,7 +148,9 @@ async def run_periodically(
     stop = asyncio.Event()
     await asyncio.sleep(first_delay.total_seconds())
     while True:
-        current = asyncio.create_task(_one_pass(sessions, clock, stop, interval, outbox, engine))
+        current = asyncio.create_task(
+            maintenance_pass(sessions, clock, stop=stop, interval=interval, outbox=outbox, engine=engine)
+        )
         try:
             await asyncio.shield(current)
         except asyncio.CancelledError:
@@ -159,28 +161,31 @@ async def run_periodically(
         await asyncio.sleep(max((next_boundary(now, interval) - now).total_seconds(), 0.0))
 
 
-async def _one_pass(
+async def maintenance_pass(
     sessions: async_sessionmaker[AsyncSession],
     clock: Clock,
+    *,
     stop: asyncio.Event,
-    interval: timedelta,
-    outbox: tuple[SettlementOutbox, ProgramRunner] | None,
-    engine: AsyncEngine | None,
-) -> None:
+    interval: timedelta = MAINTENANCE_INTERVAL,
+    outbox: tuple[SettlementOutbox, ProgramRunner] | None = None,
+    engine: AsyncEngine | None = None,
+) -> bool:
+    """One scheduled pass of this instance: its own outbox, then the database steps if it holds the
+    `MAINTENANCE_JOB` lock (kept min(interval / 2, 30 s), so an instance waking late for the same pass
+    skips it). True when this instance ran the database steps."""
     if engine is None:
         await run_maintenance(sessions, clock.now(), stop=stop, outbox=outbox)
-        return
+        return True
     if outbox is not None:
         await replay_outbox(outbox)
-    # Kept a while after the pass: an instance waking late for this same pass must find it taken.
     hold = min(interval / 2, MAINTENANCE_LOCK_HOLD).total_seconds()
     try:
         async with job_lock(engine, MAINTENANCE_JOB, hold_at_least_s=hold, stop=stop) as acquired:
             if not acquired:
                 logger.debug("maintenance pass skipped: another instance runs it")
-                return
-            started = clock.now()
-            await run_maintenance(sessions, started, stop=stop)
-            logger.debug("maintenance pass done", extra={"started": started.isoformat()})
+                return False
+            await run_maintenance(sessions, clock.now(), stop=stop)
+            return True
     except Exception:
         logger.exception("maintenance pass failed")
+        return False
