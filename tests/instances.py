@@ -3,7 +3,7 @@ PostgreSQL database and one Redis key prefix, in front of the mock upstream (its
 
 Everything is set up as an operator would: `trollllm create-admin` for the admin, then the admin API over
 HTTP for models and factory keys, the user API for accounts. The functions here are synchronous (processes,
-a blocking HTTP client), so a cluster can serve a whole test module; the tests talk to it asynchronously.
+a blocking HTTP client), so one cluster can serve every test of a run; the tests talk to it asynchronously.
 """
 
 from __future__ import annotations
@@ -298,9 +298,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # --- fixtures (registered through `pytest_plugins` in conftest) ---------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def scaled_database_url(postgres_template: str) -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for a module's cluster, dropped after it."""
+    """A fresh, migrated PostgreSQL database for the shared cluster, dropped after the run."""
     name = f"trollllm_scaled_{uuid.uuid4().hex[:12]}"
     asyncio.run(pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
     try:
@@ -309,9 +309,9 @@ def scaled_database_url(postgres_template: str) -> Iterator[str]:
         asyncio.run(pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def scaled_redis_prefix() -> Iterator[str]:
-    """A Redis key prefix of a module's own; its keys are deleted after it."""
+    """A Redis key prefix of the shared cluster's own; its keys are deleted after the run."""
     require_service("redis", redis_available())
     prefix = f"trollllm-test:{uuid.uuid4().hex}:"
     yield prefix
@@ -328,21 +328,22 @@ def scaled_redis_prefix() -> Iterator[str]:
     asyncio.run(clean())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mock_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The mock upstream for a module."""
+    """The mock upstream in its own process, for every scaled-shape test of the run."""
     with mock_upstream_process(tmp_path_factory.mktemp("mock")) as url:
         yield url
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster(
     tmp_path_factory: pytest.TempPathFactory,
     scaled_database_url: str,
     scaled_redis_prefix: str,
     mock_url: str,
 ) -> Iterator[Cluster]:
-    """Three instances on PostgreSQL and Redis, shared by the tests of a module (each uses its own users)."""
+    """Three instances on PostgreSQL and Redis, started once for the run: each test uses users and plans of
+    its own, so they do not see each other."""
     with gateway_cluster(
         tmp_path_factory.mktemp("cluster"),
         database_url=scaled_database_url,
