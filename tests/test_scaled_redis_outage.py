@@ -5,6 +5,7 @@ the RPM; once Redis is back the budget is one again."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import httpx
@@ -32,13 +33,14 @@ async def live_counts(urls: list[str]) -> list[int]:
 async def test_with_redis_down_three_instances_admit_the_rpm_between_them_and_share_it_again_once_it_is_back(
     tmp_path: Path, postgres_database_url: str, mock_url: str
 ) -> None:
+    prefix = f"trollllm-test:{uuid.uuid4().hex}:"  # a prefix of its own, even on a Redis of its own
     with redis_process(tmp_path) as redis:
         await redis.start()
         with gateway_cluster(
             tmp_path / "cluster",
             database_url=postgres_database_url,
             redis_url=redis.url,
-            redis_prefix="trollllm:",
+            redis_prefix=prefix,
             mock_url=mock_url,
         ) as cluster:
             cluster.new_plan("rpm60", rpm=60)
@@ -52,9 +54,16 @@ async def test_with_redis_down_three_instances_admit_the_rpm_between_them_and_sh
             assert await live_counts(cluster.urls) == [3, 3, 3], "every instance counts the three"
 
             redis.stop()
-            replies = await burst(cluster.urls, during.api_key, 150)
-            assert sorted(reply.status for reply in replies) == [200] * 60 + [429] * 90, "⌈60 / 3⌉ on each"
-            assert {reply.headers["x-ratelimit-limit-requests"] for reply in replies} == {"20"}
+            # 90, not more: every admitted request opens an upstream connection at once, and a mock upstream
+            # flooded past its listen backlog would fail some (they still use their slot).
+            replies = await burst(cluster.urls, during.api_key, 90)  # request i goes to instance i % 3
+            per_instance = [
+                sorted(
+                    (reply.status, reply.headers.get("x-ratelimit-limit-requests")) for reply in replies[i::3]
+                )
+                for i in range(3)
+            ]
+            assert per_instance == [[(200, "20")] * 20 + [(429, "20")] * 10] * 3, "⌈60 / 3⌉ on each"
 
             await redis.start()
             await asyncio.sleep(
@@ -63,11 +72,11 @@ async def test_with_redis_down_three_instances_admit_the_rpm_between_them_and_sh
             for url in cluster.urls:
                 (probe,) = await burst([url], warmup.api_key, 1)
                 assert probe.headers["x-ratelimit-limit-requests"] == "60", "shared again"
-            replies = await burst(cluster.urls, after.api_key, 150)
-            assert sorted(reply.status for reply in replies) == [200] * 60 + [429] * 90
+            replies = await burst(cluster.urls, after.api_key, 90)
+            assert sorted(reply.status for reply in replies) == [200] * 60 + [429] * 30
             client = Redis.from_url(redis.url)
             try:
-                assert await client.zcard("trollllm:instances") == 3, (
+                assert await client.zcard(prefix + "instances") == 3, (
                     "the heartbeats are back in the new Redis"
                 )
             finally:
