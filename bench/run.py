@@ -96,6 +96,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--instances", type=int, default=2, help="gateway processes of the scaled shape")
     parser.add_argument(
+        "--users",
+        type=int,
+        default=1,
+        help="paying users the requests rotate over (default 1: every request holds and charges one balance)",
+    )
+    parser.add_argument(
         "--postgres",
         default="postgresql://postgres@127.0.0.1:5432/test",
         help="a PostgreSQL database to connect to for creating the scaled shape's own (dropped after)",
@@ -220,13 +226,14 @@ async def drive(
     args: argparse.Namespace,
     meter: Meter,
     mock_url: str,
-    gateway: tuple[list[str], str] | None,
+    gateway: tuple[list[str], tuple[str, ...]] | None,
     *,
     name: str = "gateway",
     direct: bool = True,
 ) -> Figures:
     """Every cell, gateway then direct (unless `direct` is False), printed as each finishes; then the long
-    run (the embedded shape's). `gateway` is the instances' URLs and the key."""
+    run (the embedded shape's). `gateway` is the instances' URLs and the users' keys (requests rotate over
+    them)."""
     gateway_cells: dict[tuple[int, str, str], CellResult] = {}
     direct_cells: dict[tuple[int, str, str], CellResult] = {}
     for concurrency in args.concurrency:
@@ -234,8 +241,10 @@ async def drive(
             for fmt in args.formats:
                 label = (concurrency, mode, fmt)
                 if gateway is not None:
-                    urls, key = gateway
-                    gw_targets = [make_target(url, key, MODELS[fmt][0], mode, fmt) for url in urls]
+                    urls, keys = gateway
+                    gw_targets = [
+                        make_target(url, k, MODELS[fmt][0], mode, fmt) for url in urls for k in keys
+                    ]
                     gateway_cells[label] = await measure(args, meter, gw_targets, (name, *label))
                 if not direct:
                     print(
@@ -247,8 +256,10 @@ async def drive(
                 print(cell_table(gateway_cells.get(label), direct_cells[label]), "\n", flush=True)
     long = None
     if gateway is not None and args.long > 0 and name == "gateway":
-        urls, key = gateway
-        mixed = [make_target(urls[0], key, MODELS[f][0], m, f) for m in ("json", "stream") for f in MODELS]
+        urls, keys = gateway
+        mixed = [
+            make_target(urls[0], keys[0], MODELS[f][0], m, f) for m in ("json", "stream") for f in MODELS
+        ]
         print(f"long run: {args.long:,} mixed requests at concurrency {args.long_concurrency} …", flush=True)
         long = await long_run(args, meter, mixed)
     return Figures(gateway_cells, direct_cells, long)
@@ -302,14 +313,14 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner, Processes(workdir) as processes:
         mock_pid, mock_url = processes.start_mock(uvloop=args.mock_loop == "uvloop")
         if embedded or args.direct_only:
-            gateway: tuple[list[str], str] | None = None
+            gateway: tuple[list[str], tuple[str, ...]] | None = None
             gateway_pids: list[int] = []
             if not args.direct_only:
                 try:
                     gateway_pid, url = processes.start_gateway()
-                    seeded = seed(url, mock_url, credits_usd=args.credits)
+                    seeded = seed(url, mock_url, credits_usd=args.credits, users=args.users)
                     runner.run(smoke(url, seeded.api_key))
-                    gateway, gateway_pids = ([url], seeded.api_key), [gateway_pid]
+                    gateway, gateway_pids = ([url], seeded.api_keys), [gateway_pid]
                     startup_rss_mb = memory_kb(gateway_pid)[0] / 1024
                     print(
                         f"gateway up and seeded; its RSS before the cells: {startup_rss_mb:.1f} MB",
@@ -331,7 +342,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                 runner.run(services.create())
                 started = processes.start_scaled(services, args.instances)
                 urls = [url for _, url in started]
-                seeded = seed(urls[0], mock_url, credits_usd=args.credits)
+                seeded = seed(urls[0], mock_url, credits_usd=args.credits, users=args.users)
                 for url in urls:
                     runner.run(smoke(url, seeded.api_key))
                 print(
@@ -341,7 +352,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                 )
                 meter = Meter([pid for pid, _ in started], mock_pid)
                 scaled_figures = runner.run(
-                    drive(args, meter, mock_url, (urls, seeded.api_key), name="scaled", direct=not embedded)
+                    drive(args, meter, mock_url, (urls, seeded.api_keys), name="scaled", direct=not embedded)
                 )
             except SetupError as exc:
                 setup_error = f"scaled shape: {exc}"

@@ -280,13 +280,14 @@ def _call(base: str, method: str, path: str, body: Any = None, token: str | None
 class Seeded:
     """What the load generator needs from the seeded gateway."""
 
-    api_key: str
+    api_key: str  # the first user's
     models: dict[str, str]  # format -> gateway model id
+    api_keys: tuple[str, ...] = ()  # every user's
 
 
-def seed(base: str, mock_url: str, *, credits_usd: int) -> Seeded:
+def seed(base: str, mock_url: str, *, credits_usd: int, users: int = 1) -> Seeded:
     """Models (one per format, $5/$25 per MTok), a factory key per provider pointing at the mock, a plan
-    without a practical rate limit (the limiter still runs on every request), and a funded user."""
+    without a practical rate limit (the limiter still runs on every request), and `users` funded users."""
     admin = _call(base, "POST", "/api/auth/login", {"username": ADMIN[0], "password": ADMIN[1]})["token"]
     for provider, (model_id, upstream) in MODELS.items():
         _call(
@@ -314,9 +315,13 @@ def seed(base: str, mock_url: str, *, credits_usd: int) -> Seeded:
         "byokRpm": 1_000_000,
     }
     _call(base, "POST", "/api/admin/plans", plan, admin)
-    user = _call(base, "POST", "/api/auth/register", {"username": USER[0], "password": USER[1]})["token"]
-    api_key = _call(base, "GET", "/api/user/api-key", token=user)["apiKey"]
-    _call(base, "PATCH", f"/api/admin/users/{USER[0]}", {"plan": BENCH_PLAN}, admin)
-    grant = {"amountUsd": credits_usd, "balance": "credits", "reason": "bench"}
-    _call(base, "POST", f"/api/admin/users/{USER[0]}/credits", grant, admin)
-    return Seeded(api_key=api_key, models={fmt: model_id for fmt, (model_id, _) in MODELS.items()})
+    api_keys = []
+    for number in range(users):
+        username = USER[0] if number == 0 else f"{USER[0]}-{number}"
+        user = _call(base, "POST", "/api/auth/register", {"username": username, "password": USER[1]})["token"]
+        api_keys.append(_call(base, "GET", "/api/user/api-key", token=user)["apiKey"])
+        _call(base, "PATCH", f"/api/admin/users/{username}", {"plan": BENCH_PLAN}, admin)
+        grant = {"amountUsd": credits_usd, "balance": "credits", "reason": "bench"}
+        _call(base, "POST", f"/api/admin/users/{username}/credits", grant, admin)
+    models = {fmt: model_id for fmt, (model_id, _) in MODELS.items()}
+    return Seeded(api_key=api_keys[0], models=models, api_keys=tuple(api_keys))

@@ -3,7 +3,7 @@ PostgreSQL database and one Redis key prefix, in front of the mock upstream (its
 
 Everything is set up as an operator would: `trollllm create-admin` for the admin, then the admin API over
 HTTP for models and factory keys, the user API for accounts. The functions here are synchronous (processes,
-a blocking HTTP client), so one cluster can serve every test of a run; the tests talk to it asynchronously.
+a blocking HTTP client), so one cluster can serve a whole module; the tests talk to it asynchronously.
 """
 
 from __future__ import annotations
@@ -298,9 +298,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # --- fixtures (registered through `pytest_plugins` in conftest) ---------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def scaled_database_url(postgres_template: str) -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for the shared cluster, dropped after the run."""
+    """A fresh, migrated PostgreSQL database for a module's cluster, dropped after it."""
     name = f"trollllm_scaled_{uuid.uuid4().hex[:12]}"
     asyncio.run(pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
     try:
@@ -309,9 +309,9 @@ def scaled_database_url(postgres_template: str) -> Iterator[str]:
         asyncio.run(pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def scaled_redis_prefix() -> Iterator[str]:
-    """A Redis key prefix of the shared cluster's own; its keys are deleted after the run."""
+    """A Redis key prefix of a module's cluster; its keys are deleted after it."""
     require_service("redis", redis_available())
     prefix = f"trollllm-test:{uuid.uuid4().hex}:"
     yield prefix
@@ -335,15 +335,15 @@ def mock_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(
     tmp_path_factory: pytest.TempPathFactory,
     scaled_database_url: str,
     scaled_redis_prefix: str,
     mock_url: str,
 ) -> Iterator[Cluster]:
-    """Three instances on PostgreSQL and Redis, started once for the run: each test uses users and plans of
-    its own, so they do not see each other."""
+    """Three instances on PostgreSQL and Redis for a module: each test uses users and plans of its own, so
+    they do not see each other. Stopped at the module's end: each holds up to 30 database connections."""
     with gateway_cluster(
         tmp_path_factory.mktemp("cluster"),
         database_url=scaled_database_url,
