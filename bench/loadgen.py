@@ -183,12 +183,22 @@ class _Run:
         self.issued = 0
         self.completed = 0
         self.on_completed: Callable[[int], None] | None = None
+        # One lane per server (host, port): worker i keeps to lane i % lanes, so its keep-alive connection
+        # always goes to the server its requests are for (several gateway instances: connections spread).
+        servers: dict[tuple[str, int], list[int]] = {}
+        for index, target in enumerate(targets):
+            servers.setdefault((target.host, target.port), []).append(index)
+        self.lanes = list(servers.values())
+        self._lane_issued = [0] * len(self.lanes)
 
-    def next_target(self) -> tuple[Target, bytes] | None:
-        """The next request to send, or ``None`` when the phase is over."""
+    def next_target(self, worker: int = 0) -> tuple[Target, bytes] | None:
+        """The next request for `worker` to send, or ``None`` when the phase is over."""
         if self.issued >= self.total or (self.deadline and time.perf_counter() >= self.deadline):
             return None
-        index = self.issued % len(self.targets)
+        lane = worker % len(self.lanes)
+        indices = self.lanes[lane]
+        index = indices[self._lane_issued[lane] % len(indices)]
+        self._lane_issued[lane] += 1
         self.issued += 1
         return self.targets[index], self.payloads[index]
 
@@ -204,9 +214,9 @@ class _Run:
             self.on_completed(self.completed)
 
 
-async def _raw_worker(run: _Run, slot: list[_Connection | None]) -> None:
+async def _raw_worker(run: _Run, slot: list[_Connection | None], worker: int) -> None:
     loop = asyncio.get_running_loop()
-    while (picked := run.next_target()) is not None:
+    while (picked := run.next_target(worker)) is not None:
         target, payload = picked
         started = time.perf_counter()
         connection = slot[0]
@@ -241,8 +251,10 @@ async def _watchdog(slots: list[list[_Connection | None]], timeout_s: float) -> 
                 connection.transport.abort()
 
 
-async def _aiohttp_worker(run: _Run, session: aiohttp.ClientSession, limits: aiohttp.ClientTimeout) -> None:
-    while (picked := run.next_target()) is not None:
+async def _aiohttp_worker(
+    run: _Run, session: aiohttp.ClientSession, limits: aiohttp.ClientTimeout, worker: int
+) -> None:
+    while (picked := run.next_target(worker)) is not None:
         target = picked[0]
         url = f"http://{target.host}:{target.port}{target.path}"
         started = time.perf_counter()
@@ -276,7 +288,9 @@ async def run_cell(
     """Warm up (not measured), call ``before``, then measure until ``requests`` are done or ``seconds``
     have passed, whichever comes first (``0`` = no limit of that kind).
 
-    Requests cycle through ``targets``. The same connections serve the warm-up and the measured phase.
+    Requests cycle through ``targets``; with targets on several servers, each worker keeps to one server
+    (worker i to the i-th modulo their number). The same connections serve the warm-up and the measured
+    phase.
     ``on_progress(n)`` is called after every :data:`PROGRESS_EVERY`-th measured completion.
     """
     tally = Tally()
@@ -289,9 +303,11 @@ async def run_cell(
 
     async def phase(run: _Run) -> None:
         if client == "raw":
-            workers = [_raw_worker(run, slot) for slot in slots]
+            workers = [_raw_worker(run, slot, number) for number, slot in enumerate(slots)]
         else:
-            workers = [_aiohttp_worker(run, session, aiohttp_timeout) for _ in range(concurrency)]
+            workers = [
+                _aiohttp_worker(run, session, aiohttp_timeout, number) for number in range(concurrency)
+            ]
         await asyncio.gather(*workers)
 
     try:

@@ -109,6 +109,46 @@ def cell_table(gateway: CellResult | None, direct: CellResult) -> str:
     return "\n".join(lines)
 
 
+def scaled_row(cell: CellResult, instances: int) -> str:
+    """One cell of the scaled shape alone (its direct figures are the embedded shape's table's)."""
+    label = f"c={cell.concurrency} {cell.mode} {cell.fmt}".ljust(23) + HEAD[23:]
+    return f"{label}\n{row(f'scaled ×{instances}', cell)}" + "".join(
+        f"\n  ! scaled: {sample}" for sample in cell.error_samples[:2]
+    )
+
+
+def shape_comparison(
+    embedded: dict[tuple[int, str, str], CellResult],
+    scaled: dict[tuple[int, str, str], CellResult],
+    instances: int,
+) -> str:
+    """The two shapes side by side, cell by cell: throughput, latency and gateway CPU per request (the
+    scaled shape's summed over its instances; PostgreSQL's and Redis's own CPU is in neither)."""
+    lines = [
+        f"embedded (1 process, SQLite) vs scaled ({instances} processes, PostgreSQL, Redis):",
+        f"  {'cell':21}{'req/s':>14}{'p50 ms':>16}{'p99 ms':>16}{'cpu ms/req':>16}{'errors':>12}",
+        f"  {'':21}{'emb / scaled':>14}{'emb / scaled':>16}{'emb / scaled':>16}{'emb / scaled':>16}"
+        f"{'emb / sc':>12}",
+    ]
+    for key in sorted(scaled):
+        one, many = embedded.get(key), scaled[key]
+
+        def pair(value: float | None, other: float, digits: int) -> str:
+            left = "-" if value is None else _num(value, digits)
+            return f"{left} / {_num(other, digits)}"
+
+        concurrency, mode, fmt = key
+        lines.append(
+            f"  {f'c={concurrency} {mode} {fmt}':21}"
+            f"{pair(one.rps if one else None, many.rps, 0):>14}"
+            f"{pair(one.p50_ms if one else None, many.p50_ms, 2):>16}"
+            f"{pair(one.p99_ms if one else None, many.p99_ms, 2):>16}"
+            f"{pair(one.server_cpu_ms_per_req if one else None, many.server_cpu_ms_per_req, 3):>16}"
+            f"{(str(one.errors) if one else '-') + ' / ' + str(many.errors):>12}"
+        )
+    return "\n".join(lines)
+
+
 LEGEND = (
     "n = measured requests; latencies in ms, from writing the request to its last body byte; ttfb = to\n"
     "the first *body* byte (streams only); srv cpu = CPU ms per request of the gateway process (gateway\n"

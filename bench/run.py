@@ -1,11 +1,14 @@
-"""Benchmark the TrollLLM gateway against calling its mock upstream directly (issue 4, item 8).
+"""Benchmark the TrollLLM gateway against calling its mock upstream directly (issues 4 and 17).
 
 Run from the repository root: ``.venv/bin/python bench/run.py`` (``--help`` for the options).
-Starts the mock upstream and the gateway (one worker, embedded SQLite in a temporary directory, auth,
-rate limiting, holds, charging and request logs all on) as subprocesses, seeds the gateway through its
-HTTP API, then drives both from this process with a lean HTTP/1.1 load generator: concurrency × mode
-(JSON, SSE) × wire format (OpenAI, Anthropic), the gateway then the mock directly for each cell, plus a
-long mixed run for memory growth. Prints a table per cell and the issue's targets as PASS/FAIL.
+Starts the mock upstream and the gateway as subprocesses in each shape asked for (``--shape``, default
+both): embedded (one worker, SQLite in a temporary directory) and scaled (``--instances`` processes, 2 by
+default, on a fresh PostgreSQL database and a Redis key prefix of their own); auth, rate limiting, holds,
+charging and request logs all on. Seeds the gateway through its HTTP API, then drives it from this process
+with a lean HTTP/1.1 load generator: concurrency × mode (JSON, SSE) × wire format (OpenAI, Anthropic), the
+gateway then the mock directly for each cell (the scaled shape's connections spread over its instances),
+plus a long mixed run for memory growth on the embedded shape. Prints a table per cell, the two shapes side
+by side, and the issue's targets (set for the embedded shape) as PASS/FAIL.
 Exit status: 0 all targets met, 1 a target failed, 2 the gateway could not be set up (the direct half
 is still measured and printed).
 """
@@ -36,6 +39,8 @@ from report import (
     cell_table,
     check_targets,
     json_safe,
+    scaled_row,
+    shape_comparison,
     summarize,
     verdict_lines,
 )
@@ -44,6 +49,7 @@ from stack import (
     MODELS,
     Processes,
     ProcessGone,
+    ScaledServices,
     SetupError,
     cpu_seconds,
     machine_busy_seconds,
@@ -89,6 +95,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=60.0, help="per-request timeout in seconds")
     parser.add_argument("--credits", type=int, default=100_000, help="USD granted to the bench user")
     parser.add_argument("--direct-only", action="store_true", help="measure the mock directly, no gateway")
+    parser.add_argument(
+        "--shape", choices=["embedded", "scaled", "both"], default="both", help="which shape (default: both)"
+    )
+    parser.add_argument("--instances", type=int, default=2, help="gateway processes of the scaled shape")
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=1,
+        help="paying users the requests rotate over (default 1: every request holds and charges one balance)",
+    )
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="a PostgreSQL database to connect to for creating the scaled shape's own (dropped after)",
+    )
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="the scaled shape's Redis")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON here")
     args = parser.parse_args(argv)
@@ -118,13 +140,18 @@ def make_target(base_url: str, key: str, model: str, mode: str, fmt: str) -> Tar
 class Meter:
     """CPU and memory readings of the gateway, the mock and this process around one cell."""
 
-    def __init__(self, gateway_pid: int | None, mock_pid: int) -> None:
-        self.gateway_pid = gateway_pid
+    def __init__(self, gateway_pids: list[int], mock_pid: int) -> None:
+        self.gateway_pids = gateway_pids  # the scaled shape's instances are one gateway: their sums
         self.mock_pid = mock_pid
         self._start: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
+    @property
+    def gateway_pid(self) -> int | None:
+        """The first gateway process (the embedded shape's only one)."""
+        return self.gateway_pids[0] if self.gateway_pids else None
+
     def _read(self) -> tuple[float, float, float, float]:
-        gateway = cpu_seconds(self.gateway_pid) if self.gateway_pid else 0.0
+        gateway = sum(cpu_seconds(pid) for pid in self.gateway_pids)
         return gateway, cpu_seconds(self.mock_pid), time.process_time(), machine_busy_seconds()
 
     def start(self) -> None:
@@ -133,8 +160,9 @@ class Meter:
     def result(self, tally: Tally, target: str, concurrency: int, mode: str, fmt: str) -> CellResult:
         gateway, mock, own, busy = (b - a for a, b in zip(self._start, self._read(), strict=True))
         done = max(1, len(tally.latencies) + tally.errors)
-        is_gateway = target == "gateway"
-        rss_mb = memory_kb(self.gateway_pid)[0] / 1024 if is_gateway and self.gateway_pid else float("nan")
+        is_gateway = target != "direct"
+        rss_kb = sum(memory_kb(pid)[0] for pid in self.gateway_pids)
+        rss_mb = rss_kb / 1024 if is_gateway and self.gateway_pids else float("nan")
         ms = 1000.0 / done
         return CellResult(
             target=target,
@@ -201,9 +229,17 @@ async def long_run(args: argparse.Namespace, meter: Meter, targets: list[Target]
 
 
 async def drive(
-    args: argparse.Namespace, meter: Meter, mock_url: str, gateway: tuple[str, str] | None
+    args: argparse.Namespace,
+    meter: Meter,
+    mock_url: str,
+    gateway: tuple[list[str], tuple[str, ...]] | None,
+    *,
+    name: str = "gateway",
+    direct: bool = True,
 ) -> Figures:
-    """Every cell, gateway then direct, printed as each pair finishes; then the long run."""
+    """Every cell, gateway then direct (unless `direct` is False), printed as each finishes; then the long
+    run (the embedded shape's). `gateway` is the instances' URLs and the users' keys (requests rotate over
+    them)."""
     gateway_cells: dict[tuple[int, str, str], CellResult] = {}
     direct_cells: dict[tuple[int, str, str], CellResult] = {}
     for concurrency in args.concurrency:
@@ -214,16 +250,27 @@ async def drive(
                 client_fmt, _, model_fmt = fmt.partition("->")
                 model_fmt = model_fmt or client_fmt
                 if gateway is not None:
-                    url, key = gateway
-                    gw_target = make_target(url, key, MODELS[model_fmt][0], mode, client_fmt)
-                    gateway_cells[label] = await measure(args, meter, [gw_target], ("gateway", *label))
+                    urls, keys = gateway
+                    gw_targets = [
+                        make_target(url, k, MODELS[model_fmt][0], mode, client_fmt)
+                        for url in urls
+                        for k in keys
+                    ]
+                    gateway_cells[label] = await measure(args, meter, gw_targets, (name, *label))
+                if not direct:
+                    print(
+                        scaled_row(gateway_cells[label], len(gateway[0]) if gateway else 0), "\n", flush=True
+                    )
+                    continue
                 mock_target = make_target(mock_url, MOCK_KEY, MODELS[model_fmt][1], mode, model_fmt)
                 direct_cells[label] = await measure(args, meter, [mock_target], ("direct", *label))
                 print(cell_table(gateway_cells.get(label), direct_cells[label]), "\n", flush=True)
     long = None
-    if gateway is not None and args.long > 0:
-        url, key = gateway
-        mixed = [make_target(url, key, MODELS[f][0], m, f) for m in ("json", "stream") for f in MODELS]
+    if gateway is not None and args.long > 0 and name == "gateway":
+        urls, keys = gateway
+        mixed = [
+            make_target(urls[0], keys[0], MODELS[f][0], m, f) for m in ("json", "stream") for f in MODELS
+        ]
         print(f"long run: {args.long:,} mixed requests at concurrency {args.long_concurrency} …", flush=True)
         long = await long_run(args, meter, mixed)
     return Figures(gateway_cells, direct_cells, long)
@@ -270,35 +317,73 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     print(f"CPU speed probe: {probe_before:.0f} µs (lower is faster; see bench/README.md)", flush=True)
     setup_error: str | None = None
     startup_rss_mb: float | None = None
+    embedded = args.shape in ("embedded", "both")
+    figures = Figures({}, {}, None)
+    scaled_figures: Figures | None = None
+    services: ScaledServices | None = None
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner, Processes(workdir) as processes:
         mock_pid, mock_url = processes.start_mock(uvloop=args.mock_loop == "uvloop")
-        gateway: tuple[str, str] | None = None
-        gateway_pid: int | None = None
-        if not args.direct_only:
+        if embedded or args.direct_only:
+            gateway: tuple[list[str], tuple[str, ...]] | None = None
+            gateway_pids: list[int] = []
+            if not args.direct_only:
+                try:
+                    gateway_pid, url = processes.start_gateway()
+                    seeded = seed(url, mock_url, credits_usd=args.credits, users=args.users)
+                    runner.run(smoke(url, seeded.api_key))
+                    gateway, gateway_pids = ([url], seeded.api_keys), [gateway_pid]
+                    startup_rss_mb = memory_kb(gateway_pid)[0] / 1024
+                    print(
+                        f"gateway up and seeded; its RSS before the cells: {startup_rss_mb:.1f} MB",
+                        flush=True,
+                    )
+                except SetupError as exc:
+                    setup_error = str(exc)
+                    print(f"\nGATEWAY NOT MEASURED, setup failed:\n{exc}\n(direct half only)\n", flush=True)
+            print("embedded shape (one worker, SQLite)\n" + LEGEND, "\n", flush=True)
             try:
-                gateway_pid, url = processes.start_gateway()
-                seeded = seed(url, mock_url, credits_usd=args.credits)
-                runner.run(smoke(url, seeded.api_key))
-                gateway = (url, seeded.api_key)
-                startup_rss_mb = memory_kb(gateway_pid)[0] / 1024
-                print(f"gateway up and seeded; its RSS before the cells: {startup_rss_mb:.1f} MB", flush=True)
+                figures = runner.run(drive(args, Meter(gateway_pids, mock_pid), mock_url, gateway))
+            except ProcessGone:
+                print(f"the gateway or the mock exited; their output:\n{processes.output('gateway')}")
+                print(processes.output("mock"))
+                raise
+        if args.shape in ("scaled", "both") and not args.direct_only:
+            services = ScaledServices(args.postgres, args.redis)
+            try:
+                runner.run(services.create())
+                started = processes.start_scaled(services, args.instances)
+                urls = [url for _, url in started]
+                seeded = seed(urls[0], mock_url, credits_usd=args.credits, users=args.users)
+                for url in urls:
+                    runner.run(smoke(url, seeded.api_key))
+                print(
+                    f"\nscaled shape: {len(urls)} instances on PostgreSQL and Redis, up and seeded; the load "
+                    "generator's connections are spread over them",
+                    flush=True,
+                )
+                meter = Meter([pid for pid, _ in started], mock_pid)
+                scaled_figures = runner.run(
+                    drive(args, meter, mock_url, (urls, seeded.api_keys), name="scaled", direct=not embedded)
+                )
             except SetupError as exc:
-                setup_error = str(exc)
-                gateway_pid = None
-                print(f"\nGATEWAY NOT MEASURED, setup failed:\n{exc}\n(direct half only)\n", flush=True)
-        print(LEGEND, "\n", flush=True)
-        try:
-            figures = runner.run(drive(args, Meter(gateway_pid, mock_pid), mock_url, gateway))
-        except ProcessGone:
-            print(f"the gateway or the mock exited; their output:\n{processes.output('gateway')}")
-            print(processes.output("mock"))
-            raise
-    verdicts = check_targets(figures.gateway, figures.direct, figures.long, args.formats)
-    summarize(figures, workdir / "gateway.log")
+                setup_error = f"scaled shape: {exc}"
+                print(f"\nSCALED SHAPE NOT MEASURED, setup failed:\n{exc}\n", flush=True)
+    if services is not None:
+        asyncio.run(services.remove())
+    verdicts = check_targets(figures.gateway, figures.direct, figures.long, args.formats) if embedded else []
+    if embedded:
+        summarize(figures, workdir / "gateway.log")
+    if scaled_figures is not None:
+        if not embedded:
+            figures = Figures({}, scaled_figures.direct, None)
+        summarize(Figures(scaled_figures.gateway, {}, None), workdir / "scaled-0.log")
+        print("\n" + shape_comparison(figures.gateway, scaled_figures.gateway, args.instances))
     probe_after = speed_probe_us()
     print(f"\nCPU speed probe: {probe_before:.0f} µs before the cells, {probe_after:.0f} µs after")
-    print("\ntargets (issue 4):\n" + verdict_lines(verdicts))
+    if verdicts:
+        print("\ntargets (issue 4, the embedded shape):\n" + verdict_lines(verdicts))
     if args.json is not None:
+        scaled_cells = scaled_figures.gateway.values() if scaled_figures is not None else []
         document = {
             "date": datetime.now(UTC).isoformat(),
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
@@ -310,6 +395,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             "setupError": setup_error,
             "gatewayStartupRssMb": startup_rss_mb,
             "cells": [dataclasses.asdict(c) for c in [*figures.gateway.values(), *figures.direct.values()]],
+            "scaledCells": [dataclasses.asdict(c) for c in scaled_cells],
             "long": dataclasses.asdict(figures.long) if figures.long is not None else None,
             "targets": [dataclasses.asdict(v) for v in verdicts],
         }

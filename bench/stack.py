@@ -1,7 +1,9 @@
 """The system under test: the mock upstream and the gateway as subprocesses, their seeding, /proc readings.
 
-The gateway is the normal one (`python -m trollllm serve`, one worker, embedded SQLite in a temporary
-directory, every feature on); it is configured only through its HTTP API, as an operator would.
+The gateway is the normal one (`python -m trollllm serve`, every feature on), in either shape: embedded
+(one process, SQLite in a temporary directory) or scaled (N processes on one fresh PostgreSQL database and
+one Redis key prefix, both removed after the run). It is configured only through its HTTP API and its
+commands, as an operator would.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -131,11 +134,13 @@ class Processes:
                     process.kill()
                     process.wait()
 
-    def spawn(self, name: str, argv: list[str]) -> tuple[subprocess.Popen[bytes], Path]:
+    def spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> tuple[subprocess.Popen[bytes], Path]:
         """Start a process; its stdout goes to ``<workdir>/<name>.out``, its stderr to ``<name>.log``."""
         out_path = self.workdir / f"{name}.out"
         with out_path.open("wb") as out, (self.workdir / f"{name}.log").open("wb") as err:
-            process = subprocess.Popen(argv, stdout=out, stderr=err, cwd=self.workdir, env=self.env)
+            process = subprocess.Popen(argv, stdout=out, stderr=err, cwd=self.workdir, env=env or self.env)
         self._running.append(process)
         return process, out_path
 
@@ -158,21 +163,38 @@ class Processes:
             time.sleep(0.05)
         raise SetupError(f"the mock upstream did not start:\n{self.output('mock')}")
 
-    def start_gateway(self) -> tuple[int, str]:
-        """Create the admin, start the gateway, wait for ``/healthz``; its pid and base URL."""
-        create = subprocess.run(
-            [sys.executable, "-m", "trollllm", "create-admin", ADMIN[0], "--password", ADMIN[1]],
+    def command(self, *args: str, env: dict[str, str] | None = None) -> None:
+        """Run a `trollllm` command to its end; SetupError with its output when it fails."""
+        done = subprocess.run(
+            [sys.executable, "-m", "trollllm", *args],
             cwd=self.workdir,
-            env=self.env,
+            env=env or self.env,
             capture_output=True,
             text=True,
             check=False,
         )
-        if create.returncode != 0:
-            raise SetupError(f"create-admin failed:\n{create.stdout}{create.stderr}")
+        if done.returncode != 0:
+            raise SetupError(f"trollllm {args[0]} failed:\n{done.stdout}{done.stderr}")
+
+    def start_gateway(self) -> tuple[int, str]:
+        """Create the admin, start the embedded gateway, wait for ``/healthz``; its pid and base URL."""
+        self.command("create-admin", ADMIN[0], "--password", ADMIN[1])
+        return self._serve("gateway", self.env)
+
+    def start_scaled(self, scaled: ScaledServices, instances: int) -> list[tuple[int, str]]:
+        """Migrate the scaled database, create the admin, start `instances` gateways: (pid, URL) of each."""
+        env = {**self.env, **scaled.env}
+        self.command("migrate", env=env)
+        self.command("create-admin", ADMIN[0], "--password", ADMIN[1], env=env)
+        return [
+            self._serve(f"scaled-{n}", {**env, "TROLLLLM_DATA_DIR": str(self.workdir / f"scaled-{n}")})
+            for n in range(instances)
+        ]
+
+    def _serve(self, name: str, env: dict[str, str]) -> tuple[int, str]:
         port = free_port()
         argv = [sys.executable, "-m", "trollllm", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        process, _ = self.spawn("gateway", argv)
+        process, _ = self.spawn(name, argv, env)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -184,7 +206,55 @@ class Processes:
                         return process.pid, url
             except OSError:
                 time.sleep(0.1)
-        raise SetupError(f"the gateway did not become healthy:\n{self.output('gateway')}")
+        raise SetupError(f"the gateway did not become healthy:\n{self.output(name)}")
+
+
+class ScaledServices:
+    """A fresh PostgreSQL database and a Redis key prefix for the scaled shape; `remove()` drops both."""
+
+    def __init__(self, postgres_url: str, redis_url: str) -> None:
+        self.admin_url = postgres_url.replace("postgresql+asyncpg://", "postgresql://")
+        self.redis_url = redis_url
+        self.database = f"trollllm_bench_{uuid.uuid4().hex[:12]}"
+        self.prefix = f"trollllm-bench:{uuid.uuid4().hex[:12]}:"
+        base = self.admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        self.env = {
+            "DATABASE_URL": f"{base}/{self.database}",
+            "REDIS_URL": redis_url,
+            "TROLLLLM_REDIS_KEY_PREFIX": self.prefix,
+            "TROLLLLM_SECRET": "bench-secret-" + "b" * 40,  # every instance must share it
+        }
+
+    async def create(self) -> None:
+        """Create the database (empty: `trollllm migrate` builds it)."""
+        import asyncpg
+
+        try:
+            connection = await asyncpg.connect(self.admin_url, timeout=5)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise SetupError(f"PostgreSQL at {self.admin_url} is not reachable: {exc}") from exc
+        try:
+            await connection.execute(f'CREATE DATABASE "{self.database}"')
+        finally:
+            await connection.close()
+
+    async def remove(self) -> None:
+        """Drop the database and delete the prefix's Redis keys."""
+        import asyncpg
+        from redis.asyncio import Redis
+
+        connection = await asyncpg.connect(self.admin_url, timeout=5)
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        finally:
+            await connection.close()
+        client = Redis.from_url(self.redis_url)
+        try:
+            keys = [key async for key in client.scan_iter(match=self.prefix + "*")]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
 
 
 def _call(base: str, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
@@ -210,13 +280,14 @@ def _call(base: str, method: str, path: str, body: Any = None, token: str | None
 class Seeded:
     """What the load generator needs from the seeded gateway."""
 
-    api_key: str
+    api_key: str  # the first user's
     models: dict[str, str]  # format -> gateway model id
+    api_keys: tuple[str, ...] = ()  # every user's
 
 
-def seed(base: str, mock_url: str, *, credits_usd: int) -> Seeded:
+def seed(base: str, mock_url: str, *, credits_usd: int, users: int = 1) -> Seeded:
     """Models (one per format, $5/$25 per MTok), a factory key per provider pointing at the mock, a plan
-    without a practical rate limit (the limiter still runs on every request), and a funded user."""
+    without a practical rate limit (the limiter still runs on every request), and `users` funded users."""
     admin = _call(base, "POST", "/api/auth/login", {"username": ADMIN[0], "password": ADMIN[1]})["token"]
     for provider, (model_id, upstream) in MODELS.items():
         _call(
@@ -244,9 +315,13 @@ def seed(base: str, mock_url: str, *, credits_usd: int) -> Seeded:
         "byokRpm": 1_000_000,
     }
     _call(base, "POST", "/api/admin/plans", plan, admin)
-    user = _call(base, "POST", "/api/auth/register", {"username": USER[0], "password": USER[1]})["token"]
-    api_key = _call(base, "GET", "/api/user/api-key", token=user)["apiKey"]
-    _call(base, "PATCH", f"/api/admin/users/{USER[0]}", {"plan": BENCH_PLAN}, admin)
-    grant = {"amountUsd": credits_usd, "balance": "credits", "reason": "bench"}
-    _call(base, "POST", f"/api/admin/users/{USER[0]}/credits", grant, admin)
-    return Seeded(api_key=api_key, models={fmt: model_id for fmt, (model_id, _) in MODELS.items()})
+    api_keys = []
+    for number in range(users):
+        username = USER[0] if number == 0 else f"{USER[0]}-{number}"
+        user = _call(base, "POST", "/api/auth/register", {"username": username, "password": USER[1]})["token"]
+        api_keys.append(_call(base, "GET", "/api/user/api-key", token=user)["apiKey"])
+        _call(base, "PATCH", f"/api/admin/users/{username}", {"plan": BENCH_PLAN}, admin)
+        grant = {"amountUsd": credits_usd, "balance": "credits", "reason": "bench"}
+        _call(base, "POST", f"/api/admin/users/{username}/credits", grant, admin)
+    models = {fmt: model_id for fmt, (model_id, _) in MODELS.items()}
+    return Seeded(api_key=api_keys[0], models=models, api_keys=tuple(api_keys))

@@ -37,6 +37,7 @@ from trollllm.state import AppState
 
 TEST_SECRET = "test-secret-" + "x" * 40
 NO_PROVIDER_URL = "http://127.0.0.1:9"
+pytest_plugins = ["instances"]  # the scaled shape's fixtures and its figures in the terminal summary
 _skipped_services: set[str] = set()
 
 
@@ -84,11 +85,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # --- databases -----------------------------------------------------------------------------------
 
 
-def _pg_url(database: str) -> str:
+def pg_url(database: str) -> str:
+    """The URL of a database on the test PostgreSQL."""
     return f"postgresql+asyncpg://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/{database}"
 
 
-async def _pg_execute(sql: str) -> None:
+async def pg_execute(sql: str) -> None:
+    """Run one statement on the test PostgreSQL's `test` database (CREATE/DROP DATABASE)."""
     connection = await asyncpg.connect(
         host=POSTGRES_HOST, port=POSTGRES_PORT, user="postgres", database="test"
     )
@@ -123,12 +126,12 @@ def postgres_template() -> Iterator[str]:
     """A migrated PostgreSQL database used as the template of each test's own database."""
     require_service("postgres", postgres_available())
     name = f"trollllm_tmpl_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_execute(f'CREATE DATABASE "{name}"'))
+    asyncio.run(pg_execute(f'CREATE DATABASE "{name}"'))
     try:
-        asyncio.run(_migrate(_pg_url(name)))
+        asyncio.run(_migrate(pg_url(name)))
         yield name
     finally:
-        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _sqlite_database(sqlite_template: Path, tmp_path: Path) -> str:
@@ -151,11 +154,22 @@ def database_url(request: pytest.FixtureRequest, sqlite_template: Path, tmp_path
         return
     template = request.getfixturevalue("postgres_template")
     name = f"trollllm_t_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    asyncio.run(pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     try:
-        yield _pg_url(name)
+        yield pg_url(name)
     finally:
-        asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def postgres_database_url(postgres_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test (dropped after it)."""
+    name = f"trollllm_t_{uuid.uuid4().hex[:12]}"
+    asyncio.run(pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
+    try:
+        yield pg_url(name)
+    finally:
+        asyncio.run(pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 # --- redis -----------------------------------------------------------------------------------------

@@ -71,3 +71,20 @@ def test_serve_refuses_several_workers_without_redis(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "REDIS_URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_several_workers_on_embedded_sqlite_even_with_redis(tmp_path: Path) -> None:
+    result = _cli(tmp_path, "serve", "--workers", "2", "--port", "1", REDIS_URL="redis://127.0.0.1:6379/0")
+
+    assert result.returncode == 2
+    assert "embedded SQLite is served by one process" in result.stderr
+    assert "DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_refuses_several_workers_on_postgresql_without_redis(tmp_path: Path) -> None:
+    database_url = "postgresql+asyncpg://postgres@127.0.0.1:5432/unused"  # refused before any connection
+    result = _cli(tmp_path, "serve", "--workers", "2", "--port", "1", DATABASE_URL=database_url)
+
+    assert result.returncode == 2
+    assert "needs REDIS_URL so that the workers share rate limits" in result.stderr
+    assert "Traceback" not in result.stderr

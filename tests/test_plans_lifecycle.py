@@ -24,13 +24,14 @@ from trollllm.clock import ManualClock
 from trollllm.money import Money, TokenUsage
 from trollllm.plans.calendar import add_one_month, month_start, next_month_start
 from trollllm.plans.expiry import (
+    PLAN_JOB,
     PlanJobSchedule,
     expire_plan,
-    job_lock,
     next_daily_run,
     plan_has_expired,
     run_plan_jobs,
 )
+from trollllm.storage.joblock import job_lock
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)  # the ManualClock's start: alice's dev plan begins here
 EXPIRY = datetime(2026, 2, 15, 12, 0, tzinfo=UTC)
@@ -212,7 +213,7 @@ async def test_the_schedule_runs_the_job_inside_the_server(world: World, clock: 
 
 async def test_only_one_instance_runs_the_job_at_a_time(any_world: World) -> None:
     engine = any_world.state.engine
-    async with job_lock(engine) as first:
+    async with job_lock(engine, PLAN_JOB) as first:
         assert first
         report = await run_plan_jobs(any_world.state)
     if engine.dialect.name == "postgresql":

@@ -39,6 +39,7 @@ from trollllm.pricing.catalog import ModelCatalog
 from trollllm.proxy.fastpath import serve_proxy
 from trollllm.proxy.routes import PROXY_ENDPOINTS
 from trollllm.ratelimit.fallback import FallbackLimiter
+from trollllm.ratelimit.instances import LiveInstances
 from trollllm.ratelimit.limiter import build_limiter
 from trollllm.settings import Settings, resolve_secret
 from trollllm.state import AppState
@@ -113,6 +114,8 @@ def create_app(
             invalidation.on("upstream", lambda _detail: upstream.invalidate())
             await invalidation.start()
             limiter = build_limiter(redis, settings.redis_key_prefix, clock)
+            live = LiveInstances(redis, settings.redis_key_prefix, minimum=settings.instances)
+            await live.start()
             app.state.trollllm = AppState(
                 settings=settings,
                 clock=clock,
@@ -124,7 +127,7 @@ def create_app(
                 billing=BillingCounters(telemetry),
                 telemetry=telemetry,
                 redis=redis,
-                limits=FallbackLimiter(limiter, clock, instances=settings.instances, telemetry=telemetry),
+                limits=FallbackLimiter(limiter, clock, instances=lambda: live.count, telemetry=telemetry),
                 keybox=keybox,
                 passwords=Passwords(),
                 jwt_key=derive_key(secret, "trollllm/jwt/v1"),
@@ -135,7 +138,9 @@ def create_app(
             # The outbox is replayed, holds left by a crashed process and logs past retention cleared, in the
             # background.
             maintenance = asyncio.create_task(
-                run_periodically(sessions, clock, interval=MAINTENANCE_INTERVAL, outbox=(outbox, db)),
+                run_periodically(
+                    sessions, clock, interval=MAINTENANCE_INTERVAL, outbox=(outbox, db), engine=engine
+                ),
                 name="trollllm-maintenance",
             )
             plan_jobs = PlanJobSchedule(app.state.trollllm)  # plan expiry and monthly resets, daily
@@ -159,6 +164,7 @@ def create_app(
                 maintenance.cancel()
                 await asyncio.gather(maintenance, return_exceptions=True)
                 await invalidation.close()
+                await live.close()
                 await upstream.close()
                 db.close()
         finally:

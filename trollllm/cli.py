@@ -11,9 +11,10 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
-from trollllm.errors import ConfigurationError
+from trollllm.errors import CommandError, ConfigurationError
 from trollllm.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,13 +43,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 0
     if settings.workers > 1:
-        if settings.redis_url is None:
-            # In-process limits would be counted per worker: N workers would admit N times every limit.
-            print(
-                f"error: --workers {settings.workers} needs REDIS_URL so that the workers share rate limits "
-                "and cache invalidation; set REDIS_URL or run one worker",
-                file=sys.stderr,
-            )
+        refusal = _workers_refusal(settings)
+        if refusal is not None:
+            print(f"error: --workers {settings.workers} {refusal}", file=sys.stderr)
             return 2
         if settings.should_auto_migrate:
             # Once, before the workers start: they would otherwise race to migrate the same database.
@@ -93,6 +90,24 @@ def _share_prometheus_values(settings: Settings) -> None:
     directory = Path(os.environ.get(MULTIPROC_ENV) or settings.data_dir / "prometheus").resolve()
     prepare_multiprocess_dir(directory)
     os.environ[MULTIPROC_ENV] = str(directory)
+
+
+def _workers_refusal(settings: Settings) -> str | None:
+    """Why `settings.workers` > 1 cannot be served, or None when it can (the scaled shape)."""
+    if settings.is_embedded:
+        # The embedded hot path is one process writing SQLite (group commit behind an in-process lock), its
+        # limits in process and its background jobs unlocked: N processes would each admit every limit.
+        return (
+            "needs the scaled shape: embedded SQLite is served by one process. Set DATABASE_URL "
+            "(PostgreSQL) and REDIS_URL to run several workers, or run one worker"
+        )
+    if settings.redis_url is None:
+        # In-process limits would be counted per worker: N workers would admit N times every limit.
+        return (
+            "needs REDIS_URL so that the workers share rate limits and cache invalidation; "
+            "set REDIS_URL or run one worker"
+        )
+    return None
 
 
 def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
@@ -258,6 +273,51 @@ def _rotate_secret(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(settings: Settings, args: argparse.Namespace) -> int:
+    """`trollllm export FILE`: every table of the configured database into FILE."""
+    from trollllm.db import create_test_engine
+    from trollllm.transfer import export_database
+
+    path = Path(args.file)
+
+    async def run(out: BinaryIO) -> int:
+        engine = create_test_engine(settings.effective_database_url)
+        try:
+            return (await export_database(engine, out)).rows
+        finally:
+            await engine.dispose()
+
+    try:
+        with path.open("wb") as out:
+            rows = asyncio.run(run(out))
+    except BaseException:
+        path.unlink(missing_ok=True)  # never leave half an export behind
+        raise
+    print(f"exported {rows} rows from {_describe_database(settings)} to {path}")
+    return 0
+
+
+def _import(settings: Settings, args: argparse.Namespace) -> int:
+    """`trollllm import FILE`: load an export into the configured (fresh) database."""
+    from trollllm.db import create_test_engine
+    from trollllm.transfer import import_database
+
+    async def run() -> int:
+        if settings.is_embedded:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_test_engine(settings.effective_database_url)
+        try:
+            return (await import_database(engine, Path(args.file))).rows
+        finally:
+            await engine.dispose()
+
+    rows = asyncio.run(run())
+    print(
+        f"imported {rows} rows into {_describe_database(settings)}; counts and money totals match the export"
+    )
+    return 0
+
+
 @asynccontextmanager
 async def running_app(app: FastAPI) -> AsyncIterator[AppState]:
     """Start the app's lifespan (connections, migrations in embedded mode), yield its state, stop it."""
@@ -321,6 +381,18 @@ def build_parser() -> argparse.ArgumentParser:
         "when the secret is the data dir's)",
     )
     rotate.set_defaults(handler=_rotate_secret)
+
+    export = commands.add_parser(
+        "export", help="write every table of the database to FILE (JSON lines; money exact, for `import`)"
+    )
+    export.add_argument("file")
+    export.set_defaults(handler=_export)
+
+    load = commands.add_parser(
+        "import", help="load an export into a fresh database (migrated first; refused if it has users)"
+    )
+    load.add_argument("file")
+    load.set_defaults(handler=_import)
     return parser
 
 
@@ -331,6 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(Settings(), args)
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     return code
 

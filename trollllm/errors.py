@@ -13,6 +13,10 @@ class ConfigurationError(Exception):
     """The configuration cannot start a gateway (raised at startup, never during a request)."""
 
 
+class CommandError(Exception):
+    """A command-line command cannot do what was asked (printed as `error: …`, exit status 2)."""
+
+
 class GatewayError(Exception):
     """Base of every error that becomes an HTTP response."""
 

@@ -61,7 +61,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=256)
     instances: int = Field(
-        default=1, ge=1, le=10_000, description="gateway processes sharing Redis, for the RPM fallback share"
+        default=1,
+        ge=1,
+        le=10_000,
+        description="the least number of gateway processes sharing Redis (N of the RPM fallback share "
+        "⌈RPM / N⌉ is the live count seen in Redis, never below this)",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)

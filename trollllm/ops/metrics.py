@@ -58,6 +58,7 @@ async def exposition(state: AppState) -> bytes:
         "settlement_outbox_depth": state.outbox.depth(),
         "open_holds": int(holds),
         "open_holds_nanos": int(held),
+        "instances": state.limits.instances,  # N of the fallback share ⌈RPM / N⌉ while Redis is down
     }
     return state.telemetry.render(gauges)
 

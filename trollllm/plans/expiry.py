@@ -13,8 +13,9 @@ covered). The reset then removes what is free, leaves `planExpiresAt` set, and t
 login or job) removes the rest once those requests have settled.
 
 The job runs in every app (`PlanJobSchedule`: a minute after startup, then daily at 00:00 UTC) and as
-`trollllm expire-plans`. On PostgreSQL a session advisory lock lets one instance run it at a time; the
-others skip that run (a late one finds nothing left to do). On SQLite there is one process.
+`trollllm expire-plans`. It runs once across instances (`trollllm.storage.joblock`): on PostgreSQL the
+instance holding its advisory lock runs it, the others skip that run (a late one finds nothing left to do).
+On SQLite there is one process.
 """
 
 from __future__ import annotations
@@ -22,14 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import zlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
 from trollllm.billing.ledger import PLAN_RESET, apply_adjustment
@@ -37,6 +36,7 @@ from trollllm.db import transaction, write_connection
 from trollllm.money import Money
 from trollllm.plans.calendar import next_month_start
 from trollllm.plans.tables import FREE_PLAN
+from trollllm.storage.joblock import job_lock
 
 if TYPE_CHECKING:
     from trollllm.state import AppState
@@ -47,7 +47,9 @@ EXPIRY_BATCH_SIZE = 500
 JOB_FIRST_DELAY = timedelta(seconds=60)
 # The daily loop wakes at least this often, so a changed system clock moves the next run accordingly.
 JOB_MAX_SLEEP = timedelta(hours=1)
-_JOB_LOCK_KEY = zlib.crc32(b"trollllm:plans:expire-plans")
+PLAN_JOB = "trollllm:plans:expire-plans"  # its advisory lock (`trollllm.storage.joblock`)
+# A scheduled run keeps the lock this long, so instances waking a little later at the same 00:00 skip it.
+SCHEDULED_RUN_HOLD = timedelta(seconds=60)
 _SYSTEM_ACTOR = "system"
 
 
@@ -200,33 +202,16 @@ async def reset_monthly_usage(
         return int((await connection.execute(statement)).rowcount)
 
 
-@contextlib.asynccontextmanager
-async def job_lock(engine: AsyncEngine) -> AsyncIterator[bool]:
-    """Yields True when this process may run the job now.
+async def run_plan_jobs(
+    state: AppState, *, stop: asyncio.Event | None = None, hold_at_least: timedelta = timedelta(0)
+) -> PlanJobReport:
+    """One run of the daily job: expire passed plans, then reset monthly counters whose date has passed.
 
-    PostgreSQL: a session-level `pg_try_advisory_lock` on a connection of its own, held for the whole
-    run (which is many short transactions) and released after it; False while another instance holds it.
-    SQLite (one process): always True.
+    Runs once across instances: on PostgreSQL only the holder of the job's advisory lock runs it (kept at
+    least `hold_at_least`); the others return `ran=False`.
     """
-    if engine.dialect.name != "postgresql":
-        yield True
-        return
-    async with engine.connect() as connection:
-        acquired = bool(
-            await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": _JOB_LOCK_KEY})
-        )
-        await connection.commit()
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _JOB_LOCK_KEY})
-                await connection.commit()
-
-
-async def run_plan_jobs(state: AppState, *, stop: asyncio.Event | None = None) -> PlanJobReport:
-    """One run of the daily job: expire passed plans, then reset monthly counters whose date has passed."""
-    async with job_lock(state.engine) as acquired:
+    lock = job_lock(state.engine, PLAN_JOB, hold_at_least_s=hold_at_least.total_seconds(), stop=stop)
+    async with lock as acquired:
         if not acquired:
             logger.info("plan job skipped: another instance is running it")
             return PlanJobReport(ran=False)
@@ -278,7 +263,7 @@ class PlanJobSchedule:
 
     async def _run_once(self) -> None:
         try:
-            await run_plan_jobs(self._state, stop=self._stop)
+            await run_plan_jobs(self._state, stop=self._stop, hold_at_least=SCHEDULED_RUN_HOLD)
         except Exception:
             logger.exception("plan expiry job failed; it runs again at the next 00:00 UTC")
 

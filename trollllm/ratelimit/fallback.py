@@ -2,8 +2,9 @@
 
 RPM per key owner, login attempts, key reveals and registrations all go through `FallbackLimiter.hit`. When
 the shared limiter (Redis) fails or does not answer in time, the decision is taken by an in-process limiter
-with ⌈limit / instances⌉, so N instances together admit about the limit while Redis is down — never
-unlimited, never a 500. The outage is logged once at error level (and its end once at warning level);
+with ⌈limit / N⌉, so N instances together admit about the limit while Redis is down — never
+unlimited, never a 500. N is the live instance count last seen in Redis (`trollllm.ratelimit.instances`).
+The outage is logged once at error level (and its end once at warning level);
 `metrics()` counts them.
 """
 
@@ -84,18 +85,19 @@ class FallbackLimiter:
         limiter: Limiter,
         clock: Clock,
         *,
-        instances: int = 1,
+        instances: int | Callable[[], int] = 1,
         timeout_s: float = SHARED_DECISION_TIMEOUT_S,
         retry_interval_s: float = SHARED_RETRY_INTERVAL_S,
         telemetry: Telemetry | None = None,
     ) -> None:
-        if instances < 1:
+        if isinstance(instances, int) and instances < 1:
             raise ValueError(f"instances must be >= 1, got {instances}")
         self._shared = limiter
         self._shared_is_local = isinstance(limiter, MemoryLimiter)
         self._local = MemoryLimiter(clock)
         self._clock = clock
-        self._instances = instances
+        # N: a fixed count, or the live count of `LiveInstances` read at each decision.
+        self._instances: Callable[[], int] = (lambda: instances) if isinstance(instances, int) else instances
         self._timeout_s = timeout_s
         self._retry_interval_s = retry_interval_s
         self._retry_at: float | None = None  # set while degraded: when to probe the shared limiter again
@@ -116,9 +118,14 @@ class FallbackLimiter:
             "rate_limiter_degraded": int(self.degraded),
         }
 
+    @property
+    def instances(self) -> int:
+        """N, the number of instances the limits are shared by (the local share is ⌈limit / N⌉)."""
+        return max(self._instances(), 1)
+
     def local_limit(self, limit: int) -> int:
         """The per-instance share of `limit` used while the shared limiter is unreachable."""
-        return math.ceil(limit / self._instances)
+        return math.ceil(limit / self.instances)
 
     async def hit(self, key: str, limit: int, window_s: float) -> RateLimitStatus:
         """Record one hit of `key` if `limit` allows it in the last `window_s`; a refusal records nothing."""
@@ -172,7 +179,7 @@ class FallbackLimiter:
             logger.error(
                 "rate limiter backend unreachable; limiting locally to ceil(limit / %d instances) until it "
                 "is back",
-                self._instances,
+                self.instances,
                 extra={"error": f"{type(exc).__name__}: {exc}"},
             )
         self._retry_at = self._clock.monotonic() + self._retry_interval_s

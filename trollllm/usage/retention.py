@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+import math
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, exists, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
 from trollllm.billing.outbox import SettlementOutbox
 from trollllm.billing.sweeper import release_expired_holds
 from trollllm.clock import Clock
 from trollllm.db import transaction
+from trollllm.storage.joblock import job_lock
 from trollllm.storage.sqlprogram import ProgramRunner
 from trollllm.usage.rollup import (
     forget_unsettled_before,
@@ -38,6 +40,8 @@ MAINTENANCE_INTERVAL = timedelta(hours=1)
 # The first run waits a little after startup: instances starting together do not all write at once, and
 # short-lived apps (CLI commands, tests) exit before it.
 MAINTENANCE_FIRST_DELAY = timedelta(seconds=60)
+MAINTENANCE_JOB = "trollllm:maintenance"  # its advisory lock (`trollllm.storage.joblock`)
+MAINTENANCE_LOCK_HOLD = timedelta(seconds=30)
 
 
 def retention_cutoff(now: datetime) -> datetime:
@@ -113,10 +117,7 @@ async def run_maintenance(
     once `stop` is set each step ends after its current transaction.
     """
     if outbox is not None:
-        try:
-            await outbox[0].replay(outbox[1])
-        except Exception:
-            logger.exception("settlement outbox replay failed")
+        await replay_outbox(outbox)
     try:
         await roll_up_request_logs(sessions, stop=stop)
     except Exception:
@@ -132,6 +133,22 @@ async def run_maintenance(
         logger.exception("expired hold sweep failed")
 
 
+async def replay_outbox(outbox: tuple[SettlementOutbox, ProgramRunner]) -> None:
+    """Replay this instance's settlement outbox (its own files), logging a failure."""
+    try:
+        await outbox[0].replay(outbox[1])
+    except Exception:
+        logger.exception("settlement outbox replay failed")
+
+
+def next_boundary(now: datetime, interval: timedelta) -> datetime:
+    """The first multiple of `interval` since the epoch strictly after `now`: every instance wakes for the
+    same pass at the same moment, so the job lock lets exactly one of them run it."""
+    step = interval.total_seconds()
+    slots = math.floor(now.timestamp() / step) + 1
+    return datetime.fromtimestamp(slots * step, tz=UTC)
+
+
 async def run_periodically(
     sessions: async_sessionmaker[AsyncSession],
     clock: Clock,
@@ -139,22 +156,60 @@ async def run_periodically(
     interval: timedelta = MAINTENANCE_INTERVAL,
     first_delay: timedelta = MAINTENANCE_FIRST_DELAY,
     outbox: tuple[SettlementOutbox, ProgramRunner] | None = None,
+    engine: AsyncEngine | None = None,
 ) -> None:
-    """Run `run_maintenance` after `first_delay`, then every `interval`, until the task is cancelled.
+    """Run a maintenance pass after `first_delay`, then at every multiple of `interval` (wall clock), until
+    the task is cancelled.
+
+    With `engine` the database steps of a pass run once across instances: only the holder of the
+    `MAINTENANCE_JOB` advisory lock runs them (`trollllm.storage.joblock`), the others skip that pass; the
+    settlement outbox is this instance's own files, so every instance replays its own at every pass.
 
     Meant for `asyncio.create_task` in the app's lifespan: on shutdown cancel it and await it before
     disposing of the engine. Cancelling it mid-pass lets the pass finish its current transaction (never
-    abandoning a database call half-way), then re-raises. A failing pass is logged and the loop goes
-    on; several instances may run it at once safely.
+    abandoning a database call half-way), then re-raises. A failing pass is logged and the loop goes on.
     """
     stop = asyncio.Event()
     await asyncio.sleep(first_delay.total_seconds())
     while True:
-        current = asyncio.create_task(run_maintenance(sessions, clock.now(), stop=stop, outbox=outbox))
+        current = asyncio.create_task(
+            maintenance_pass(sessions, clock, stop=stop, interval=interval, outbox=outbox, engine=engine)
+        )
         try:
             await asyncio.shield(current)
         except asyncio.CancelledError:
             stop.set()
             await current
             raise
-        await asyncio.sleep(interval.total_seconds())
+        now = clock.now()
+        await asyncio.sleep(max((next_boundary(now, interval) - now).total_seconds(), 0.0))
+
+
+async def maintenance_pass(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    *,
+    stop: asyncio.Event,
+    interval: timedelta = MAINTENANCE_INTERVAL,
+    outbox: tuple[SettlementOutbox, ProgramRunner] | None = None,
+    engine: AsyncEngine | None = None,
+) -> bool:
+    """One scheduled pass of this instance: its own outbox, then the database steps if it holds the
+    `MAINTENANCE_JOB` lock (kept min(interval / 2, 30 s), so an instance waking late for the same pass
+    skips it). True when this instance ran the database steps."""
+    if engine is None:
+        await run_maintenance(sessions, clock.now(), stop=stop, outbox=outbox)
+        return True
+    if outbox is not None:
+        await replay_outbox(outbox)
+    hold = min(interval / 2, MAINTENANCE_LOCK_HOLD).total_seconds()
+    try:
+        async with job_lock(engine, MAINTENANCE_JOB, hold_at_least_s=hold, stop=stop) as acquired:
+            if not acquired:
+                logger.debug("maintenance pass skipped: another instance runs it")
+                return False
+            await run_maintenance(sessions, clock.now(), stop=stop)
+            return True
+    except Exception:
+        logger.exception("maintenance pass failed")
+        return False
