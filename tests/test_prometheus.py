@@ -156,7 +156,10 @@ async def test_metrics_on_their_own_port_are_not_on_the_gateway_port(
     assert (await _raw_get(port, "/healthz", "Bearer tok-42"))[0] == 404
 
 
-async def test_workers_add_up_their_counts_in_every_scrape(tmp_path: Path, redis_prefix: str) -> None:
+async def test_workers_add_up_their_counts_in_every_scrape(
+    tmp_path: Path, redis_prefix: str, postgres_database_url: str
+) -> None:
+    # Several workers serve only the scaled shape (embedded SQLite is one process): PostgreSQL and Redis.
     shared = tmp_path / "prom"
     shared.mkdir()
     (shared / "counter_999999.db").write_bytes(b"left by an earlier run")
@@ -170,8 +173,8 @@ async def test_workers_add_up_their_counts_in_every_scrape(tmp_path: Path, redis
         "REDIS_URL": REDIS_URL,
         "TROLLLLM_REDIS_KEY_PREFIX": redis_prefix,
         "PROMETHEUS_MULTIPROC_DIR": str(shared),
+        "DATABASE_URL": postgres_database_url,
     }
-    env.pop("DATABASE_URL", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "trollllm", "serve", "--workers", "2"], env=env, cwd=tmp_path
     )
