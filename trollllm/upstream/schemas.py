@@ -41,6 +41,7 @@ class NewFactoryKey(BaseModel):
 class FactoryKeyPatch(BaseModel):
     """The body of `PATCH /api/admin/factory-keys/{id}`: only the fields present change.
 
+    `provider` moves the key to another provider row (it then serves that provider's models);
     `proxyId: null` unbinds the proxy; `status: "healthy"` re-enables a disabled or cooling key (and clears
     its last error and cooldown), `"disabled"` takes it out of rotation.
     """
