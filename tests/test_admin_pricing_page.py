@@ -111,3 +111,24 @@ async def test_saving_a_model_deleted_meanwhile_says_so_at_the_top(gateway: AppH
         response = await post_form(client, "/admin/pricing", "/admin/pricing/save", modelId="gone", **row)
     assert response.status_code == 404
     assert "No model &#39;gone&#39;" in response.text
+
+
+async def test_a_provider_the_operator_added_is_offered_for_models_and_factory_keys(
+    gateway: AppHarness,
+) -> None:
+    admin = await make_admin(gateway)
+    deepseek = {"name": "deepseek", "wireFormat": "openai", "baseUrl": "http://127.0.0.1:9/v1"}
+    created = await gateway.client.post("/api/admin/providers", headers=admin.auth, json=deepseek)
+    assert created.status_code == 201, created.text
+    async with signed_in(gateway, "root") as client:
+        pricing = await client.get("/admin/pricing")
+        factory_keys = await client.get("/factory-keys")
+        added = await post_form(
+            client, "/admin/pricing", "/admin/pricing", **(NEW_MODEL | {"provider": "deepseek"})
+        )
+    assert ">deepseek</option>" in pricing.text
+    assert ">deepseek</option>" in factory_keys.text
+    assert added.status_code == 303
+    async with gateway.state.sessions() as session:
+        row = await load_model(session, "gpt-new")
+    assert row is not None and row.provider == "deepseek"

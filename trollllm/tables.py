@@ -9,6 +9,7 @@ from trollllm.friendkeys.tables import FriendKey, FriendKeyModelLimit
 from trollllm.keyrotation.tables import ServerKey
 from trollllm.plans.tables import Plan
 from trollllm.pricing.tables import LlmModel
+from trollllm.providers.tables import Provider
 from trollllm.upstream.tables import FactoryKey, Proxy
 from trollllm.usage.rollup_tables import (
     HourlyLatency,
@@ -35,6 +36,7 @@ __all__ = [
     "LedgerEntry",
     "LlmModel",
     "Plan",
+    "Provider",
     "ProviderKey",
     "Proxy",
     "RequestLog",

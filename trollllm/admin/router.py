@@ -14,6 +14,7 @@ from trollllm.admin.users import router as users_router
 from trollllm.audit.routes import router as audit_router
 from trollllm.plans.admin_routes import router as plans_router
 from trollllm.pricing.admin_routes import router as pricing_router
+from trollllm.providers.admin_routes import router as providers_router
 from trollllm.upstream.admin_routes import router as upstream_router
 from trollllm.usage.admin_routes import router as usage_router
 
@@ -27,6 +28,7 @@ def build_admin_router() -> APIRouter:
         users_router,
         plans_router,
         pricing_router,
+        providers_router,
         upstream_router,
         keys_router,
         audit_router,

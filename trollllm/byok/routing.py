@@ -87,7 +87,8 @@ async def own_key_for(state: AppState, user_id: int, provider: str) -> OwnKey | 
     root, names_api_root = split_base_url(str(base_url))
     upstream = PoolKey(
         id=OWN_KEY_POOL_ID,
-        provider=str(wire_format),
+        provider=provider,
+        wire_format=str(wire_format),
         root=root,
         names_api_root=names_api_root,
         secret=secret,

@@ -6,10 +6,11 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from trollllm.byok.tables import UNVERIFIED, Provider, ProviderKey
+from trollllm.byok.tables import UNVERIFIED, ProviderKey
 from trollllm.byok.validation import check_provider_key
 from trollllm.db import transaction
 from trollllm.errors import NotFound
+from trollllm.providers.tables import Provider
 from trollllm.state import AppState
 
 

@@ -1,4 +1,4 @@
-"""The providers a user may bring a key for, and users' own provider keys."""
+"""Users' own provider keys (the providers themselves are rows of `trollllm.providers`)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,11 @@ from sqlalchemy import CheckConstraint, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from trollllm.db import Base, UtcDateTime, utcnow
+from trollllm.providers.tables import Provider
+
+__all__ = ["INVALID", "UNVERIFIED", "VERIFIED", "Provider", "ProviderKey"]
 
 UNVERIFIED, VERIFIED, INVALID = "unverified", "verified", "invalid"
-
-
-class Provider(Base):
-    """An upstream provider: its wire format and API root. Adding one (DeepSeek, Mistral) is a row."""
-
-    __tablename__ = "providers"
-
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    display_name: Mapped[str] = mapped_column(String(64))
-    wire_format: Mapped[str] = mapped_column(String(16))  # `openai` or `anthropic` (trollllm.wire)
-    base_url: Mapped[str] = mapped_column(String(300))
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class ProviderKey(Base):

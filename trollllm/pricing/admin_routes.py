@@ -28,7 +28,8 @@ async def list_models(request: Request) -> list[ModelView]:
 
 @router.post("/models", status_code=201, response_model=ModelView)
 async def create_model(body: NewModel, admin: CurrentAdmin, request: Request) -> ModelView:
-    """Add a model (409 if the id exists; 400 naming the price field for a bad price)."""
+    """Add a model (409 if the id exists; 400 naming the price field for a bad price; 422 naming
+    `provider` for a provider that is no row of `GET /api/admin/providers`)."""
     state = get_state(request)
     async with transaction(state.sessions) as session:
         row = await service.create_model(session, state, admin.username, body)

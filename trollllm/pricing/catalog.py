@@ -1,7 +1,10 @@
-"""The model catalog as the hot path sees it: every model row, cached briefly in memory.
+"""The model catalog as the hot path sees it: every model row with its provider's wire format, cached
+briefly in memory.
 
 Prices are read per request from here, never from the request; an admin change calls `invalidate()` so it
-applies to the next request on this instance (and within `TTL_S` on every other).
+applies to the next request on this instance (and within `TTL_S` on every other). A model's wire format
+comes from its provider row, joined in the same load, so the request path asks no extra query for it;
+an admin change to a provider invalidates the catalog too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from trollllm.clock import Clock
 from trollllm.money import Prices
 from trollllm.pricing.tables import LlmModel
+from trollllm.providers.tables import Provider
+from trollllm.wire import WireFormat
 
 TTL_S = 5.0
 
@@ -24,6 +29,7 @@ class CatalogModel:
 
     model_id: str
     provider: str
+    wire: WireFormat  # what the provider's API speaks: decides whether a request is translated
     upstream_model: str
     prices: Prices
     max_output_tokens: int
@@ -64,11 +70,16 @@ class ModelCatalog:
 
     async def _reload(self) -> None:
         async with self._sessions() as session:
-            rows = (await session.scalars(select(LlmModel))).all()
+            rows = (
+                await session.execute(
+                    select(LlmModel, Provider.wire_format).join(Provider, Provider.name == LlmModel.provider)
+                )
+            ).all()
         self._models = {
             row.model_id: CatalogModel(
                 model_id=row.model_id,
                 provider=row.provider,
+                wire=WireFormat(wire_format),
                 upstream_model=row.upstream_model,
                 prices=Prices(
                     input_per_mtok=row.input_price_nanos,
@@ -80,6 +91,6 @@ class ModelCatalog:
                 enabled=row.enabled,
                 url_media_tokens=row.url_media_tokens,
             )
-            for row in rows
+            for row, wire_format in rows
         }
         self._loaded_at = self._clock.monotonic()

@@ -8,7 +8,7 @@ one parser.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import (
     BaseModel,
@@ -23,11 +23,11 @@ from pydantic import (
 
 from trollllm.money import Money
 from trollllm.pricing.tables import DEFAULT_URL_MEDIA_TOKENS, LlmModel
+from trollllm.providers.schemas import ProviderName
 
 MODEL_ID_PATTERN = r"^[A-Za-z0-9._:/\-]{1,128}$"
 MAX_OUTPUT_TOKENS = 1_000_000
 
-Provider = Literal["openai", "anthropic"]
 _MAX_PRICE_TEXT = 64
 
 
@@ -54,7 +54,7 @@ UpstreamModelName = Annotated[
 class ModelFields(BaseModel):
     """Every field of a model row but its id: the body of `PUT /api/admin/models/{modelId}`."""
 
-    provider: Provider
+    provider: ProviderName
     upstreamModel: UpstreamModelName = Field(description="The model name sent upstream")
     inputPricePerMTok: PriceInput = Field(description="USD per million input tokens, ≥ 0")
     outputPricePerMTok: PriceInput = Field(description="USD per million output tokens, ≥ 0")

@@ -18,6 +18,7 @@ from trollllm.errors import Conflict, InvalidRequest, NotFound
 from trollllm.money import MoneyParseError, parse_price_per_mtok
 from trollllm.pricing.schemas import ModelFields, ModelView, NewModel
 from trollllm.pricing.tables import LlmModel
+from trollllm.providers.known import require_provider
 from trollllm.state import AppState
 
 
@@ -64,8 +65,10 @@ def _snapshot(row: LlmModel) -> dict[str, Any]:
 
 
 async def create_model(session: AsyncSession, state: AppState, actor: str, body: NewModel) -> LlmModel:
-    """Add a model row; 409 (field `modelId`) if the id exists."""
+    """Add a model row; 409 (field `modelId`) if the id exists, 422 (field `provider`) for a provider
+    that is no row of `providers`."""
     prices = _parsed_prices(body)
+    await require_provider(session, body.provider)
     if await session.get(LlmModel, body.modelId) is not None:
         raise Conflict(f"Model {body.modelId!r} already exists", field="modelId")
     now = state.clock.now()
@@ -94,8 +97,9 @@ async def create_model(session: AsyncSession, state: AppState, actor: str, body:
 async def replace_model(
     session: AsyncSession, state: AppState, actor: str, model_id: str, body: ModelFields
 ) -> LlmModel:
-    """Replace every field of a model row (its id stays); 404 if unknown."""
+    """Replace every field of a model row (its id stays); 404 if unknown, 422 for an unknown provider."""
     prices = _parsed_prices(body)
+    await require_provider(session, body.provider)
     row = await session.get(LlmModel, model_id, with_for_update=True)
     if row is None:
         raise NotFound(f"No model {model_id!r}")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, Integer, String, text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from trollllm.db import Base, Nanos, UtcDateTime, utcnow
 
-PROVIDERS = ("openai", "anthropic")
 DEFAULT_URL_MEDIA_TOKENS = 1600
 """Input tokens held per image or document sent by URL: a full-size image on either provider."""
 
@@ -19,7 +18,6 @@ class LlmModel(Base):
 
     __tablename__ = "llm_models"
     __table_args__ = (
-        CheckConstraint("provider IN ('openai', 'anthropic')", name="provider_known"),
         CheckConstraint(
             "input_price_nanos >= 0 AND output_price_nanos >= 0 AND cache_write_price_nanos >= 0 "
             "AND cache_hit_price_nanos >= 0",
@@ -29,7 +27,8 @@ class LlmModel(Base):
     )
 
     model_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    provider: Mapped[str] = mapped_column(String(16))
+    # Any row of `providers` (migration 0010 replaced the openai/anthropic CHECK with this foreign key).
+    provider: Mapped[str] = mapped_column(String(32), ForeignKey("providers.name", ondelete="RESTRICT"))
     upstream_model: Mapped[str] = mapped_column(String(128))
     input_price_nanos: Mapped[int] = mapped_column(Nanos)
     output_price_nanos: Mapped[int] = mapped_column(Nanos)

@@ -38,7 +38,6 @@ from trollllm.storage.sqlprogram import Program, Query, as_utc
 from trollllm.wire import WireFormat
 
 _MAX_KEY_HEADER = 256
-_WIRE_OF_PROVIDER = {"openai": WireFormat.OPENAI, "anthropic": WireFormat.ANTHROPIC}
 _UPGRADE = "Your plan does not include API access. Upgrade your plan to use the API."
 
 
@@ -239,7 +238,7 @@ async def _admit(
         raise ModelNotFound(
             f"The model `{request.model_id}` does not exist or is not available", field="model"
         )
-    upstream_wire = _WIRE_OF_PROVIDER[model.provider]
+    upstream_wire = model.wire  # the provider row's wire format (loaded with the catalog)
     if upstream_wire is not request.wire:  # a model of the other format: translated both ways
         request.translate_to(upstream_wire)
     requested = request.requested_max_tokens

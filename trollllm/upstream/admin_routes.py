@@ -41,7 +41,8 @@ async def list_factory_keys(request: Request) -> list[FactoryKeyView]:
 
 @router.post("/factory-keys", status_code=201, response_model=FactoryKeyView)
 async def create_factory_key(body: NewFactoryKey, admin: CurrentAdmin, request: Request) -> FactoryKeyView:
-    """Store an upstream key (encrypted at rest); answers its masked view."""
+    """Store an upstream key (encrypted at rest) for any provider row (`GET /api/admin/providers`; 422
+    naming `provider` otherwise); answers its masked view."""
     state = get_state(request)
     async with transaction(state.sessions) as session:
         row = await service.create_factory_key(session, state, admin.username, body)
@@ -53,7 +54,8 @@ async def create_factory_key(body: NewFactoryKey, admin: CurrentAdmin, request: 
 async def update_factory_key(
     key_id: RowId, body: FactoryKeyPatch, admin: CurrentAdmin, request: Request
 ) -> FactoryKeyView:
-    """Rename, re-point, replace the key, bind or unbind (`proxyId: null`) a proxy, re-enable or disable."""
+    """Rename, move to another provider row, re-point, replace the key, bind or unbind (`proxyId: null`)
+    a proxy, re-enable or disable; 422 naming `provider` for a provider that is no row."""
     state = get_state(request)
     async with transaction(state.sessions) as session:
         row = await service.update_factory_key(session, state, admin.username, key_id, body)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm import __version__
 from trollllm.crypto import KeyBox, mask_secrets
+from trollllm.providers.tables import Provider
 from trollllm.upstream.proxy_secrets import proxy_url_of
 from trollllm.upstream.tables import FactoryKey, Proxy
 
@@ -71,6 +72,8 @@ class PoolKey:
 
     id: int
     provider: str
+    wire_format: str
+    """What the provider's API speaks (`openai` or `anthropic`, from its row): decides the auth headers."""
     root: str
     names_api_root: bool
     secret: str = field(repr=False)
@@ -100,24 +103,24 @@ class LoadedKeys:
     """Proxies whose row holds a `last_error` (cleared by the next request that passes through)."""
 
 
-def auth_headers(provider: str, secret: str) -> dict[str, str]:
-    """The fixed headers of every request sent with a key of `provider`."""
+def auth_headers(wire_format: str, secret: str) -> dict[str, str]:
+    """The fixed headers of every request sent with a key to an API of `wire_format`."""
     headers = {
         "content-type": "application/json",
         "accept-encoding": "identity",
         "user-agent": f"trollllm/{__version__}",
     }
-    if provider == "anthropic":
+    if wire_format == "anthropic":
         headers["x-api-key"] = secret
     else:
         headers["authorization"] = f"Bearer {secret}"
     return headers
 
 
-def passthrough_headers(provider: str, headers: Mapping[str, str]) -> dict[str, str] | None:
-    """The client headers forwarded upstream: Anthropic's version (default `2023-06-01`) and beta flags;
-    nothing for other providers."""
-    if provider != "anthropic":
+def passthrough_headers(wire_format: str, headers: Mapping[str, str]) -> dict[str, str] | None:
+    """The client headers forwarded upstream to an API of `wire_format`: for the Anthropic format its
+    version (default `2023-06-01`) and beta flags; nothing for the OpenAI format."""
+    if wire_format != "anthropic":
         return None
     extra = {"anthropic-version": headers.get("anthropic-version") or ANTHROPIC_DEFAULT_VERSION}
     beta = headers.get("anthropic-beta")
@@ -150,7 +153,8 @@ def factory_key_context(key_id: int) -> str:
 async def load_keys(
     sessions: async_sessionmaker[AsyncSession], keybox: KeyBox, *, now: datetime, monotonic: float
 ) -> LoadedKeys:
-    """Every factory key that is not disabled, decrypted, grouped by provider and ordered by id.
+    """Every factory key that is not disabled, decrypted, grouped by provider and ordered by id, each with
+    its provider row's wire format.
 
     A key bound to a socks5 proxy, or one that does not decrypt, is left out and flagged with the reason
     (when its `last_error` does not say so already).
@@ -158,14 +162,15 @@ async def load_keys(
     async with sessions() as session:
         rows = (
             await session.execute(
-                select(FactoryKey, Proxy.url, Proxy.url_encrypted, Proxy.last_error)
+                select(FactoryKey, Provider.wire_format, Proxy.url, Proxy.url_encrypted, Proxy.last_error)
+                .join(Provider, Provider.name == FactoryKey.provider)
                 .outerjoin(Proxy, FactoryKey.proxy_id == Proxy.id)
                 .where(FactoryKey.status != "disabled")
                 .order_by(FactoryKey.id)
             )
         ).all()
     loaded = LoadedKeys(by_provider={}, flagged={})
-    for row, proxy_url, proxy_sealed, proxy_error in rows:
+    for row, wire_format, proxy_url, proxy_sealed, proxy_error in rows:
         if proxy_error is not None and row.proxy_id is not None:
             loaded.proxy_errors.add(row.proxy_id)
         problem = None
@@ -191,11 +196,12 @@ async def load_keys(
             PoolKey(
                 id=row.id,
                 provider=row.provider,
+                wire_format=wire_format,
                 root=root,
                 names_api_root=names_api_root,
                 secret=secret,
                 proxy=proxy_url,
-                headers=auth_headers(row.provider, secret),
+                headers=auth_headers(wire_format, secret),
                 cooling_until=cooling_until,
                 db_cooling=row.status == "cooling_down",
                 proxy_id=row.proxy_id,

@@ -175,8 +175,9 @@ class UpstreamPool:
         """POST `body` to `path` (like `/v1/chat/completions`) with a key of `provider`.
 
         `headers` are the client's (lower-case names); only `anthropic-version` and `anthropic-beta`
-        pass through, for Anthropic. `stream` says whether the client asked for a stream (its headers
-        come at once, so the first-byte timeout applies; otherwise they come with the finished answer).
+        pass through, to a provider of the Anthropic wire format. `stream` says whether the client asked
+        for a stream (its headers come at once, so the first-byte timeout applies; otherwise they come
+        with the finished answer).
         Returns the open reply, whose body must be complete by the request's total deadline (see the
         module docstring for the retry rules); raises `UpstreamUnavailable` when no key answered
         usefully, `UpstreamTimeout` when the request reached its total deadline.
@@ -188,7 +189,7 @@ class UpstreamPool:
         candidates = self._candidates(provider, keys)
         if not candidates:
             raise self._unavailable(keys)
-        extra = passthrough_headers(provider, headers)
+        extra = passthrough_headers(candidates[0].wire_format, headers)  # one provider: one format
         loop = asyncio.get_running_loop()
         started = loop.time()
         total_deadline = started + self._total_s
@@ -268,7 +269,7 @@ class UpstreamPool:
             raise RuntimeError("UpstreamPool.start() has not been called")
         total_deadline = asyncio.get_running_loop().time() + self._total_s
         wait_s = min(self._connect_s + self._first_byte_s, self._total_s) if stream else self._total_s
-        extra = passthrough_headers(key.provider, headers)
+        extra = passthrough_headers(key.wire_format, headers)
         try:
             response = await self._post(http, key, path, body, extra, wait_s, not stream)
         except _AttemptFailed as exc:

@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field, StrictInt, StringConstraints, field_valid
 
 from trollllm.crypto import mask_key, mask_secrets
 from trollllm.money import Money
+from trollllm.providers.schemas import ProviderName
 from trollllm.upstream.tables import FactoryKey
 
-Provider = Literal["openai", "anthropic"]
 # 1..100 characters, not all blank; stored as given (HTML included: it is data, JSON-escaped on output).
 Name = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=100, pattern=r"\S")]
 INT32_MAX = 2**31 - 1
@@ -32,7 +32,7 @@ class NewFactoryKey(BaseModel):
     """The body of `POST /api/admin/factory-keys`."""
 
     name: Name
-    provider: Provider
+    provider: ProviderName
     baseUrl: Url = Field(description="http(s) URL of the provider's API, without credentials")
     apiKey: UpstreamKey = Field(description="The upstream key; stored encrypted, never shown again")
     proxyId: ProxyId | None = None
@@ -41,17 +41,19 @@ class NewFactoryKey(BaseModel):
 class FactoryKeyPatch(BaseModel):
     """The body of `PATCH /api/admin/factory-keys/{id}`: only the fields present change.
 
+    `provider` moves the key to another provider row (it then serves that provider's models);
     `proxyId: null` unbinds the proxy; `status: "healthy"` re-enables a disabled or cooling key (and clears
     its last error and cooldown), `"disabled"` takes it out of rotation.
     """
 
     name: Name | None = None
+    provider: ProviderName | None = None
     baseUrl: Url | None = None
     apiKey: UpstreamKey | None = None
     proxyId: ProxyId | None = None
     status: Literal["healthy", "disabled"] | None = None
 
-    @field_validator("name", "baseUrl", "apiKey", "status")
+    @field_validator("name", "provider", "baseUrl", "apiKey", "status")
     @classmethod
     def _not_null(cls, value: str | None) -> str:
         """Only `proxyId` may be set to null; an explicit null elsewhere is an error, not 'unchanged'."""

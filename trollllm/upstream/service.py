@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from trollllm.audit.service import record_audit
 from trollllm.errors import Conflict, InvalidRequest, NotFound
+from trollllm.providers.known import require_provider
 from trollllm.state import AppState
 from trollllm.upstream.proxy_secrets import mask_proxy_url, seal
 from trollllm.upstream.schemas import (
@@ -113,8 +114,10 @@ async def list_factory_keys(session: AsyncSession) -> list[FactoryKey]:
 async def create_factory_key(
     session: AsyncSession, state: AppState, actor: str, body: NewFactoryKey
 ) -> FactoryKey:
-    """Store a new upstream key, encrypted, healthy; 400 naming the field for a bad URL or proxy."""
+    """Store a new upstream key, encrypted, healthy; 400 naming the field for a bad URL or proxy, 422
+    (field `provider`) for a provider that is no row of `providers`."""
     base_url = validate_base_url(body.baseUrl)
+    await require_provider(session, body.provider)
     await _require_proxy(session, body.proxyId)
     row = FactoryKey(
         name=body.name,
@@ -153,12 +156,16 @@ async def update_factory_key(
         raise NotFound(f"No factory key with id {key_id}")
     if not patch.model_fields_set:
         return row
+    if patch.provider is not None:
+        await require_provider(session, patch.provider)
     before = _key_snapshot(row)
     if "proxyId" in patch.model_fields_set:
         await _require_proxy(session, patch.proxyId)
         row.proxy_id = patch.proxyId
     if patch.name is not None:
         row.name = patch.name
+    if patch.provider is not None:
+        row.provider = patch.provider
     if base_url is not None:
         row.base_url = base_url
     if patch.apiKey is not None:

@@ -34,13 +34,13 @@ class FactoryKey(Base):
 
     __tablename__ = "factory_keys"
     __table_args__ = (
-        CheckConstraint("provider IN ('openai', 'anthropic')", name="provider_known"),
         CheckConstraint("status IN ('healthy', 'cooling_down', 'disabled')", name="status_known"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(100))
-    provider: Mapped[str] = mapped_column(String(16))
+    # Any row of `providers`; the key serves the models of that provider, in its wire format.
+    provider: Mapped[str] = mapped_column(String(32), ForeignKey("providers.name", ondelete="RESTRICT"))
     base_url: Mapped[str] = mapped_column(String(2048))
     key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     last4: Mapped[str] = mapped_column(String(4))

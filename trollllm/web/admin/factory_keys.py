@@ -15,7 +15,7 @@ from starlette.responses import Response
 from trollllm.accounts.tables import User
 from trollllm.db import transaction
 from trollllm.errors import GatewayError
-from trollllm.pricing.tables import PROVIDERS
+from trollllm.providers.known import provider_names
 from trollllm.state import get_state
 from trollllm.upstream import service
 from trollllm.upstream.schemas import FactoryKeyPatch, FactoryKeyView, NewFactoryKey
@@ -51,6 +51,7 @@ async def _render(
     async with get_state(request).sessions() as session:
         rows = await service.list_factory_keys(session)
         proxies = await service.list_proxies(session)
+        providers = await provider_names(session)  # rows of `providers`: adding one is data, not code
     proxy_names = {proxy.id: proxy.name for proxy in proxies}
     return admin_view(
         request,
@@ -62,7 +63,7 @@ async def _render(
             (view, refused_by_provider(view), proxy_names.get(row.proxy_id or 0), row.spend_nanos)
             for row, view in ((row, FactoryKeyView.of(row)) for row in rows)
         ],
-        provider_options=[(provider, provider) for provider in PROVIDERS],
+        provider_options=[(provider, provider) for provider in providers],
         proxy_options=[("", "No proxy")] + [(str(proxy.id), proxy.name) for proxy in proxies],
         new=new or {"provider": "openai"},
         errors=errors or {},

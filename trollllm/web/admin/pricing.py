@@ -18,7 +18,8 @@ from trollllm.db import transaction
 from trollllm.errors import GatewayError, NotFound
 from trollllm.pricing import service
 from trollllm.pricing.schemas import ModelFields, NewModel
-from trollllm.pricing.tables import DEFAULT_URL_MEDIA_TOKENS, PROVIDERS
+from trollllm.pricing.tables import DEFAULT_URL_MEDIA_TOKENS
+from trollllm.providers.known import provider_names
 from trollllm.state import get_state
 from trollllm.web.admin.access import admin_form, admin_page, admin_view, done, field_errors, parse_int
 
@@ -72,6 +73,7 @@ async def _render(
 ) -> Response:
     async with get_state(request).sessions() as session:
         models = await service.list_models(session)
+        providers = await provider_names(session)  # rows of `providers`: adding one is data, not code
     return admin_view(
         request,
         "admin/pricing.html",
@@ -79,8 +81,8 @@ async def _render(
         "admin-pricing",
         status_code,
         models=models,
-        providers=PROVIDERS,
-        provider_options=[(provider, provider) for provider in PROVIDERS],
+        providers=providers,
+        provider_options=[(provider, provider) for provider in providers],
         new=new or {"urlMediaTokens": str(DEFAULT_URL_MEDIA_TOKENS), "enabled": "on", "provider": "openai"},
         new_errors=new_errors or {},
         row_errors=row_errors or {},

@@ -1,0 +1,1 @@
+"""Providers: upstream APIs as rows (name, wire format, API root), and their admin endpoints."""
