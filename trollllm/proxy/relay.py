@@ -12,7 +12,8 @@ import orjson
 
 from trollllm.errors import GatewayError
 from trollllm.http_errors import error_body
-from trollllm.money import Money, TokenUsage, usage_from_anthropic, usage_from_openai, usd_text
+from trollllm.money import TokenUsage, usage_from_anthropic, usage_from_openai
+from trollllm.sse import SseFraming
 from trollllm.wire import ENDPOINTS, WireFormat
 
 
@@ -40,7 +41,7 @@ def rewrite_json_reply(raw: bytes, wire: WireFormat, client_model: str) -> tuple
     return orjson.dumps(body), billed
 
 
-class StreamMeter:
+class StreamMeter(SseFraming):
     """Relays one SSE stream: rewrites the model name, meters usage, strips what the client did not ask.
 
     Every event's data is parsed (orjson), so usage and delivered tokens do not depend on how the upstream
@@ -70,8 +71,8 @@ class StreamMeter:
         """Events whose data parsed (JSON objects and `[DONE]`)."""
         self.dropped_events = 0
         """Events with data that is not JSON, not passed to the client."""
+        super().__init__()
         self._anthropic_start: dict[str, Any] = {}
-        self._buffer = b""
         self._upstream_model = upstream_model
         self._client_model = client_model
         self._model_from: tuple[bytes, ...] = ()
@@ -81,51 +82,19 @@ class StreamMeter:
             self._model_from = (b'"model":' + value, b'"model": ' + value)
             self._model_to = b'"model":' + orjson.dumps(client_model)
         self._hold_usage = report_cost and (wire is WireFormat.ANTHROPIC or client_wants_usage)
-        self._held: list[bytes] = []
-        self._held_usage: tuple[bytes, dict[str, Any]] | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes to send to the client for this upstream chunk (whole events only)."""
-        data = self._buffer + chunk if self._buffer else chunk
-        if b"\r" in data:
-            carry = data.endswith(b"\r")  # may be the first half of a CRLF split between two chunks
-            if carry:
-                data = data[:-1]
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if carry:
-                data += b"\r"
-        end = data.rfind(b"\n\n")
-        if end < 0:
-            self._buffer = data
-            return b""
-        self._buffer = data[end + 2 :]
-        out = [self._event(event) for event in data[:end].split(b"\n\n")]
+        out = [self._event(event) for event in self._whole_events(chunk)]
         return b"".join(event + b"\n\n" for event in out if event)
 
     def flush(self) -> bytes:
         """Whatever incomplete event remains at the end of the stream."""
-        rest, self._buffer = self._buffer.replace(b"\r", b"\n"), b""
-        if not rest.strip():
+        rest = self._last_event()
+        if rest is None:
             return b""
-        event = self._event(rest.strip(b"\n"))
+        event = self._event(rest)
         return event + b"\n\n" if event else b""
-
-    @property
-    def pending_bytes(self) -> int:
-        """Bytes buffered while waiting for the end of the current event."""
-        return len(self._buffer)
-
-    def release_held(self, cost: Money | None) -> bytes:
-        """The events held back for the cost, with `cost` (USD) beside the usage; None adds none."""
-        held, self._held = self._held, []
-        usage_event, self._held_usage = self._held_usage, None
-        if usage_event is None:
-            return b"".join(held)
-        prefix, payload = usage_event
-        data = orjson.dumps(payload)
-        if cost is not None:
-            data = data[:-1] + b',"cost":' + usd_text(cost).encode() + b"}"
-        return b"".join([prefix + b"data: " + data + b"\n\n", *held])
 
     def billed_usage(self) -> TokenUsage:
         """What to bill: the usage the upstream reported, or else the tokens delivered to the client."""

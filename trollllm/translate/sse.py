@@ -12,13 +12,14 @@ from typing import Any
 
 import orjson
 
-from trollllm.money import Money, TokenUsage, usd_text
+from trollllm.money import TokenUsage
+from trollllm.sse import SseFraming
 
 DONE = object()
 """The `[DONE]` data line of an OpenAI stream."""
 
 
-class TranslatedStream:
+class TranslatedStream(SseFraming):
     """Base of the two directions: subclasses implement `_translate(payload)` (a dict or `DONE`)."""
 
     def __init__(self, client_model: str, client_wants_usage: bool) -> None:
@@ -30,46 +31,16 @@ class TranslatedStream:
         self.events = 0
         """Upstream events whose data parsed (JSON objects and `[DONE]`)."""
         self.dropped_events = 0
-        self._buffer = b""
-        self._held_usage: tuple[bytes, dict[str, Any]] | None = None
-        self._held: list[bytes] = []
+        super().__init__()
 
     def feed(self, chunk: bytes) -> bytes:
         """The caller's events for this upstream chunk (whole upstream events only)."""
-        data = self._buffer + chunk if self._buffer else chunk
-        if b"\r" in data:
-            carry = data.endswith(b"\r")  # may be the first half of a CRLF split between two chunks
-            data = (data[:-1] if carry else data).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if carry:
-                data += b"\r"
-        end = data.rfind(b"\n\n")
-        if end < 0:
-            self._buffer = data
-            return b""
-        self._buffer = data[end + 2 :]
-        return b"".join([self._event(event) for event in data[:end].split(b"\n\n")])
+        return b"".join([self._event(event) for event in self._whole_events(chunk)])
 
     def flush(self) -> bytes:
         """Whatever incomplete event remains at the end of the stream."""
-        rest, self._buffer = self._buffer.replace(b"\r", b"\n").strip(b"\n"), b""
-        return self._event(rest) if rest.strip() else b""
-
-    @property
-    def pending_bytes(self) -> int:
-        """Bytes buffered while waiting for the end of the current event."""
-        return len(self._buffer)
-
-    def release_held(self, cost: Money | None) -> bytes:
-        """The final events held back for the cost, with `"cost"` (USD) beside the usage."""
-        held, self._held = self._held, []
-        usage_event, self._held_usage = self._held_usage, None
-        if usage_event is None:
-            return b"".join(held)
-        prefix, payload = usage_event
-        data = orjson.dumps(payload)
-        if cost is not None:
-            data = data[:-1] + b',"cost":' + usd_text(cost).encode() + b"}"
-        return b"".join([prefix + b"data: " + data + b"\n\n", *held])
+        rest = self._last_event()
+        return self._event(rest) if rest is not None else b""
 
     def billed_usage(self) -> TokenUsage:
         """What to bill: the usage the upstream reported, else the tokens delivered (SPEC §4)."""
