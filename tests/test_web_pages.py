@@ -6,7 +6,7 @@ import re
 
 import httpx
 from conftest import AppHarness
-from helpers import PASSWORD, register_user
+from helpers import PASSWORD, make_admin, register_user
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -159,3 +159,24 @@ async def test_api_docs_load_their_assets_from_the_app_not_a_cdn(gateway: AppHar
     for asset in assets:
         assert asset.startswith("/"), asset
         assert (await gateway.client.get(asset)).status_code == 200, asset
+
+
+async def test_first_call_snippets_name_this_gateway_and_an_enabled_model(gateway: AppHarness) -> None:
+    admin = await make_admin(gateway)
+    model = {"modelId": "gpt-snippet", "provider": "openai", "upstreamModel": "gpt-4o-mini",
+             "inputPricePerMTok": 1, "outputPricePerMTok": 2, "maxOutputTokens": 1024}  # fmt: skip
+    created = await gateway.client.post("/api/admin/models", headers=admin.auth, json=model)
+    assert created.status_code == 201, created.text
+    client = gateway.client
+    client.cookies.clear()  # signed out of the admin's session
+    await _post_form(client, "/register", username="alice", password=PASSWORD, confirm=PASSWORD)
+
+    dashboard = (await client.get("/dashboard")).text
+
+    base = str(client.base_url).rstrip("/")
+    assert f"curl {base}/v1/chat/completions" in dashboard
+    assert f'OpenAI(base_url="{base}/v1", api_key=os.environ["TROLLLLM_API_KEY"])' in dashboard.replace(
+        "&#34;", '"'
+    )
+    assert dashboard.count("gpt-snippet") >= 3, "curl, the OpenAI SDK and the Anthropic SDK name the model"
+    assert "MODEL_ID" not in dashboard

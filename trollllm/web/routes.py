@@ -18,6 +18,7 @@ from trollllm.accounts.tables import User
 from trollllm.byok.service import providers, saved_keys
 from trollllm.errors import GatewayError
 from trollllm.plans.user_routes import current_account, usage_percentage
+from trollllm.pricing.service import enabled_models
 from trollllm.state import get_state
 from trollllm.web.render import page
 from trollllm.web.session import csrf_token, form_csrf_ok, page_user, read_form, remember_csrf
@@ -135,6 +136,7 @@ async def dashboard(request: Request) -> Response:
         days = await daily_usage(session, user.id, now.date())
         names = {row.name: row.display_name for row in await providers(session)}
         own_keys = [names.get(key.provider, key.provider) for key in await saved_keys(session, user.id)]
+        models = await enabled_models(session)  # the snippets name a real model (translation: any endpoint)
     expires = user.plan_expires_at
     days_left = None if expires is None else (expires - now).days
     limit = plan.monthly_token_limit
@@ -153,6 +155,7 @@ async def dashboard(request: Request) -> Response:
         tokens_remaining=None if limit is None else max(limit - user.monthly_tokens_used, 0),
         own_keys=own_keys,
         base_url=str(request.base_url).rstrip("/"),
+        model_id=models[0].model_id if models else None,
         chart=chart_geometry(days),
         current="dashboard",
     )
