@@ -88,6 +88,13 @@ _INSERT_HOLD = (
     "VALUES (:request_id, :user_id, :amount, :friend_key_id, :model_id, :created_at, :expires_at) "
     "RETURNING id"
 )
+# `_RESERVE_ON_USER` then `_INSERT_HOLD` (with no Friend Key) as one PostgreSQL statement.
+_RESERVE_AND_HOLD_PG = (
+    "WITH reserved AS (UPDATE users SET held_nanos = held_nanos + :amount WHERE id = :user_id AND is_active "
+    "AND credits_nanos + ref_credits_nanos - held_nanos >= :amount RETURNING id) "
+    "INSERT INTO holds (request_id, user_id, amount_nanos, friend_key_id, model_id, created_at, expires_at) "
+    "SELECT :request_id, id, :amount, NULL, :model_id, :created_at, :expires_at FROM reserved RETURNING id"
+)
 # A late settlement replaces the row the sweeper wrote when it released the hold.
 _DROP_UNSETTLED_LOG = "DELETE FROM request_logs WHERE request_id = :request_id AND error_type = 'unsettled'"
 _AVAILABLE = "SELECT credits_nanos + ref_credits_nanos - held_nanos FROM users WHERE id = :user_id"
@@ -136,14 +143,28 @@ _INSERT_LOG = (
 )
 
 
-def place_hold(held: HeldRequest, now: datetime) -> Program[int | None]:
+def place_hold(held: HeldRequest, now: datetime, *, one_statement: bool = False) -> Program[int | None]:
     """Reserve `held.amount` on the user's balance: the hold's id, or None (nothing written) if not covered.
 
     With `held.friend_key_id`, the amount is also reserved on that key's cap for `held.model_id` (enabled,
     limit > 0, used + held + amount ≤ limit); when the cap refuses, `FriendKeyCapRefused` is raised after
     the balance was reserved, so the runner's transaction rolls both back.
+
+    `one_statement` (the runner's `data_modifying_ctes`): a hold on no Friend Key is the same conditional
+    UPDATE and INSERT as one statement, atomic on its own, so it needs no transaction round trips.
     """
     amount = held.amount.nanos
+    if one_statement and held.friend_key_id is None:
+        row = {
+            "amount": amount,
+            "user_id": held.user_id,
+            "request_id": held.request_id,
+            "model_id": held.model_id,
+            "created_at": now,
+            "expires_at": now + HOLD_TTL,
+        }
+        rows = yield Query(_RESERVE_AND_HOLD_PG, row, alone=True)
+        return int(rows[0][0]) if rows else None
     if not (yield Query(_RESERVE_ON_USER, {"amount": amount, "user_id": held.user_id})):
         return None
     if held.friend_key_id is not None:

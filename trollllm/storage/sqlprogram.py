@@ -38,10 +38,15 @@ Rows = list[tuple[Any, ...]]
 
 
 class Query(NamedTuple):
-    """One SQL statement with named parameters (a tuple: a program builds several per request)."""
+    """One SQL statement with named parameters (a tuple: a program builds several per request).
+
+    `alone`: the program's only statement, atomic on its own; a runner may then run it without a
+    transaction around it (on PostgreSQL that saves the `BEGIN` and `COMMIT` round trips).
+    """
 
     sql: str
     params: Mapping[str, Any]
+    alone: bool = False
 
 
 Program = Generator[Query, Rows, T]
@@ -49,6 +54,9 @@ Program = Generator[Query, Rows, T]
 
 class ProgramRunner(Protocol):
     """Runs programs: `write` in one transaction, `read` without one."""
+
+    # Whether programs may use PostgreSQL's data-modifying CTEs (`WITH … AS (UPDATE … RETURNING …)`).
+    data_modifying_ctes: bool
 
     async def write(self, program: Program[T]) -> T:
         """Run `program` in one write transaction (committed on return, rolled back on error).
@@ -69,6 +77,8 @@ class ProgramRunner(Protocol):
 
 class SqliteRunner:
     """Runs programs synchronously on one `sqlite3` connection (embedded mode's hot path)."""
+
+    data_modifying_ctes = False
 
     def __init__(
         self, path: str, write_lock: asyncio.Lock, *, checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S
@@ -283,6 +293,7 @@ class EngineRunner:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self.data_modifying_ctes = engine.dialect.name == "postgresql"
 
     async def write(self, program: Program[T]) -> T:
         """Run `program` in one transaction, shielded from the caller's cancellation."""
@@ -309,6 +320,8 @@ class AsyncpgRunner:
     connections are the engine's (one pool, one connection budget, disposed with the engine).
     """
 
+    data_modifying_ctes = True
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._pool = engine.sync_engine.pool
 
@@ -326,8 +339,11 @@ class AsyncpgRunner:
         try:
             if not transaction:
                 return await _drive_asyncpg(program, connection)
+            first = next(program)  # a program runs up to its first statement without I/O
+            if first.alone:
+                return await _drive_asyncpg(program, connection, first)
             async with connection.transaction():
-                return await _drive_asyncpg(program, connection)
+                return await _drive_asyncpg(program, connection, first)
         except BaseException:
             if connection.is_closed():  # the server went away: never pool it again
                 await greenlet_spawn(pooled.invalidate)
@@ -339,14 +355,17 @@ class AsyncpgRunner:
         """Nothing to close: the engine is disposed by its owner."""
 
 
-async def _drive_asyncpg(program: Program[T], connection: Any) -> T:
+async def _drive_asyncpg(program: Program[T], connection: Any, first: Query | None = None) -> T:
     try:
-        query = next(program)
+        query = next(program) if first is None else first
         while True:
             sql, values_of = _numbered(query.sql)
             values = [_engine_value(value) for value in values_of(query.params)]
             rows: Rows = [tuple(record) for record in await connection.fetch(sql, *values)]
+            alone = query.alone
             query = program.send(rows)
+            if alone:
+                raise RuntimeError("a statement run alone must be its program's only one")
     except StopIteration as stop:
         value: T = stop.value
         return value
