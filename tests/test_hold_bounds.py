@@ -7,6 +7,12 @@ from typing import Any
 
 from helpers import register_user
 from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, World
+from sqlalchemy import select
+
+from trollllm.accounts.tables import User
+from trollllm.billing.holds import HOLD_TTL, HeldRequest, place_hold
+from trollllm.billing.tables import Hold
+from trollllm.money import Money
 
 BALANCE_USD = 0.01  # 400 output tokens at $25 / MTok
 
@@ -254,3 +260,28 @@ async def test_openai_web_search_options_are_refused_naming_the_field(world: Wor
         },
     )
     assert response.status_code == 400 and "web_search_options" in response.text
+
+
+async def test_a_hold_is_placed_whole_or_not_at_all_on_either_database(any_world: World) -> None:
+    """On PostgreSQL the hold is one statement (reserve and insert together); it decides like SQLite's two."""
+    state = any_world.state
+    async with state.sessions() as session:
+        owner = await session.scalar(select(User).where(User.username == "alice"))
+        assert owner is not None
+        owner.credits_nanos, owner.ref_credits_nanos, owner_id = 6_000_000, 0, owner.id
+        await session.commit()
+    one = state.db.data_modifying_ctes
+    now = state.clock.now()
+
+    def held(request_id: str) -> HeldRequest:
+        return HeldRequest(request_id, owner_id, Money(4_000_000), OPENAI_MODEL)
+
+    assert await state.db.write(place_hold(held("r-1"), now, one_statement=one)) is not None
+    assert await state.db.write(place_hold(held("r-2"), now, one_statement=one)) is None  # 2,000,000 left
+    async with state.sessions() as session:
+        reloaded = await session.get(User, owner_id)
+        assert reloaded is not None and reloaded.held_nanos == 4_000_000
+        holds = (await session.scalars(select(Hold))).all()
+    assert [(h.request_id, h.amount_nanos, h.expires_at - h.created_at) for h in holds] == [
+        ("r-1", 4_000_000, HOLD_TTL)
+    ]

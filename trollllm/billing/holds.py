@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from trollllm.billing.ledger import CHARGE
-from trollllm.money import Money, TokenUsage, split_charge
+from trollllm.money import ChargeSplit, Money, TokenUsage, split_charge
 from trollllm.settings import HOLD_TTL
 from trollllm.storage.sqlprogram import Program, Query
 
@@ -88,6 +88,13 @@ _INSERT_HOLD = (
     "VALUES (:request_id, :user_id, :amount, :friend_key_id, :model_id, :created_at, :expires_at) "
     "RETURNING id"
 )
+# `_RESERVE_ON_USER` then `_INSERT_HOLD` (with no Friend Key) as one PostgreSQL statement.
+_RESERVE_AND_HOLD_PG = (
+    "WITH reserved AS (UPDATE users SET held_nanos = held_nanos + :amount WHERE id = :user_id AND is_active "
+    "AND credits_nanos + ref_credits_nanos - held_nanos >= :amount RETURNING id) "
+    "INSERT INTO holds (request_id, user_id, amount_nanos, friend_key_id, model_id, created_at, expires_at) "
+    "SELECT :request_id, id, :amount, NULL, :model_id, :created_at, :expires_at FROM reserved RETURNING id"
+)
 # A late settlement replaces the row the sweeper wrote when it released the hold.
 _DROP_UNSETTLED_LOG = "DELETE FROM request_logs WHERE request_id = :request_id AND error_type = 'unsettled'"
 _AVAILABLE = "SELECT credits_nanos + ref_credits_nanos - held_nanos FROM users WHERE id = :user_id"
@@ -104,6 +111,14 @@ _RELEASE_ON_CAP = (
     "THEN held_nanos - :released ELSE 0 END "
     "WHERE friend_key_id = :friend_key_id AND model_id = :model_id "
     "RETURNING limit_nanos - used_nanos - held_nanos"
+)
+# `_RELEASE_HOLD` then `_RELEASE_ON_USER` as one PostgreSQL statement (the hold's amount, or NULL: gone).
+_RELEASE_PG = (
+    "WITH released AS (DELETE FROM holds WHERE id = :hold_id AND request_id = :request_id "
+    "RETURNING amount_nanos) "
+    "UPDATE users SET held_nanos = held_nanos - COALESCE((SELECT amount_nanos FROM released), 0) "
+    "WHERE id = :user_id RETURNING credits_nanos, ref_credits_nanos, held_nanos, "
+    "(SELECT amount_nanos FROM released)"
 )
 _CHARGE_USER = (
     "UPDATE users SET credits_nanos = credits_nanos - :from_credits, "
@@ -135,15 +150,62 @@ _INSERT_LOG = (
     ":error_type, :now)"
 )
 
+# `_CHARGE_USER`, `_INSERT_LEDGER` (with a charge) and `_INSERT_LOG` as one PostgreSQL statement.
+_CHARGE_LOG_PG = (
+    "WITH charged AS (UPDATE users SET credits_nanos = credits_nanos - :from_credits, "
+    "ref_credits_nanos = ref_credits_nanos - :from_ref, tokens_used = tokens_used + :total, "
+    "monthly_tokens_used = monthly_tokens_used + :total, "
+    "total_input_tokens = total_input_tokens + :input, total_output_tokens = total_output_tokens + :output, "
+    "total_cache_write_tokens = total_cache_write_tokens + :cache_write, "
+    "total_cache_hit_tokens = total_cache_hit_tokens + :cache_hit WHERE id = :user_id RETURNING id) "
+    "INSERT INTO request_logs (request_id, user_id, user_key_id, friend_key_id, is_friend_key_request, "
+    "factory_key_id, model, input_tokens, output_tokens, cache_write_tokens, cache_hit_tokens, "
+    "credits_cost_nanos, status_code, latency_ms, is_success, is_byok, is_stream, error_type, created_at) "
+    "VALUES (:request_id, :user_id, :user_key_id, :friend_key_id, :is_friend, :factory_key_id, :model, "
+    ":input, :output, :cache_write, :cache_hit, :cost, :status, :latency, :success, :byok, :stream, "
+    ":error_type, :now)"
+)
+_CHARGE_LEDGER_LOG_PG = (
+    "WITH charged AS (UPDATE users SET credits_nanos = credits_nanos - :from_credits, "
+    "ref_credits_nanos = ref_credits_nanos - :from_ref, tokens_used = tokens_used + :total, "
+    "monthly_tokens_used = monthly_tokens_used + :total, "
+    "total_input_tokens = total_input_tokens + :input, total_output_tokens = total_output_tokens + :output, "
+    "total_cache_write_tokens = total_cache_write_tokens + :cache_write, "
+    "total_cache_hit_tokens = total_cache_hit_tokens + :cache_hit WHERE id = :user_id RETURNING id), "
+    "ledger AS (INSERT INTO ledger_entries (user_id, kind, credits_delta_nanos, ref_credits_delta_nanos, "
+    "reason, actor, request_id, created_at) VALUES (:user_id, :kind, :credits_delta, :ref_delta, :reason, "
+    "'proxy', :request_id, :now) RETURNING id) "
+    "INSERT INTO request_logs (request_id, user_id, user_key_id, friend_key_id, is_friend_key_request, "
+    "factory_key_id, model, input_tokens, output_tokens, cache_write_tokens, cache_hit_tokens, "
+    "credits_cost_nanos, status_code, latency_ms, is_success, is_byok, is_stream, error_type, created_at) "
+    "VALUES (:request_id, :user_id, :user_key_id, :friend_key_id, :is_friend, :factory_key_id, :model, "
+    ":input, :output, :cache_write, :cache_hit, :cost, :status, :latency, :success, :byok, :stream, "
+    ":error_type, :now)"
+)
 
-def place_hold(held: HeldRequest, now: datetime) -> Program[int | None]:
+
+def place_hold(held: HeldRequest, now: datetime, *, one_statement: bool = False) -> Program[int | None]:
     """Reserve `held.amount` on the user's balance: the hold's id, or None (nothing written) if not covered.
 
     With `held.friend_key_id`, the amount is also reserved on that key's cap for `held.model_id` (enabled,
     limit > 0, used + held + amount ≤ limit); when the cap refuses, `FriendKeyCapRefused` is raised after
     the balance was reserved, so the runner's transaction rolls both back.
+
+    `one_statement` (the runner's `data_modifying_ctes`): a hold on no Friend Key is the same conditional
+    UPDATE and INSERT as one statement, atomic on its own, so it needs no transaction round trips.
     """
     amount = held.amount.nanos
+    if one_statement and held.friend_key_id is None:
+        row = {
+            "amount": amount,
+            "user_id": held.user_id,
+            "request_id": held.request_id,
+            "model_id": held.model_id,
+            "created_at": now,
+            "expires_at": now + HOLD_TTL,
+        }
+        rows = yield Query(_RESERVE_AND_HOLD_PG, row, alone=True)
+        return int(rows[0][0]) if rows else None
     if not (yield Query(_RESERVE_ON_USER, {"amount": amount, "user_id": held.user_id})):
         return None
     if held.friend_key_id is not None:
@@ -172,16 +234,33 @@ def available_balance(user_id: int) -> Program[Money]:
 
 
 def settle(
-    held: HeldRequest, hold_id: int, cost: Money, usage: TokenUsage, record: RequestRecord, now: datetime
+    held: HeldRequest,
+    hold_id: int,
+    cost: Money,
+    usage: TokenUsage,
+    record: RequestRecord,
+    now: datetime,
+    *,
+    one_statement: bool = False,
 ) -> Program[Charged]:
     """Release hold `hold_id` (`place_hold`'s answer for `held`), charge `cost` (past the hold only up to
     the balance less other holds, and a Friend Key cap's room; never negative), and write the ledger entry
-    and the request log."""
-    released_rows = yield Query(_RELEASE_HOLD, {"hold_id": hold_id, "request_id": held.request_id})
-    released = int(released_rows[0][0]) if released_rows else None
-    (credits_nanos, ref_nanos, held_nanos), *_ = yield Query(
-        _RELEASE_ON_USER, {"released": released or 0, "user_id": held.user_id}
-    )
+    and the request log.
+
+    `one_statement` (the runner's `data_modifying_ctes`): with no Friend Key, the release is one statement
+    and the charge, ledger entry and log another, so the user's row stays locked for fewer round trips.
+    """
+    together = one_statement and held.friend_key_id is None
+    if together:
+        row = {"hold_id": hold_id, "request_id": held.request_id, "user_id": held.user_id}
+        (credits_nanos, ref_nanos, held_nanos, amount), *_ = yield Query(_RELEASE_PG, row)
+        released = None if amount is None else int(amount)
+    else:
+        released_rows = yield Query(_RELEASE_HOLD, {"hold_id": hold_id, "request_id": held.request_id})
+        released = int(released_rows[0][0]) if released_rows else None
+        (credits_nanos, ref_nanos, held_nanos), *_ = yield Query(
+            _RELEASE_ON_USER, {"released": released or 0, "user_id": held.user_id}
+        )
     credits, ref_credits = Money(credits_nanos), Money(ref_nanos)
     cap_row = {"friend_key_id": held.friend_key_id, "model_id": held.model_id}
     cap_room: Money | None = None
@@ -210,19 +289,31 @@ def settle(
             },
         )
     split = split_charge(charge, credits, ref_credits)
-    yield Query(
-        _CHARGE_USER,
-        {
-            "from_credits": split.from_credits.nanos,
-            "from_ref": split.from_ref_credits.nanos,
-            "total": usage.total,
-            "input": usage.input_tokens,
-            "output": usage.output_tokens,
-            "cache_write": usage.cache_write_tokens,
-            "cache_hit": usage.cache_hit_tokens,
-            "user_id": held.user_id,
-        },
-    )
+    charge_row = {
+        "from_credits": split.from_credits.nanos,
+        "from_ref": split.from_ref_credits.nanos,
+        "total": usage.total,
+        "input": usage.input_tokens,
+        "output": usage.output_tokens,
+        "cache_write": usage.cache_write_tokens,
+        "cache_hit": usage.cache_hit_tokens,
+        "user_id": held.user_id,
+    }
+    ledger_row = {
+        "user_id": held.user_id,
+        "kind": CHARGE,
+        "credits_delta": -split.from_credits.nanos,
+        "ref_delta": -split.from_ref_credits.nanos,
+        "reason": f"request to {record.model_id}",
+        "request_id": held.request_id,
+        "now": now,
+    }
+    log_row = _log_row(held, usage, record, charge, now)
+    if together:
+        rows = {**charge_row, **ledger_row, **log_row}
+        yield Query(_CHARGE_LEDGER_LOG_PG if charge.nanos else _CHARGE_LOG_PG, rows)
+        return _charged(charge, split, credits, ref_credits)
+    yield Query(_CHARGE_USER, charge_row)
     if held.friend_key_id is not None:
         if charge.nanos and cap_room is not None:
             yield Query(_CAP_USED, {**cap_row, "charge": charge.nanos})
@@ -231,19 +322,12 @@ def settle(
                 _FRIEND_KEY_USED, {"charge": charge.nanos, "now": now, "friend_key_id": held.friend_key_id}
             )
     if charge.nanos:
-        yield Query(
-            _INSERT_LEDGER,
-            {
-                "user_id": held.user_id,
-                "kind": CHARGE,
-                "credits_delta": -split.from_credits.nanos,
-                "ref_delta": -split.from_ref_credits.nanos,
-                "reason": f"request to {record.model_id}",
-                "request_id": held.request_id,
-                "now": now,
-            },
-        )
-    yield Query(_INSERT_LOG, _log_row(held, usage, record, charge, now))
+        yield Query(_INSERT_LEDGER, ledger_row)
+    yield Query(_INSERT_LOG, log_row)
+    return _charged(charge, split, credits, ref_credits)
+
+
+def _charged(charge: Money, split: ChargeSplit, credits: Money, ref_credits: Money) -> Charged:
     return Charged(
         cost=charge,
         from_credits=split.from_credits,

@@ -274,7 +274,8 @@ async def _admit(
     hold_id: int | None = None
     cap_refused = False
     try:
-        hold_id = await state.db.write(place_hold(hold, state.clock.now()))
+        program = place_hold(hold, state.clock.now(), one_statement=state.db.data_modifying_ctes)
+        hold_id = await state.db.write(program)
     except FriendKeyCapRefused:
         cap_refused = True
     if hold_id is None and caller.friend_key_id is not None:

@@ -200,7 +200,8 @@ class _Exchange:
         if byok:
             program = log_unbilled(admission.hold, usage, record, now)
         else:
-            program = settle(admission.hold, admission.hold_id, cost, usage, record, now)
+            one = self.state.db.data_modifying_ctes
+            program = settle(admission.hold, admission.hold_id, cost, usage, record, now, one_statement=one)
         try:
             # The runner completes a started write even if this task is cancelled (client gone).
             charged = await self.state.db.write(program)

@@ -6,7 +6,9 @@ result. The same program runs:
 - on SQLite, on one plain `sqlite3` connection on the event loop thread — no thread hop, no SQL
   compilation — inside `BEGIN IMMEDIATE … COMMIT` while holding this process's SQLite write lock (so it
   never waits in SQLite's busy handler behind one of our own transactions);
-- on PostgreSQL, through SQLAlchemy's async connection (asyncpg), in one short transaction.
+- on PostgreSQL, straight on the asyncpg connections of the engine's pool, in one short transaction
+  (no SQL compilation or result wrapping per statement; any other database through SQLAlchemy's async
+  connection).
 
 SQL is plain, portable text with `:name` parameters. Timestamps are passed as aware UTC datetimes.
 """
@@ -25,6 +27,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 from trollllm.storage.walcheckpoint import CHECKPOINT_INTERVAL_S, WAL_SIZE_LIMIT_BYTES, WalCheckpointer
 
@@ -35,10 +38,15 @@ Rows = list[tuple[Any, ...]]
 
 
 class Query(NamedTuple):
-    """One SQL statement with named parameters (a tuple: a program builds several per request)."""
+    """One SQL statement with named parameters (a tuple: a program builds several per request).
+
+    `alone`: the program's only statement, atomic on its own; a runner may then run it without a
+    transaction around it (on PostgreSQL that saves the `BEGIN` and `COMMIT` round trips).
+    """
 
     sql: str
     params: Mapping[str, Any]
+    alone: bool = False
 
 
 Program = Generator[Query, Rows, T]
@@ -46,6 +54,9 @@ Program = Generator[Query, Rows, T]
 
 class ProgramRunner(Protocol):
     """Runs programs: `write` in one transaction, `read` without one."""
+
+    # Whether programs may use PostgreSQL's data-modifying CTEs (`WITH … AS (UPDATE … RETURNING …)`).
+    data_modifying_ctes: bool
 
     async def write(self, program: Program[T]) -> T:
         """Run `program` in one write transaction (committed on return, rolled back on error).
@@ -66,6 +77,8 @@ class ProgramRunner(Protocol):
 
 class SqliteRunner:
     """Runs programs synchronously on one `sqlite3` connection (embedded mode's hot path)."""
+
+    data_modifying_ctes = False
 
     def __init__(
         self, path: str, write_lock: asyncio.Lock, *, checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S
@@ -276,10 +289,11 @@ class SqliteRunner:
 
 
 class EngineRunner:
-    """Runs programs through a SQLAlchemy async engine (PostgreSQL)."""
+    """Runs programs through a SQLAlchemy async engine (any database but the SQLite file runner's)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self.data_modifying_ctes = engine.dialect.name == "postgresql"
 
     async def write(self, program: Program[T]) -> T:
         """Run `program` in one transaction, shielded from the caller's cancellation."""
@@ -296,6 +310,74 @@ class EngineRunner:
 
     def close(self) -> None:
         """Nothing to close: the engine is disposed by its owner."""
+
+
+class AsyncpgRunner:
+    """Runs programs on PostgreSQL straight on the asyncpg connections of the engine's pool.
+
+    No SQL compilation, result wrapping or implicit transaction per statement: a read is one round trip
+    (asyncpg's own prepared statement cache), a write `BEGIN`, its statements and `COMMIT`. The
+    connections are the engine's (one pool, one connection budget, disposed with the engine).
+    """
+
+    data_modifying_ctes = True
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._pool = engine.sync_engine.pool
+
+    async def write(self, program: Program[T]) -> T:
+        """Run `program` in one transaction, shielded from the caller's cancellation."""
+        return await asyncio.shield(self._run(program, transaction=True))
+
+    async def read(self, program: Program[T]) -> T:
+        """Run `program` as autocommit statements on a pooled connection."""
+        return await self._run(program, transaction=False)
+
+    async def _run(self, program: Program[T], *, transaction: bool) -> T:
+        pooled = await greenlet_spawn(self._pool.connect)
+        connection: Any = pooled.driver_connection
+        try:
+            if not transaction:
+                return await _drive_asyncpg(program, connection)
+            first = next(program)  # a program runs up to its first statement without I/O
+            if first.alone:
+                return await _drive_asyncpg(program, connection, first)
+            async with connection.transaction():
+                return await _drive_asyncpg(program, connection, first)
+        except BaseException:
+            if connection.is_closed():  # the server went away: never pool it again
+                await greenlet_spawn(pooled.invalidate)
+            raise
+        finally:
+            await greenlet_spawn(pooled.close)
+
+    def close(self) -> None:
+        """Nothing to close: the engine is disposed by its owner."""
+
+
+async def _drive_asyncpg(program: Program[T], connection: Any, first: Query | None = None) -> T:
+    try:
+        query = next(program) if first is None else first
+        while True:
+            sql, values_of = _numbered(query.sql)
+            values = [_engine_value(value) for value in values_of(query.params)]
+            rows: Rows = [tuple(record) for record in await connection.fetch(sql, *values)]
+            alone = query.alone
+            query = program.send(rows)
+            if alone:
+                raise RuntimeError("a statement run alone must be its program's only one")
+    except StopIteration as stop:
+        value: T = stop.value
+        return value
+
+
+@cache
+def _numbered(sql: str) -> tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]:
+    """`sql` with `$n` for each distinct `:name` (PostgreSQL's numbered parameters), and what picks a
+    program's parameters in that order."""
+    names = list(dict.fromkeys(_NAMED_PARAMETER.findall(sql)))
+    numbered = _NAMED_PARAMETER.sub(lambda match: f"${names.index(match.group(1)) + 1}", sql)
+    return numbered, lambda params: tuple(params[name] for name in names)
 
 
 _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
@@ -386,4 +468,6 @@ def build_runner(engine: AsyncEngine, write_lock: asyncio.Lock | None) -> Progra
         database = engine.url.database
         if database and database != ":memory:":
             return SqliteRunner(database, write_lock)
+    if engine.dialect.driver == "asyncpg":
+        return AsyncpgRunner(engine)
     return EngineRunner(engine)

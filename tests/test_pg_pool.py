@@ -1,0 +1,61 @@
+"""PostgreSQL: a pooled connection the server has closed is never handed to a request; the hot path's
+program runner commits a program whole or not at all."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import pg_execute
+from sqlalchemy import text
+
+from trollllm.db import create_engine
+from trollllm.storage.sqlprogram import Program, Query, build_runner
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(
+    postgres_database_url: str,
+) -> None:
+    engine = create_engine(postgres_database_url)
+    try:
+        async with engine.connect() as connection:
+            first_pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        await pg_execute(f"SELECT pg_terminate_backend({int(first_pid)})")  # e.g. a server restart
+        await asyncio.sleep(0.2)  # the closing reaches the pooled connection's socket
+        async with engine.connect() as connection:
+            pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert pid != first_pid
+    finally:
+        await engine.dispose()
+
+
+class Refused(Exception):
+    """A program's own refusal (like a hold that is not covered)."""
+
+
+def add_twice(value: int, *, then_fail: bool = False) -> Program[int]:
+    yield Query("INSERT INTO runner_t (v) VALUES (:v), (:v + 1)", {"v": value})
+    if then_fail:
+        raise Refused
+    rows = yield Query("SELECT count(*) FROM runner_t WHERE v >= :v", {"v": value})
+    return int(rows[0][0])
+
+
+async def test_a_postgres_program_commits_whole_or_not_at_all(postgres_database_url: str) -> None:
+    engine = create_engine(postgres_database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE runner_t (v BIGINT)"))
+        runner = build_runner(engine, None)
+        assert await runner.write(add_twice(10)) == 2
+        with pytest.raises(Refused):
+            await runner.write(add_twice(20, then_fail=True))
+        rows = await runner.read(add_twice_read())
+        assert rows == [10, 11]
+    finally:
+        await engine.dispose()
+
+
+def add_twice_read() -> Program[list[int]]:
+    rows = yield Query("SELECT v FROM runner_t ORDER BY v", {})
+    return [int(v) for (v,) in rows]
