@@ -13,6 +13,9 @@ import orjson
 
 from trollllm.money import Money, usd_text
 
+DONE = object()
+"""The `[DONE]` data line of an OpenAI stream."""
+
 
 class SseFraming:
     """Cuts an upstream byte stream into whole events (LF, CRLF or CR line ends) and holds the usage event.
@@ -22,6 +25,10 @@ class SseFraming:
     """
 
     def __init__(self) -> None:
+        self.events = 0
+        """Events whose data parsed (JSON objects and `[DONE]`)."""
+        self.dropped_events = 0
+        """Events with data that is not a JSON object: no client could read them."""
         self._buffer = b""
         self._held: list[bytes] = []
         self._held_usage: tuple[bytes, dict[str, Any]] | None = None
@@ -47,6 +54,22 @@ class SseFraming:
         """The incomplete event left at the end of the stream (None when only blank lines are left)."""
         rest, self._buffer = self._buffer.replace(b"\r", b"\n").strip(b"\n"), b""
         return rest if rest.strip() else None
+
+    def _payload(self, data: bytes) -> dict[str, Any] | object | None:
+        """An event's data parsed: its JSON object, `DONE` for `[DONE]`, or None (counted as dropped)."""
+        data = data.strip(b" ")
+        if data == b"[DONE]":
+            self.events += 1
+            return DONE
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            payload = None
+        if not isinstance(payload, dict):
+            self.dropped_events += 1
+            return None
+        self.events += 1
+        return payload
 
     @property
     def pending_bytes(self) -> int:

@@ -13,7 +13,7 @@ import orjson
 from trollllm.errors import GatewayError
 from trollllm.http_errors import error_body
 from trollllm.money import TokenUsage, usage_from_anthropic, usage_from_openai
-from trollllm.sse import SseFraming
+from trollllm.sse import DONE, SseFraming
 from trollllm.wire import ENDPOINTS, WireFormat
 
 
@@ -65,13 +65,9 @@ class StreamMeter(SseFraming):
     ) -> None:
         self.wire = wire
         self.client_wants_usage = client_wants_usage
+        super().__init__()
         self.usage: TokenUsage | None = None
         self.delivered_tokens = 0
-        self.events = 0
-        """Events whose data parsed (JSON objects and `[DONE]`)."""
-        self.dropped_events = 0
-        """Events with data that is not JSON, not passed to the client."""
-        super().__init__()
         self._anthropic_start: dict[str, Any] = {}
         self._upstream_model = upstream_model
         self._client_model = client_model
@@ -119,18 +115,11 @@ class StreamMeter(SseFraming):
             prefix, found = _split_event(event)
         if found is None:  # comments, `event:` or `id:` lines alone: nothing to meter
             return event
-        data = found.strip(b" ")
-        if data == b"[DONE]":
-            self.events += 1
+        payload = self._payload(found)
+        if payload is DONE:
             return self._after_held(event)
-        try:
-            payload = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            payload = None
         if not isinstance(payload, dict):
-            self.dropped_events += 1
             return b""
-        self.events += 1
         if self.wire is WireFormat.OPENAI:
             carries_usage = self._openai_payload(payload)
             model_holder: dict[str, Any] | None = payload

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from trollllm.money import TokenUsage
-from trollllm.sse import SseFraming
+from trollllm.sse import DONE, SseFraming
 
-DONE = object()
-"""The `[DONE]` data line of an OpenAI stream."""
+__all__ = ["DONE", "TranslatedStream", "nonempty"]
 
 
 class TranslatedStream(SseFraming):
@@ -28,9 +25,6 @@ class TranslatedStream(SseFraming):
         self.usage: TokenUsage | None = None
         """The usage the upstream reported (what is billed when it came)."""
         self.delivered_tokens = 0
-        self.events = 0
-        """Upstream events whose data parsed (JSON objects and `[DONE]`)."""
-        self.dropped_events = 0
         super().__init__()
 
     def feed(self, chunk: bytes) -> bytes:
@@ -66,19 +60,8 @@ class TranslatedStream(SseFraming):
                 data = value if data is None else data + b"\n" + value
         if data is None:  # comments, `event:` or `id:` lines alone: nothing to translate
             return b""
-        data = data.strip(b" ")
-        if data == b"[DONE]":
-            self.events += 1
-            return self._translate(DONE)
-        try:
-            payload = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            payload = None
-        if not isinstance(payload, dict):
-            self.dropped_events += 1
-            return b""
-        self.events += 1
-        return self._translate(payload)
+        payload = self._payload(data)
+        return b"" if payload is None else self._translate(payload)
 
 
 def nonempty(value: object) -> bool:
