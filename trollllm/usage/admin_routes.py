@@ -101,9 +101,6 @@ class MetricsView(BaseModel):
     def of(cls, report: MetricsReport) -> MetricsView:
         """The JSON shape of a report: models by spend then requests, the top users by spend."""
         totals = report.totals
-        models = sorted(
-            report.by_model.items(), key=lambda item: (-item[1].cost_nanos, -item[1].requests, item[0])
-        )
         return cls(
             period=report.window.period,
             from_=report.window.start,
@@ -111,7 +108,7 @@ class MetricsView(BaseModel):
             requests=totals.requests,
             successfulRequests=totals.requests - totals.errors,
             failedRequests=totals.errors,
-            errorRate=totals.errors / totals.requests if totals.requests else 0.0,
+            errorRate=report.error_rate,
             totalInputTokens=totals.input_tokens,
             totalOutputTokens=totals.output_tokens,
             cacheWriteTokens=totals.cache_write_tokens,
@@ -119,7 +116,7 @@ class MetricsView(BaseModel):
             spendUsd=Money(totals.cost_nanos).to_json(),
             latencyP50Ms=report.latency_p50_ms,
             latencyP95Ms=report.latency_p95_ms,
-            byModel=[ModelMetrics.of(model, sums) for model, sums in models],
+            byModel=[ModelMetrics.of(model, sums) for model, sums in report.models_by_spend()],
             topUsers=[
                 UserMetrics(
                     username=username,

@@ -116,6 +116,17 @@ class MetricsReport:
     latency_p50_ms: int | None = None
     latency_p95_ms: int | None = None
 
+    def models_by_spend(self) -> list[tuple[str, UsageSums]]:
+        """The models by spend, then requests (most first), then name."""
+        return sorted(
+            self.by_model.items(), key=lambda item: (-item[1].cost_nanos, -item[1].requests, item[0])
+        )
+
+    @property
+    def error_rate(self) -> float:
+        """Failed requests over requests (0 when there were none)."""
+        return self.totals.errors / self.totals.requests if self.totals.requests else 0.0
+
 
 async def read_metrics(session: AsyncSession, period: str, now: datetime) -> MetricsReport:
     """The metrics of `period` at `now`, equal to the request logs (rolled up or not) at this moment."""

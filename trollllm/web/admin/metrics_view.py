@@ -8,14 +8,10 @@ not on how the metrics service computes it. `series_chart` lays the series out a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
 
-from trollllm.money import NANOS_PER_USD, Money, MoneyParseError
-from trollllm.usage.metrics import Period
+from trollllm.usage.metrics import MetricsReport, Period
 from trollllm.web.usage_chart import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH
 
 PERIODS: dict[Period, str] = {
@@ -82,66 +78,46 @@ class Overview:
     points: list[Point]
 
 
-def _nanos(usd: Any) -> int:
-    """A USD amount of the API (a JSON number, exact to the nano-dollar up to 15 significant digits) as
-    nano-dollars; past that precision, the nearest nano-dollar."""
-    if usd is None:
-        return 0
-    try:
-        return Money.from_usd(usd).nanos
-    except MoneyParseError:
-        return int((Decimal(repr(usd)) * NANOS_PER_USD).to_integral_value(ROUND_HALF_EVEN))
-
-
-def _moment(value: Any) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
-def overview_of(body: Mapping[str, Any]) -> Overview:
-    """The page's view of a metrics API body (the documented JSON shape, or its `model_dump()`)."""
-    series = body.get("series") or {}
+def overview_of(report: MetricsReport) -> Overview:
+    """The page's view of the metrics service's report (nano-dollars as they are, no JSON round trip)."""
+    totals = report.totals
     return Overview(
-        period=str(body["period"]),
-        requests=int(body["requests"]),
-        failed_requests=int(body.get("failedRequests") or 0),
-        error_rate=float(body.get("errorRate") or 0),
-        input_tokens=int(body["totalInputTokens"]),
-        output_tokens=int(body["totalOutputTokens"]),
-        cache_write_tokens=int(body.get("cacheWriteTokens") or 0),
-        cache_hit_tokens=int(body.get("cacheHitTokens") or 0),
-        spend_nanos=_nanos(body["spendUsd"]),
-        latency_p50_ms=body.get("latencyP50Ms"),
-        latency_p95_ms=body.get("latencyP95Ms"),
+        period=report.window.period,
+        requests=totals.requests,
+        failed_requests=totals.errors,
+        error_rate=report.error_rate,
+        input_tokens=totals.input_tokens,
+        output_tokens=totals.output_tokens,
+        cache_write_tokens=totals.cache_write_tokens,
+        cache_hit_tokens=totals.cache_hit_tokens,
+        spend_nanos=totals.cost_nanos,
+        latency_p50_ms=report.latency_p50_ms,
+        latency_p95_ms=report.latency_p95_ms,
         by_model=[
             ModelRow(
-                model=str(row["model"]),
-                requests=int(row["requests"]),
-                errors=int(row.get("errors") or 0),
-                input_tokens=int(row["inputTokens"]),
-                output_tokens=int(row["outputTokens"]),
-                spend_nanos=_nanos(row["spendUsd"]),
+                model=model,
+                requests=sums.requests,
+                errors=sums.errors,
+                input_tokens=sums.input_tokens,
+                output_tokens=sums.output_tokens,
+                spend_nanos=sums.cost_nanos,
             )
-            for row in body.get("byModel") or []
+            for model, sums in report.models_by_spend()
         ],
         top_users=[
             UserRow(
-                username=str(row["username"]),
-                requests=int(row["requests"]),
-                input_tokens=int(row["inputTokens"]),
-                output_tokens=int(row["outputTokens"]),
-                spend_nanos=_nanos(row["spendUsd"]),
+                username=username,
+                requests=sums.requests,
+                input_tokens=sums.input_tokens,
+                output_tokens=sums.output_tokens,
+                spend_nanos=sums.cost_nanos,
             )
-            for row in body.get("topUsers") or []
+            for username, sums in report.top_users
         ],
-        bucket_seconds=int(series.get("bucketSeconds") or 0),
+        bucket_seconds=report.window.bucket_s,
         points=[
-            Point(
-                start=_moment(point["start"]),
-                requests=int(point["requests"]),
-                errors=int(point.get("errors") or 0),
-                spend_nanos=_nanos(point["spendUsd"]),
-            )
-            for point in series.get("points") or []
+            Point(start=start, requests=sums.requests, errors=sums.errors, spend_nanos=sums.cost_nanos)
+            for start, sums in report.series
         ],
     )
 

@@ -3,30 +3,26 @@
 fallback, the top models and the top users.
 
 The figures come from the metrics service (`usage.metrics.read_metrics`, rollups plus the logs not yet rolled
-up), rendered on the server: the page reads the very body `GET /api/admin/metrics` answers.
+up), rendered on the server: the page reads the very report `GET /api/admin/metrics` answers.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from trollllm.state import AppState, get_state
-from trollllm.usage.admin_routes import MetricsView
-from trollllm.usage.metrics import read_metrics
+from trollllm.usage.metrics import MetricsReport, read_metrics
 from trollllm.web.admin.access import admin_page, admin_view
 from trollllm.web.admin.metrics_view import DEFAULT_PERIOD, PERIODS, overview_of, series_chart
 
 router = APIRouter(include_in_schema=False)
 
 
-async def metrics_body(state: AppState, period: str) -> dict[str, Any]:
-    """The `GET /api/admin/metrics?period=` body the page shows, from the same service call as the API."""
+async def period_report(state: AppState, period: str) -> MetricsReport:
+    """The report `GET /api/admin/metrics?period=` answers, from the same service call as the API."""
     async with state.sessions() as session:
-        report = await read_metrics(session, period, state.clock.now())
-    return MetricsView.of(report).model_dump(by_alias=True)
+        return await read_metrics(session, period, state.clock.now())
 
 
 @router.get("/admin")
@@ -37,7 +33,7 @@ async def overview_page(request: Request) -> Response:
         return admin
     requested = request.query_params.get("period", DEFAULT_PERIOD)
     period = requested if requested in PERIODS else DEFAULT_PERIOD
-    overview = overview_of(await metrics_body(get_state(request), period))
+    overview = overview_of(await period_report(get_state(request), period))
     return admin_view(
         request,
         "admin/overview.html",
