@@ -10,7 +10,8 @@ from conftest import pg_execute
 from sqlalchemy import text
 
 from trollllm.db import create_engine
-from trollllm.storage.sqlprogram import Program, Query, build_runner
+from trollllm.storage.runners import build_runner
+from trollllm.storage.sqlprogram import Program, Query
 
 
 async def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(

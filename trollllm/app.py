@@ -43,7 +43,7 @@ from trollllm.ratelimit.instances import LiveInstances
 from trollllm.ratelimit.limiter import build_limiter
 from trollllm.settings import Settings, resolve_secret
 from trollllm.state import AppState
-from trollllm.storage.sqlprogram import build_runner
+from trollllm.storage.runners import build_runner
 from trollllm.telemetry import MULTIPROC_ENV, Telemetry
 from trollllm.upstream.pool import UpstreamPool
 from trollllm.upstream.proxy_secrets import seal_proxy_urls
