@@ -286,7 +286,10 @@ async def test_an_upstream_error_reaches_the_anthropic_sdk_in_its_format_with_th
             raise AssertionError("the upstream's 429 did not reach the client")
     assert error.body == {
         "type": "error",
-        "error": {"type": "rate_limit_error", "message": "mock: status 429 requested"},
+        "error": {
+            "type": "rate_limit_error",
+            "message": "The upstream provider is rate limiting the gateway (429); retry later.",
+        },
     }
     assert await credits(world) == DEV_GRANT
 

@@ -16,7 +16,6 @@ from starlette.types import Message, Receive, Scope, Send
 from trollllm.billing.holds import Charged, RequestRecord, log_unbilled, settle
 from trollllm.byok.routing import send_upstream
 from trollllm.byok.service import own_key_providers
-from trollllm.crypto import mask_secrets
 from trollllm.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnreadable
 from trollllm.friendkeys.caps import allowed_model_ids
 from trollllm.http_errors import error_response
@@ -26,6 +25,7 @@ from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse, RawR
 from trollllm.proxy.gate import Admission, admit, authenticate, presented_key
 from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
 from trollllm.proxy.requests import ProxyRequest, parse_request, refuse_unpriced_betas
+from trollllm.proxy.upstream_errors import client_error_body
 from trollllm.state import AppState
 from trollllm.translate import TranslatedStream, UntranslatableReply
 from trollllm.upstream.pool import UpstreamDeadlineExceeded, UpstreamReply, UpstreamStreamError
@@ -137,15 +137,16 @@ class _Exchange:
         translation = self.parsed.translation
         if reply.status >= 400:
             await self.settle(TokenUsage(), reply.status, error_type="upstream_error")
-            if translation is not None:  # the caller's error shape, the upstream's status
-                error_body = translation.error(reply.status, raw)
-                return RawResponse(reply.status, error_body, [_JSON, *self.headers])
-            content_type = reply.headers.get("content-type", "application/json").encode("latin-1")
-            return RawResponse(
+            body, content_type = client_error_body(
                 reply.status,
-                mask_secrets(raw.decode(errors="replace")).encode(),
-                [(b"content-type", content_type), *self.headers],
+                raw,
+                reply.headers.get("content-type", "application/json").encode("latin-1"),
+                self.parsed.wire,
+                translation,
+                own_key=self.admission.own_key is not None,
+                request_id=self.request_id,
             )
+            return RawResponse(reply.status, body, [(b"content-type", content_type), *self.headers])
         try:
             if translation is not None:
                 body, usage = translation.reply(raw, self.admission.model.model_id)
