@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from trollllm.accounts.tables import User
 from trollllm.billing.tables import Hold, LedgerEntry
 from trollllm.mockupstream import DEFAULT_REPLY_TOKENS, TOOL_CALL_TOKENS, count_input_tokens
+from trollllm.mockupstream.hidden_billing import anthropic_hidden_tokens, openai_hidden_tokens
 from trollllm.money import Money, Prices, TokenUsage, cost_of, parse_price_per_mtok
 from trollllm.usage.tables import RequestLog
 
@@ -28,9 +29,16 @@ TOOL = {"name": "weather", "input_schema": {"type": "object", "properties": {}}}
 
 
 def _expected(world: World, output: int, hit: int = 0, write: int = 0) -> TokenUsage:
-    sent = world.mock.requests[-1].body
+    request = world.mock.requests[-1]
+    sent = request.body
     assert sent is not None
-    return TokenUsage(count_input_tokens(sent), output, cache_write_tokens=write, cache_hit_tokens=hit)
+    # What the mock bills beyond the words: Anthropic's tool-use system prompt, as Anthropic does.
+    hidden = (
+        anthropic_hidden_tokens(sent) if request.path.endswith("/messages") else openai_hidden_tokens(sent)
+    )
+    return TokenUsage(
+        count_input_tokens(sent) + hidden, output, cache_write_tokens=write, cache_hit_tokens=hit
+    )
 
 
 async def _log_of(world: World, request_id: str) -> RequestLog:

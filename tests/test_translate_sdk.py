@@ -9,6 +9,7 @@ from typing import Any
 from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, World
 
 from trollllm.mockupstream import DEFAULT_REPLY_TOKENS, TOOL_CALL_TOKENS, count_input_tokens, reply_text
+from trollllm.mockupstream.hidden_billing import anthropic_hidden_tokens, openai_hidden_tokens
 from trollllm.money import Money, Prices, TokenUsage, cost_of, parse_price_per_mtok
 
 PRICES = Prices(
@@ -36,9 +37,16 @@ WEATHER_TOOL = {
 
 def upstream_cost(world: World, output: int, hit: int = 0, write: int = 0) -> Money:
     """The cost of the last upstream call, from the mock's deterministic count of what it received."""
-    sent = world.mock.requests[-1].body
+    request = world.mock.requests[-1]
+    sent = request.body
     assert sent is not None
-    usage = TokenUsage(count_input_tokens(sent), output, cache_write_tokens=write, cache_hit_tokens=hit)
+    # What the mock bills beyond the words: Anthropic's tool-use system prompt, as Anthropic does.
+    hidden = (
+        anthropic_hidden_tokens(sent) if request.path.endswith("/messages") else openai_hidden_tokens(sent)
+    )
+    usage = TokenUsage(
+        count_input_tokens(sent) + hidden, output, cache_write_tokens=write, cache_hit_tokens=hit
+    )
     return cost_of(usage, PRICES)
 
 
@@ -286,7 +294,10 @@ async def test_an_upstream_error_reaches_the_anthropic_sdk_in_its_format_with_th
             raise AssertionError("the upstream's 429 did not reach the client")
     assert error.body == {
         "type": "error",
-        "error": {"type": "rate_limit_error", "message": "mock: status 429 requested"},
+        "error": {
+            "type": "rate_limit_error",
+            "message": "The upstream provider is rate limiting the gateway (429); retry later.",
+        },
     }
     assert await credits(world) == DEV_GRANT
 

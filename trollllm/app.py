@@ -20,6 +20,7 @@ from trollllm.admin.router import build_admin_router
 from trollllm.billing.counters import BillingCounters
 from trollllm.billing.inflight import InFlight
 from trollllm.billing.outbox import SettlementOutbox
+from trollllm.billing.renewal import renew_periodically
 from trollllm.byok.routes import router as byok_router
 from trollllm.clock import Clock, SystemClock
 from trollllm.crypto import Passwords, derive_key
@@ -143,6 +144,11 @@ def create_app(
                 ),
                 name="trollllm-maintenance",
             )
+            # The holds of this instance's requests in flight are renewed while they run, however long.
+            renewal = asyncio.create_task(
+                renew_periodically(sessions, app.state.trollllm.in_flight, clock),
+                name="trollllm-hold-renewal",
+            )
             plan_jobs = PlanJobSchedule(app.state.trollllm)  # plan expiry and monthly resets, daily
             metrics_port = None
             if settings.metrics_port is not None:
@@ -162,7 +168,8 @@ def create_app(
                     metrics_port.close()
                 telemetry.close()
                 maintenance.cancel()
-                await asyncio.gather(maintenance, return_exceptions=True)
+                renewal.cancel()
+                await asyncio.gather(maintenance, renewal, return_exceptions=True)
                 await invalidation.close()
                 await live.close()
                 await upstream.close()

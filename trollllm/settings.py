@@ -21,7 +21,9 @@ from trollllm.errors import ConfigurationError
 SECRET_FILE_NAME = "secret.key"  # noqa: S105 (a file name, not a secret)
 SQLITE_FILE_NAME = "trollllm.db"
 HOLD_TTL = timedelta(minutes=30)
-"""How long a hold lives: longer than any request (its total deadline is below); then the sweeper frees it."""
+"""How long a hold lives after it is placed or renewed; then the sweeper frees it."""
+HOLD_RENEWAL_INTERVAL = timedelta(minutes=5)
+"""How often each instance renews the holds of its requests in flight (`trollllm.billing.renewal`)."""
 SETTLE_MARGIN_S = 60.0
 """Time left between a request's total deadline and the expiry of its hold, to settle it."""
 
@@ -74,6 +76,11 @@ class Settings(BaseSettings):
     upstream_idle_timeout_s: float = Field(default=60.0, gt=0)
     upstream_total_timeout_s: float = Field(
         default=1500.0, gt=0, description="deadline of a whole upstream exchange; below the hold lifetime"
+    )
+    client_write_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="how long a write to a client may wait for it to read; past it the client counts as gone",
     )
     graceful_shutdown_s: float = Field(
         default=60.0,

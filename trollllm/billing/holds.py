@@ -270,7 +270,7 @@ def settle(
     charge = min(cost, held.amount)
     free = Money(credits_nanos + ref_nanos - held_nanos)  # the balance less every other open hold
     if released is None:
-        # The sweeper already freed this hold (the request outlived HOLD_TTL): charge only what is free.
+        # The sweeper already freed this hold (no longer renewed: an outbox replay): charge only what is free.
         logger.error("settling a request whose hold had expired", extra={"request_id": held.request_id})
         yield Query(_DROP_UNSETTLED_LOG, {"request_id": held.request_id})
         charge = max(min(charge, free, cap_room if cap_room is not None else charge), Money.ZERO)

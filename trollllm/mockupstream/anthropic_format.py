@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from trollllm.mockupstream.controls import Reply
+from trollllm.mockupstream.hidden_billing import anthropic_hidden_tokens
 
 ANTHROPIC_ERROR_TYPES: dict[int, str] = {
     400: "invalid_request_error",
@@ -42,6 +43,10 @@ class AnthropicWire:
             return key
         scheme, _, token = headers.get("Authorization", "").partition(" ")
         return token.strip() if scheme.lower() == "bearer" else ""
+
+    def hidden_input_tokens(self, body: Mapping[str, Any]) -> int:
+        """Input billed beyond the body's words (tool prompts, PDF pages: :mod:`.hidden_billing`)."""
+        return anthropic_hidden_tokens(body)
 
     def max_tokens(self, body: Mapping[str, Any]) -> Any:
         """Return the body's ``max_tokens`` (required by :meth:`validate`)."""

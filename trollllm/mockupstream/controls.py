@@ -264,8 +264,10 @@ def plan_reply(
     max_tokens: Any,
     response_id: str,
     created: int,
+    hidden_input_tokens: int = 0,
 ) -> Reply:
-    """Plan the answer to a valid request; ``max_tokens`` is the body's output limit or ``None``."""
+    """Plan the answer to a valid request; ``max_tokens`` is the body's output limit or ``None``;
+    ``hidden_input_tokens`` is input the provider bills beyond the words (see :mod:`.hidden_billing`)."""
     if max_tokens is not None and (
         isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0
     ):
@@ -280,7 +282,7 @@ def plan_reply(
         response_id=response_id,
         created=created,
         model=str(body["model"]),
-        input_tokens=count_input_tokens(body),
+        input_tokens=count_input_tokens(body) + hidden_input_tokens,
         output_tokens=output,
         cache_read_tokens=controls.cached,
         cache_write_tokens=controls.cache_write,

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from trollllm.mockupstream.controls import Reply
+from trollllm.mockupstream.hidden_billing import openai_hidden_tokens
 
 SYSTEM_FINGERPRINT = "fp_trollllm_mock"
 
@@ -38,6 +39,10 @@ class OpenAIWire:
         value = headers.get("Authorization", "")
         scheme, _, key = value.partition(" ")
         return key.strip() if scheme.lower() == "bearer" else ""
+
+    def hidden_input_tokens(self, body: Mapping[str, Any]) -> int:
+        """Input billed beyond the body's words (tool prompts, PDF pages: :mod:`.hidden_billing`)."""
+        return openai_hidden_tokens(body)
 
     def max_tokens(self, body: Mapping[str, Any]) -> Any:
         """Return the output limit: ``max_completion_tokens``, else ``max_tokens``, else ``None``."""

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from trollllm.errors import InvalidRequest
+from trollllm.proxy.hidden_input import hidden_input_tokens
 from trollllm.translate import Translation, translate_request
 from trollllm.wire import WireFormat
 
@@ -34,6 +35,7 @@ class ProxyRequest:
     max_tokens_field: str
     input_bound_tokens: int
     client_wants_usage: bool
+    hidden_input_tokens: int = 0  # billed beyond the bytes (tool prompts, PDF pages), in input_bound_tokens
     choices: int = 1  # OpenAI `n`: each choice may use the whole output bound
     url_media_items: int = 0  # images and documents sent by URL: their tokens are not in the bytes
     translation: Translation | None = None  # set for a model of the other format
@@ -45,8 +47,9 @@ class ProxyRequest:
         """
         translation = translate_request(self.body, self.wire)
         translated_bytes = len(orjson.dumps(translation.body)) + _INPUT_MARGIN_TOKENS
-        bound = max(self.input_bound_tokens, translated_bytes) + translation.hidden_input_tokens
-        self.input_bound_tokens = bound
+        own_bytes = self.input_bound_tokens - self.hidden_input_tokens
+        self.hidden_input_tokens = translation.hidden_input_tokens  # the upstream's, not the caller's format
+        self.input_bound_tokens = max(own_bytes, translated_bytes) + self.hidden_input_tokens
         self.translation = translation
 
     def upstream_body(self, upstream_model: str, max_tokens: int) -> bytes:
@@ -93,6 +96,8 @@ def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:
         choices = _choices(body.get("n"))
     if "tools" in body or "web_search_options" in body:
         _refuse_fee_bearing_tools(body, wire)
+    # Tool prompts and PDF pages need the letters `tools` or `pdf`: most requests skip the walk.
+    hidden = hidden_input_tokens(body, wire) if b'"tools"' in raw or b"pdf" in raw else 0
     client_wants_usage = False
     if wire is WireFormat.OPENAI:
         options = body.get("stream_options")
@@ -106,8 +111,9 @@ def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:
         stream=stream,
         requested_max_tokens=max_tokens,
         max_tokens_field=field,
-        input_bound_tokens=len(raw) + _INPUT_MARGIN_TOKENS,
+        input_bound_tokens=len(raw) + _INPUT_MARGIN_TOKENS + hidden,
         client_wants_usage=client_wants_usage,
+        hidden_input_tokens=hidden,
         choices=choices,
         # A URL item needs the letters `url` or `file_id` in the body: most requests skip the walk.
         url_media_items=_url_media_items(messages, wire) if b"url" in raw or b"file_id" in raw else 0,

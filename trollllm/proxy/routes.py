@@ -11,12 +11,11 @@ import logging
 import time
 
 import orjson
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from trollllm.billing.holds import Charged, RequestRecord, log_unbilled, settle
 from trollllm.byok.routing import send_upstream
 from trollllm.byok.service import own_key_providers
-from trollllm.crypto import mask_secrets
 from trollllm.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnreadable
 from trollllm.friendkeys.caps import allowed_model_ids
 from trollllm.http_errors import error_response
@@ -26,6 +25,7 @@ from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse, RawR
 from trollllm.proxy.gate import Admission, admit, authenticate, presented_key
 from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
 from trollllm.proxy.requests import ProxyRequest, parse_request, refuse_unpriced_betas
+from trollllm.proxy.upstream_errors import client_error_body
 from trollllm.state import AppState
 from trollllm.translate import TranslatedStream, UntranslatableReply
 from trollllm.upstream.pool import UpstreamDeadlineExceeded, UpstreamReply, UpstreamStreamError
@@ -117,7 +117,7 @@ class _Exchange:
         self.factory_key_id: int | None = None
         self.settled = False
         self.deferred_cost = Money.ZERO
-        state.in_flight.enter()
+        state.in_flight.enter(admission.hold_id, request_id)
 
     async def finish_json(self, reply: UpstreamReply) -> ProxyResponse:
         self.factory_key_id = reply.factory_key_id
@@ -137,15 +137,16 @@ class _Exchange:
         translation = self.parsed.translation
         if reply.status >= 400:
             await self.settle(TokenUsage(), reply.status, error_type="upstream_error")
-            if translation is not None:  # the caller's error shape, the upstream's status
-                error_body = translation.error(reply.status, raw)
-                return RawResponse(reply.status, error_body, [_JSON, *self.headers])
-            content_type = reply.headers.get("content-type", "application/json").encode("latin-1")
-            return RawResponse(
+            body, content_type = client_error_body(
                 reply.status,
-                mask_secrets(raw.decode(errors="replace")).encode(),
-                [(b"content-type", content_type), *self.headers],
+                raw,
+                reply.headers.get("content-type", "application/json").encode("latin-1"),
+                self.parsed.wire,
+                translation,
+                own_key=self.admission.own_key is not None,
+                request_id=self.request_id,
             )
+            return RawResponse(reply.status, body, [(b"content-type", content_type), *self.headers])
         try:
             if translation is not None:
                 body, usage = translation.reply(raw, self.admission.model.model_id)
@@ -223,7 +224,7 @@ class _Exchange:
             self.deferred_cost = min(cost, admission.hold.amount)
             return None
         finally:
-            self.state.in_flight.leave()
+            self.state.in_flight.leave(admission.hold_id)
 
 
 class _StreamResponse:
@@ -253,21 +254,38 @@ class _StreamResponse:
         early: list[bytes] = []
         unreadable: str | None = None
 
+        write_timeout_s = exchange.state.settings.client_write_timeout_s
+
+        async def write(message: Message) -> None:
+            # A client that stops reading must not stall the relay (and its request's settlement): past
+            # the write deadline it counts as gone, and the stream is read on to its usage and charged.
+            nonlocal client_connected
+            if not client_connected:
+                return
+            try:
+                async with asyncio.timeout(write_timeout_s):
+                    await send(message)
+            except TimeoutError:  # before OSError, its base class
+                client_connected = False
+                logger.warning(
+                    "client stopped reading the stream; relaying the rest to its usage without it",
+                    extra={"request_id": exchange.request_id, "write_timeout_s": write_timeout_s},
+                )
+            except OSError:
+                client_connected = False  # keep reading upstream to its usage, then charge that
+
         async def deliver(data: bytes) -> None:
-            nonlocal client_connected, started
+            nonlocal started
             if not started:
                 if not meter.events:
                     early.append(data)
                     return
                 started = True
                 headers = [*_SSE_HEADERS, *exchange.headers]
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await write({"type": "http.response.start", "status": 200, "headers": headers})
                 data = b"".join([*early, data])
-            if data and client_connected:
-                try:
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
-                except OSError:
-                    client_connected = False  # keep reading upstream to its usage, then charge that
+            if data:
+                await write({"type": "http.response.body", "body": data, "more_body": True})
 
         charged = None
         try:
@@ -310,8 +328,7 @@ class _StreamResponse:
             await error_response(path, error, exchange.request_id)(scope, receive, send)
             return
         await deliver(meter.release_held(charged.cost if charged is not None else exchange.deferred_cost))
-        if client_connected:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await write({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 PROXY_ENDPOINTS: dict[str, dict[str, ProxyHandler]] = {

@@ -191,17 +191,22 @@ def error_message(raw: bytes) -> tuple[str, str | None]:
     return raw.decode(errors="replace")[:2000] or "The upstream answered with an error", None
 
 
-def openai_error(status: int, raw: bytes) -> bytes:
-    """An upstream (Anthropic) error body in the OpenAI shape, keys masked."""
-    message, kind = error_message(raw)
+def openai_error(status: int, raw: bytes, *, message: str | None = None) -> bytes:
+    """An upstream error body in the OpenAI shape with the upstream's type, keys masked; `message`
+    replaces the upstream's."""
+    upstream_message, kind = error_message(raw)
     kind = kind or ("server_error" if status >= 500 else "invalid_request_error")
-    return orjson.dumps(
-        {"error": {"message": mask_secrets(message), "type": kind, "param": None, "code": kind}}
-    )
+    text = mask_secrets(upstream_message) if message is None else message
+    return orjson.dumps({"error": {"message": text, "type": kind, "param": None, "code": kind}})
 
 
-def anthropic_error(status: int, raw: bytes) -> bytes:
-    """An upstream (OpenAI) error body in the Anthropic shape, keys masked, typed by its status."""
-    message, _ = error_message(raw)
-    kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    return orjson.dumps({"type": "error", "error": {"type": kind, "message": mask_secrets(message)}})
+def anthropic_error(status: int, raw: bytes, *, message: str | None = None) -> bytes:
+    """An upstream (OpenAI) error body in the Anthropic shape, keys masked, typed by its status; `message`
+    replaces the upstream's."""
+    text = mask_secrets(error_message(raw)[0]) if message is None else message
+    return orjson.dumps({"type": "error", "error": {"type": anthropic_error_type(status), "message": text}})
+
+
+def anthropic_error_type(status: int) -> str:
+    """The Anthropic error type of an HTTP status."""
+    return _ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")

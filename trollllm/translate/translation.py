@@ -60,11 +60,12 @@ class Translation:
             return openai_reply(raw, client_model)
         return anthropic_reply(raw, client_model)
 
-    def error(self, status: int, raw: bytes) -> bytes:
-        """An upstream error body in the caller's format (the status stays the upstream's)."""
+    def error(self, status: int, raw: bytes, *, message: str | None = None) -> bytes:
+        """An upstream error body in the caller's format (the status stays the upstream's); `message`
+        replaces the upstream's."""
         if self.upstream_wire is WireFormat.ANTHROPIC:
-            return openai_error(status, raw)
-        return anthropic_error(status, raw)
+            return openai_error(status, raw, message=message)
+        return anthropic_error(status, raw, message=message)
 
     def stream(self, client_model: str, client_wants_usage: bool) -> TranslatedStream:
         """The relay of this request's upstream stream, in the caller's format."""
