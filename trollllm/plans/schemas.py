@@ -163,7 +163,9 @@ def validate_windows(value: object) -> tuple[WindowLimit, ...]:
         usd = item.get("usdLimit")
         tokens = item.get("tokenLimit")
         if usd is None and tokens is None:
-            raise InvalidRequest(f"{where} needs usdLimit or tokenLimit", field=f"{where}.usdLimit")
+            raise InvalidRequest(
+                f"{where}.usdLimit or {where}.tokenLimit is required", field=f"{where}.usdLimit"
+            )
         windows.append(
             WindowLimit(
                 name=name,
