@@ -19,6 +19,8 @@ SPEC_PLANS = [
     {"name": "pro-troll", "apiAccess": True, "rpm": 600, "creditGrantUsd": 0.0, "monthlyTokenLimit": None,
      "byokRpm": 600},
 ]  # fmt: skip
+NO_LIMITS = {"windows": [], "models": None}  # no usage window, every model
+SPEC_PLANS = [plan | NO_LIMITS for plan in SPEC_PLANS]
 TEAM = {
     "name": "team",
     "apiAccess": True,
@@ -48,7 +50,7 @@ async def test_plans_are_seeded_with_the_spec_defaults(gateway: AppHarness, admi
 async def test_a_new_plan_is_created_and_listed(gateway: AppHarness, admin: Account) -> None:
     response = await gateway.client.post("/api/admin/plans", json=TEAM, headers=admin.auth)
     assert response.status_code == 201, response.text
-    assert response.json() == TEAM
+    assert response.json() == TEAM | NO_LIMITS
     assert TEAM in await plans(gateway, admin)
 
 

@@ -24,6 +24,7 @@ from datetime import datetime
 from trollllm.billing import windows as windows_program
 from trollllm.billing.ledger import CHARGE
 from trollllm.billing.windows import WindowLimit
+from trollllm.friendkeys.resets import next_reset_after
 from trollllm.money import ChargeSplit, Money, TokenUsage, split_charge
 from trollllm.settings import HOLD_TTL
 from trollllm.storage.sqlprogram import Program, Query
@@ -92,6 +93,15 @@ _RESERVE_ON_CAP = (
     "UPDATE friend_key_model_limits SET held_nanos = held_nanos + :amount "
     "WHERE friend_key_id = :friend_key_id AND model_id = :model_id AND enabled AND limit_nanos > 0 "
     "AND used_nanos + held_nanos + :amount <= limit_nanos RETURNING friend_key_id"
+)
+# A cap whose reset time has passed starts again at 0 used (its open holds stay held).
+_RESET_CAP_IF_DUE = (
+    "UPDATE friend_key_model_limits SET used_nanos = 0 WHERE friend_key_id = :friend_key_id "
+    "AND model_id = :model_id AND next_reset_at <= :now RETURNING reset_period"
+)
+_NEXT_CAP_RESET = (
+    "UPDATE friend_key_model_limits SET next_reset_at = :next_reset_at "
+    "WHERE friend_key_id = :friend_key_id AND model_id = :model_id"
 )
 _INSERT_HOLD = (
     "INSERT INTO holds (request_id, user_id, amount_nanos, friend_key_id, model_id, created_at, expires_at, "
@@ -205,16 +215,18 @@ def place_hold(
     *,
     token_limit: int | None = None,
     windows: Sequence[WindowLimit] = (),
+    time_zone: str = "UTC",
     one_statement: bool = False,
 ) -> Program[int | None]:
     """Reserve `held.amount` on the user's balance and `held.tokens` against the monthly `token_limit`
     (admitted while used + held tokens < limit): the hold's id, or None (nothing written) if either refused.
 
     With `held.friend_key_id`, the amount is also reserved on that key's cap for `held.model_id` (enabled,
-    limit > 0, used + held + amount ≤ limit); when the cap refuses, `FriendKeyCapRefused` is raised after
-    the balance was reserved, so the runner's transaction rolls both back. With `windows` (the plan's usage
-    windows; `held.window_spans` must name their spans), amount and tokens are held in each window, and
-    `WindowFull` is raised when one has no room, rolling everything back the same way.
+    limit > 0, used + held + amount ≤ limit; a cap past its reset time first starts again at 0 used, its
+    next reset computed in the owner's `time_zone`); when the cap refuses, `FriendKeyCapRefused` is raised
+    after the balance was reserved, so the runner's transaction rolls both back. With `windows` (the plan's
+    usage windows; `held.window_spans` must name their spans), amount and tokens are held in each window,
+    and `WindowFull` is raised when one has no room, rolling everything back the same way.
 
     `one_statement` (the runner's `data_modifying_ctes`): a hold on no Friend Key and no window is the same
     conditional UPDATE and INSERT as one statement, atomic on its own, so it needs no transaction round
@@ -240,6 +252,10 @@ def place_hold(
         return None
     if held.friend_key_id is not None:
         row = {"amount": amount, "friend_key_id": held.friend_key_id, "model_id": held.model_id}
+        due = yield Query(_RESET_CAP_IF_DUE, {**row, "now": now})
+        if due:  # reset now, at 00:00 in the owner's `time_zone`: the next reset of its period
+            next_reset = next_reset_after(str(due[0][0]), now, time_zone)
+            yield Query(_NEXT_CAP_RESET, {**row, "next_reset_at": next_reset})
         if not (yield Query(_RESERVE_ON_CAP, row)):
             raise FriendKeyCapRefused()
     if windows:

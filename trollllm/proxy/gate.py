@@ -59,6 +59,7 @@ class Caller:
     friend_key_id: int | None = None
     api_access: bool = True  # False: only requests on the user's own provider keys may pass
     has_provider_keys: bool = False  # the user saved provider keys (never for a Friend Key)
+    time_zone: str = "UTC"  # the owner's; set for a Friend Key, whose caps reset at 00:00 there
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +87,13 @@ class _KeyRow:
     has_provider_keys: bool
     key_active: bool  # a Friend Key's pause switch (always true for an API key)
     key_expires_at: datetime | None  # a Friend Key's expiry
+    time_zone: str  # the owner's (Friend Key caps reset at 00:00 there)
 
 
 _LOOKUP_COLUMNS = (
     "SELECT k.id, u.id, u.username, u.is_active, p.api_access, u.plan_expires_at, u.monthly_tokens_used, "
     "u.monthly_reset_date, p.rpm, p.monthly_token_limit, p.byok_rpm, p.name, p.windows, p.models, "
+    "u.time_zone, "
 )
 # Whether the user saved provider keys rides on the same query (the unique index on provider_keys), so a
 # request of a user without any costs nothing more; a Friend Key never uses its owner's provider keys.
@@ -127,6 +130,7 @@ def _lookup_key(digest: bytes, *, friend: bool) -> Program[_KeyRow | None]:
         plan_name,
         windows,
         models,
+        time_zone,
         byok,
         key_active,
         key_expires,
@@ -152,6 +156,7 @@ def _lookup_key(digest: bytes, *, friend: bool) -> Program[_KeyRow | None]:
         bool(byok),
         bool(key_active),
         as_utc(key_expires),
+        time_zone,
     )
 
 
@@ -210,7 +215,14 @@ async def authenticate(state: AppState, key: str | None) -> Caller:
             raise FreeTierRestricted(_UPGRADE)
         # Decided once the model is known: a request on the user's own provider key may pass (SPEC §6).
     if friend:
-        return Caller(user_id=user_id, username=username, api_key_id=None, plan=plan, friend_key_id=key_id)
+        return Caller(
+            user_id=user_id,
+            username=username,
+            api_key_id=None,
+            plan=plan,
+            friend_key_id=key_id,
+            time_zone=row.time_zone,
+        )
     return Caller(
         user_id=user_id,
         username=username,
@@ -316,6 +328,7 @@ async def _admit(
             now,
             token_limit=caller.plan.monthly_token_limit,
             windows=windows,
+            time_zone=caller.time_zone,
             one_statement=state.db.data_modifying_ctes,
         )
         hold_id = await state.db.write(program)
