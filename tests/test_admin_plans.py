@@ -51,7 +51,7 @@ async def test_a_new_plan_is_created_and_listed(gateway: AppHarness, admin: Acco
     response = await gateway.client.post("/api/admin/plans", json=TEAM, headers=admin.auth)
     assert response.status_code == 201, response.text
     assert response.json() == TEAM | NO_LIMITS
-    assert TEAM in await plans(gateway, admin)
+    assert TEAM | NO_LIMITS in await plans(gateway, admin)
 
 
 async def test_a_null_monthly_limit_means_unlimited(gateway: AppHarness, admin: Account) -> None:
@@ -121,7 +121,8 @@ async def test_every_plan_field_is_required(gateway: AppHarness, admin: Account,
 
 
 async def test_put_replaces_every_field(gateway: AppHarness, admin: Account) -> None:
-    body = {**TEAM, "name": "dev"}
+    body = {**TEAM, "name": "dev", "windows": [{"window": "5h", "usdLimit": 2.5, "tokenLimit": None}]}
+    body["models"] = None
     response = await gateway.client.put("/api/admin/plans/dev", json=body, headers=admin.auth)
     assert response.status_code == 200
     assert response.json() == body
