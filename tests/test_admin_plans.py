@@ -19,6 +19,8 @@ SPEC_PLANS = [
     {"name": "pro-troll", "apiAccess": True, "rpm": 600, "creditGrantUsd": 0.0, "monthlyTokenLimit": None,
      "byokRpm": 600},
 ]  # fmt: skip
+NO_LIMITS = {"windows": [], "models": None}  # no usage window, every model
+SPEC_PLANS = [plan | NO_LIMITS for plan in SPEC_PLANS]
 TEAM = {
     "name": "team",
     "apiAccess": True,
@@ -48,8 +50,8 @@ async def test_plans_are_seeded_with_the_spec_defaults(gateway: AppHarness, admi
 async def test_a_new_plan_is_created_and_listed(gateway: AppHarness, admin: Account) -> None:
     response = await gateway.client.post("/api/admin/plans", json=TEAM, headers=admin.auth)
     assert response.status_code == 201, response.text
-    assert response.json() == TEAM
-    assert TEAM in await plans(gateway, admin)
+    assert response.json() == TEAM | NO_LIMITS
+    assert TEAM | NO_LIMITS in await plans(gateway, admin)
 
 
 async def test_a_null_monthly_limit_means_unlimited(gateway: AppHarness, admin: Account) -> None:
@@ -119,7 +121,8 @@ async def test_every_plan_field_is_required(gateway: AppHarness, admin: Account,
 
 
 async def test_put_replaces_every_field(gateway: AppHarness, admin: Account) -> None:
-    body = {**TEAM, "name": "dev"}
+    body = {**TEAM, "name": "dev", "windows": [{"window": "5h", "usdLimit": 2.5, "tokenLimit": None}]}
+    body["models"] = None
     response = await gateway.client.put("/api/admin/plans/dev", json=body, headers=admin.auth)
     assert response.status_code == 200
     assert response.json() == body

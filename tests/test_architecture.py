@@ -95,6 +95,10 @@ def _program_sql() -> Iterator[tuple[str, str]]:
 def _statements(where: str, node: ast.expr, module: object) -> Iterator[tuple[str, str]]:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         yield where, node.value
+    elif isinstance(node, ast.Name) and node.id in getattr(module, "SQL_VARIANTS", {}):
+        # SQL built by its module (a local name): the module lists examples of what it builds.
+        for index, sql in enumerate(getattr(module, "SQL_VARIANTS", {})[node.id]):
+            yield f"{where}.{node.id}[{index}]", sql
     elif isinstance(node, ast.Name):
         value = getattr(module, node.id)
         assert isinstance(value, str), f"{where}: Query({node.id}) is not a module-level SQL string"

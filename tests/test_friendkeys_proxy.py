@@ -200,7 +200,7 @@ async def test_every_friend_key_error_row_on_both_formats(world: World) -> None:
     bob_auth = {"Authorization": f"Bearer {login.json()['token']}"}  # deactivation ended his sessions
     paused = await client.patch("/api/user/friend-key", headers=bob_auth, json={"isActive": False})
     assert paused.status_code == 200 and paused.json()["isActive"] is False
-    await expect(401, "invalid_api_key", "Invalid API key")
+    await expect(401, "invalid_api_key", "Invalid API key: this Friend Key is paused by its owner")  # SPEC §3
     hex64 = key.removeprefix("sk-trollllm-friend-")
     for bad in (
         key[:-1],  # too short

@@ -148,6 +148,20 @@ class MonthlyTokenLimitExceeded(RateLimited):
     default_message = "Monthly token limit reached"
 
 
+class UsageWindowExceeded(RateLimited):
+    """A usage window of the owner's plan has no room for the request (`window`, `resetsAt` beside)."""
+
+    error_type = "usage_window_exceeded"
+    default_message = "Usage window limit reached"
+
+
+class ModelNotInPlan(Forbidden):
+    """The model is not among the models of the owner's plan."""
+
+    error_type = "model_not_in_plan"
+    default_message = "This model is not included in your plan"
+
+
 class InsufficientCredits(GatewayError):
     """The balance cannot cover the request's maximum cost."""
 

@@ -2,7 +2,7 @@
 
 from trollllm.accounts.tables import ApiKey, User
 from trollllm.audit.tables import AuditEntry
-from trollllm.billing.tables import Hold, LedgerEntry
+from trollllm.billing.tables import Hold, LedgerEntry, UsageWindowBucket
 from trollllm.byok.tables import ProviderKey
 from trollllm.db import Base
 from trollllm.friendkeys.tables import FriendKey, FriendKeyModelLimit
@@ -44,6 +44,7 @@ __all__ = [
     "RollupState",
     "ServerKey",
     "SixHourlyUserUsage",
+    "UsageWindowBucket",
     "User",
     "UserUsageTotal",
 ]

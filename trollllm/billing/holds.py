@@ -17,10 +17,14 @@ friend key model limit, friend key), so settlements, sweeps and Friend Key edits
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from trollllm.billing import windows as windows_program
 from trollllm.billing.ledger import CHARGE
+from trollllm.billing.windows import WindowLimit
+from trollllm.friendkeys.resets import next_reset_after
 from trollllm.money import ChargeSplit, Money, TokenUsage, split_charge
 from trollllm.settings import HOLD_TTL
 from trollllm.storage.sqlprogram import Program, Query
@@ -44,6 +48,9 @@ class HeldRequest:
     amount: Money
     model_id: str
     friend_key_id: int | None = None
+    tokens: int = 0  # the request's token maximum, held against the monthly token limit
+    window_spans: int = 0  # the usage-window buckets it is held in (`trollllm.billing.windows`)
+    admitted_s: int = 0  # when it was admitted (Unix seconds): which buckets
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,27 +80,43 @@ class Charged:
     ref_credits_after: Money
 
 
+UNLIMITED_TOKENS = 2**62
+"""The monthly token limit passed to `place_hold` for a plan without one."""
+
+# SPEC §5: admitted while the tokens used plus the maximum of every request in flight stay below the limit.
 _RESERVE_ON_USER = (
-    "UPDATE users SET held_nanos = held_nanos + :amount "
+    "UPDATE users SET held_nanos = held_nanos + :amount, monthly_tokens_held = monthly_tokens_held + :tokens "
     "WHERE id = :user_id AND is_active AND credits_nanos + ref_credits_nanos - held_nanos >= :amount "
-    "RETURNING id"
+    "AND monthly_tokens_used + monthly_tokens_held < :token_limit RETURNING id"
 )
 _RESERVE_ON_CAP = (
     "UPDATE friend_key_model_limits SET held_nanos = held_nanos + :amount "
     "WHERE friend_key_id = :friend_key_id AND model_id = :model_id AND enabled AND limit_nanos > 0 "
     "AND used_nanos + held_nanos + :amount <= limit_nanos RETURNING friend_key_id"
 )
+# A cap whose reset time has passed starts again at 0 used (its open holds stay held).
+_RESET_CAP_IF_DUE = (
+    "UPDATE friend_key_model_limits SET used_nanos = 0 WHERE friend_key_id = :friend_key_id "
+    "AND model_id = :model_id AND next_reset_at <= :now RETURNING reset_period"
+)
+_NEXT_CAP_RESET = (
+    "UPDATE friend_key_model_limits SET next_reset_at = :next_reset_at "
+    "WHERE friend_key_id = :friend_key_id AND model_id = :model_id"
+)
 _INSERT_HOLD = (
-    "INSERT INTO holds (request_id, user_id, amount_nanos, friend_key_id, model_id, created_at, expires_at) "
-    "VALUES (:request_id, :user_id, :amount, :friend_key_id, :model_id, :created_at, :expires_at) "
-    "RETURNING id"
+    "INSERT INTO holds (request_id, user_id, amount_nanos, friend_key_id, model_id, created_at, expires_at, "
+    "tokens, window_spans) VALUES (:request_id, :user_id, :amount, :friend_key_id, :model_id, :created_at, "
+    ":expires_at, :tokens, :window_spans) RETURNING id"
 )
 # `_RESERVE_ON_USER` then `_INSERT_HOLD` (with no Friend Key) as one PostgreSQL statement.
 _RESERVE_AND_HOLD_PG = (
-    "WITH reserved AS (UPDATE users SET held_nanos = held_nanos + :amount WHERE id = :user_id AND is_active "
-    "AND credits_nanos + ref_credits_nanos - held_nanos >= :amount RETURNING id) "
-    "INSERT INTO holds (request_id, user_id, amount_nanos, friend_key_id, model_id, created_at, expires_at) "
-    "SELECT :request_id, id, :amount, NULL, :model_id, :created_at, :expires_at FROM reserved RETURNING id"
+    "WITH reserved AS (UPDATE users SET held_nanos = held_nanos + :amount, "
+    "monthly_tokens_held = monthly_tokens_held + :tokens WHERE id = :user_id AND is_active "
+    "AND credits_nanos + ref_credits_nanos - held_nanos >= :amount "
+    "AND monthly_tokens_used + monthly_tokens_held < :token_limit RETURNING id) "
+    "INSERT INTO holds (request_id, user_id, amount_nanos, friend_key_id, model_id, created_at, expires_at, "
+    "tokens, window_spans) SELECT :request_id, id, :amount, NULL, :model_id, :created_at, :expires_at, "
+    ":tokens, 0 FROM reserved RETURNING id"
 )
 # A late settlement replaces the row the sweeper wrote when it released the hold.
 _DROP_UNSETTLED_LOG = "DELETE FROM request_logs WHERE request_id = :request_id AND error_type = 'unsettled'"
@@ -101,7 +124,8 @@ _AVAILABLE = "SELECT credits_nanos + ref_credits_nanos - held_nanos FROM users W
 # By its id (no index needed), and its request: SQLite may give a later hold the id of one the sweeper freed.
 _RELEASE_HOLD = "DELETE FROM holds WHERE id = :hold_id AND request_id = :request_id RETURNING amount_nanos"
 _RELEASE_ON_USER = (
-    "UPDATE users SET held_nanos = held_nanos - :released WHERE id = :user_id "
+    "UPDATE users SET held_nanos = held_nanos - :released, "
+    "monthly_tokens_held = monthly_tokens_held - :released_tokens WHERE id = :user_id "
     "RETURNING credits_nanos, ref_credits_nanos, held_nanos"
 )
 # Floored at 0: a cap row removed and re-added by the owner while a request was in flight starts again at
@@ -115,8 +139,9 @@ _RELEASE_ON_CAP = (
 # `_RELEASE_HOLD` then `_RELEASE_ON_USER` as one PostgreSQL statement (the hold's amount, or NULL: gone).
 _RELEASE_PG = (
     "WITH released AS (DELETE FROM holds WHERE id = :hold_id AND request_id = :request_id "
-    "RETURNING amount_nanos) "
-    "UPDATE users SET held_nanos = held_nanos - COALESCE((SELECT amount_nanos FROM released), 0) "
+    "RETURNING amount_nanos, tokens) "
+    "UPDATE users SET held_nanos = held_nanos - COALESCE((SELECT amount_nanos FROM released), 0), "
+    "monthly_tokens_held = monthly_tokens_held - COALESCE((SELECT tokens FROM released), 0) "
     "WHERE id = :user_id RETURNING credits_nanos, ref_credits_nanos, held_nanos, "
     "(SELECT amount_nanos FROM released)"
 )
@@ -184,20 +209,36 @@ _CHARGE_LEDGER_LOG_PG = (
 )
 
 
-def place_hold(held: HeldRequest, now: datetime, *, one_statement: bool = False) -> Program[int | None]:
-    """Reserve `held.amount` on the user's balance: the hold's id, or None (nothing written) if not covered.
+def place_hold(
+    held: HeldRequest,
+    now: datetime,
+    *,
+    token_limit: int | None = None,
+    windows: Sequence[WindowLimit] = (),
+    time_zone: str = "UTC",
+    one_statement: bool = False,
+) -> Program[int | None]:
+    """Reserve `held.amount` on the user's balance and `held.tokens` against the monthly `token_limit`
+    (admitted while used + held tokens < limit): the hold's id, or None (nothing written) if either refused.
 
     With `held.friend_key_id`, the amount is also reserved on that key's cap for `held.model_id` (enabled,
-    limit > 0, used + held + amount ≤ limit); when the cap refuses, `FriendKeyCapRefused` is raised after
-    the balance was reserved, so the runner's transaction rolls both back.
+    limit > 0, used + held + amount ≤ limit; a cap past its reset time first starts again at 0 used, its
+    next reset computed in the owner's `time_zone`); when the cap refuses, `FriendKeyCapRefused` is raised
+    after the balance was reserved, so the runner's transaction rolls both back. With `windows` (the plan's
+    usage windows; `held.window_spans` must name their spans), amount and tokens are held in each window,
+    and `WindowFull` is raised when one has no room, rolling everything back the same way.
 
-    `one_statement` (the runner's `data_modifying_ctes`): a hold on no Friend Key is the same conditional
-    UPDATE and INSERT as one statement, atomic on its own, so it needs no transaction round trips.
+    `one_statement` (the runner's `data_modifying_ctes`): a hold on no Friend Key and no window is the same
+    conditional UPDATE and INSERT as one statement, atomic on its own, so it needs no transaction round
+    trips.
     """
     amount = held.amount.nanos
-    if one_statement and held.friend_key_id is None:
+    limit = UNLIMITED_TOKENS if token_limit is None else token_limit
+    if one_statement and held.friend_key_id is None and not windows:
         row = {
             "amount": amount,
+            "tokens": held.tokens,
+            "token_limit": limit,
             "user_id": held.user_id,
             "request_id": held.request_id,
             "model_id": held.model_id,
@@ -206,12 +247,19 @@ def place_hold(held: HeldRequest, now: datetime, *, one_statement: bool = False)
         }
         rows = yield Query(_RESERVE_AND_HOLD_PG, row, alone=True)
         return int(rows[0][0]) if rows else None
-    if not (yield Query(_RESERVE_ON_USER, {"amount": amount, "user_id": held.user_id})):
+    reserve_row = {"amount": amount, "tokens": held.tokens, "token_limit": limit, "user_id": held.user_id}
+    if not (yield Query(_RESERVE_ON_USER, reserve_row)):
         return None
     if held.friend_key_id is not None:
         row = {"amount": amount, "friend_key_id": held.friend_key_id, "model_id": held.model_id}
+        due = yield Query(_RESET_CAP_IF_DUE, {**row, "now": now})
+        if due:  # reset now, at 00:00 in the owner's `time_zone`: the next reset of its period
+            next_reset = next_reset_after(str(due[0][0]), now, time_zone)
+            yield Query(_NEXT_CAP_RESET, {**row, "next_reset_at": next_reset})
         if not (yield Query(_RESERVE_ON_CAP, row)):
             raise FriendKeyCapRefused()
+    if windows:
+        yield from windows_program.reserve(held.user_id, windows, amount, held.tokens, held.admitted_s)
     (hold_id,), *_ = yield Query(
         _INSERT_HOLD,
         {
@@ -222,6 +270,8 @@ def place_hold(held: HeldRequest, now: datetime, *, one_statement: bool = False)
             "model_id": held.model_id,
             "created_at": now,
             "expires_at": now + HOLD_TTL,
+            "tokens": held.tokens,
+            "window_spans": held.window_spans,
         },
     )
     return int(hold_id)
@@ -258,9 +308,12 @@ def settle(
     else:
         released_rows = yield Query(_RELEASE_HOLD, {"hold_id": hold_id, "request_id": held.request_id})
         released = int(released_rows[0][0]) if released_rows else None
-        (credits_nanos, ref_nanos, held_nanos), *_ = yield Query(
-            _RELEASE_ON_USER, {"released": released or 0, "user_id": held.user_id}
-        )
+        release_row = {
+            "released": released or 0,
+            "released_tokens": 0 if released is None else held.tokens,
+            "user_id": held.user_id,
+        }
+        (credits_nanos, ref_nanos, held_nanos), *_ = yield Query(_RELEASE_ON_USER, release_row)
     credits, ref_credits = Money(credits_nanos), Money(ref_nanos)
     cap_row = {"friend_key_id": held.friend_key_id, "model_id": held.model_id}
     cap_room: Money | None = None
@@ -309,6 +362,16 @@ def settle(
         "now": now,
     }
     log_row = _log_row(held, usage, record, charge, now)
+    if held.window_spans:
+        yield from windows_program.settle(
+            held.user_id,
+            held.window_spans,
+            held.admitted_s,
+            released_nanos=0 if released is None else held.amount.nanos,
+            released_tokens=0 if released is None else held.tokens,
+            charge_nanos=charge.nanos,
+            used_tokens=usage.total,
+        )
     if together:
         rows = {**charge_row, **ledger_row, **log_row}
         yield Query(_CHARGE_LEDGER_LOG_PG if charge.nanos else _CHARGE_LOG_PG, rows)

@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
 from trollllm.billing.holds import UNSETTLED
-from trollllm.billing.tables import Hold
+from trollllm.billing.tables import Hold, UsageWindowBucket
+from trollllm.billing.windows import bucket_start, spans_of
 from trollllm.db import transaction
 from trollllm.friendkeys.tables import FriendKeyModelLimit
 from trollllm.money import Money
@@ -84,18 +85,27 @@ async def _release_hold(sessions: async_sessionmaker[AsyncSession], hold_id: int
                     delete(Hold)
                     .where(Hold.id == hold_id, Hold.expires_at < now)
                     .returning(
-                        Hold.request_id, Hold.user_id, Hold.amount_nanos, Hold.friend_key_id, Hold.model_id
+                        Hold.request_id,
+                        Hold.user_id,
+                        Hold.amount_nanos,
+                        Hold.friend_key_id,
+                        Hold.model_id,
+                        Hold.tokens,
+                        Hold.window_spans,
+                        Hold.created_at,
                     )
                     .execution_options(synchronize_session=False)
                 )
             ).one_or_none()
             if deleted is None:
                 return 0  # settled, or released by another sweeper, since it was listed
-            request_id, user_id, amount, friend_key_id, model_id = deleted
+            request_id, user_id, amount, friend_key_id, model_id, tokens, spans, created_at = deleted
             await session.execute(
                 update(User)
                 .where(User.id == user_id)
-                .values(held_nanos=User.held_nanos - amount)
+                .values(
+                    held_nanos=User.held_nanos - amount, monthly_tokens_held=User.monthly_tokens_held - tokens
+                )
                 .execution_options(synchronize_session=False)
             )
             if friend_key_id is not None and model_id is not None:
@@ -106,6 +116,21 @@ async def _release_hold(sessions: async_sessionmaker[AsyncSession], hold_id: int
                         FriendKeyModelLimit.model_id == model_id,
                     )
                     .values(held_nanos=minus_at_most(FriendKeyModelLimit.held_nanos, amount))
+                    .execution_options(synchronize_session=False)
+                )
+            admitted_s = int(created_at.timestamp())
+            for span_s in spans_of(spans):
+                await session.execute(
+                    update(UsageWindowBucket)
+                    .where(
+                        UsageWindowBucket.user_id == user_id,
+                        UsageWindowBucket.span_s == span_s,
+                        UsageWindowBucket.start_s == bucket_start(admitted_s, span_s),
+                    )
+                    .values(
+                        held_nanos=UsageWindowBucket.held_nanos - amount,
+                        held_tokens=UsageWindowBucket.held_tokens - tokens,
+                    )
                     .execution_options(synchronize_session=False)
                 )
             # So an operator sees it: a request that never settled, charged nothing (an outbox replay

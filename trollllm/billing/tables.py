@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from trollllm.db import Base, Nanos, UtcDateTime, utcnow
@@ -47,3 +47,23 @@ class Hold(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # No secondary index: the table holds only in-flight requests, and each index costs the hot path.
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # its token maximum
+    # Which usage-window buckets it holds in (`trollllm.billing.windows` span flags; 0: none).
+    window_spans: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class UsageWindowBucket(Base):
+    """A user's settled and held spend and tokens in one hour (or one day) of admissions.
+
+    A rolling window is the sum of a few of these rows (`trollllm.billing.windows`).
+    """
+
+    __tablename__ = "usage_window_buckets"
+
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    span_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start_s: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    used_nanos: Mapped[int] = mapped_column(Nanos)
+    used_tokens: Mapped[int] = mapped_column(BigInteger)
+    held_nanos: Mapped[int] = mapped_column(Nanos)
+    held_tokens: Mapped[int] = mapped_column(BigInteger)

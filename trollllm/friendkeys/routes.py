@@ -10,20 +10,21 @@ from trollllm.accounts.sessions import CurrentUser
 from trollllm.errors import InvalidRequest
 from trollllm.friendkeys.schemas import (
     LIMITS_BODY_SCHEMA,
-    ActivityToggle,
+    FriendKeyUpdate,
     FriendKeyUsageView,
     FriendKeyView,
     RotatedFriendKey,
     parse_limits,
 )
 from trollllm.friendkeys.service import (
+    KEEP,
     create_friend_key,
     delete_friend_key,
     enabled_model_ids,
     load_friend_key,
     rotate_friend_key,
-    set_friend_key_active,
     set_limits,
+    update_friend_key,
 )
 from trollllm.money import Money
 from trollllm.state import get_state
@@ -39,26 +40,30 @@ async def create(user: CurrentUser, request: Request) -> FriendKeyView:
 
     It starts with no model limits, so it can call nothing until limits are set.
     """
-    issued = await create_friend_key(get_state(request), user.id)
-    return FriendKeyView.of(issued.key, user.username, [], full_key=issued.full_key)
+    state = get_state(request)
+    issued = await create_friend_key(state, user.id)
+    return FriendKeyView.of(issued.key, user, [], state.clock.now(), full_key=issued.full_key)
 
 
 @router.get("", response_model=FriendKeyView)
 async def show(user: CurrentUser, request: Request) -> FriendKeyView:
     """The caller's Friend Key, masked, with its limits and counters (404 if none)."""
-    async with get_state(request).sessions() as session:
+    state = get_state(request)
+    async with state.sessions() as session:
         found = await load_friend_key(session, user.id)
-    return FriendKeyView.of(found.key, user.username, found.limits)
+    return FriendKeyView.of(found.key, user, found.limits, state.clock.now())
 
 
 @router.patch("", response_model=FriendKeyView)
-async def toggle(body: ActivityToggle, user: CurrentUser, request: Request) -> FriendKeyView:
-    """Pause (`isActive: false`: refused as an invalid key) or resume the Friend Key, keeping its limits."""
+async def update(body: FriendKeyUpdate, user: CurrentUser, request: Request) -> FriendKeyView:
+    """Pause (`isActive: false`) or resume the Friend Key, keeping its limits, and set its expiry
+    (`expiresAt`, null: never). A paused or expired key is refused as an invalid key saying which."""
     state = get_state(request)
-    await set_friend_key_active(state, user.id, body.isActive)
+    expires = body.expiresAt if "expiresAt" in body.model_fields_set else KEEP
+    await update_friend_key(state, user.id, body.isActive, expires)
     async with state.sessions() as session:
         found = await load_friend_key(session, user.id)
-    return FriendKeyView.of(found.key, user.username, found.limits)
+    return FriendKeyView.of(found.key, user, found.limits, state.clock.now())
 
 
 @router.post("/rotate", response_model=RotatedFriendKey)
@@ -98,7 +103,7 @@ async def put_limits(user: CurrentUser, request: Request) -> FriendKeyView:
     await set_limits(state, user.id, rows)
     async with state.sessions() as session:
         found = await load_friend_key(session, user.id)
-    return FriendKeyView.of(found.key, user.username, found.limits)
+    return FriendKeyView.of(found.key, user, found.limits, state.clock.now())
 
 
 @router.get("/usage", response_model=FriendKeyUsageView)

@@ -14,10 +14,12 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from pydantic import BaseModel, StrictBool
+from pydantic import AwareDatetime, BaseModel, Field, StrictBool
 
+from trollllm.accounts.tables import User
 from trollllm.crypto import mask_key
 from trollllm.errors import InvalidRequest
+from trollllm.friendkeys.resets import RESET_PERIODS, next_reset_after
 from trollllm.friendkeys.tables import FriendKey, FriendKeyModelLimit
 from trollllm.money import Money, MoneyParseError
 
@@ -40,6 +42,12 @@ LIMITS_BODY_SCHEMA: dict[str, Any] = {
                     "modelId": {"type": "string", "description": "an enabled model, at most once"},
                     "limitUsd": {"type": "number", "minimum": 0, "description": "USD, ≤ the ceiling"},
                     "enabled": {"type": "boolean", "default": True},
+                    "resetPeriod": {
+                        "type": "string",
+                        "enum": list(RESET_PERIODS),
+                        "default": "none",
+                        "description": "usedUsd returns to 0 at 00:00 in the owner's time zone",
+                    },
                 },
             },
         }
@@ -54,6 +62,7 @@ class LimitInput:
     model_id: str
     limit: Money
     enabled: bool
+    reset_period: str = "none"
 
 
 def parse_limits(payload: object, enabled_models: Collection[str], ceiling: Money) -> list[LimitInput]:
@@ -89,9 +98,13 @@ def parse_limits(payload: object, enabled_models: Collection[str], ceiling: Mone
         enabled = row.get("enabled", True)
         if not isinstance(enabled, bool):
             raise InvalidRequest(f"{path}.enabled must be true or false", field=f"{path}.enabled")
-        parsed.append(
-            LimitInput(model_id, _parse_limit(row.get("limitUsd"), f"{path}.limitUsd", ceiling), enabled)
-        )
+        period = row.get("resetPeriod", "none")
+        if period not in RESET_PERIODS:
+            raise InvalidRequest(
+                f"{path}.resetPeriod must be one of {', '.join(RESET_PERIODS)}", field=f"{path}.resetPeriod"
+            )
+        limit = _parse_limit(row.get("limitUsd"), f"{path}.limitUsd", ceiling)
+        parsed.append(LimitInput(model_id, limit, enabled, period))
     return parsed
 
 
@@ -118,10 +131,12 @@ def percentage(used: Money, limit: Money) -> float:
     return float(share.quantize(_HUNDREDTH, rounding=ROUND_HALF_UP))
 
 
-class ActivityToggle(BaseModel):
-    """`PATCH /api/user/friend-key`: pause or resume the key without losing its limits."""
+class FriendKeyUpdate(BaseModel):
+    """`PATCH /api/user/friend-key`: pause or resume the key without losing its limits, and set or clear
+    its expiry (fields left out are kept)."""
 
-    isActive: StrictBool
+    isActive: StrictBool | None = None
+    expiresAt: AwareDatetime | None = Field(default=None, description="null: never expires")
 
 
 class ModelLimitView(BaseModel):
@@ -131,15 +146,22 @@ class ModelLimitView(BaseModel):
     limitUsd: float
     usedUsd: float
     enabled: bool
+    resetPeriod: str
+    nextResetAt: datetime | None = Field(description="the next 00:00 (owner's time zone) usedUsd resets")
 
     @classmethod
-    def of(cls, row: FriendKeyModelLimit) -> ModelLimitView:
-        """The view of one cap row."""
+    def of(cls, row: FriendKeyModelLimit, now: datetime, time_zone: str) -> ModelLimitView:
+        """The view of one cap row at `now` (a reset that is due shows as done)."""
+        used, next_reset = row.used_nanos, row.next_reset_at
+        if next_reset is not None and next_reset <= now:
+            used, next_reset = 0, next_reset_after(row.reset_period, now, time_zone)
         return cls(
             modelId=row.model_id,
             limitUsd=Money(row.limit_nanos).to_json(),
-            usedUsd=Money(row.used_nanos).to_json(),
+            usedUsd=Money(used).to_json(),
             enabled=row.enabled,
+            resetPeriod=row.reset_period,
+            nextResetAt=next_reset,
         )
 
 
@@ -150,6 +172,7 @@ class FriendKeyView(BaseModel):
     friendKey: str
     ownerId: str
     isActive: bool
+    expiresAt: datetime | None
     modelLimits: list[ModelLimitView]
     totalUsedUsd: float
     requestsCount: int
@@ -158,15 +181,21 @@ class FriendKeyView(BaseModel):
 
     @classmethod
     def of(
-        cls, key: FriendKey, owner: str, limits: Sequence[FriendKeyModelLimit], full_key: str | None = None
+        cls,
+        key: FriendKey,
+        owner: User,
+        limits: Sequence[FriendKeyModelLimit],
+        now: datetime,
+        full_key: str | None = None,
     ) -> FriendKeyView:
         """The view of a key, its owner's username and its caps (`full_key` only right after creation)."""
         return cls(
             id=key.id,
             friendKey=full_key or mask_key(key.last4),
-            ownerId=owner,
+            ownerId=owner.username,
             isActive=key.is_active,
-            modelLimits=[ModelLimitView.of(row) for row in limits],
+            expiresAt=key.expires_at,
+            modelLimits=[ModelLimitView.of(row, now, owner.time_zone) for row in limits],
             totalUsedUsd=Money(key.total_used_nanos).to_json(),
             requestsCount=key.requests_count,
             lastUsedAt=key.last_used_at,

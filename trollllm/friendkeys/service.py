@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from trollllm.accounts.tables import User
 from trollllm.crypto import new_friend_key
 from trollllm.db import transaction
 from trollllm.errors import Conflict, NotFound
+from trollllm.friendkeys.resets import next_reset_after
 from trollllm.friendkeys.schemas import LimitInput
 from trollllm.friendkeys.tables import FriendKey, FriendKeyModelLimit
 from trollllm.pricing.tables import LlmModel
@@ -93,13 +96,27 @@ async def rotate_friend_key(state: AppState, owner_id: int) -> str:
     return full_key
 
 
-async def set_friend_key_active(state: AppState, owner_id: int, active: bool) -> None:
-    """Pause (refused as an invalid key) or resume the key."""
+class _Keep:
+    """A field left out of an update."""
+
+
+KEEP = _Keep()
+
+
+async def update_friend_key(
+    state: AppState, owner_id: int, active: bool | None, expires_at: datetime | _Keep | None
+) -> None:
+    """Pause or resume the key (`active`; None: as it is) and set or clear its expiry (`KEEP`: as it is)."""
+    values: dict[str, object] = {}
+    if active is not None:
+        values["is_active"] = active
+    if not isinstance(expires_at, _Keep):
+        values["expires_at"] = expires_at
     async with transaction(state.sessions) as session:
         result = await session.execute(
             update(FriendKey)
             .where(FriendKey.owner_id == owner_id)
-            .values(is_active=active)
+            .values(**values or {"is_active": FriendKey.is_active})
             .execution_options(synchronize_session=False)
         )
         if not getattr(result, "rowcount", 0):
@@ -134,6 +151,7 @@ async def set_limits(state: AppState, owner_id: int, rows: Sequence[LimitInput])
     """Make the key's caps exactly `rows`: models kept keep `usedUsd` (and open holds), models left out
     lose their cap row, new models start at 0 used."""
     wanted = {row.model_id: row for row in rows}
+    now = state.clock.now()
     key_of_owner = select(FriendKey.id).where(FriendKey.owner_id == owner_id).scalar_subquery()
     try:
         async with transaction(state.sessions) as session:
@@ -144,14 +162,23 @@ async def set_limits(state: AppState, owner_id: int, rows: Sequence[LimitInput])
             key_id = await session.scalar(select(FriendKey.id).where(FriendKey.owner_id == owner_id))
             if key_id is None:
                 raise NotFound(NO_FRIEND_KEY)
+            time_zone = await session.scalar(select(User.time_zone).where(User.id == owner_id)) or "UTC"
             for model_id in sorted(wanted):  # one order for every writer of these rows
                 row = wanted[model_id]
+                next_reset = next_reset_after(row.reset_period, now, time_zone)
+                limit = FriendKeyModelLimit
+                # A period kept keeps its next reset; a changed one starts from now.
                 result = await session.execute(
-                    update(FriendKeyModelLimit)
-                    .where(
-                        FriendKeyModelLimit.friend_key_id == key_id, FriendKeyModelLimit.model_id == model_id
+                    update(limit)
+                    .where(limit.friend_key_id == key_id, limit.model_id == model_id)
+                    .values(
+                        limit_nanos=row.limit.nanos,
+                        enabled=row.enabled,
+                        next_reset_at=case(
+                            (limit.reset_period == row.reset_period, limit.next_reset_at), else_=next_reset
+                        ),
+                        reset_period=row.reset_period,
                     )
-                    .values(limit_nanos=row.limit.nanos, enabled=row.enabled)
                     .execution_options(synchronize_session=False)
                 )
                 if not getattr(result, "rowcount", 0):
@@ -163,6 +190,8 @@ async def set_limits(state: AppState, owner_id: int, rows: Sequence[LimitInput])
                             used_nanos=0,
                             held_nanos=0,
                             enabled=row.enabled,
+                            reset_period=row.reset_period,
+                            next_reset_at=next_reset,
                         )
                     )
             await session.flush()

@@ -23,6 +23,7 @@ class FriendKey(Base):
     total_used_nanos: Mapped[int] = mapped_column(Nanos, default=0)
     requests_count: Mapped[int] = mapped_column(Integer, default=0)
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # None: never
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -44,3 +45,5 @@ class FriendKeyModelLimit(Base):
     used_nanos: Mapped[int] = mapped_column(Nanos, default=0)
     held_nanos: Mapped[int] = mapped_column(Nanos, default=0)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    reset_period: Mapped[str] = mapped_column(String(8), default="none", server_default="none")
+    next_reset_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # None: never resets

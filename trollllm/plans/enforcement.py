@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from trollllm.billing.windows import WindowLimit
 from trollllm.errors import MonthlyTokenLimitExceeded, RateLimited
 from trollllm.plans.calendar import next_month_start
 from trollllm.plans.expiry import reset_monthly_usage
@@ -41,6 +42,9 @@ class PlanStatus:
     monthly_tokens_used: int
     monthly_reset_date: datetime | None
     byok_rpm: int = 0  # requests per minute on the user's own provider keys
+    name: str = ""
+    windows: tuple[WindowLimit, ...] = ()  # the plan's usage windows
+    models: frozenset[str] | None = None  # the model ids the plan allows (None: all)
 
 
 async def enforce_plan_limits(
@@ -77,26 +81,37 @@ async def enforce_plan_limits(
         used = 0
     limit = plan.monthly_token_limit
     if limit is not None and used >= limit:
-        resets_at = next_month_start(now)
-        if plan.monthly_reset_date is not None and plan.monthly_reset_date > now:
-            resets_at = plan.monthly_reset_date
-        retry_after_s = math.ceil((resets_at - now).total_seconds())
-        if for_friend_key:
-            error = MonthlyTokenLimitExceeded(
-                "The Friend Key owner's plan has reached its monthly token limit",
-                retry_after_s=retry_after_s,
-                monthlyResetDate=resets_at.isoformat(),
-            )
-        else:
-            error = MonthlyTokenLimitExceeded(
-                f"Monthly token limit reached: {used} of {limit} tokens used; it resets at "
-                f"{resets_at.isoformat()}",
-                retry_after_s=retry_after_s,
-                monthlyTokensUsed=used,
-                monthlyTokensLimit=limit,
-                monthlyResetDate=resets_at.isoformat(),
-            )
+        error = monthly_limit_error(plan, used, now, for_friend_key=for_friend_key)
         error.headers.update(status.headers)
-        error.headers["x-should-retry"] = "false"
         raise error
     return status
+
+
+def monthly_limit_error(
+    plan: PlanStatus, used: int, now: datetime, *, for_friend_key: bool, in_flight: int = 0
+) -> MonthlyTokenLimitExceeded:
+    """The 429 `monthly_token_limit_exceeded`: `used` tokens this month and `in_flight` tokens held by
+    requests in flight leave no room (SPEC §5). A Friend Key holder is not shown the owner's counts."""
+    limit = plan.monthly_token_limit
+    resets_at = next_month_start(now)
+    if plan.monthly_reset_date is not None and plan.monthly_reset_date > now:
+        resets_at = plan.monthly_reset_date
+    retry_after_s = math.ceil((resets_at - now).total_seconds())
+    if for_friend_key:
+        error = MonthlyTokenLimitExceeded(
+            "The Friend Key owner's plan has reached its monthly token limit",
+            retry_after_s=retry_after_s,
+            monthlyResetDate=resets_at.isoformat(),
+        )
+    else:
+        held = f" and up to {in_flight} held by requests in flight" if in_flight else ""
+        error = MonthlyTokenLimitExceeded(
+            f"Monthly token limit reached: {used} of {limit} tokens used{held}; it resets at "
+            f"{resets_at.isoformat()}",
+            retry_after_s=retry_after_s,
+            monthlyTokensUsed=used,
+            monthlyTokensLimit=limit,
+            monthlyResetDate=resets_at.isoformat(),
+        )
+    error.headers["x-should-retry"] = "false"
+    return error

@@ -20,8 +20,10 @@ from trollllm.billing.tables import LedgerEntry
 from trollllm.errors import BalanceLimitExceeded, Conflict, InvalidRequest, NotFound
 from trollllm.money import Money
 from trollllm.plans.calendar import add_one_month
-from trollllm.plans.schemas import NewPlan, PlanFields, PlanView
+from trollllm.plans.schemas import NewPlan, PlanFields, PlanView, validate_models, validate_windows
 from trollllm.plans.tables import FREE_PLAN, Plan
+from trollllm.plans.windows import dump_models, dump_windows
+from trollllm.pricing.tables import LlmModel
 from trollllm.state import AppState
 
 
@@ -58,8 +60,9 @@ async def create_plan(session: AsyncSession, state: AppState, body: NewPlan, *, 
     """Add a plan; 409 when the name is taken."""
     if await find_plan(session, body.name) is not None:
         raise Conflict(f"Plan {body.name!r} already exists", field="name")
+    limits = await _limits_of(session, body)
     plan = Plan(name=body.name, created_at=state.clock.now())
-    _assign(plan, body)
+    _assign(plan, body, limits)
     session.add(plan)
     try:
         await session.flush()
@@ -77,11 +80,12 @@ async def update_plan(
     """Replace every field of a plan (its name stays). Users keep their current period's token quota
     (`totalTokens`) until their next plan change; RPM and API access apply to their next request.
     """
+    limits = await _limits_of(session, body)
     plan = await session.get(Plan, name, with_for_update=True)
     if plan is None:
         raise NotFound("No such plan", field="name")
     before = _snapshot(plan)
-    _assign(plan, body)
+    _assign(plan, body, limits)
     await session.flush()
     await record_audit(
         session,
@@ -160,12 +164,26 @@ async def change_plan(
     return entry
 
 
-def _assign(plan: Plan, body: PlanFields) -> None:
+async def _limits_of(session: AsyncSession, body: PlanFields) -> tuple[str | None, str | None]:
+    """The plan row's `windows` and `models` text for `body`: 400 naming the field when invalid, or when a
+    listed model does not exist."""
+    windows = validate_windows(body.windows)
+    models = validate_models(body.models)
+    if models:
+        known = set(await session.scalars(select(LlmModel.model_id).where(LlmModel.model_id.in_(models))))
+        for index, model_id in enumerate(models):
+            if model_id not in known:
+                raise InvalidRequest(f"models.{index}: no model {model_id!r}", field=f"models.{index}")
+    return dump_windows(windows), dump_models(models)
+
+
+def _assign(plan: Plan, body: PlanFields, limits: tuple[str | None, str | None]) -> None:
     plan.api_access = body.apiAccess
     plan.rpm = body.rpm
     plan.credit_grant_nanos = body.creditGrantUsd.nanos
     plan.monthly_token_limit = body.monthlyTokenLimit
     plan.byok_rpm = body.byokRpm
+    plan.windows, plan.models = limits
 
 
 def _snapshot(plan: Plan) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Integer, String
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from trollllm.db import Base, Nanos, UtcDateTime, utcnow
@@ -29,4 +29,7 @@ class Plan(Base):
     credit_grant_nanos: Mapped[int] = mapped_column(Nanos)
     monthly_token_limit: Mapped[int | None] = mapped_column(BigInteger)
     byok_rpm: Mapped[int] = mapped_column(Integer)
+    # JSON: `[{"window": "5h", "usdLimit": …, "tokenLimit": …}]` (null: none) and model ids (null: all).
+    windows: Mapped[str | None] = mapped_column(Text)
+    models: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

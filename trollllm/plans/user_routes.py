@@ -24,6 +24,7 @@ from trollllm.money import Money
 from trollllm.plans.calendar import month_start, next_month_start
 from trollllm.plans.expiry import expire_plan_if_due, reset_monthly_usage
 from trollllm.plans.tables import Plan
+from trollllm.plans.windows import WindowUsageView, parse_windows, window_report
 from trollllm.state import AppState, get_state
 from trollllm.usage.tables import RequestLog
 
@@ -63,6 +64,7 @@ class BillingView(BaseModel):
     )
     planStartDate: datetime | None
     planExpiresAt: datetime | None
+    windows: list[WindowUsageView] = Field(description="the plan's usage windows (SPEC §5), rolling")
 
 
 class ModelUsageView(BaseModel):
@@ -132,7 +134,9 @@ async def current_account(state: AppState, user: User) -> tuple[User, Plan]:
 @router.get("/api/user/billing", response_model=BillingView)
 async def billing(user: CurrentUser, request: Request) -> BillingView:
     """The caller's plan, its limits, balances and this month's token use."""
-    user, plan = await current_account(get_state(request), user)
+    state = get_state(request)
+    user, plan = await current_account(state, user)
+    windows = await window_report(state.db, user.id, parse_windows(plan.windows), state.clock.now())
     limit = plan.monthly_token_limit
     used = user.monthly_tokens_used
     total = user.total_tokens
@@ -150,6 +154,7 @@ async def billing(user: CurrentUser, request: Request) -> BillingView:
         usagePercentage=usage_percentage(used, limit),
         planStartDate=user.plan_start_date,
         planExpiresAt=user.plan_expires_at,
+        windows=windows,
     )
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from trollllm.billing.holds import FriendKeyCapRefused, HeldRequest, available_balance, place_hold
+from trollllm.billing.windows import WindowFull, span_flags
 from trollllm.byok.routing import OwnKey, own_key_for
 from trollllm.crypto import FRIEND_KEY_PATTERN, FRIEND_KEY_PREFIX, USER_KEY_PATTERN
 from trollllm.errors import (
@@ -24,12 +25,14 @@ from trollllm.errors import (
     InvalidApiKey,
     InvalidRequest,
     ModelNotFound,
+    ModelNotInPlan,
     OwnerInactive,
 )
 from trollllm.friendkeys.caps import hold_refusal
 from trollllm.money import Money, ceil_div
-from trollllm.plans.enforcement import PlanStatus, enforce_plan_limits
+from trollllm.plans.enforcement import PlanStatus, enforce_plan_limits, monthly_limit_error
 from trollllm.plans.expiry import expire_plan_if_due
+from trollllm.plans.windows import parse_models, parse_windows, window_refusal
 from trollllm.pricing.catalog import CatalogModel
 from trollllm.proxy.requests import ProxyRequest
 from trollllm.ratelimit.fallback import RateLimitStatus
@@ -56,6 +59,7 @@ class Caller:
     friend_key_id: int | None = None
     api_access: bool = True  # False: only requests on the user's own provider keys may pass
     has_provider_keys: bool = False  # the user saved provider keys (never for a Friend Key)
+    time_zone: str = "UTC"  # the owner's; set for a Friend Key, whose caps reset at 00:00 there
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +85,15 @@ class _KeyRow:
     plan_expires_at: datetime | None
     plan: PlanStatus
     has_provider_keys: bool
+    key_active: bool  # a Friend Key's pause switch (always true for an API key)
+    key_expires_at: datetime | None  # a Friend Key's expiry
+    time_zone: str  # the owner's (Friend Key caps reset at 00:00 there)
 
 
 _LOOKUP_COLUMNS = (
     "SELECT k.id, u.id, u.username, u.is_active, p.api_access, u.plan_expires_at, u.monthly_tokens_used, "
-    "u.monthly_reset_date, p.rpm, p.monthly_token_limit, p.byok_rpm, "
+    "u.monthly_reset_date, p.rpm, p.monthly_token_limit, p.byok_rpm, p.name, p.windows, p.models, "
+    "u.time_zone, "
 )
 # Whether the user saved provider keys rides on the same query (the unique index on provider_keys), so a
 # request of a user without any costs nothing more; a Friend Key never uses its owner's provider keys.
@@ -93,13 +101,12 @@ _HAS_PROVIDER_KEYS = "EXISTS (SELECT 1 FROM provider_keys b WHERE b.user_id = u.
 _LOOKUP_USER_KEY = (
     _LOOKUP_COLUMNS
     + _HAS_PROVIDER_KEYS
-    + "FROM api_keys k JOIN users u ON u.id = k.user_id JOIN plans p ON p.name = u.plan "
+    + ", TRUE, NULL FROM api_keys k JOIN users u ON u.id = k.user_id JOIN plans p ON p.name = u.plan "
     "WHERE k.key_digest = :digest AND k.revoked_at IS NULL"
 )
 _LOOKUP_FRIEND_KEY = (
-    _LOOKUP_COLUMNS
-    + "FALSE FROM friend_keys k JOIN users u ON u.id = k.owner_id JOIN plans p ON p.name = u.plan "
-    "WHERE k.key_digest = :digest AND k.is_active"
+    _LOOKUP_COLUMNS + "FALSE, k.is_active, k.expires_at FROM friend_keys k JOIN users u ON u.id = k.owner_id "
+    "JOIN plans p ON p.name = u.plan WHERE k.key_digest = :digest"
 )
 
 
@@ -120,7 +127,13 @@ def _lookup_key(digest: bytes, *, friend: bool) -> Program[_KeyRow | None]:
         rpm,
         limit,
         byok_rpm,
+        plan_name,
+        windows,
+        models,
+        time_zone,
         byok,
+        key_active,
+        key_expires,
     ) = rows[0]
     plan = PlanStatus(
         rpm=int(rpm),
@@ -128,9 +141,22 @@ def _lookup_key(digest: bytes, *, friend: bool) -> Program[_KeyRow | None]:
         monthly_tokens_used=int(used),
         monthly_reset_date=as_utc(reset_date),
         byok_rpm=int(byok_rpm),
+        name=plan_name,
+        windows=parse_windows(windows),
+        models=parse_models(models),
     )
     return _KeyRow(
-        key_id, user_id, username, bool(is_active), bool(api_access), as_utc(expires), plan, bool(byok)
+        key_id,
+        user_id,
+        username,
+        bool(is_active),
+        bool(api_access),
+        as_utc(expires),
+        plan,
+        bool(byok),
+        bool(key_active),
+        as_utc(key_expires),
+        time_zone,
     )
 
 
@@ -168,6 +194,10 @@ async def authenticate(state: AppState, key: str | None) -> Caller:
         row = await state.db.read(_lookup_key(state.keybox.digest(key), friend=friend))
     if row is None:
         raise InvalidApiKey()
+    if not row.key_active:
+        raise InvalidApiKey("Invalid API key: this Friend Key is paused by its owner")
+    if row.key_expires_at is not None and row.key_expires_at <= state.clock.now():
+        raise InvalidApiKey(f"Invalid API key: this Friend Key expired at {row.key_expires_at.isoformat()}")
     key_id, user_id, username, is_active, api_access, plan = (
         row.key_id,
         row.user_id,
@@ -185,7 +215,14 @@ async def authenticate(state: AppState, key: str | None) -> Caller:
             raise FreeTierRestricted(_UPGRADE)
         # Decided once the model is known: a request on the user's own provider key may pass (SPEC §6).
     if friend:
-        return Caller(user_id=user_id, username=username, api_key_id=None, plan=plan, friend_key_id=key_id)
+        return Caller(
+            user_id=user_id,
+            username=username,
+            api_key_id=None,
+            plan=plan,
+            friend_key_id=key_id,
+            time_zone=row.time_zone,
+        )
     return Caller(
         user_id=user_id,
         username=username,
@@ -238,6 +275,13 @@ async def _admit(
         raise ModelNotFound(
             f"The model `{request.model_id}` does not exist or is not available", field="model"
         )
+    allowed = caller.plan.models
+    if own_key is None and allowed is not None and model.model_id not in allowed:
+        raise ModelNotInPlan(
+            f"The model `{model.model_id}` is not included in the plan `{caller.plan.name}`",
+            field="model",
+            plan=caller.plan.name,
+        )
     upstream_wire = model.wire  # the provider row's wire format (loaded with the catalog)
     if upstream_wire is not request.wire:  # a model of the other format: translated both ways
         request.translate_to(upstream_wire)
@@ -264,20 +308,49 @@ async def _admit(
     input_cost = input_tokens * model.worst_input_price
     output_bound = request.choices * max_tokens
     required = Money(ceil_div(input_cost + output_bound * model.prices.output_per_mtok, 1_000_000))
+    now = state.clock.now()
+    windows = caller.plan.windows
     hold = HeldRequest(
         request_id=request_id,
         user_id=caller.user_id,
         amount=required,
         model_id=model.model_id,
         friend_key_id=caller.friend_key_id,
+        tokens=input_tokens + output_bound,
+        window_spans=span_flags(windows),
+        admitted_s=int(now.timestamp()),
     )
     hold_id: int | None = None
     cap_refused = False
     try:
-        program = place_hold(hold, state.clock.now(), one_statement=state.db.data_modifying_ctes)
+        program = place_hold(
+            hold,
+            now,
+            token_limit=caller.plan.monthly_token_limit,
+            windows=windows,
+            time_zone=caller.time_zone,
+            one_statement=state.db.data_modifying_ctes,
+        )
         hold_id = await state.db.write(program)
     except FriendKeyCapRefused:
         cap_refused = True
+    except WindowFull as full:
+        raise await window_refusal(
+            state.db,
+            caller.user_id,
+            windows,
+            full.span_s,
+            required.nanos,
+            hold.tokens,
+            now,
+            for_friend_key=caller.friend_key_id is not None,
+        ) from None
+    if hold_id is None and caller.plan.monthly_token_limit is not None:
+        used, in_flight = await state.db.read(_monthly_tokens(caller.user_id))
+        if used + in_flight >= caller.plan.monthly_token_limit:
+            raise monthly_limit_error(
+                caller.plan, used, now, for_friend_key=caller.friend_key_id is not None, in_flight=in_flight
+            )
     if hold_id is None and caller.friend_key_id is not None:
         async with state.engine.connect() as connection:
             raise await hold_refusal(
@@ -287,6 +360,15 @@ async def _admit(
         balance = await state.db.read(available_balance(caller.user_id))
         raise _insufficient(balance, required, input_cost, model, request.choices)
     return Admission(caller, model, max_tokens, hold, hold_id, rate_limit)
+
+
+def _monthly_tokens(user_id: int) -> Program[tuple[int, int]]:
+    """This month's tokens used, and the token maximum of the requests in flight (for the 429)."""
+    rows = yield Query(_MONTHLY_TOKENS, {"user_id": user_id})
+    return int(rows[0][0]), int(rows[0][1])
+
+
+_MONTHLY_TOKENS = "SELECT monthly_tokens_used, monthly_tokens_held FROM users WHERE id = :user_id"
 
 
 def _insufficient(

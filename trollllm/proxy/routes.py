@@ -64,6 +64,10 @@ async def list_models(state: AppState, call: ProxyCall) -> ProxyResponse:
     elif not caller.api_access:  # a plan without API access: only the models of the user's own keys
         providers = await own_key_providers(state, caller.user_id)
         models = [m for m in models if m.provider in providers]
+    plan_models = caller.plan.models
+    if plan_models is not None:  # the plan's models, and those of the user's own keys (not the plan's)
+        own = await own_key_providers(state, caller.user_id) if caller.has_provider_keys else set()
+        models = [m for m in models if m.model_id in plan_models or m.provider in own]
     data = [{"id": m.model_id, "object": "model", "created": 0, "owned_by": m.provider} for m in models]
     body = orjson.dumps({"object": "list", "data": data})
     return RawResponse(200, body, [_JSON, (b"x-request-id", call.request_id.encode())])
