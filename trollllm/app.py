@@ -36,8 +36,8 @@ from trollllm.ops.metrics import serve_metrics_port
 from trollllm.plans.expiry import PlanJobSchedule
 from trollllm.plans.user_routes import router as plan_user_router
 from trollllm.pricing.catalog import ModelCatalog
+from trollllm.proxy.endpoints import proxy_handlers
 from trollllm.proxy.fastpath import serve_proxy
-from trollllm.proxy.routes import PROXY_ENDPOINTS
 from trollllm.ratelimit.fallback import FallbackLimiter
 from trollllm.ratelimit.instances import LiveInstances
 from trollllm.ratelimit.limiter import build_limiter
@@ -70,7 +70,7 @@ class GatewayApp(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch one ASGI event (see `trollllm.proxy.fastpath` for why the proxy skips FastAPI)."""
         if scope["type"] == "http":
-            handlers = PROXY_ENDPOINTS.get(scope["path"])
+            handlers = proxy_handlers(scope["path"])
             if handlers is not None:
                 await serve_proxy(handlers, self.state.trollllm, scope, receive, send)
                 return

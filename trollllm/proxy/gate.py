@@ -239,7 +239,8 @@ async def _admit(
             f"The model `{request.model_id}` does not exist or is not available", field="model"
         )
     upstream_wire = model.wire  # the provider row's wire format (loaded with the catalog)
-    if upstream_wire is not request.wire:  # a model of the other format: translated both ways
+    # A model of the other format: translated both ways (a Responses request has its route already).
+    if request.translation is None and upstream_wire is not request.wire:
         request.translate_to(upstream_wire)
     requested = request.requested_max_tokens
     if requested is not None and requested > model.max_output_tokens:
