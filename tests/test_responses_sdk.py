@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, World
-from responses_helpers import DEV_GRANT, PRICES, credits, expected_cost, input_tokens, log_of
+from responses_world import DEV_GRANT, PRICES, credits, expected_cost, input_tokens, log_of
 
 from trollllm.mockupstream import DEFAULT_REPLY_TOKENS, reply_text
 from trollllm.money import Money, TokenUsage, cost_of
