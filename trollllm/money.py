@@ -123,6 +123,7 @@ class TokenUsage:
     output_tokens: int = 0
     cache_write_tokens: int = 0
     cache_hit_tokens: int = 0
+    web_search_calls: int = 0
 
     @property
     def total(self) -> int:
