@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, World
+from proxy_world import OPENAI_MODEL, World
 from responses_world import DEV_GRANT, PRICES, credits, expected_cost, input_tokens, log_of
 
 from trollllm.mockupstream import DEFAULT_REPLY_TOKENS, reply_text
@@ -205,10 +205,3 @@ async def test_refused_fields_are_named_before_anything_is_held(
     assert reply.json()["error"]["type"] == "invalid_request_error"
     assert world.mock.request_count == 0
     assert await credits(world) == DEV_GRANT
-
-
-async def test_a_model_of_a_provider_without_responses_is_refused_naming_it(world: World) -> None:
-    body = {"model": ANTHROPIC_MODEL, "input": HELLO}
-    reply = await world.gateway.client.post("/v1/responses", json=body, headers=bearer(world))
-    assert reply.status_code == 400
-    assert reply.json()["error"]["provider"] == "anthropic"

@@ -199,6 +199,8 @@ def _last_user_text(body: Mapping[str, Any]) -> str:
     if not isinstance(messages, list):
         return ""
     for message in reversed(messages):
+        if isinstance(message, Mapping) and message.get("role") == "tool":
+            return ""  # the answer after a tool's result carries no directive: the mock answers in text
         if isinstance(message, Mapping) and message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, str):
@@ -225,7 +227,8 @@ def parse_controls(body: Mapping[str, Any], headers: Iterable[tuple[str, str]]) 
     """Read the controls of a request.
 
     Directives ``[mock name=value ...]`` (one or more settings per bracket, any number
-    of brackets) are read from the text of the last ``user`` message; headers
+    of brackets) are read from the text of the last ``user`` message (none once a ``tool`` message
+    follows it: the answer to a tool result is text); headers
     ``x-mock-<name>`` (dashes or underscores, e.g. ``x-mock-delay-ms: 200``) override
     them. Raises :class:`MockRequestError` for an unknown name or a bad value.
     """

@@ -34,6 +34,7 @@ from trollllm.responses.store import (
     new_response_id,
     save_response,
 )
+from trollllm.responses.translated import TranslatedRoute
 from trollllm.state import AppState
 from trollllm.wire import WireFormat
 
@@ -80,6 +81,10 @@ async def create_response(state: AppState, call: ProxyCall) -> ProxyResponse:
             new_response_id(), model.model_id, request.store, request.previous_response_id
         )
         route = choose_route(model, request, input_items, identity, ReasoningSealer(state.keybox))
+        if isinstance(route, TranslatedRoute):  # the upstream counts the translated body
+            translated = len(route.upstream_body(model.upstream_model, 1, stream=False))
+            bound = max(parsed.input_bound_tokens, translated + _INPUT_MARGIN_TOKENS)
+            parsed.input_bound_tokens = bound + route.hidden_input_tokens
         parsed.translation = route
         if request.store:
             parsed.on_answered = _storer(state, owner, route, input_items)
@@ -87,7 +92,7 @@ async def create_response(state: AppState, call: ProxyCall) -> ProxyResponse:
 
 
 def _storer(
-    state: AppState, owner: ResponseOwner, route: NativeRoute, input_items: list[object]
+    state: AppState, owner: ResponseOwner, route: NativeRoute | TranslatedRoute, input_items: list[object]
 ) -> AnswerHook:
     async def store(factory_key_id: int | None) -> None:
         response = route.final_response

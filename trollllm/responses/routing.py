@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from trollllm.errors import InvalidRequest
 from trollllm.pricing.catalog import CatalogModel
 from trollllm.responses.identity import ResponseIdentity
 from trollllm.responses.native import NativeRoute
 from trollllm.responses.request import ResponsesRequest
 from trollllm.responses.sealer import ReasoningSealer
 from trollllm.responses.store import StoredTurn
+from trollllm.responses.translate import translate_responses_request
+from trollllm.responses.translated import TranslatedRoute
 
 # Output item types whose upstream ids mean nothing once the upstream stores nothing (`store: false`):
 # sent back without them. Reasoning items keep theirs (their encrypted content names them).
@@ -42,14 +43,10 @@ def choose_route(
     input_items: list[Any],
     identity: ResponseIdentity,
     sealer: ReasoningSealer,
-) -> NativeRoute:
-    """The native route for a provider row with `responsesApi`; otherwise a 400 naming the provider
-    (until the translation to its chat completions or messages API is wired)."""
+) -> NativeRoute | TranslatedRoute:
+    """The native route for a provider row with `responsesApi`; otherwise the translation to the
+    provider's chat completions or messages API (400 naming the first field it cannot carry)."""
     if model.responses_api:
         return NativeRoute(request.body, input_items, identity)
-    raise InvalidRequest(
-        f"`{model.model_id}` is served by provider `{model.provider}`, whose API has no Responses "
-        "endpoint here; call it with /v1/chat/completions or /v1/messages",
-        field="model",
-        provider=model.provider,
-    )
+    body = {**request.body, "input": input_items}
+    return TranslatedRoute(translate_responses_request(body, model.wire, sealer), identity)
