@@ -19,12 +19,14 @@ class WireFormat(Enum):
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
     RESPONSES = "responses"
+    EMBEDDINGS = "embeddings"
 
 
 ENDPOINTS = {
     WireFormat.OPENAI: "/v1/chat/completions",
     WireFormat.ANTHROPIC: "/v1/messages",
     WireFormat.RESPONSES: "/v1/responses",
+    WireFormat.EMBEDDINGS: "/v1/embeddings",
 }
 """The proxy endpoint of each format (also its upstream path)."""
 

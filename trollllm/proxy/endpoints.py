@@ -3,11 +3,16 @@ stored responses under `/v1/responses/{id}`."""
 
 from __future__ import annotations
 
+from trollllm.proxy.embeddings import EMBEDDINGS_ENDPOINTS
 from trollllm.proxy.fastpath import ProxyHandler
 from trollllm.proxy.responses import PATH, RESPONSE_BY_ID, RESPONSES_ENDPOINTS
 from trollllm.proxy.routes import PROXY_ENDPOINTS
 
-_FIXED: dict[str, dict[str, ProxyHandler]] = {**PROXY_ENDPOINTS, **RESPONSES_ENDPOINTS}
+_FIXED: dict[str, dict[str, ProxyHandler]] = {
+    **PROXY_ENDPOINTS,
+    **RESPONSES_ENDPOINTS,
+    **EMBEDDINGS_ENDPOINTS,
+}
 _BY_ID_PREFIX = PATH + "/"
 _MAX_ID = 64
 

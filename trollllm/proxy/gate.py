@@ -238,6 +238,11 @@ async def _admit(
         raise ModelNotFound(
             f"The model `{request.model_id}` does not exist or is not available", field="model"
         )
+    if model.kind != request.model_kind:
+        endpoint = "/v1/embeddings" if model.kind == "embedding" else "a chat endpoint"
+        raise InvalidRequest(
+            f"`{model.model_id}` is a model of kind `{model.kind}`: call it with {endpoint}", field="model"
+        )
     upstream_wire = model.wire  # the provider row's wire format (loaded with the catalog)
     # A model of the other format: translated both ways (a Responses request has its route already).
     if request.translation is None and upstream_wire is not request.wire:

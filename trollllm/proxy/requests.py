@@ -104,6 +104,8 @@ class ProxyRequest:
     url_media_items: int = 0  # images and documents sent by URL: their tokens are not in the bytes
     translation: UpstreamRoute | None = None  # set for a model of the other format (or a Responses route)
     on_answered: AnswerHook | None = None
+    model_kind: str = "chat"
+    """The kind of model the endpoint serves (`chat`, or `embedding` for `/v1/embeddings`)."""
     preferred_key: int | None = None
     """The factory key that served this conversation's previous turn: tried first while it is healthy."""
 
