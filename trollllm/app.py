@@ -45,6 +45,7 @@ from trollllm.settings import Settings, resolve_secret
 from trollllm.state import AppState
 from trollllm.storage.runners import build_runner
 from trollllm.telemetry import MULTIPROC_ENV, Telemetry
+from trollllm.upstream.affinity import KeyAffinity
 from trollllm.upstream.pool import UpstreamPool
 from trollllm.upstream.proxy_secrets import seal_proxy_urls
 from trollllm.usage.retention import run_periodically
@@ -134,6 +135,7 @@ def create_app(
                 catalog=catalog,
                 upstream=upstream,
                 invalidation=invalidation,
+                affinity=KeyAffinity(clock, redis, prefix=settings.redis_key_prefix + "affinity:"),
             )
             # The outbox is replayed, holds left by a crashed process and logs past retention cleared, in the
             # background.

@@ -6,7 +6,7 @@ are checked, and each bad one is a 400 naming it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -132,6 +132,19 @@ class ProxyRequest:
             options = body.get("stream_options")
             body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         return orjson.dumps(body)
+
+
+def conversation_hint(body: dict[str, Any], headers: Mapping[str, str]) -> str | None:
+    """What names a client's conversation (its turns stay on one factory key): `prompt_cache_key`, the
+    `session-id` header (Codex CLI), Anthropic `metadata.user_id` (Claude Code), or a chat `user`."""
+    for value in (body.get("prompt_cache_key"), headers.get("session-id")):
+        if isinstance(value, str) and value:
+            return value
+    metadata = body.get("metadata")
+    user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    if not isinstance(user, str) or not user:
+        user = body.get("user")
+    return "user:" + user if isinstance(user, str) and user else None
 
 
 def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:

@@ -25,9 +25,16 @@ from trollllm.proxy.decoding import UnreadableEncoding, body_decoder, decode_bod
 from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse, RawResponse
 from trollllm.proxy.gate import Admission, Caller, admit, authenticate, presented_key
 from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
-from trollllm.proxy.requests import ProxyRequest, StreamRelay, parse_request, refuse_unpriced_betas
+from trollllm.proxy.requests import (
+    ProxyRequest,
+    StreamRelay,
+    conversation_hint,
+    parse_request,
+    refuse_unpriced_betas,
+)
 from trollllm.state import AppState
 from trollllm.translate import UntranslatableReply
+from trollllm.upstream.affinity import conversation_name
 from trollllm.upstream.pool import UpstreamDeadlineExceeded, UpstreamReply, UpstreamStreamError
 from trollllm.wire import ENDPOINTS, WireFormat
 
@@ -86,6 +93,11 @@ async def forward(
     admission = await admit(state, caller, parsed, call.request_id)
     call.model = admission.model.model_id
     exchange = _Exchange(state, admission, parsed, started, call.request_id)
+    hint = conversation_hint(parsed.body, call.headers)
+    if hint is not None and admission.own_key is None:
+        exchange.conversation = conversation_name(caller.user_id, admission.model.model_id, hint)
+        if parsed.preferred_key is None:
+            parsed.preferred_key = await state.affinity.key_of(exchange.conversation)
     upstream_wire = parsed.wire if parsed.translation is None else parsed.translation.upstream_wire
     try:
         reply = await send_upstream(
@@ -125,6 +137,7 @@ class _Exchange:
         self.factory_key_id: int | None = None
         self.settled = False
         self.deferred_cost = Money.ZERO
+        self.conversation: str | None = None  # named by a client hint: its next turn prefers this key
         state.in_flight.enter()
 
     async def finish_json(self, reply: UpstreamReply) -> ProxyResponse:
@@ -179,7 +192,10 @@ class _Exchange:
         return RawResponse(reply.status, body, headers)
 
     async def answered(self) -> None:
-        """The request's 2xx answer is settled: its hook runs (a failure there is logged, not raised)."""
+        """The request's 2xx answer is settled: its conversation keeps its key, its hook runs (a failure
+        there is logged, not raised)."""
+        if self.conversation is not None and self.factory_key_id is not None:
+            await self.state.affinity.remember(self.conversation, self.factory_key_id)
         hook = self.parsed.on_answered
         if hook is None:
             return
