@@ -24,10 +24,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("providers", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("responses_api", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
+    # A plain ADD COLUMN (no batch rebuild): SQLite cannot drop `providers` while rows reference it.
+    op.add_column(
+        "providers", sa.Column("responses_api", sa.Boolean(), server_default=sa.false(), nullable=False)
+    )
     op.execute("UPDATE providers SET responses_api = TRUE WHERE name = 'openai'")
     with op.batch_alter_table("llm_models", schema=None) as batch_op:
         batch_op.add_column(sa.Column("kind", sa.String(length=16), server_default="chat", nullable=False))
@@ -57,5 +57,5 @@ def downgrade() -> None:
     with op.batch_alter_table("llm_models", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_llm_models_kind_known"), type_="check")
         batch_op.drop_column("kind")
-    with op.batch_alter_table("providers", schema=None) as batch_op:
-        batch_op.drop_column("responses_api")
+    # Not a batch rebuild: SQLite cannot drop `providers` while model rows and keys reference it.
+    op.execute("ALTER TABLE providers DROP COLUMN responses_api")
