@@ -205,3 +205,17 @@ async def test_refused_fields_are_named_before_anything_is_held(
     assert reply.json()["error"]["type"] == "invalid_request_error"
     assert world.mock.request_count == 0
     assert await credits(world) == DEV_GRANT
+
+
+async def test_a_stored_response_continues_on_either_database(any_world: World) -> None:
+    world = any_world
+    async with world.openai() as client:
+        first = await client.responses.create(model=OPENAI_MODEL, input=HELLO)
+        second = await client.responses.create(
+            model=OPENAI_MODEL, input="Go on", previous_response_id=first.id
+        )
+        assert (await client.responses.retrieve(second.id)).previous_response_id == first.id
+        await client.responses.delete(first.id)
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.retrieve(first.id)
+    assert len(sent_upstream(world)["input"]) == 3
