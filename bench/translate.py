@@ -60,7 +60,7 @@ def _answer(upstream: WireFormat, stream: bool, tools: bool) -> list[bytes]:
         body, Controls(tool_calls=2 if tools else 0), max_tokens=64, response_id="r1", created=1
     )
     renderer = OpenAIWire() if upstream is WireFormat.OPENAI else AnthropicWire()
-    return renderer.events(reply, body) if stream else [renderer.completion(reply)]
+    return renderer.events(reply, body) if stream else [renderer.completion(reply, body)]
 
 
 def _one(client: WireFormat, upstream: WireFormat, stream: bool, raw: bytes, answer: list[bytes]) -> None:

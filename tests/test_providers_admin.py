@@ -11,11 +11,11 @@ import pytest
 from alembic import command
 from conftest import NO_PROVIDER_URL, AppHarness
 from helpers import Account, make_admin
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 
 from trollllm.audit.tables import AuditEntry
-from trollllm.db import utcnow
+from trollllm.db import UtcDateTime, utcnow
 from trollllm.migrate import alembic_config
 from trollllm.pricing.tables import LlmModel
 
@@ -207,14 +207,19 @@ async def test_the_migration_keeps_existing_rows_and_its_downgrade_restores_the_
 ) -> None:
     engine = any_gateway.state.engine
     async with engine.begin() as connection:
-        await connection.run_sync(lambda sync: command.downgrade(alembic_config(sync), "-1"))
-    async with any_gateway.state.sessions() as session:
-        session.add_all([_model_row("gpt-kept", "openai"), _model_row("claude-kept", "anthropic")])
-        await session.commit()
-    async with any_gateway.state.sessions() as session:
-        session.add(_model_row("llama-refused", "groq"))
-        with pytest.raises(IntegrityError):  # before 0010: only openai and anthropic
-            await session.commit()
+        await connection.run_sync(lambda sync: command.downgrade(alembic_config(sync), "0009"))
+    # The columns of 0009's `llm_models` (later migrations add more: the ORM row would name them).
+    insert = text(
+        "INSERT INTO llm_models (model_id, provider, upstream_model, input_price_nanos, output_price_nanos, "
+        "cache_write_price_nanos, cache_hit_price_nanos, max_output_tokens, enabled, created_at, updated_at) "
+        "VALUES (:id, :provider, :id, 1, 1, 0, 0, 100, TRUE, :now, :now)"
+    ).bindparams(bindparam("now", type_=UtcDateTime()))
+    async with engine.begin() as connection:
+        for model_id, provider in (("gpt-kept", "openai"), ("claude-kept", "anthropic")):
+            await connection.execute(insert, {"id": model_id, "provider": provider, "now": utcnow()})
+    with pytest.raises(IntegrityError):  # before 0010: only openai and anthropic
+        async with engine.begin() as connection:
+            await connection.execute(insert, {"id": "llama-refused", "provider": "groq", "now": utcnow()})
     async with engine.begin() as connection:
         await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "head"))
     async with any_gateway.state.sessions() as session:

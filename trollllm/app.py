@@ -38,8 +38,8 @@ from trollllm.ops.metrics import serve_metrics_port
 from trollllm.plans.expiry import PlanJobSchedule
 from trollllm.plans.user_routes import router as plan_user_router
 from trollllm.pricing.catalog import ModelCatalog
+from trollllm.proxy.endpoints import proxy_handlers
 from trollllm.proxy.fastpath import serve_proxy
-from trollllm.proxy.routes import PROXY_ENDPOINTS
 from trollllm.ratelimit.fallback import FallbackLimiter
 from trollllm.ratelimit.instances import LiveInstances
 from trollllm.ratelimit.limiter import build_limiter
@@ -47,6 +47,7 @@ from trollllm.settings import Settings, resolve_secret
 from trollllm.state import AppState
 from trollllm.storage.runners import build_runner
 from trollllm.telemetry import MULTIPROC_ENV, Telemetry
+from trollllm.upstream.affinity import KeyAffinity
 from trollllm.upstream.pool import UpstreamPool
 from trollllm.upstream.proxy_secrets import seal_proxy_urls
 from trollllm.usage.retention import run_periodically
@@ -72,7 +73,7 @@ class GatewayApp(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch one ASGI event (see `trollllm.proxy.fastpath` for why the proxy skips FastAPI)."""
         if scope["type"] == "http":
-            handlers = PROXY_ENDPOINTS.get(scope["path"])
+            handlers = proxy_handlers(scope["path"])
             if handlers is not None:
                 await serve_proxy(handlers, self.state.trollllm, scope, receive, send)
                 return
@@ -136,6 +137,7 @@ def create_app(
                 catalog=catalog,
                 upstream=upstream,
                 invalidation=invalidation,
+                affinity=KeyAffinity(clock, redis, prefix=settings.redis_key_prefix + "affinity:"),
             )
             # The outbox is replayed, holds left by a crashed process and logs past retention cleared, in the
             # background.

@@ -123,6 +123,8 @@ class TokenUsage:
     output_tokens: int = 0
     cache_write_tokens: int = 0
     cache_hit_tokens: int = 0
+    web_search_calls: int = 0
+    """Web searches the upstream ran (Responses `web_search_call` items): priced per use, not per token."""
 
     @property
     def total(self) -> int:
@@ -159,6 +161,24 @@ def usage_from_openai(usage: dict[str, object]) -> TokenUsage:
     cached = _as_count(details.get("cached_tokens")) if isinstance(details, dict) else 0
     cached = min(cached, prompt)
     return TokenUsage(input_tokens=prompt - cached, output_tokens=completion, cache_hit_tokens=cached)
+
+
+def usage_from_responses(usage: dict[str, object], web_search_calls: int = 0) -> TokenUsage:
+    """Billed usage from a Responses API `usage` object: `input_tokens` includes the cached ones (hits,
+    not input again) and the cache writes its details name; `output_tokens` includes the reasoning ones."""
+    total_input = _as_count(usage.get("input_tokens"))
+    details = usage.get("input_tokens_details")
+    if not isinstance(details, dict):
+        details = {}
+    cached = min(_as_count(details.get("cached_tokens")), total_input)
+    written = min(_as_count(details.get("cache_write_tokens")), total_input - cached)
+    return TokenUsage(
+        input_tokens=total_input - cached - written,
+        output_tokens=_as_count(usage.get("output_tokens")),
+        cache_write_tokens=written,
+        cache_hit_tokens=cached,
+        web_search_calls=web_search_calls,
+    )
 
 
 def usage_from_anthropic(usage: dict[str, object]) -> TokenUsage:

@@ -76,6 +76,11 @@ class SseFraming:
         """Bytes buffered while waiting for the end of the current event."""
         return len(self._buffer)
 
+    @property
+    def held_event(self) -> dict[str, Any] | None:
+        """The data of the event held back for the cost (None when none is held)."""
+        return None if self._held_usage is None else self._held_usage[1]
+
     def release_held(self, cost: Money | None) -> bytes:
         """The events held back for the cost, with `"cost"` (USD) beside the usage; None adds none."""
         held, self._held = self._held, []

@@ -23,6 +23,7 @@ from trollllm.ratelimit.fallback import FallbackLimiter
 from trollllm.settings import Settings
 from trollllm.storage.sqlprogram import ProgramRunner
 from trollllm.telemetry import Telemetry
+from trollllm.upstream.affinity import KeyAffinity
 from trollllm.upstream.pool import UpstreamPool
 
 
@@ -47,6 +48,7 @@ class AppState:
     catalog: ModelCatalog
     upstream: UpstreamPool
     invalidation: Invalidator
+    affinity: KeyAffinity  # the factory key of each conversation's last turn
 
 
 def get_state(connection: HTTPConnection) -> AppState:

@@ -10,6 +10,7 @@ from trollllm.keyrotation.tables import ServerKey
 from trollllm.plans.tables import Plan
 from trollllm.pricing.tables import LlmModel
 from trollllm.providers.tables import Provider
+from trollllm.responses.tables import StoredResponse
 from trollllm.upstream.tables import FactoryKey, Proxy
 from trollllm.usage.rollup_tables import (
     HourlyLatency,
@@ -44,6 +45,7 @@ __all__ = [
     "RollupState",
     "ServerKey",
     "SixHourlyUserUsage",
+    "StoredResponse",
     "UsageWindowBucket",
     "User",
     "UserUsageTotal",

@@ -10,13 +10,24 @@ from enum import Enum
 
 
 class WireFormat(Enum):
-    """OpenAI chat completions or Anthropic messages."""
+    """OpenAI chat completions, Anthropic messages, or the OpenAI Responses API.
+
+    A provider row speaks `openai` or `anthropic`; `responses` is what a client of `/v1/responses` speaks
+    (and a provider row with `responsesApi` too).
+    """
 
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
+    RESPONSES = "responses"
+    EMBEDDINGS = "embeddings"
 
 
-ENDPOINTS = {WireFormat.OPENAI: "/v1/chat/completions", WireFormat.ANTHROPIC: "/v1/messages"}
+ENDPOINTS = {
+    WireFormat.OPENAI: "/v1/chat/completions",
+    WireFormat.ANTHROPIC: "/v1/messages",
+    WireFormat.RESPONSES: "/v1/responses",
+    WireFormat.EMBEDDINGS: "/v1/embeddings",
+}
 """The proxy endpoint of each format (also its upstream path)."""
 
 

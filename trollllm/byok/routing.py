@@ -107,14 +107,16 @@ async def send_upstream(
     headers: Mapping[str, str],
     *,
     stream: bool,
+    prefer: int | None = None,
 ) -> UpstreamReply:
     """Send the request: with the caller's own key when there is one, else through the factory keys.
 
     The provider's 401 to an own key is `ProviderKeyRejected` naming the key by its last 4 (its body is
     not relayed: it may quote the key); the key is marked `invalid`. Its first success marks it `verified`.
+    `prefer`: the factory key to try first while it is healthy (the one that served the conversation).
     """
     if own_key is None:
-        return await state.upstream.send(provider, path, body, headers, stream=stream)
+        return await state.upstream.send(provider, path, body, headers, stream=stream, prefer=prefer)
     reply = await state.upstream.send_direct(own_key.upstream, path, body, headers, stream=stream)
     if reply.status == 401:
         reply.release()

@@ -106,12 +106,16 @@ class AnthropicWire:
             message["usage"] = self._usage(reply, output)
         return message
 
-    def completion(self, reply: Reply) -> bytes:
+    def view(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The body as the counting and control rules read it: itself."""
+        return body
+
+    def completion(self, reply: Reply, body: Mapping[str, Any] | None = None) -> bytes:
         """Return a ``message`` object; ``usage`` is left out when ``no_usage`` is set."""
         content = [{"type": "text", "text": reply.text}, *self._tool_uses(reply)]
         return orjson.dumps(self._message(reply, content, final=True))
 
-    def malformed_completion(self, reply: Reply) -> bytes:
+    def malformed_completion(self, reply: Reply, body: Mapping[str, Any] | None = None) -> bytes:
         """Return a truncated, unparsable ``message`` body."""
         return self.completion(reply)[:40]
 

@@ -76,6 +76,10 @@ class Controls:
     """Streams: an event stream of which no event parses."""
     tool_calls: int = 0
     """After its text, the reply calls this many of the request's tools (in turn), in parallel."""
+    reasoning: int = 0
+    """Responses: the reply reasons this many tokens first (a reasoning item; billed as output)."""
+    web_search: int = 0
+    """Responses: the reply runs this many web searches first (needs a `web_search` tool)."""
 
 
 _CONTROL_NAMES = frozenset(f.name for f in fields(Controls))
@@ -115,11 +119,14 @@ class Reply:
     truncated: bool
     no_usage: bool
     tool_calls: tuple[MockToolCall, ...] = ()
+    reasoning_tokens: int = 0
+    web_searches: int = 0
 
     @property
     def billed_output_tokens(self) -> int:
-        """The output tokens in the reply's usage: its text, and :data:`TOOL_CALL_TOKENS` per tool call."""
-        return self.output_tokens + TOOL_CALL_TOKENS * len(self.tool_calls)
+        """The output tokens in the reply's usage: its text, :data:`TOOL_CALL_TOKENS` per tool call, and
+        its reasoning tokens."""
+        return self.output_tokens + TOOL_CALL_TOKENS * len(self.tool_calls) + self.reasoning_tokens
 
     @property
     def pieces(self) -> list[str]:
@@ -192,6 +199,8 @@ def _last_user_text(body: Mapping[str, Any]) -> str:
     if not isinstance(messages, list):
         return ""
     for message in reversed(messages):
+        if isinstance(message, Mapping) and message.get("role") == "tool":
+            return ""  # the answer after a tool's result carries no directive: the mock answers in text
         if isinstance(message, Mapping) and message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, str):
@@ -218,7 +227,8 @@ def parse_controls(body: Mapping[str, Any], headers: Iterable[tuple[str, str]]) 
     """Read the controls of a request.
 
     Directives ``[mock name=value ...]`` (one or more settings per bracket, any number
-    of brackets) are read from the text of the last ``user`` message; headers
+    of brackets) are read from the text of the last ``user`` message (none once a ``tool`` message
+    follows it: the answer to a tool result is text); headers
     ``x-mock-<name>`` (dashes or underscores, e.g. ``x-mock-delay-ms: 200``) override
     them. Raises :class:`MockRequestError` for an unknown name or a bad value.
     """
@@ -254,6 +264,8 @@ def parse_controls(body: Mapping[str, Any], headers: Iterable[tuple[str, str]]) 
         gzip=bool(settings.get("gzip", 0)),
         junk_stream=bool(settings.get("junk_stream", 0)),
         tool_calls=settings.get("tool_calls", 0),
+        reasoning=settings.get("reasoning", 0),
+        web_search=settings.get("web_search", 0),
     )
 
 
@@ -278,6 +290,8 @@ def plan_reply(
     if controls.tool_calls and not tools:
         raise MockRequestError("mock control 'tool_calls' needs a request with tools")
     calls = tuple(MockToolCall(i, tools[i % len(tools)]) for i in range(controls.tool_calls))
+    if controls.web_search and not _has_web_search(body):
+        raise MockRequestError("mock control 'web_search' needs a request with a web_search tool")
     return Reply(
         response_id=response_id,
         created=created,
@@ -289,6 +303,15 @@ def plan_reply(
         truncated=output < wanted,
         no_usage=controls.no_usage,
         tool_calls=calls,
+        reasoning_tokens=controls.reasoning,
+        web_searches=controls.web_search,
+    )
+
+
+def _has_web_search(body: Mapping[str, Any]) -> bool:
+    tools = body.get("tools")
+    return isinstance(tools, list) and any(
+        isinstance(tool, Mapping) and str(tool.get("type", "")).startswith("web_search") for tool in tools
     )
 
 

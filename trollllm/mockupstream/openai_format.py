@@ -92,9 +92,13 @@ class OpenAIWire:
             for call in reply.tool_calls
         ]
 
-    def completion(self, reply: Reply) -> bytes:
+    def view(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The body as the counting and control rules read it: itself."""
+        return body
+
+    def completion(self, reply: Reply, body: Mapping[str, Any] | None = None) -> bytes:
         """Return a ``chat.completion`` object; ``usage`` is left out when ``no_usage`` is set."""
-        body: dict[str, Any] = {
+        answer: dict[str, Any] = {
             "id": reply.response_id,
             "object": "chat.completion",
             "created": reply.created,
@@ -117,10 +121,10 @@ class OpenAIWire:
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
         if not reply.no_usage:
-            body["usage"] = self._usage(reply)
-        return orjson.dumps(body)
+            answer["usage"] = self._usage(reply)
+        return orjson.dumps(answer)
 
-    def malformed_completion(self, reply: Reply) -> bytes:
+    def malformed_completion(self, reply: Reply, body: Mapping[str, Any] | None = None) -> bytes:
         """Return a truncated, unparsable ``chat.completion`` body."""
         return self.completion(reply)[:40]
 

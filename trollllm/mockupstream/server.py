@@ -26,7 +26,10 @@ from multidict import CIMultiDict
 
 from trollllm.mockupstream.anthropic_format import AnthropicWire
 from trollllm.mockupstream.controls import Controls, MockRequestError, Reply, parse_controls, plan_reply
+from trollllm.mockupstream.embeddings import embeddings_reply
 from trollllm.mockupstream.openai_format import OpenAIWire
+from trollllm.mockupstream.prompt_cache import PromptCache
+from trollllm.mockupstream.responses_format import ResponsesWire
 
 DEFAULT_MODELS: tuple[str, ...] = (
     "gpt-4o-mini",
@@ -52,9 +55,10 @@ class WireFormat(Protocol):
     def max_tokens(self, body: Mapping[str, Any]) -> Any: ...
     def hidden_input_tokens(self, body: Mapping[str, Any]) -> int: ...
     def validate(self, body: Mapping[str, Any]) -> str | None: ...
+    def view(self, body: Mapping[str, Any]) -> Mapping[str, Any]: ...
     def error(self, status: int, message: str) -> bytes: ...
-    def completion(self, reply: Reply) -> bytes: ...
-    def malformed_completion(self, reply: Reply) -> bytes: ...
+    def completion(self, reply: Reply, body: Mapping[str, Any]) -> bytes: ...
+    def malformed_completion(self, reply: Reply, body: Mapping[str, Any]) -> bytes: ...
     def events(self, reply: Reply, body: Mapping[str, Any], *, malformed: bool = False) -> list[bytes]: ...
 
 
@@ -90,6 +94,7 @@ class MockUpstream:
         keys: Iterable[str] | None = None,
         models: Sequence[str] = DEFAULT_MODELS,
         max_records: int = 1000,
+        prompt_cache: bool = False,
     ) -> None:
         self._keys = None if keys is None else frozenset(keys)
         self._models = tuple(models)
@@ -100,6 +105,8 @@ class MockUpstream:
         self._ids = itertools.count(1)
         self._openai = OpenAIWire()
         self._anthropic = AnthropicWire()
+        self._responses = ResponsesWire()
+        self._prompt_cache = PromptCache() if prompt_cache else None
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
         self._url: str | None = None
@@ -114,6 +121,8 @@ class MockUpstream:
         for prefix in ("/v1", ""):
             app.router.add_post(f"{prefix}/chat/completions", self._chat_completions)
             app.router.add_post(f"{prefix}/messages", self._messages)
+            app.router.add_post(f"{prefix}/responses", self._responses_api)
+            app.router.add_post(f"{prefix}/embeddings", self._embeddings)
             app.router.add_get(f"{prefix}/models", self._list_models)
         runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT_S
@@ -215,6 +224,28 @@ class MockUpstream:
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, self._anthropic)
 
+    async def _responses_api(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, self._responses)
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        self._record(request, raw, body)
+        refusal = self._check_key(self._openai, self._openai.api_key(request.headers))
+        if refusal is not None:
+            return refusal
+        if self._faults:
+            fault = self._faults.popleft()
+            return self._error(self._openai, fault.status, f"mock: injected failure {fault.status}")
+        try:
+            payload = embeddings_reply(body)
+        except MockRequestError as exc:
+            return self._error(self._openai, 400, str(exc))
+        return web.Response(body=payload, content_type="application/json")
+
     async def _list_models(self, request: web.Request) -> web.StreamResponse:
         self._record(request, b"", None)
         wire: WireFormat = self._openai
@@ -274,10 +305,11 @@ class MockUpstream:
         problem = wire.validate(body)
         if problem is not None:
             return self._error(wire, 400, problem)
+        view = wire.view(body)
         try:
-            controls = parse_controls(body, request.headers.items())
+            controls = parse_controls(view, request.headers.items())
             reply = plan_reply(
-                body,
+                view,
                 controls,
                 max_tokens=wire.max_tokens(body),
                 response_id=f"{wire.id_prefix}{next(self._ids):012d}",
@@ -286,6 +318,8 @@ class MockUpstream:
             )
         except MockRequestError as exc:
             return self._error(wire, 400, str(exc))
+        if self._prompt_cache is not None:
+            reply = self._prompt_cache.apply(wire.api_key(request.headers), view, reply)
         stream = body.get("stream") is True
         delay_ms = controls.delay_ms + (0 if stream else controls.first_byte_delay_ms)
         if delay_ms and not await self._pause(delay_ms):
@@ -300,7 +334,8 @@ class MockUpstream:
             return await self._stream(request, wire, reply, body, controls)
         if controls.drop_after is not None:
             return self._abort(request)
-        payload = wire.malformed_completion(reply) if controls.bad_json else wire.completion(reply)
+        render = wire.malformed_completion if controls.bad_json else wire.completion
+        payload = render(reply, body)
         return web.Response(
             body=payload, content_type="application/json", headers={wire.request_id_header: reply.response_id}
         )

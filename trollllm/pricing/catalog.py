@@ -35,6 +35,8 @@ class CatalogModel:
     max_output_tokens: int
     enabled: bool
     url_media_tokens: int = 0  # input tokens held per media item sent by URL; 0 refuses them
+    responses_api: bool = False  # the provider serves `/v1/responses`: Responses requests go as they are
+    kind: str = "chat"  # `chat` or `embedding` (served by `/v1/embeddings` only)
 
     @property
     def worst_input_price(self) -> int:
@@ -72,7 +74,9 @@ class ModelCatalog:
         async with self._sessions() as session:
             rows = (
                 await session.execute(
-                    select(LlmModel, Provider.wire_format).join(Provider, Provider.name == LlmModel.provider)
+                    select(LlmModel, Provider.wire_format, Provider.responses_api).join(
+                        Provider, Provider.name == LlmModel.provider
+                    )
                 )
             ).all()
         self._models = {
@@ -90,7 +94,9 @@ class ModelCatalog:
                 max_output_tokens=row.max_output_tokens,
                 enabled=row.enabled,
                 url_media_tokens=row.url_media_tokens,
+                responses_api=bool(responses_api),
+                kind=row.kind,
             )
-            for row, wire_format in rows
+            for row, wire_format, responses_api in rows
         }
         self._loaded_at = self._clock.monotonic()

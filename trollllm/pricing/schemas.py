@@ -8,7 +8,7 @@ one parser.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -67,6 +67,10 @@ class ModelFields(BaseModel):
         le=MAX_OUTPUT_TOKENS,
         description="Input tokens held for each image or document sent by URL; 0 refuses media by URL",
     )
+    kind: Literal["chat", "embedding"] = Field(
+        default="chat",
+        description="`chat` (chat completions, messages, responses) or `embedding` (`/v1/embeddings`)",
+    )
     enabled: StrictBool = True
 
 
@@ -88,6 +92,7 @@ class ModelView(BaseModel):
     cacheHitPricePerMTok: float
     maxOutputTokens: int
     urlMediaTokens: int
+    kind: str
     enabled: bool
     createdAt: datetime
     updatedAt: datetime
@@ -105,6 +110,7 @@ class ModelView(BaseModel):
             cacheHitPricePerMTok=Money(row.cache_hit_price_nanos).to_json(),
             maxOutputTokens=row.max_output_tokens,
             urlMediaTokens=row.url_media_tokens,
+            kind=row.kind,
             enabled=row.enabled,
             createdAt=row.created_at,
             updatedAt=row.updated_at,

@@ -78,6 +78,7 @@ async def create_model(session: AsyncSession, state: AppState, actor: str, body:
         upstream_model=body.upstreamModel,
         max_output_tokens=body.maxOutputTokens,
         url_media_tokens=body.urlMediaTokens,
+        kind=body.kind,
         enabled=body.enabled,
         created_at=now,
         updated_at=now,
@@ -108,6 +109,7 @@ async def replace_model(
     row.upstream_model = body.upstreamModel
     row.max_output_tokens = body.maxOutputTokens
     row.url_media_tokens = body.urlMediaTokens
+    row.kind = body.kind
     row.enabled = body.enabled
     row.input_price_nanos = prices["input_price_nanos"]
     row.output_price_nanos = prices["output_price_nanos"]

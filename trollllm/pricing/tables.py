@@ -9,6 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from trollllm.db import Base, Nanos, UtcDateTime, utcnow
 
+MODEL_KINDS = ("chat", "embedding")
+"""What a model serves: `chat` (chat completions, messages, responses) or `embedding` (`/v1/embeddings`)."""
 DEFAULT_URL_MEDIA_TOKENS = 1600
 """Input tokens held per image or document sent by URL: a full-size image on either provider."""
 
@@ -24,6 +26,7 @@ class LlmModel(Base):
             name="prices_not_negative",
         ),
         CheckConstraint("max_output_tokens > 0", name="max_output_positive"),
+        CheckConstraint("kind IN ('chat', 'embedding')", name="kind_known"),
     )
 
     model_id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -39,6 +42,7 @@ class LlmModel(Base):
     url_media_tokens: Mapped[int] = mapped_column(
         Integer, default=DEFAULT_URL_MEDIA_TOKENS, server_default=text(str(DEFAULT_URL_MEDIA_TOKENS))
     )
+    kind: Mapped[str] = mapped_column(String(16), default="chat", server_default="chat")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StrictBool, StringConstraints
 
 from trollllm.providers.tables import Provider
 
@@ -35,6 +35,11 @@ class ProviderFields(BaseModel):
     baseUrl: BaseUrl = Field(
         description="http(s) API root, e.g. `https://api.deepseek.com/v1`; users' own keys go there"
     )
+    responsesApi: StrictBool | None = Field(
+        default=None,
+        description="its API serves `/v1/responses` (OpenAI's own): Responses requests are forwarded as "
+        "they are, not translated; omitted: unchanged (false for a new provider)",
+    )
 
 
 class NewProvider(ProviderFields):
@@ -50,6 +55,7 @@ class ProviderView(BaseModel):
     displayName: str
     wireFormat: str
     baseUrl: str
+    responsesApi: bool
     createdAt: datetime
 
     @classmethod
@@ -60,5 +66,6 @@ class ProviderView(BaseModel):
             displayName=row.display_name,
             wireFormat=row.wire_format,
             baseUrl=row.base_url,
+            responsesApi=row.responses_api,
             createdAt=row.created_at,
         )

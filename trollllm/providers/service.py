@@ -45,6 +45,7 @@ async def create_provider(session: AsyncSession, state: AppState, actor: str, bo
         display_name=body.displayName or body.name,
         wire_format=body.wireFormat,
         base_url=base_url,
+        responses_api=bool(body.responsesApi),
         created_at=state.clock.now(),
     )
     session.add(row)
@@ -73,6 +74,8 @@ async def replace_provider(
     row.display_name = body.displayName or row.name
     row.wire_format = body.wireFormat
     row.base_url = base_url
+    if body.responsesApi is not None:
+        row.responses_api = body.responsesApi
     await session.flush()
     await record_audit(
         session,

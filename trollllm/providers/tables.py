@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import Boolean, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from trollllm.db import Base, UtcDateTime, utcnow
@@ -23,4 +23,6 @@ class Provider(Base):
     display_name: Mapped[str] = mapped_column(String(64))
     wire_format: Mapped[str] = mapped_column(String(16))  # `openai` or `anthropic` (trollllm.wire)
     base_url: Mapped[str] = mapped_column(String(300))
+    # Its API serves `/v1/responses` (OpenAI's own): Responses requests go as they are, not translated.
+    responses_api: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -27,7 +27,14 @@ logger = logging.getLogger("trollllm.proxy")
 # The only request headers the proxy reads (raw lower-case name -> its name in `ProxyCall.headers`).
 _HEADERS_READ = {
     name.encode(): name
-    for name in ("authorization", "x-api-key", "anthropic-version", "anthropic-beta", "content-length")
+    for name in (
+        "authorization",
+        "x-api-key",
+        "anthropic-version",
+        "anthropic-beta",
+        "content-length",
+        "session-id",  # Codex CLI's conversation: the hint that keeps it on one factory key
+    )
 }
 
 

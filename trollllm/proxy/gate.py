@@ -282,8 +282,14 @@ async def _admit(
             field="model",
             plan=caller.plan.name,
         )
+    if model.kind != request.model_kind:
+        endpoint = "/v1/embeddings" if model.kind == "embedding" else "a chat endpoint"
+        raise InvalidRequest(
+            f"`{model.model_id}` is a model of kind `{model.kind}`: call it with {endpoint}", field="model"
+        )
     upstream_wire = model.wire  # the provider row's wire format (loaded with the catalog)
-    if upstream_wire is not request.wire:  # a model of the other format: translated both ways
+    # A model of the other format: translated both ways (a Responses request has its route already).
+    if request.translation is None and upstream_wire is not request.wire:
         request.translate_to(upstream_wire)
     requested = request.requested_max_tokens
     if requested is not None and requested > model.max_output_tokens:

@@ -241,6 +241,10 @@ def _split_event(event: bytes) -> tuple[bytes, bytes | None]:
 
 def stream_error_event(wire: WireFormat, error: GatewayError) -> bytes:
     """An error inside an SSE stream (the status line is already sent), in the wire's own shape."""
+    if wire is WireFormat.RESPONSES:  # the Responses API's own `error` event
+        body = error_body(ENDPOINTS[wire], error)["error"]
+        event = {"type": "error", "code": body["code"], "message": body["message"], "param": None}
+        return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
     payload = orjson.dumps(error_body(ENDPOINTS[wire], error))
     if wire is WireFormat.ANTHROPIC:
         return b"event: error\ndata: " + payload + b"\n\n"

@@ -6,14 +6,16 @@ are checked, and each bad one is a 400 naming it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from trollllm.errors import InvalidRequest
+from trollllm.money import Money, TokenUsage
 from trollllm.proxy.hidden_input import hidden_input_tokens
-from trollllm.translate import Translation, translate_request
+from trollllm.translate import translate_request
 from trollllm.wire import WireFormat
 
 # Each message costs a few framing tokens beyond its text; the raw JSON byte count already exceeds them,
@@ -21,6 +23,70 @@ from trollllm.wire import WireFormat
 _INPUT_MARGIN_TOKENS = 64
 MAX_TOKENS_CEILING = 10_000_000
 MAX_CHOICES = 128
+
+
+class StreamRelay(Protocol):
+    """Relays one upstream stream to the client and meters it (`StreamMeter`, `TranslatedStream`, the
+    Responses stream relays)."""
+
+    events: int
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes buffered while waiting for the end of the current event."""
+        ...
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The client's bytes for this upstream chunk."""
+        ...
+
+    def flush(self) -> bytes:
+        """The client's bytes for what is left at the end of the stream."""
+        ...
+
+    def billed_usage(self) -> TokenUsage:
+        """What to bill for the stream."""
+        ...
+
+    def release_held(self, cost: Money | None) -> bytes:
+        """The final events, held back until the cost was known."""
+        ...
+
+
+class UpstreamRoute(Protocol):
+    """How a request goes upstream in another form than the client's and how its answer comes back: a
+    chat translation (`trollllm.translate.Translation`) or a Responses route (`trollllm.responses`)."""
+
+    @property
+    def upstream_wire(self) -> WireFormat:
+        """What the upstream is sent (its endpoint path: `trollllm.wire.ENDPOINTS`)."""
+        ...
+
+    @property
+    def hidden_input_tokens(self) -> int:
+        """Input tokens the upstream adds beyond the request's bytes (held)."""
+        ...
+
+    def upstream_body(self, upstream_model: str, max_tokens: int, stream: bool) -> bytes:
+        """The body sent upstream."""
+        ...
+
+    def reply(self, raw: bytes, client_model: str) -> tuple[bytes, TokenUsage | None]:
+        """A whole 2xx answer as the client gets it, and its billed usage."""
+        ...
+
+    def error(self, status: int, raw: bytes, *, message: str | None = None) -> bytes:
+        """An upstream error body in the client's shape; `message` replaces the upstream's."""
+        ...
+
+    def stream(self, client_model: str, client_wants_usage: bool) -> StreamRelay:
+        """The relay of the upstream's stream."""
+        ...
+
+
+AnswerHook = Callable[[int | None], Awaitable[None]]
+"""Called with the factory key that served a request once its 2xx answer is settled, before the last
+bytes of a stream reach the client (the Responses store and the conversation's key are kept there)."""
 
 
 @dataclass(slots=True)
@@ -38,7 +104,12 @@ class ProxyRequest:
     hidden_input_tokens: int = 0  # billed beyond the bytes (tool prompts, PDF pages), in input_bound_tokens
     choices: int = 1  # OpenAI `n`: each choice may use the whole output bound
     url_media_items: int = 0  # images and documents sent by URL: their tokens are not in the bytes
-    translation: Translation | None = None  # set for a model of the other format
+    translation: UpstreamRoute | None = None  # set for a model of the other format (or a Responses route)
+    on_answered: AnswerHook | None = None
+    model_kind: str = "chat"
+    """The kind of model the endpoint serves (`chat`, or `embedding` for `/v1/embeddings`)."""
+    preferred_key: int | None = None
+    """The factory key that served this conversation's previous turn: tried first while it is healthy."""
 
     def translate_to(self, upstream_wire: WireFormat) -> None:
         """Translate the request for a model of the other format (400 naming a field it cannot carry).
@@ -64,6 +135,19 @@ class ProxyRequest:
             options = body.get("stream_options")
             body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         return orjson.dumps(body)
+
+
+def conversation_hint(body: dict[str, Any], headers: Mapping[str, str]) -> str | None:
+    """What names a client's conversation (its turns stay on one factory key): `prompt_cache_key`, the
+    `session-id` header (Codex CLI), Anthropic `metadata.user_id` (Claude Code), or a chat `user`."""
+    for value in (body.get("prompt_cache_key"), headers.get("session-id")):
+        if isinstance(value, str) and value:
+            return value
+    metadata = body.get("metadata")
+    user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    if not isinstance(user, str) or not user:
+        user = body.get("user")
+    return "user:" + user if isinstance(user, str) and user else None
 
 
 def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:

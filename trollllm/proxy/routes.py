@@ -22,12 +22,19 @@ from trollllm.http_errors import error_response
 from trollllm.money import Money, TokenUsage, cost_of, usd_text
 from trollllm.proxy.decoding import UnreadableEncoding, body_decoder, decode_body
 from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse, RawResponse
-from trollllm.proxy.gate import Admission, admit, authenticate, presented_key
+from trollllm.proxy.gate import Admission, Caller, admit, authenticate, presented_key
 from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
-from trollllm.proxy.requests import ProxyRequest, parse_request, refuse_unpriced_betas
+from trollllm.proxy.requests import (
+    ProxyRequest,
+    StreamRelay,
+    conversation_hint,
+    parse_request,
+    refuse_unpriced_betas,
+)
 from trollllm.proxy.upstream_errors import client_error_body
 from trollllm.state import AppState
-from trollllm.translate import TranslatedStream, UntranslatableReply
+from trollllm.translate import UntranslatableReply
+from trollllm.upstream.affinity import conversation_name
 from trollllm.upstream.pool import UpstreamDeadlineExceeded, UpstreamReply, UpstreamStreamError
 from trollllm.wire import ENDPOINTS, WireFormat
 
@@ -80,10 +87,22 @@ async def _proxy(state: AppState, call: ProxyCall, wire: WireFormat) -> ProxyRes
     beta = call.headers.get("anthropic-beta")
     if beta:
         refuse_unpriced_betas(beta, state.settings.allowed_anthropic_betas)
+    return await forward(state, call, caller, parsed, started)
+
+
+async def forward(
+    state: AppState, call: ProxyCall, caller: Caller, parsed: ProxyRequest, started: float
+) -> ProxyResponse:
+    """Admit a parsed request (the gate), send it upstream, and relay, bill and log its answer."""
     admission = await admit(state, caller, parsed, call.request_id)
     call.model = admission.model.model_id
     exchange = _Exchange(state, admission, parsed, started, call.request_id)
-    upstream_wire = wire if parsed.translation is None else parsed.translation.upstream_wire
+    hint = conversation_hint(parsed.body, call.headers)
+    if hint is not None and admission.own_key is None:
+        exchange.conversation = conversation_name(caller.user_id, admission.model.model_id, hint)
+        if parsed.preferred_key is None:
+            parsed.preferred_key = await state.affinity.key_of(exchange.conversation)
+    upstream_wire = parsed.wire if parsed.translation is None else parsed.translation.upstream_wire
     try:
         reply = await send_upstream(
             state,
@@ -93,6 +112,7 @@ async def _proxy(state: AppState, call: ProxyCall, wire: WireFormat) -> ProxyRes
             parsed.upstream_body(admission.model.upstream_model, admission.max_tokens),
             call.headers,  # the pool forwards only what the provider needs (e.g. anthropic-version)
             stream=parsed.stream,
+            prefer=parsed.preferred_key,
         )
     except BaseException as exc:
         status = exc.status_code if isinstance(exc, GatewayError) else 502
@@ -121,6 +141,7 @@ class _Exchange:
         self.factory_key_id: int | None = None
         self.settled = False
         self.deferred_cost = Money.ZERO
+        self.conversation: str | None = None  # named by a client hint: its next turn prefers this key
         state.in_flight.enter(admission.hold_id, request_id)
 
     async def finish_json(self, reply: UpstreamReply) -> ProxyResponse:
@@ -166,6 +187,7 @@ class _Exchange:
                 "upstream reply without usage; charging nothing", extra={"model": self.parsed.model_id}
             )
         charged = await self.settle(usage or TokenUsage(), reply.status)
+        await self.answered()
         cost = charged.cost if charged is not None else self.deferred_cost
         headers = [_JSON, *self.headers, (b"x-trollllm-cost-usd", usd_text(cost).encode())]
         # Never the owner's balance to a Friend Key (nor a balance the outbox has not charged yet).
@@ -173,6 +195,19 @@ class _Exchange:
             balance = usd_text(charged.credits_after + charged.ref_credits_after)
             headers.append((b"x-trollllm-balance-usd", balance.encode()))
         return RawResponse(reply.status, body, headers)
+
+    async def answered(self) -> None:
+        """The request's 2xx answer is settled: its conversation keeps its key, its hook runs (a failure
+        there is logged, not raised)."""
+        if self.conversation is not None and self.factory_key_id is not None:
+            await self.state.affinity.remember(self.conversation, self.factory_key_id)
+        hook = self.parsed.on_answered
+        if hook is None:
+            return
+        try:
+            await hook(None if self.admission.own_key is not None else self.factory_key_id)
+        except Exception:
+            logger.exception("the answer hook failed", extra={"request_id": self.request_id})
 
     async def settle(
         self, usage: TokenUsage, status: int, *, error_type: str | None = None
@@ -245,7 +280,7 @@ class _StreamResponse:
         exchange = self.exchange
         parsed = exchange.parsed
         model = exchange.admission.model
-        meter: StreamMeter | TranslatedStream
+        meter: StreamRelay
         if parsed.translation is not None:
             meter = parsed.translation.stream(model.model_id, parsed.client_wants_usage)
         else:
@@ -331,6 +366,8 @@ class _StreamResponse:
             path = ENDPOINTS[parsed.wire]
             await error_response(path, error, exchange.request_id)(scope, receive, send)
             return
+        if status == 200:
+            await exchange.answered()
         await deliver(meter.release_held(charged.cost if charged is not None else exchange.deferred_cost))
         await write({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -14,7 +14,7 @@ import logging
 import orjson
 
 from trollllm.crypto import mask_secrets
-from trollllm.translate import Translation
+from trollllm.proxy.requests import UpstreamRoute
 from trollllm.translate.replies import anthropic_error_type
 from trollllm.wire import WireFormat
 
@@ -31,7 +31,7 @@ def client_error_body(
     raw: bytes,
     content_type: bytes,
     wire: WireFormat,
-    translation: Translation | None,
+    translation: UpstreamRoute | None,
     *,
     own_key: bool,
     request_id: str,

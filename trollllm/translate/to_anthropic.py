@@ -71,19 +71,20 @@ def anthropic_request(body: dict[str, Any]) -> dict[str, Any]:
         refuse_unknown(as_object(options, "stream_options"), frozenset({"include_usage"}), "stream_options.")
     if body.get("tools") is not None:
         out["tools"] = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(as_list(body["tools"], "tools"))]
-    choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+    choice = anthropic_tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
     if choice is not None:
         out["tool_choice"] = choice
     response_format = body.get("response_format")
     if response_format is not None and as_object(response_format, "response_format").get("type") != "text":
         raise refuse("response_format", "(JSON mode) has no equivalent in the Anthropic messages API")
-    user = _user_id(body.get("user"), body.get("safety_identifier"))
+    user = anthropic_user_id(body.get("user"), body.get("safety_identifier"))
     if user is not None:
         out["metadata"] = {"user_id": user}
     return out
 
 
-def _user_id(user: object, safety_identifier: object) -> str | None:
+def anthropic_user_id(user: object, safety_identifier: object) -> str | None:
+    """The one `metadata.user_id` for OpenAI's `user` and `safety_identifier` (400 when they differ)."""
     if user is not None and safety_identifier is not None and user != safety_identifier:
         raise refuse("safety_identifier", "and `user` differ; the Anthropic API has one `metadata.user_id`")
     value = user if user is not None else safety_identifier
@@ -189,16 +190,21 @@ def _image(image: object, field: str) -> dict[str, Any]:
     refuse_unknown(image, frozenset({"url", "detail"}), f"{field}.")
     if image.get("detail", "auto") not in (None, "auto"):
         raise refuse(f"{field}.detail")
-    url = as_text(image.get("url"), f"{field}.url")
+    return {
+        "type": "image",
+        "source": image_source(as_text(image.get("url"), f"{field}.url"), f"{field}.url"),
+    }
+
+
+def image_source(url: str, field: str) -> dict[str, Any]:
+    """An image URL as an Anthropic image `source`: a `data:` URL is inline base64, any other URL by URL."""
     if not url.startswith("data:"):
-        return {"type": "image", "source": {"type": "url", "url": url}}
+        return {"type": "url", "url": url}
     header, comma, data = url[5:].partition(",")
     media_type, _, encoding = header.partition(";")
     if not comma or encoding != "base64" or not media_type:
-        raise InvalidRequest(
-            f"`{field}.url` must be a base64 data URL or an http(s) URL", field=f"{field}.url"
-        )
-    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+        raise InvalidRequest(f"`{field}` must be a base64 data URL or an http(s) URL", field=field)
+    return {"type": "base64", "media_type": media_type, "data": data}
 
 
 def _assistant_content(message: dict[str, Any], field: str) -> str | list[dict[str, Any]]:
@@ -265,7 +271,8 @@ def _tool(tool: object, field: str) -> dict[str, Any]:
     return out
 
 
-def _tool_choice(choice: object, parallel: object) -> dict[str, object] | None:
+def anthropic_tool_choice(choice: object, parallel: object) -> dict[str, object] | None:
+    """An OpenAI `tool_choice` and `parallel_tool_calls` as an Anthropic `tool_choice` (None: neither)."""
     if parallel is not None and not isinstance(parallel, bool):
         raise InvalidRequest("`parallel_tool_calls` must be a boolean", field="parallel_tool_calls")
     out: dict[str, object] | None

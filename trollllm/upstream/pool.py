@@ -170,7 +170,14 @@ class UpstreamPool:
         await self._writer.flush()
 
     async def send(
-        self, provider: str, path: str, body: bytes, headers: Mapping[str, str], *, stream: bool = False
+        self,
+        provider: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        stream: bool = False,
+        prefer: int | None = None,
     ) -> UpstreamReply:
         """POST `body` to `path` (like `/v1/chat/completions`) with a key of `provider`.
 
@@ -181,12 +188,14 @@ class UpstreamPool:
         Returns the open reply, whose body must be complete by the request's total deadline (see the
         module docstring for the retry rules); raises `UpstreamUnavailable` when no key answered
         usefully, `UpstreamTimeout` when the request reached its total deadline.
+        `prefer`: a key of this provider tried first while it is usable (a conversation's key: its prompt
+        cache and encrypted reasoning belong to that upstream account); the usual turns follow it.
         """
         http = self._http
         if http is None:
             raise RuntimeError("UpstreamPool.start() has not been called")
         keys = await self._keys_of(provider)
-        candidates = self._candidates(provider, keys)
+        candidates = self._candidates(provider, keys, prefer)
         if not candidates:
             raise self._unavailable(keys)
         extra = passthrough_headers(candidates[0].wire_format, headers)  # one provider: one format
@@ -359,11 +368,16 @@ class UpstreamPool:
     def _usable(self, key: PoolKey) -> bool:
         return not key.disabled and key.cooling_until <= self._clock.monotonic()
 
-    def _candidates(self, provider: str, keys: list[PoolKey]) -> list[PoolKey]:
-        """Up to `MAX_ATTEMPTS` usable keys, starting at this provider's next turn."""
+    def _candidates(self, provider: str, keys: list[PoolKey], prefer: int | None = None) -> list[PoolKey]:
+        """Up to `MAX_ATTEMPTS` usable keys: the preferred one first when it is usable (it takes no turn),
+        else starting at this provider's next turn."""
         usable = [key for key in keys if self._usable(key)]
         if not usable:
             return []
+        preferred = [key for key in usable if key.id == prefer] if prefer is not None else []
+        if preferred:
+            rest = [key for key in usable if key.id != prefer]
+            return (preferred + rest)[:MAX_ATTEMPTS]
         turn = self._turns.get(provider, 0)
         self._turns[provider] = turn + 1
         start = turn % len(usable)

@@ -14,14 +14,14 @@ import logging
 import math
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
 from trollllm.billing.outbox import SettlementOutbox
 from trollllm.billing.sweeper import release_expired_holds
 from trollllm.clock import Clock
-from trollllm.db import transaction
+from trollllm.db import UtcDateTime, transaction
 from trollllm.storage.joblock import job_lock
 from trollllm.storage.sqlprogram import ProgramRunner
 from trollllm.usage.rollup import (
@@ -42,6 +42,14 @@ MAINTENANCE_INTERVAL = timedelta(hours=1)
 MAINTENANCE_FIRST_DELAY = timedelta(seconds=60)
 MAINTENANCE_JOB = "trollllm:maintenance"  # its advisory lock (`trollllm.storage.joblock`)
 MAINTENANCE_LOCK_HOLD = timedelta(seconds=30)
+
+
+# Stored responses (`trollllm.responses`) go with the logs, in batches, by plain SQL: this layer does not
+# import the feature that owns the table.
+_PURGE_STORED_RESPONSES = text(
+    "DELETE FROM stored_responses WHERE id IN "
+    "(SELECT id FROM stored_responses WHERE created_at < :cutoff LIMIT :batch)"
+).bindparams(bindparam("cutoff", type_=UtcDateTime()))
 
 
 def retention_cutoff(now: datetime) -> datetime:
@@ -102,6 +110,22 @@ async def purge_request_logs(
     return purged
 
 
+async def purge_stored_responses(
+    sessions: async_sessionmaker[AsyncSession], *, older_than: datetime, batch_size: int = PURGE_BATCH_SIZE
+) -> int:
+    """Delete the stored responses made before `older_than` (SPEC §6: kept 30 days), in batches."""
+    purged, deleted = 0, batch_size
+    while deleted == batch_size:
+        async with transaction(sessions) as session:
+            connection = await session.connection()
+            result = await connection.execute(
+                _PURGE_STORED_RESPONSES, {"cutoff": older_than, "batch": batch_size}
+            )
+            deleted = result.rowcount
+        purged += deleted
+    return purged
+
+
 async def run_maintenance(
     sessions: async_sessionmaker[AsyncSession],
     now: datetime,
@@ -125,6 +149,7 @@ async def run_maintenance(
     try:
         cutoff = retention_cutoff(now)
         await purge_request_logs(sessions, older_than=cutoff, stop=stop, roll_up_first=False)
+        await purge_stored_responses(sessions, older_than=cutoff)
     except Exception:
         logger.exception("request log purge failed")
     try:

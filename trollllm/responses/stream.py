@@ -1,0 +1,108 @@
+"""The native route's stream relay: Responses API events pass through as the upstream wrote them, except
+the events carrying the response object (`response.created`, `.in_progress`, and the terminal one), which
+get the gateway's id, the caller's model name, `store` and `previous_response_id`.
+
+The terminal event (`response.completed`, `.incomplete` or `.failed`) and anything after it are held
+back until settlement knows the cost: `release_held(cost)` returns them with `"cost"` (USD) beside the
+response's `usage`. A stream cut before its terminal event is billed for the output delivered (SPEC §4).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from trollllm.money import Money, TokenUsage, usd_text
+from trollllm.responses.identity import TERMINAL_EVENTS, ResponseIdentity, billed_usage_of
+from trollllm.sse import DONE, SseFraming
+
+# Events whose non-empty `delta` is delivered output (counted when no usage comes).
+_DELTA_EVENTS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.function_call_arguments.delta",
+        "response.custom_tool_call_input.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+    }
+)
+
+
+class ResponsesStreamMeter(SseFraming):
+    """Relays one Responses event stream and meters it (the `StreamMeter` interface)."""
+
+    def __init__(self, identity: ResponseIdentity) -> None:
+        super().__init__()
+        self.identity = identity
+        self.usage: TokenUsage | None = None
+        self.delivered_tokens = 0
+        self.final_response: dict[str, Any] | None = None
+        """The terminal event's response object, as the caller gets it."""
+        self._terminal: tuple[bytes, dict[str, Any]] | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Bytes to send to the client for this upstream chunk (whole events only)."""
+        return b"".join(self._event(event) for event in self._whole_events(chunk))
+
+    def flush(self) -> bytes:
+        """Whatever incomplete event remains at the end of the stream."""
+        rest = self._last_event()
+        return self._event(rest) if rest is not None else b""
+
+    def billed_usage(self) -> TokenUsage:
+        """What to bill: the usage the upstream reported, else the output delivered to the client."""
+        return self.usage if self.usage is not None else TokenUsage(output_tokens=self.delivered_tokens)
+
+    def release_held(self, cost: Money | None) -> bytes:
+        """The terminal event (with `"cost"` beside `usage` in its response) and what came after it."""
+        held, self._held = self._held, []
+        terminal, self._terminal = self._terminal, None
+        if terminal is None:
+            return b"".join(held)
+        kind, payload = terminal
+        response = payload["response"]
+        data = orjson.dumps(response)
+        if cost is not None:
+            data = data[:-1] + b',"cost":' + usd_text(cost).encode() + b"}"
+        rest = orjson.dumps({key: value for key, value in payload.items() if key != "response"})
+        event = b"event: " + kind + b'\ndata: {"response":' + data + b"," + rest[1:]
+        return b"".join([event + b"\n\n", *held])
+
+    def _event(self, event: bytes) -> bytes:
+        if not event:
+            return b""
+        data: bytes | None = None
+        for line in event.split(b"\n"):
+            if line.startswith(b"data:"):
+                value = line[5:]
+                value = value[1:] if value.startswith(b" ") else value
+                data = value if data is None else data + b"\n" + value
+        if data is None:  # comments, `event:` or `id:` lines alone: nothing to meter
+            return event + b"\n\n"
+        payload = self._payload(data)
+        if payload is None or payload is DONE:
+            return b"" if payload is None else self._after_held(event)
+        assert isinstance(payload, dict)
+        kind = payload.get("type")
+        if kind in _DELTA_EVENTS:
+            if isinstance(payload.get("delta"), str) and payload["delta"]:
+                self.delivered_tokens += 1
+            return self._after_held(event)
+        response = payload.get("response")
+        if not isinstance(response, dict) or not isinstance(kind, str):
+            return self._after_held(event)
+        self.identity.present(response)
+        if kind in TERMINAL_EVENTS:
+            self.final_response = response
+            self.usage = billed_usage_of(response)
+            self._terminal = (kind.encode(), payload)
+            return b""
+        return self._after_held(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload))
+
+    def _after_held(self, event: bytes) -> bytes:
+        if self._terminal is None:
+            return event + b"\n\n"
+        self._held.append(event + b"\n\n")
+        return b""
