@@ -17,6 +17,8 @@ from starlette.types import Receive, Scope, Send
 from trollllm import __version__, serving
 from trollllm.accounts.routes import router as accounts_router
 from trollllm.admin.router import build_admin_router
+from trollllm.betas.policy import TOPIC as BETAS_TOPIC
+from trollllm.betas.policy import BetaPolicy
 from trollllm.billing.counters import BillingCounters
 from trollllm.billing.inflight import InFlight
 from trollllm.billing.outbox import SettlementOutbox
@@ -112,6 +114,8 @@ def create_app(
             invalidation = Invalidator(redis, settings.redis_key_prefix)
             invalidation.on("models", lambda _detail: catalog.invalidate())
             invalidation.on("upstream", lambda _detail: upstream.invalidate())
+            betas = BetaPolicy(sessions, clock, telemetry)
+            invalidation.on(BETAS_TOPIC, lambda _detail: betas.invalidate())
             await invalidation.start()
             limiter = build_limiter(redis, settings.redis_key_prefix, clock)
             live = LiveInstances(redis, settings.redis_key_prefix, minimum=settings.instances)
@@ -134,6 +138,7 @@ def create_app(
                 catalog=catalog,
                 upstream=upstream,
                 invalidation=invalidation,
+                betas=betas,
             )
             # The outbox is replayed, holds left by a crashed process and logs past retention cleared, in the
             # background.

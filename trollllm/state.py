@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
+from trollllm.betas.policy import BetaPolicy
 from trollllm.billing.counters import BillingCounters
 from trollllm.billing.inflight import InFlight
 from trollllm.billing.outbox import SettlementOutbox
@@ -47,6 +48,7 @@ class AppState:
     catalog: ModelCatalog
     upstream: UpstreamPool
     invalidation: Invalidator
+    betas: BetaPolicy  # the anthropic-beta values refused (cached) and those forwarded lately
 
 
 def get_state(connection: HTTPConnection) -> AppState:

@@ -6,12 +6,13 @@ are checked, and each bad one is a 400 naming it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from trollllm.errors import InvalidRequest
+from trollllm.pricing.features import PricedFeatures, read_priced_features
 from trollllm.translate import Translation, translate_request
 from trollllm.wire import WireFormat
 
@@ -37,6 +38,8 @@ class ProxyRequest:
     choices: int = 1  # OpenAI `n`: each choice may use the whole output bound
     url_media_items: int = 0  # images and documents sent by URL: their tokens are not in the bytes
     translation: Translation | None = None  # set for a model of the other format
+    priced: PricedFeatures = field(default_factory=PricedFeatures)  # spent beyond tokens (web search)
+    betas: tuple[str, ...] = ()  # the `anthropic-beta` values (checked by the gate, forwarded as sent)
 
     def translate_to(self, upstream_wire: WireFormat) -> None:
         """Translate the request for a model of the other format (400 naming a field it cannot carry).
@@ -91,8 +94,7 @@ def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:
         if completion is not None and (max_tokens is None or completion >= max_tokens):
             field, max_tokens = "max_completion_tokens", completion
         choices = _choices(body.get("n"))
-    if "tools" in body or "web_search_options" in body:
-        _refuse_fee_bearing_tools(body, wire)
+    priced = read_priced_features(body, wire is WireFormat.OPENAI, raw)
     client_wants_usage = False
     if wire is WireFormat.OPENAI:
         options = body.get("stream_options")
@@ -109,45 +111,10 @@ def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:
         input_bound_tokens=len(raw) + _INPUT_MARGIN_TOKENS,
         client_wants_usage=client_wants_usage,
         choices=choices,
+        priced=priced,
         # A URL item needs the letters `url` or `file_id` in the body: most requests skip the walk.
         url_media_items=_url_media_items(messages, wire) if b"url" in raw or b"file_id" in raw else 0,
     )
-
-
-# Server tools the provider runs and bills per use, beyond tokens: the hold cannot bound them.
-_FEE_BEARING_TOOLS = ("web_search", "code_execution")
-
-
-def refuse_unpriced_betas(value: str, allowed: frozenset[str]) -> None:
-    """400 naming `anthropic-beta` when it asks for a flag this gateway does not forward."""
-    refused = [flag.strip() for flag in value.split(",") if flag.strip() and flag.strip() not in allowed]
-    if refused:
-        raise InvalidRequest(
-            f"anthropic-beta {', '.join(refused)} is not enabled on this gateway (it may change what a "
-            "request costs); the operator can allow it with TROLLLLM_ANTHROPIC_BETAS",
-            field="anthropic-beta",
-        )
-
-
-def _refuse_fee_bearing_tools(body: dict[str, Any], wire: WireFormat) -> None:
-    """400 for provider-run tools billed per use (web search, code execution): nothing prices them."""
-    if wire is WireFormat.OPENAI:
-        if "web_search_options" in body:
-            raise InvalidRequest(
-                "`web_search_options` (web search billed per call) is not available here",
-                field="web_search_options",
-            )
-        return
-    tools = body.get("tools")
-    if not isinstance(tools, list):
-        return
-    for tool in tools:
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        if isinstance(kind, str) and kind.startswith(_FEE_BEARING_TOOLS):
-            raise InvalidRequest(
-                f"server tool `{kind}` is billed per use by the provider and is not available here",
-                field="tools",
-            )
 
 
 def _url_media_items(messages: list[Any], wire: WireFormat) -> int:
