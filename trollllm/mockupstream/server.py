@@ -1,7 +1,8 @@
 """A real loopback HTTP server that answers like OpenAI and Anthropic, with faults on demand.
 
-Routes: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` (Anthropic),
-``GET /v1/models`` (OpenAI list shape); the same without the ``/v1`` prefix.
+Routes: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` and
+``POST /v1/messages/count_tokens`` (Anthropic), ``GET /v1/models`` (OpenAI list shape); the same
+without the ``/v1`` prefix.
 Per-request behaviour is chosen in the request itself (see :mod:`.controls`); the
 server object adds a fault queue, per-key statuses and a record of what it received.
 """
@@ -25,7 +26,14 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from trollllm.mockupstream.anthropic_format import AnthropicWire
-from trollllm.mockupstream.controls import Controls, MockRequestError, Reply, parse_controls, plan_reply
+from trollllm.mockupstream.controls import (
+    Controls,
+    MockRequestError,
+    Reply,
+    count_input_tokens,
+    parse_controls,
+    plan_reply,
+)
 from trollllm.mockupstream.openai_format import OpenAIWire
 
 DEFAULT_MODELS: tuple[str, ...] = (
@@ -113,6 +121,7 @@ class MockUpstream:
         for prefix in ("/v1", ""):
             app.router.add_post(f"{prefix}/chat/completions", self._chat_completions)
             app.router.add_post(f"{prefix}/messages", self._messages)
+            app.router.add_post(f"{prefix}/messages/count_tokens", self._count_tokens)
             app.router.add_get(f"{prefix}/models", self._list_models)
         runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT_S
@@ -213,6 +222,24 @@ class MockUpstream:
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, self._anthropic)
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's token counting: ``{"input_tokens": count_input_tokens(body)}``, deterministic."""
+        raw = await request.read()
+        try:
+            body: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        self._record(request, raw, body)
+        refusal = self._check_key(self._anthropic, self._anthropic.api_key(request.headers))
+        if refusal is not None:
+            return refusal
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return self._error(self._anthropic, 400, "model: Field required")
+        if not isinstance(body.get("messages"), list):
+            return self._error(self._anthropic, 400, "messages: Field required")
+        payload = {"input_tokens": count_input_tokens(body)}
+        return web.Response(body=orjson.dumps(payload), content_type="application/json")
 
     async def _list_models(self, request: web.Request) -> web.StreamResponse:
         self._record(request, b"", None)
