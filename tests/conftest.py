@@ -37,7 +37,7 @@ from trollllm.state import AppState
 
 TEST_SECRET = "test-secret-" + "x" * 40
 NO_PROVIDER_URL = "http://127.0.0.1:9"
-pytest_plugins = ["instances"]  # the scaled shape's fixtures and its figures in the terminal summary
+pytest_plugins = ["instances", "cli_clients"]  # the scaled shape and the real CLIs (fixtures)
 _skipped_services: set[str] = set()
 
 
