@@ -132,3 +132,70 @@ async def test_a_provider_the_operator_added_is_offered_for_models_and_factory_k
     async with gateway.state.sessions() as session:
         row = await load_model(session, "gpt-new")
     assert row is not None and row.provider == "deepseek"
+
+
+LONG_CONTEXT_FORM = {
+    "displayName": "GPT New",
+    "webSearchPricePerKCalls": "10",
+    "lcThresholdTokens": "200000",
+    "lcInputPricePerMTok": "6",
+    "lcOutputPricePerMTok": "22.5",
+    "lcCacheWritePricePerMTok": "7.5",
+    "lcCacheHitPricePerMTok": "0.6",
+}
+
+
+async def test_the_long_context_tier_web_search_and_display_name_are_added_and_kept_on_save(
+    gateway: AppHarness,
+) -> None:
+    await make_admin(gateway)
+    async with signed_in(gateway, "root") as client:
+        added = await post_form(client, "/admin/pricing", "/admin/pricing", **NEW_MODEL, **LONG_CONTEXT_FORM)
+        assert added.status_code == 303, added.text
+        page = await client.get("/admin/pricing")
+        assert 'value="22.5"' in page.text and 'value="GPT New"' in page.text
+        row = {key: value for key, value in NEW_MODEL.items() if key != "modelId"} | LONG_CONTEXT_FORM
+        saved = await post_form(
+            client,
+            "/admin/pricing",
+            "/admin/pricing/save",
+            modelId="gpt-new",
+            **(row | {"outputPricePerMTok": "11"}),
+        )
+        assert saved.status_code == 303
+    async with gateway.state.sessions() as session:
+        stored = await load_model(session, "gpt-new")
+    assert stored is not None and stored.output_price_nanos == 11_000_000_000
+    assert (
+        stored.long_context_threshold_tokens == 200_000
+        and stored.long_context_output_price_nanos == 22_500_000_000
+    )
+    assert stored.web_search_price_nanos == 10_000_000_000 and stored.display_name == "GPT New"
+
+
+async def test_a_long_context_tier_without_its_threshold_is_refused_next_to_it(gateway: AppHarness) -> None:
+    await make_admin(gateway)
+    async with signed_in(gateway, "root") as client:
+        response = await post_form(
+            client,
+            "/admin/pricing",
+            "/admin/pricing",
+            **NEW_MODEL,
+            **(LONG_CONTEXT_FORM | {"lcThresholdTokens": ""}),
+        )
+    assert response.status_code == 400 and 'id="new-lcThresholdTokens-error"' in response.text
+    async with gateway.state.sessions() as session:
+        assert await load_model(session, "gpt-new") is None
+
+
+async def test_the_refused_anthropic_betas_are_saved_from_the_page(gateway: AppHarness) -> None:
+    await make_admin(gateway)
+    async with signed_in(gateway, "root") as client:
+        saved = await post_form(
+            client, "/admin/pricing", "/admin/pricing/betas", refused="files-api-*\nmcp-client-2025-04-04\n"
+        )
+        assert saved.status_code == 303
+        page = await client.get("/admin/pricing")
+        refused = await post_form(client, "/admin/pricing", "/admin/pricing/betas", refused="not a value!")
+    assert "files-api-*\nmcp-client-2025-04-04</textarea>" in page.text
+    assert refused.status_code == 400 and "not an anthropic-beta value" in refused.text

@@ -194,7 +194,7 @@ async def test_a_model_that_takes_no_media_by_url_refuses_it_naming_messages(any
     assert "by URL" in error["message"] and "messages" in error["message"] + str(error)
 
 
-# --- betas and server tools that nothing prices (issue 11, defect 7) ---------------------------------------
+# --- betas and server tools that the model row does not price (issues 11 and 24) -------------------------
 
 
 async def _anthropic_call(world: World, body: dict[str, Any], **headers: str) -> Any:
@@ -219,21 +219,6 @@ async def test_a_beta_with_its_own_price_tier_is_refused_naming_the_header(world
     error = response.json()["error"]
     assert "context-1m-2025-08-07" in error["message"] and "anthropic-beta" in error["message"]
     assert world.mock.request_count == before  # nothing went upstream, nothing was held
-
-
-async def test_the_operator_can_allow_more_betas(
-    tmp_path: Any, clock: Any, embedded_database_url: str
-) -> None:
-    from conftest import make_settings
-    from proxy_world import build_world, serve
-
-    from trollllm.mockupstream import MockUpstream
-
-    settings = make_settings(tmp_path, embedded_database_url, anthropic_betas="context-1m-2025-08-07")
-    async with MockUpstream() as mock, serve(settings, clock) as served:
-        world = await build_world(served[0], served[1], mock)
-        response = await _anthropic_call(world, {}, **{"anthropic-beta": "context-1m-2025-08-07"})
-    assert response.status_code == 200, response.text
 
 
 async def test_a_server_tool_billed_per_use_is_refused_naming_tools(world: World) -> None:

@@ -18,6 +18,8 @@ from trollllm import __version__, serving
 from trollllm.accounts.routes import router as accounts_router
 from trollllm.accounts.settings_routes import router as settings_router
 from trollllm.admin.router import build_admin_router
+from trollllm.betas.policy import TOPIC as BETAS_TOPIC
+from trollllm.betas.policy import BetaPolicy
 from trollllm.billing.counters import BillingCounters
 from trollllm.billing.inflight import InFlight
 from trollllm.billing.outbox import SettlementOutbox
@@ -115,6 +117,8 @@ def create_app(
             invalidation = Invalidator(redis, settings.redis_key_prefix)
             invalidation.on("models", lambda _detail: catalog.invalidate())
             invalidation.on("upstream", lambda _detail: upstream.invalidate())
+            betas = BetaPolicy(sessions, clock, telemetry)
+            invalidation.on(BETAS_TOPIC, lambda _detail: betas.invalidate())
             await invalidation.start()
             limiter = build_limiter(redis, settings.redis_key_prefix, clock)
             live = LiveInstances(redis, settings.redis_key_prefix, minimum=settings.instances)
@@ -138,6 +142,7 @@ def create_app(
                 upstream=upstream,
                 invalidation=invalidation,
                 affinity=KeyAffinity(clock, redis, prefix=settings.redis_key_prefix + "affinity:"),
+                betas=betas,
             )
             # The outbox is replayed, holds left by a crashed process and logs past retention cleared, in the
             # background.

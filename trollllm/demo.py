@@ -1,9 +1,10 @@
 """Demo mode (`trollllm serve --demo`): the whole flow with no internet and no provider account.
 
 A mock provider (the one the tests use) runs in process on loopback; an admin, a user on the dev plan with
-credits and a key, two priced models (one per wire format) and factory keys pointing at the mock are seeded
-(idempotently: a second start reuses them and re-points the keys at the mock's new port); ready-to-paste
-`curl` and Python SDK snippets are printed.
+credits and a key, current Claude and OpenAI models at their public list prices (long-context tiers, web
+search, output limits Claude Code needs) and factory keys pointing at the mock are seeded (idempotently: a
+second start reuses them and re-points the keys at the mock's new port); ready-to-paste `curl`, Python SDK,
+Claude Code and Codex snippets are printed.
 """
 
 from __future__ import annotations
@@ -34,10 +35,44 @@ from trollllm.upstream.tables import FactoryKey
 
 DEMO_ADMIN = "admin"
 DEMO_USER = "demo"
-DEMO_MODELS = (
-    ("gpt-4o-mini", "openai", "0.15", "0.60"),
-    ("claude-3-5-haiku", "anthropic", "0.80", "4.00"),
-)
+_SONNET_LONG_CONTEXT = {"thresholdTokens": 200_000, "inputPricePerMTok": "6", "outputPricePerMTok": "22.5",
+                        "cacheWritePricePerMTok": "7.5", "cacheHitPricePerMTok": "0.6"}  # fmt: skip
+_HAIKU_LONG_CONTEXT = {"thresholdTokens": 100_000, "inputPricePerMTok": "0.5", "outputPricePerMTok": "2.5",
+                       "cacheWritePricePerMTok": "0.625", "cacheHitPricePerMTok": "0.05"}  # fmt: skip
+DEMO_MODELS: tuple[dict[str, object], ...] = (
+    # Anthropic list prices per MTok: input, output, 5-minute cache write, cache hit; web search $10 / 1,000.
+    # Claude Code's defaults first (Opus 5.5, and Haiku 5.5 for its quick calls).
+    {"modelId": "claude-opus-5-5", "provider": "anthropic", "displayName": "Claude Opus 5.5",
+     "inputPricePerMTok": "4", "outputPricePerMTok": "20", "cacheWritePricePerMTok": "5",
+     "cacheHitPricePerMTok": "0.2", "maxOutputTokens": 128_000, "webSearchPricePerKCalls": "10"},
+    {"modelId": "claude-sonnet-5-5", "provider": "anthropic", "displayName": "Claude Sonnet 5.5",
+     "inputPricePerMTok": "2", "outputPricePerMTok": "10", "cacheWritePricePerMTok": "2.5",
+     "cacheHitPricePerMTok": "0.1", "maxOutputTokens": 128_000, "webSearchPricePerKCalls": "10"},
+    {"modelId": "claude-haiku-5-5", "provider": "anthropic", "displayName": "Claude Haiku 5.5",
+     "inputPricePerMTok": "0.1", "outputPricePerMTok": "0.5", "cacheWritePricePerMTok": "0.125",
+     "cacheHitPricePerMTok": "0.01", "maxOutputTokens": 128_000, "longContext": _HAIKU_LONG_CONTEXT,
+     "webSearchPricePerKCalls": "10"},
+    {"modelId": "claude-sonnet-4-5", "provider": "anthropic", "displayName": "Claude Sonnet 4.5",
+     "inputPricePerMTok": "3", "outputPricePerMTok": "15", "cacheWritePricePerMTok": "3.75",
+     "cacheHitPricePerMTok": "0.3", "maxOutputTokens": 64_000, "longContext": _SONNET_LONG_CONTEXT,
+     "webSearchPricePerKCalls": "10"},
+    {"modelId": "claude-opus-4-1", "provider": "anthropic", "displayName": "Claude Opus 4.1",
+     "inputPricePerMTok": "15", "outputPricePerMTok": "75", "cacheWritePricePerMTok": "18.75",
+     "cacheHitPricePerMTok": "1.5", "maxOutputTokens": 32_000, "webSearchPricePerKCalls": "10"},
+    {"modelId": "claude-haiku-4-5", "provider": "anthropic", "displayName": "Claude Haiku 4.5",
+     "inputPricePerMTok": "1", "outputPricePerMTok": "5", "cacheWritePricePerMTok": "1.25",
+     "cacheHitPricePerMTok": "0.1", "maxOutputTokens": 64_000, "webSearchPricePerKCalls": "10"},
+    # OpenAI list prices per MTok: input, output, cached input; web search per 1,000 calls.
+    {"modelId": "gpt-5", "provider": "openai", "inputPricePerMTok": "1.25", "outputPricePerMTok": "10",
+     "cacheHitPricePerMTok": "0.125", "maxOutputTokens": 128_000, "webSearchPricePerKCalls": "10"},
+    {"modelId": "gpt-5-mini", "provider": "openai", "inputPricePerMTok": "0.25", "outputPricePerMTok": "2",
+     "cacheHitPricePerMTok": "0.025", "maxOutputTokens": 128_000, "webSearchPricePerKCalls": "10"},
+    {"modelId": "gpt-4.1", "provider": "openai", "inputPricePerMTok": "2", "outputPricePerMTok": "8",
+     "cacheHitPricePerMTok": "0.5", "maxOutputTokens": 32_768, "webSearchPricePerKCalls": "25"},
+    {"modelId": "gpt-4o-mini", "provider": "openai", "inputPricePerMTok": "0.15", "outputPricePerMTok": "0.6",
+     "cacheHitPricePerMTok": "0.075", "maxOutputTokens": 16_384, "webSearchPricePerKCalls": "25"},
+)  # fmt: skip
+"""The demo's model rows (admin API bodies; `upstreamModel` is the id)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,18 +118,9 @@ async def seed_demo(state: AppState, mock_url: str) -> DemoAccounts:
         user.password_hash = password_hash
         if user.plan != "dev":
             await change_plan(session, state, user, dev, DEMO_ADMIN)
-        for model_id, provider, input_price, output_price in DEMO_MODELS:
-            if await session.get(LlmModel, model_id) is None:
-                body = NewModel.model_validate(
-                    {
-                        "modelId": model_id,
-                        "provider": provider,
-                        "upstreamModel": model_id,
-                        "inputPricePerMTok": input_price,
-                        "outputPricePerMTok": output_price,
-                        "maxOutputTokens": 4096,
-                    }
-                )
+        for fields in DEMO_MODELS:
+            if await session.get(LlmModel, fields["modelId"]) is None:
+                body = NewModel.model_validate({**fields, "upstreamModel": fields["modelId"]})
                 await create_model(session, state, DEMO_ADMIN, body)
         for provider in ("openai", "anthropic"):
             name = f"demo-mock-{provider}"
@@ -138,8 +164,20 @@ Python (pip install openai):
       model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hello!"}}])
   print(reply.parse().choices[0].message.content, "cost $" + reply.headers["x-trollllm-cost-usd"])
 
-Anthropic format: POST {base}/v1/messages with model "claude-3-5-haiku".
-History: POST {base}/api/auth/login as {DEMO_USER}, then GET {base}/api/user/request-history with the token.
+Claude Code (npm install -g @anthropic-ai/claude-code), in the shell that runs `claude`:
+  export ANTHROPIC_BASE_URL={base}
+  export ANTHROPIC_API_KEY={key}
+
+Codex CLI (npm install -g @openai/codex), in ~/.codex/config.toml:
+  [model_providers.trollllm]
+  name = "TrollLLM"
+  base_url = "{base}/v1"
+  env_key = "TROLLLLM_API_KEY"
+  wire_api = "responses"
+then: TROLLLLM_API_KEY={key} codex -c model_provider=trollllm -m gpt-5
+
+Models: {", ".join(str(fields["modelId"]) for fields in DEMO_MODELS)}.
+Dashboard: {base}/login as {DEMO_USER} / {accounts.user_password} (admin pages: {DEMO_ADMIN})
 API docs: {base}/docs
 ===============================================
 """

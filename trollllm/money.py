@@ -124,7 +124,8 @@ class TokenUsage:
     cache_write_tokens: int = 0
     cache_hit_tokens: int = 0
     web_search_calls: int = 0
-    """Web searches the upstream ran (Responses `web_search_call` items): priced per use, not per token."""
+    """Server-side web searches the upstream reported (Anthropic `server_tool_use.web_search_requests`,
+    Responses `web_search_call` items): billed per 1,000, not per token."""
 
     @property
     def total(self) -> int:
@@ -133,23 +134,58 @@ class TokenUsage:
 
 
 @dataclass(frozen=True, slots=True)
-class Prices:
-    """A model's prices, in nano-dollars per million tokens."""
+class TokenPrices:
+    """The four token prices of one tier, in nano-dollars per million tokens."""
 
     input_per_mtok: int
     output_per_mtok: int
     cache_write_per_mtok: int = 0
     cache_hit_per_mtok: int = 0
 
+    @property
+    def worst_input(self) -> int:
+        """The highest price any input token can be billed at (bounds a hold)."""
+        return max(self.input_per_mtok, self.cache_write_per_mtok, self.cache_hit_per_mtok)
+
+
+@dataclass(frozen=True, slots=True)
+class LongContextTier:
+    """A request whose input (input + cache write + cache hit) passes `threshold_tokens` is billed entirely
+    at `prices`."""
+
+    threshold_tokens: int
+    prices: TokenPrices
+
+
+@dataclass(frozen=True, slots=True)
+class Prices(TokenPrices):
+    """A model's prices: its token prices (nano-dollars per million tokens), its long-context tier, and
+    web search in nano-dollars per 1,000 searches (None: web search is not sold for this model)."""
+
+    long_context: LongContextTier | None = None
+    web_search_per_kcalls: int | None = None
+
+    def tier_for(self, input_tokens: int) -> TokenPrices:
+        """The token prices a request with this many input tokens (cache tokens included) is billed at."""
+        tier = self.long_context
+        if tier is not None and input_tokens > tier.threshold_tokens:
+            return tier.prices
+        return self
+
 
 def cost_of(usage: TokenUsage, prices: Prices) -> Money:
-    """Cost of a request: Σ tokens × price per MTok / 10⁶, rounded up once to the nano-dollar."""
+    """Cost of a request: Σ tokens × price per MTok / 10⁶ (at the long-context tier's prices when its input
+    passes the threshold) + searches × price per 1,000, rounded up once to the nano-dollar."""
+    tier = prices.tier_for(usage.input_tokens + usage.cache_write_tokens + usage.cache_hit_tokens)
     numerator = (
-        usage.input_tokens * prices.input_per_mtok
-        + usage.output_tokens * prices.output_per_mtok
-        + usage.cache_write_tokens * prices.cache_write_per_mtok
-        + usage.cache_hit_tokens * prices.cache_hit_per_mtok
+        usage.input_tokens * tier.input_per_mtok
+        + usage.output_tokens * tier.output_per_mtok
+        + usage.cache_write_tokens * tier.cache_write_per_mtok
+        + usage.cache_hit_tokens * tier.cache_hit_per_mtok
     )
+    if usage.web_search_calls:
+        # nanos per 1,000 calls, in the numerator's unit (nanos × 10⁶): × 10⁶ / 10³.
+        numerator += usage.web_search_calls * (prices.web_search_per_kcalls or 0) * 1000
     return Money(-(-numerator // TOKENS_PER_PRICE_UNIT))
 
 
@@ -182,12 +218,16 @@ def usage_from_responses(usage: dict[str, object], web_search_calls: int = 0) ->
 
 
 def usage_from_anthropic(usage: dict[str, object]) -> TokenUsage:
-    """Billed usage from an Anthropic `usage` object, whose three input counts are already disjoint."""
+    """Billed usage from an Anthropic `usage` object, whose three input counts are already disjoint
+    (thinking tokens are in `output_tokens`); web searches from `server_tool_use.web_search_requests`."""
+    server_tools = usage.get("server_tool_use")
+    searches = server_tools.get("web_search_requests") if isinstance(server_tools, dict) else 0
     return TokenUsage(
         input_tokens=_as_count(usage.get("input_tokens")),
         output_tokens=_as_count(usage.get("output_tokens")),
         cache_write_tokens=_as_count(usage.get("cache_creation_input_tokens")),
         cache_hit_tokens=_as_count(usage.get("cache_read_input_tokens")),
+        web_search_calls=_as_count(searches),
     )
 
 

@@ -28,22 +28,6 @@ SETTLE_MARGIN_S = 60.0
 """Time left between a request's total deadline and the expiry of its hold, to settle it."""
 
 
-# Betas that change neither prices nor what a request may bill beyond its hold. Left out on purpose:
-# context-1m (a dearer price tier), extended-cache-ttl (dearer cache writes), code-execution (container
-# fees), files-api (inputs not in the request), mcp-client and web-fetch (inputs fetched upstream).
-DEFAULT_ANTHROPIC_BETAS = ",".join(
-    (
-        "prompt-caching-2024-07-31",
-        "token-efficient-tools-2025-02-19",
-        "interleaved-thinking-2025-05-14",
-        "fine-grained-tool-streaming-2025-05-14",
-        "output-128k-2025-02-19",
-        "computer-use-2024-10-22",
-        "computer-use-2025-01-24",
-    )
-)
-
-
 class Settings(BaseSettings):
     """Gateway configuration; see `.env.example` for every variable with its meaning."""
 
@@ -86,10 +70,6 @@ class Settings(BaseSettings):
         default=60.0,
         gt=0,
         description="on SIGTERM, how long in-flight requests may go on before they are cut and settled",
-    )
-    anthropic_betas: str = Field(
-        default=DEFAULT_ANTHROPIC_BETAS,
-        description="comma-separated anthropic-beta flags forwarded; others are refused (400)",
     )
     jwt_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     login_max_failures: int = Field(default=10, ge=1)
@@ -154,11 +134,6 @@ class Settings(BaseSettings):
                 f"{SETTLE_MARGIN_S:g} s before its hold expires ({HOLD_TTL.total_seconds():g} s)"
             )
         return self
-
-    @property
-    def allowed_anthropic_betas(self) -> frozenset[str]:
-        """The `anthropic-beta` flags forwarded upstream."""
-        return frozenset(flag.strip() for flag in self.anthropic_betas.split(",") if flag.strip())
 
     @property
     def effective_database_url(self) -> str:

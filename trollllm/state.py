@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
+from trollllm.betas.policy import BetaPolicy
 from trollllm.billing.counters import BillingCounters
 from trollllm.billing.inflight import InFlight
 from trollllm.billing.outbox import SettlementOutbox
@@ -49,6 +50,7 @@ class AppState:
     upstream: UpstreamPool
     invalidation: Invalidator
     affinity: KeyAffinity  # the factory key of each conversation's last turn
+    betas: BetaPolicy  # the anthropic-beta values refused (cached) and those forwarded lately
 
 
 def get_state(connection: HTTPConnection) -> AppState:

@@ -2,6 +2,7 @@
 
 from trollllm.accounts.tables import ApiKey, User
 from trollllm.audit.tables import AuditEntry
+from trollllm.betas.tables import AnthropicBetaRefusal
 from trollllm.billing.tables import Hold, LedgerEntry, UsageWindowBucket
 from trollllm.byok.tables import ProviderKey
 from trollllm.db import Base
@@ -24,6 +25,7 @@ from trollllm.usage.rollup_tables import (
 from trollllm.usage.tables import RequestLog
 
 __all__ = [
+    "AnthropicBetaRefusal",
     "ApiKey",
     "AuditEntry",
     "Base",

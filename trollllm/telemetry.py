@@ -73,6 +73,12 @@ class Telemetry:
         self.spend_nanos = Counter(
             "trollllm_spend_nanos", "Charged by settled requests, in nano-USD", registry=registry
         )
+        self.anthropic_betas = Counter(
+            "trollllm_anthropic_betas",
+            "anthropic-beta values forwarded upstream, per value (values past the first 256 seen: `other`)",
+            ("beta",),
+            registry=registry,
+        )
         self._legacy = {
             name: Counter(f"trollllm_{name}", name.replace("_", " "), registry=registry)
             for name in LEGACY_COUNTERS
@@ -115,6 +121,10 @@ class Telemetry:
         """A settlement charged `nanos`."""
         if nanos:
             self.spend_nanos.inc(nanos)
+
+    def count_anthropic_beta(self, value: str) -> None:
+        """One request forwarded with this `anthropic-beta` value (the caller bounds the label values)."""
+        self.anthropic_betas.labels(value).inc()
 
     # -- the counters kept under their old names -----------------------------------------------------
 

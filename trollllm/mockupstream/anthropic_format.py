@@ -22,6 +22,9 @@ ANTHROPIC_ERROR_TYPES: dict[int, str] = {
 }
 
 
+_SIGNATURE = "bW9jay1zaWduYXR1cmU="  # a thinking block's signature: opaque to clients, sent back as is
+
+
 def _event(name: str, payload: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
@@ -68,12 +71,18 @@ class AnthropicWire:
         return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
 
     def _usage(self, reply: Reply, output_tokens: int) -> dict[str, Any]:
-        return {
+        usage: dict[str, Any] = {
             "input_tokens": reply.input_tokens,
             "cache_creation_input_tokens": reply.cache_write_tokens,
             "cache_read_input_tokens": reply.cache_read_tokens,
             "output_tokens": output_tokens,
         }
+        if reply.web_searches:
+            usage["server_tool_use"] = {"web_search_requests": reply.web_searches}
+        return usage
+
+    def _thinking_block(self, reply: Reply) -> dict[str, Any]:
+        return {"type": "thinking", "thinking": "".join(reply.thinking_pieces), "signature": _SIGNATURE}
 
     def _stop_reason(self, reply: Reply) -> str:
         if reply.truncated:
@@ -113,6 +122,8 @@ class AnthropicWire:
     def completion(self, reply: Reply, body: Mapping[str, Any] | None = None) -> bytes:
         """Return a ``message`` object; ``usage`` is left out when ``no_usage`` is set."""
         content = [{"type": "text", "text": reply.text}, *self._tool_uses(reply)]
+        if reply.thinking_tokens:
+            content.insert(0, self._thinking_block(reply))
         return orjson.dumps(self._message(reply, content, final=True))
 
     def malformed_completion(self, reply: Reply, body: Mapping[str, Any] | None = None) -> bytes:
@@ -133,22 +144,59 @@ class AnthropicWire:
             _event(
                 "message_start", {"type": "message_start", "message": self._message(reply, [], final=False)}
             ),
+        ]
+        text_index = 0
+        if reply.thinking_tokens:  # a thinking block first, as Anthropic streams it: deltas, its signature
+            text_index = 1
+            block = {"type": "thinking", "thinking": "", "signature": ""}
+            frames.append(
+                _event(
+                    "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
+                )
+            )
+            frames.extend(
+                _event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "thinking_delta", "thinking": piece},
+                    },
+                )
+                for piece in reply.thinking_pieces
+            )
+            signature = {"type": "signature_delta", "signature": _SIGNATURE}
+            frames.append(
+                _event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": signature})
+            )
+            frames.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        frames.append(
             _event(
                 "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            ),
-            _event("ping", {"type": "ping"}),
-        ]
+                {
+                    "type": "content_block_start",
+                    "index": text_index,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
+        )
+        frames.append(_event("ping", {"type": "ping"}))
+        malformed_at = len(frames)
         frames.extend(
             _event(
                 "content_block_delta",
-                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+                {
+                    "type": "content_block_delta",
+                    "index": text_index,
+                    "delta": {"type": "text_delta", "text": piece},
+                },
             )
             for piece in reply.pieces
         )
         if malformed:
             frames.insert(
-                3, b'event: content_block_delta\ndata: {"type": "content_block_delta", "delta": {\n\n'
+                malformed_at,
+                b'event: content_block_delta\ndata: {"type": "content_block_delta", "delta": {\n\n',
             )
         message_delta: dict[str, Any] = {
             "type": "message_delta",
@@ -156,9 +204,12 @@ class AnthropicWire:
         }
         if not reply.no_usage:
             message_delta["usage"] = {"output_tokens": reply.billed_output_tokens}
-        frames.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
-        for index, block in enumerate(self._tool_uses(reply), start=1):  # each call: start, pieces, stop
-            call = reply.tool_calls[index - 1]
+            if reply.web_searches:
+                message_delta["usage"]["server_tool_use"] = {"web_search_requests": reply.web_searches}
+        frames.append(_event("content_block_stop", {"type": "content_block_stop", "index": text_index}))
+        for number, block in enumerate(self._tool_uses(reply)):  # each call: start, pieces, stop
+            index = text_index + 1 + number
+            call = reply.tool_calls[number]
             frames.append(
                 _event(
                     "content_block_start",

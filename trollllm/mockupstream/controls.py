@@ -16,6 +16,8 @@ MESSAGE_OVERHEAD_TOKENS = 4
 """Tokens counted for each message (and for a non-empty system prompt) on top of its words."""
 
 DEFAULT_REPLY_TOKENS = 16
+DEFAULT_THINKING_TOKENS = 8
+"""Thinking tokens of a reply to a request with `thinking` enabled (billed as output, like Anthropic)."""
 TOOL_CALL_TOKENS = 2
 """Output tokens of one mock tool call (its arguments, sent in two stream pieces)."""
 """Reply length, in tokens, when neither ``max_tokens`` nor ``reply_tokens`` asks for less."""
@@ -40,7 +42,10 @@ REPLY_VOCABULARY: tuple[str, ...] = (
 )
 """The reply's words, one token each, repeated cyclically for longer replies."""
 
-_DIRECTIVE = re.compile(r"\[mock\b([^\]]*)\]")
+_DIRECTIVE = re.compile(r"\[mock\s([^\]]*)\]")
+# `[mock-tool Read file_path="/tmp/x"]`: call the request's tool of that name with these string arguments.
+_TOOL_DIRECTIVE = re.compile(r"\[mock-tool\s+([A-Za-z0-9_-]+)((?:\s+[A-Za-z_]+=\"[^\"\]]*\")*)\s*\]")
+_TOOL_ARGUMENT = re.compile(r"([A-Za-z_]+)=\"([^\"\]]*)\"")
 _SETTING = re.compile(r"([a-z_]+)=([^\s\]]*)")
 _HEADER_PREFIX = "x-mock-"
 
@@ -78,8 +83,11 @@ class Controls:
     """After its text, the reply calls this many of the request's tools (in turn), in parallel."""
     reasoning: int = 0
     """Responses: the reply reasons this many tokens first (a reasoning item; billed as output)."""
-    web_search: int = 0
-    """Responses: the reply runs this many web searches first (needs a `web_search` tool)."""
+    thinking_tokens: int | None = None
+    """Anthropic, with `thinking` enabled: the thinking block's tokens (default `DEFAULT_THINKING_TOKENS`)."""
+    web_searches: int = 0
+    """The searches the upstream reports running (Anthropic `server_tool_use.web_search_requests`, Responses
+    `web_search_call` items)."""
 
 
 _CONTROL_NAMES = frozenset(f.name for f in fields(Controls))
@@ -92,11 +100,16 @@ class MockToolCall:
 
     index: int
     name: str
+    named_input: tuple[tuple[str, str], ...] | None = None
+    """The arguments a ``[mock-tool …]`` directive gave, or None for the default ones."""
 
     @property
     def arguments(self) -> str:
-        """The call's arguments, compact JSON: ``{"index":0,"tool":"name"}``."""
-        return json.dumps({"index": self.index, "tool": self.name}, separators=(",", ":"))
+        """The call's arguments, compact JSON: ``{"index":0,"tool":"name"}`` (or the directive's)."""
+        value: dict[str, Any] = (
+            {"index": self.index, "tool": self.name} if self.named_input is None else dict(self.named_input)
+        )
+        return json.dumps(value, separators=(",", ":"))
 
     @property
     def argument_pieces(self) -> list[str]:
@@ -120,13 +133,24 @@ class Reply:
     no_usage: bool
     tool_calls: tuple[MockToolCall, ...] = ()
     reasoning_tokens: int = 0
+    thinking_tokens: int = 0
     web_searches: int = 0
 
     @property
     def billed_output_tokens(self) -> int:
-        """The output tokens in the reply's usage: its text, :data:`TOOL_CALL_TOKENS` per tool call, and
-        its reasoning tokens."""
-        return self.output_tokens + TOOL_CALL_TOKENS * len(self.tool_calls) + self.reasoning_tokens
+        """The output tokens in the reply's usage: its thinking, its text, :data:`TOOL_CALL_TOKENS` per tool
+        call, and its reasoning tokens."""
+        return (
+            self.thinking_tokens
+            + self.output_tokens
+            + TOOL_CALL_TOKENS * len(self.tool_calls)
+            + self.reasoning_tokens
+        )
+
+    @property
+    def thinking_pieces(self) -> list[str]:
+        """The thinking block split into its tokens, as sent one per stream chunk."""
+        return reply_pieces(self.thinking_tokens)
 
     @property
     def pieces(self) -> list[str]:
@@ -265,7 +289,8 @@ def parse_controls(body: Mapping[str, Any], headers: Iterable[tuple[str, str]]) 
         junk_stream=bool(settings.get("junk_stream", 0)),
         tool_calls=settings.get("tool_calls", 0),
         reasoning=settings.get("reasoning", 0),
-        web_search=settings.get("web_search", 0),
+        thinking_tokens=settings.get("thinking_tokens"),
+        web_searches=settings.get("web_searches", 0),
     )
 
 
@@ -290,8 +315,16 @@ def plan_reply(
     if controls.tool_calls and not tools:
         raise MockRequestError("mock control 'tool_calls' needs a request with tools")
     calls = tuple(MockToolCall(i, tools[i % len(tools)]) for i in range(controls.tool_calls))
-    if controls.web_search and not _has_web_search(body):
-        raise MockRequestError("mock control 'web_search' needs a request with a web_search tool")
+    named = _named_call(body, tools)
+    if named is not None:
+        calls = (named,)
+    thinking = body.get("thinking")
+    thinks = isinstance(thinking, Mapping) and thinking.get("type") in ("enabled", "adaptive")
+    thinking_tokens = 0
+    if thinks:
+        thinking_tokens = (
+            DEFAULT_THINKING_TOKENS if controls.thinking_tokens is None else controls.thinking_tokens
+        )
     return Reply(
         response_id=response_id,
         created=created,
@@ -304,15 +337,21 @@ def plan_reply(
         no_usage=controls.no_usage,
         tool_calls=calls,
         reasoning_tokens=controls.reasoning,
-        web_searches=controls.web_search,
+        thinking_tokens=thinking_tokens,
+        web_searches=controls.web_searches,
     )
 
 
-def _has_web_search(body: Mapping[str, Any]) -> bool:
-    tools = body.get("tools")
-    return isinstance(tools, list) and any(
-        isinstance(tool, Mapping) and str(tool.get("type", "")).startswith("web_search") for tool in tools
-    )
+def _named_call(body: Mapping[str, Any], tools: list[str]) -> MockToolCall | None:
+    """The call a ``[mock-tool NAME key="value" …]`` directive of the last user text asks for, when the
+    request offers that tool (other requests, e.g. a title summary without tools, get plain text)."""
+    text = _last_user_text(body)
+    if "[mock-tool" not in text:
+        return None
+    match = _TOOL_DIRECTIVE.search(text)
+    if match is None or match.group(1) not in tools:
+        return None
+    return MockToolCall(0, match.group(1), tuple(_TOOL_ARGUMENT.findall(match.group(2))))
 
 
 def _tool_names(body: Mapping[str, Any]) -> list[str]:

@@ -1,7 +1,8 @@
 """A real loopback HTTP server that answers like OpenAI and Anthropic, with faults on demand.
 
-Routes: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` (Anthropic),
-``GET /v1/models`` (OpenAI list shape); the same without the ``/v1`` prefix.
+Routes: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` and
+``POST /v1/messages/count_tokens`` (Anthropic), ``GET /v1/models`` (OpenAI list shape); the same
+without the ``/v1`` prefix.
 Per-request behaviour is chosen in the request itself (see :mod:`.controls`); the
 server object adds a fault queue, per-key statuses and a record of what it received.
 """
@@ -25,7 +26,14 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from trollllm.mockupstream.anthropic_format import AnthropicWire
-from trollllm.mockupstream.controls import Controls, MockRequestError, Reply, parse_controls, plan_reply
+from trollllm.mockupstream.controls import (
+    Controls,
+    MockRequestError,
+    Reply,
+    count_input_tokens,
+    parse_controls,
+    plan_reply,
+)
 from trollllm.mockupstream.embeddings import embeddings_reply
 from trollllm.mockupstream.openai_format import OpenAIWire
 from trollllm.mockupstream.prompt_cache import PromptCache
@@ -123,6 +131,7 @@ class MockUpstream:
             app.router.add_post(f"{prefix}/messages", self._messages)
             app.router.add_post(f"{prefix}/responses", self._responses_api)
             app.router.add_post(f"{prefix}/embeddings", self._embeddings)
+            app.router.add_post(f"{prefix}/messages/count_tokens", self._count_tokens)
             app.router.add_get(f"{prefix}/models", self._list_models)
         runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT_S
@@ -228,12 +237,7 @@ class MockUpstream:
         return await self._serve(request, self._responses)
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body: Any = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = None
-        self._record(request, raw, body)
+        body = await self._read_json(request)
         refusal = self._check_key(self._openai, self._openai.api_key(request.headers))
         if refusal is not None:
             return refusal
@@ -245,6 +249,29 @@ class MockUpstream:
         except MockRequestError as exc:
             return self._error(self._openai, 400, str(exc))
         return web.Response(body=payload, content_type="application/json")
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's token counting: ``{"input_tokens": count_input_tokens(body)}``, deterministic."""
+        body = await self._read_json(request)
+        refusal = self._check_key(self._anthropic, self._anthropic.api_key(request.headers))
+        if refusal is not None:
+            return refusal
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return self._error(self._anthropic, 400, "model: Field required")
+        if not isinstance(body.get("messages"), list):
+            return self._error(self._anthropic, 400, "messages: Field required")
+        payload = {"input_tokens": count_input_tokens(body)}
+        return web.Response(body=orjson.dumps(payload), content_type="application/json")
+
+    async def _read_json(self, request: web.Request) -> Any:
+        """The request's JSON body (None when it is not JSON), recorded."""
+        raw = await request.read()
+        try:
+            body: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        self._record(request, raw, body)
+        return body
 
     async def _list_models(self, request: web.Request) -> web.StreamResponse:
         self._record(request, b"", None)

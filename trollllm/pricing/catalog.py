@@ -10,12 +10,13 @@ an admin change to a provider invalidates the catalog too.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.clock import Clock
-from trollllm.money import Prices
+from trollllm.money import LongContextTier, Prices, TokenPrices
 from trollllm.pricing.tables import LlmModel
 from trollllm.providers.tables import Provider
 from trollllm.wire import WireFormat
@@ -37,12 +38,47 @@ class CatalogModel:
     url_media_tokens: int = 0  # input tokens held per media item sent by URL; 0 refuses them
     responses_api: bool = False  # the provider serves `/v1/responses`: Responses requests go as they are
     kind: str = "chat"  # `chat` or `embedding` (served by `/v1/embeddings` only)
+    display_name: str = ""  # Anthropic's model list; the row's, else derived from the id
+    created_at: datetime | None = None
 
-    @property
-    def worst_input_price(self) -> int:
-        """The highest per-MTok price any input token can be billed at (bounds the hold)."""
-        prices = self.prices
-        return max(prices.input_per_mtok, prices.cache_write_per_mtok, prices.cache_hit_per_mtok)
+    def hold_prices(self, input_bound_tokens: int) -> TokenPrices:
+        """The token prices a hold bounds a request by: the long-context tier's when its input bound can
+        pass the threshold (the input may be cache tokens: each is held at the dearest input price)."""
+        return self.prices.tier_for(input_bound_tokens)
+
+
+def derived_display_name(model_id: str) -> str:
+    """A readable name from a model id: `claude-sonnet-4-5` → `Claude Sonnet 4.5`, `gpt-5-mini` →
+    `GPT 5 Mini`; a trailing date (`-20250929`) is dropped."""
+    words: list[str] = []
+    for word in model_id.replace("_", "-").split("-"):
+        if not word or (len(word) == 8 and word.isdigit()):
+            continue
+        if word.isdigit() and words and words[-1][-1].isdigit():
+            words[-1] += "." + word  # version parts: 4-5 → 4.5
+        elif word.lower() == "gpt":
+            words.append("GPT")
+        else:
+            words.append(word[0].upper() + word[1:])
+    return " ".join(words) or model_id
+
+
+def _long_context(row: LlmModel) -> LongContextTier | None:
+    if (
+        row.long_context_threshold_tokens is None
+        or row.long_context_input_price_nanos is None
+        or row.long_context_output_price_nanos is None
+    ):
+        return None
+    return LongContextTier(
+        threshold_tokens=row.long_context_threshold_tokens,
+        prices=TokenPrices(
+            input_per_mtok=row.long_context_input_price_nanos,
+            output_per_mtok=row.long_context_output_price_nanos,
+            cache_write_per_mtok=row.long_context_cache_write_price_nanos or 0,
+            cache_hit_per_mtok=row.long_context_cache_hit_price_nanos or 0,
+        ),
+    )
 
 
 class ModelCatalog:
@@ -90,12 +126,16 @@ class ModelCatalog:
                     output_per_mtok=row.output_price_nanos,
                     cache_write_per_mtok=row.cache_write_price_nanos,
                     cache_hit_per_mtok=row.cache_hit_price_nanos,
+                    long_context=_long_context(row),
+                    web_search_per_kcalls=row.web_search_price_nanos,
                 ),
                 max_output_tokens=row.max_output_tokens,
                 enabled=row.enabled,
                 url_media_tokens=row.url_media_tokens,
                 responses_api=bool(responses_api),
                 kind=row.kind,
+                display_name=row.display_name or derived_display_name(row.model_id),
+                created_at=row.created_at,
             )
             for row, wire_format, responses_api in rows
         }

@@ -51,6 +51,27 @@ UpstreamModelName = Annotated[
 ]
 
 
+class LongContextFields(BaseModel):
+    """The long-context tier: a request whose input (input + cache write + cache hit tokens) passes
+    `thresholdTokens` is billed entirely at these four prices (USD per million tokens)."""
+
+    thresholdTokens: StrictInt = Field(gt=0, le=100_000_000)
+    inputPricePerMTok: PriceInput
+    outputPricePerMTok: PriceInput
+    cacheWritePricePerMTok: PriceInput = 0
+    cacheHitPricePerMTok: PriceInput = 0
+
+
+class LongContextView(BaseModel):
+    """A model's long-context tier as the admin API shows it."""
+
+    thresholdTokens: int
+    inputPricePerMTok: float
+    outputPricePerMTok: float
+    cacheWritePricePerMTok: float
+    cacheHitPricePerMTok: float
+
+
 class ModelFields(BaseModel):
     """Every field of a model row but its id: the body of `PUT /api/admin/models/{modelId}`."""
 
@@ -72,6 +93,15 @@ class ModelFields(BaseModel):
         description="`chat` (chat completions, messages, responses) or `embedding` (`/v1/embeddings`)",
     )
     enabled: StrictBool = True
+    displayName: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)] | None = Field(
+        default=None, description="Shown by Anthropic's model list; null: derived from the id"
+    )
+    longContext: LongContextFields | None = Field(
+        default=None, description="The long-context price tier; null: none (the context-1m beta is refused)"
+    )
+    webSearchPricePerKCalls: PriceInput | None = Field(
+        default=None, description="USD per 1,000 web searches; null: web search is refused for this model"
+    )
 
 
 class NewModel(ModelFields):
@@ -94,6 +124,9 @@ class ModelView(BaseModel):
     urlMediaTokens: int
     kind: str
     enabled: bool
+    displayName: str | None
+    longContext: LongContextView | None
+    webSearchPricePerKCalls: float | None
     createdAt: datetime
     updatedAt: datetime
 
@@ -112,6 +145,23 @@ class ModelView(BaseModel):
             urlMediaTokens=row.url_media_tokens,
             kind=row.kind,
             enabled=row.enabled,
+            displayName=row.display_name,
+            longContext=_long_context_view(row),
+            webSearchPricePerKCalls=(
+                None if row.web_search_price_nanos is None else Money(row.web_search_price_nanos).to_json()
+            ),
             createdAt=row.created_at,
             updatedAt=row.updated_at,
         )
+
+
+def _long_context_view(row: LlmModel) -> LongContextView | None:
+    if row.long_context_threshold_tokens is None:
+        return None
+    return LongContextView(
+        thresholdTokens=row.long_context_threshold_tokens,
+        inputPricePerMTok=Money(row.long_context_input_price_nanos or 0).to_json(),
+        outputPricePerMTok=Money(row.long_context_output_price_nanos or 0).to_json(),
+        cacheWritePricePerMTok=Money(row.long_context_cache_write_price_nanos or 0).to_json(),
+        cacheHitPricePerMTok=Money(row.long_context_cache_hit_price_nanos or 0).to_json(),
+    )

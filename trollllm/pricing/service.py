@@ -46,13 +46,34 @@ def parse_price(value: Decimal | int | float | str, field: str) -> int:
         raise InvalidRequest(f"{field}: {exc}", field=field) from exc
 
 
-def _parsed_prices(body: ModelFields) -> dict[str, int]:
-    """All four prices parsed before anything is written, so a bad one changes nothing."""
+def _parsed_prices(body: ModelFields) -> dict[str, int | None]:
+    """Every price parsed before anything is written, so a bad one changes nothing."""
+    tier = body.longContext
+    search = body.webSearchPricePerKCalls
     return {
         "input_price_nanos": parse_price(body.inputPricePerMTok, "inputPricePerMTok"),
         "output_price_nanos": parse_price(body.outputPricePerMTok, "outputPricePerMTok"),
         "cache_write_price_nanos": parse_price(body.cacheWritePricePerMTok, "cacheWritePricePerMTok"),
         "cache_hit_price_nanos": parse_price(body.cacheHitPricePerMTok, "cacheHitPricePerMTok"),
+        "long_context_threshold_tokens": None if tier is None else tier.thresholdTokens,
+        "long_context_input_price_nanos": (
+            None if tier is None else parse_price(tier.inputPricePerMTok, "longContext.inputPricePerMTok")
+        ),
+        "long_context_output_price_nanos": (
+            None if tier is None else parse_price(tier.outputPricePerMTok, "longContext.outputPricePerMTok")
+        ),
+        "long_context_cache_write_price_nanos": (
+            None
+            if tier is None
+            else parse_price(tier.cacheWritePricePerMTok, "longContext.cacheWritePricePerMTok")
+        ),
+        "long_context_cache_hit_price_nanos": (
+            None
+            if tier is None
+            else parse_price(tier.cacheHitPricePerMTok, "longContext.cacheHitPricePerMTok")
+        ),
+        # USD per 1,000 searches, parsed like a price: nano-USD per 1,000 searches.
+        "web_search_price_nanos": None if search is None else parse_price(search, "webSearchPricePerKCalls"),
     }
 
 
@@ -80,6 +101,7 @@ async def create_model(session: AsyncSession, state: AppState, actor: str, body:
         url_media_tokens=body.urlMediaTokens,
         kind=body.kind,
         enabled=body.enabled,
+        display_name=body.displayName,
         created_at=now,
         updated_at=now,
         **prices,
@@ -111,10 +133,9 @@ async def replace_model(
     row.url_media_tokens = body.urlMediaTokens
     row.kind = body.kind
     row.enabled = body.enabled
-    row.input_price_nanos = prices["input_price_nanos"]
-    row.output_price_nanos = prices["output_price_nanos"]
-    row.cache_write_price_nanos = prices["cache_write_price_nanos"]
-    row.cache_hit_price_nanos = prices["cache_hit_price_nanos"]
+    row.display_name = body.displayName
+    for column, value in prices.items():
+        setattr(row, column, value)
     row.updated_at = state.clock.now()
     await session.flush()
     await record_audit(

@@ -27,6 +27,22 @@ class LlmModel(Base):
         ),
         CheckConstraint("max_output_tokens > 0", name="max_output_positive"),
         CheckConstraint("kind IN ('chat', 'embedding')", name="kind_known"),
+        CheckConstraint(
+            "(long_context_threshold_tokens IS NULL) = (long_context_input_price_nanos IS NULL) "
+            "AND (long_context_threshold_tokens IS NULL) = (long_context_output_price_nanos IS NULL) "
+            "AND (long_context_threshold_tokens IS NULL) = (long_context_cache_write_price_nanos IS NULL) "
+            "AND (long_context_threshold_tokens IS NULL) = (long_context_cache_hit_price_nanos IS NULL)",
+            name="long_context_whole",
+        ),
+        CheckConstraint(
+            "COALESCE(long_context_input_price_nanos, 0) >= 0 "
+            "AND COALESCE(long_context_output_price_nanos, 0) >= 0 "
+            "AND COALESCE(long_context_cache_write_price_nanos, 0) >= 0 "
+            "AND COALESCE(long_context_cache_hit_price_nanos, 0) >= 0 "
+            "AND COALESCE(web_search_price_nanos, 0) >= 0 "
+            "AND COALESCE(long_context_threshold_tokens, 1) > 0",
+            name="extra_prices_not_negative",
+        ),
     )
 
     model_id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -44,5 +60,16 @@ class LlmModel(Base):
     )
     kind: Mapped[str] = mapped_column(String(16), default="chat", server_default="chat")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Shown by Anthropic's model list (`display_name`); null: derived from the id.
+    display_name: Mapped[str | None] = mapped_column(String(128), default=None)
+    # The long-context tier (migration 0012): a request whose input passes the threshold is billed entirely
+    # at these prices. All five null: no tier (and the `context-1m-…` beta is refused for the model).
+    long_context_threshold_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
+    long_context_input_price_nanos: Mapped[int | None] = mapped_column(Nanos, default=None)
+    long_context_output_price_nanos: Mapped[int | None] = mapped_column(Nanos, default=None)
+    long_context_cache_write_price_nanos: Mapped[int | None] = mapped_column(Nanos, default=None)
+    long_context_cache_hit_price_nanos: Mapped[int | None] = mapped_column(Nanos, default=None)
+    # Nano-USD per 1,000 web searches; null: web search is refused for the model.
+    web_search_price_nanos: Mapped[int | None] = mapped_column(Nanos, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

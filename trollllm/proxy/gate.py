@@ -20,6 +20,7 @@ from trollllm.byok.routing import OwnKey, own_key_for
 from trollllm.crypto import FRIEND_KEY_PATTERN, FRIEND_KEY_PREFIX, USER_KEY_PATTERN
 from trollllm.errors import (
     FreeTierRestricted,
+    FriendKeyModelNotAllowed,
     GatewayError,
     InsufficientCredits,
     InvalidApiKey,
@@ -28,12 +29,13 @@ from trollllm.errors import (
     ModelNotInPlan,
     OwnerInactive,
 )
-from trollllm.friendkeys.caps import hold_refusal
+from trollllm.friendkeys.caps import allowed_model_ids, hold_refusal
 from trollllm.money import Money, ceil_div
 from trollllm.plans.enforcement import PlanStatus, enforce_plan_limits, monthly_limit_error
 from trollllm.plans.expiry import expire_plan_if_due
 from trollllm.plans.windows import parse_models, parse_windows, window_refusal
 from trollllm.pricing.catalog import CatalogModel
+from trollllm.pricing.features import refuse_unpriced
 from trollllm.proxy.requests import ProxyRequest
 from trollllm.ratelimit.fallback import RateLimitStatus
 from trollllm.state import AppState
@@ -262,6 +264,55 @@ async def admit(state: AppState, caller: Caller, request: ProxyRequest, request_
         raise
 
 
+@dataclass(frozen=True, slots=True)
+class CountAdmission:
+    """A token count allowed upstream: not held, not charged, not logged."""
+
+    model: CatalogModel
+    rate_limit: RateLimitStatus
+    own_key: OwnKey | None
+
+
+async def admit_count(
+    state: AppState, caller: Caller, model_id: str, betas: tuple[str, ...]
+) -> CountAdmission:
+    """`/v1/messages/count_tokens`: the checks of `admit` but the hold (plan access, RPM, monthly limit,
+    model, a Friend Key's enabled models, the anthropic-beta policy); 400 naming `model` for a model of the
+    OpenAI format (its provider counts no tokens this way)."""
+    model = await state.catalog.get(model_id)
+    own_key = None
+    if caller.has_provider_keys and model is not None and model.enabled:
+        own_key = await own_key_for(state, caller.user_id, model.provider)
+    if own_key is None and not caller.api_access:
+        raise FreeTierRestricted(_UPGRADE)
+    rate_limit = await enforce_plan_limits(
+        state,
+        caller.user_id,
+        caller.plan,
+        for_friend_key=caller.friend_key_id is not None,
+        own_key=own_key is not None,
+    )
+    try:
+        if model is None or not model.enabled:
+            raise ModelNotFound(f"The model `{model_id}` does not exist or is not available", field="model")
+        if model.wire is not WireFormat.ANTHROPIC:
+            raise InvalidRequest(
+                f"`{model_id}` is a model of the OpenAI format: /v1/messages/count_tokens counts tokens for "
+                "models of the Anthropic format only",
+                field="model",
+            )
+        if caller.friend_key_id is not None:
+            async with state.engine.connect() as connection:
+                if model.model_id not in await allowed_model_ids(connection, caller.friend_key_id):
+                    raise FriendKeyModelNotAllowed()
+        if own_key is None:
+            await state.betas.check(betas, model)
+    except GatewayError as error:
+        error.headers.update(rate_limit.headers)
+        raise
+    return CountAdmission(model, rate_limit, own_key)
+
+
 async def _admit(
     state: AppState,
     caller: Caller,
@@ -298,11 +349,14 @@ async def _admit(
             field=request.max_tokens_field,
         )
     max_tokens = requested or model.max_output_tokens
-    if own_key is not None:  # not charged: nothing to hold (hold id 0 is no row)
+    if own_key is not None:  # not charged: nothing to hold (hold id 0 is no row); their provider bills them
         unheld = HeldRequest(
             request_id=request_id, user_id=caller.user_id, amount=Money.ZERO, model_id=model.model_id
         )
         return Admission(caller, model, max_tokens, unheld, 0, rate_limit, own_key)
+    # What the provider bills beyond tokens must be priced by the model row (400 naming it otherwise).
+    refuse_unpriced(request.priced, model)
+    await state.betas.check(request.betas, model)
     input_tokens = request.input_bound_tokens
     if request.url_media_items:
         if not model.url_media_tokens:
@@ -311,9 +365,12 @@ async def _admit(
                 field="messages",
             )
         input_tokens += request.url_media_items * model.url_media_tokens
-    input_cost = input_tokens * model.worst_input_price
+    # At the long-context tier's prices when the input bound can pass its threshold.
+    prices = model.hold_prices(input_tokens)
+    input_cost = input_tokens * prices.worst_input
     output_bound = request.choices * max_tokens
-    required = Money(ceil_div(input_cost + output_bound * model.prices.output_per_mtok, 1_000_000))
+    searches = request.priced.web_searches_bound * (model.prices.web_search_per_kcalls or 0) * 1000
+    required = Money(ceil_div(input_cost + output_bound * prices.output_per_mtok + searches, 1_000_000))
     now = state.clock.now()
     windows = caller.plan.windows
     hold = HeldRequest(
@@ -364,7 +421,7 @@ async def _admit(
             )
     if hold_id is None:
         balance = await state.db.read(available_balance(caller.user_id))
-        raise _insufficient(balance, required, input_cost, model, request.choices)
+        raise _insufficient(balance, required, input_cost + searches, prices.output_per_mtok, request.choices)
     return Admission(caller, model, max_tokens, hold, hold_id, rate_limit)
 
 
@@ -378,13 +435,13 @@ _MONTHLY_TOKENS = "SELECT monthly_tokens_used, monthly_tokens_held FROM users WH
 
 
 def _insufficient(
-    balance: Money, required: Money, input_cost: int, model: CatalogModel, choices: int
+    balance: Money, required: Money, input_cost: int, output_per_mtok: int, choices: int
 ) -> InsufficientCredits:
     extra: dict[str, Any] = {
         "balanceUsd": max(balance, Money.ZERO).to_json(),
         "requiredUsd": required.to_json(),
     }
-    output_price = model.prices.output_per_mtok * choices
+    output_price = output_per_mtok * choices
     if output_price > 0:
         affordable = (balance.nanos * 1_000_000 - input_cost) // output_price
         if affordable >= 1:

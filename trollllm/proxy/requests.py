@@ -7,13 +7,14 @@ are checked, and each bad one is a 400 naming it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
 from trollllm.errors import InvalidRequest
 from trollllm.money import Money, TokenUsage
+from trollllm.pricing.features import PricedFeatures, read_priced_features
 from trollllm.proxy.hidden_input import hidden_input_tokens
 from trollllm.translate import translate_request
 from trollllm.wire import WireFormat
@@ -110,6 +111,8 @@ class ProxyRequest:
     """The kind of model the endpoint serves (`chat`, or `embedding` for `/v1/embeddings`)."""
     preferred_key: int | None = None
     """The factory key that served this conversation's previous turn: tried first while it is healthy."""
+    priced: PricedFeatures = field(default_factory=PricedFeatures)  # spent beyond tokens (web search)
+    betas: tuple[str, ...] = ()  # the `anthropic-beta` values (checked by the gate, forwarded as sent)
 
     def translate_to(self, upstream_wire: WireFormat) -> None:
         """Translate the request for a model of the other format (400 naming a field it cannot carry).
@@ -178,8 +181,7 @@ def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:
         if completion is not None and (max_tokens is None or completion >= max_tokens):
             field, max_tokens = "max_completion_tokens", completion
         choices = _choices(body.get("n"))
-    if "tools" in body or "web_search_options" in body:
-        _refuse_fee_bearing_tools(body, wire)
+    priced = read_priced_features(body, wire is WireFormat.OPENAI, raw)
     # Tool prompts and PDF pages need the letters `tools` or `pdf`: most requests skip the walk.
     hidden = hidden_input_tokens(body, wire) if b'"tools"' in raw or b"pdf" in raw else 0
     client_wants_usage = False
@@ -199,45 +201,10 @@ def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:
         client_wants_usage=client_wants_usage,
         hidden_input_tokens=hidden,
         choices=choices,
+        priced=priced,
         # A URL item needs the letters `url` or `file_id` in the body: most requests skip the walk.
         url_media_items=_url_media_items(messages, wire) if b"url" in raw or b"file_id" in raw else 0,
     )
-
-
-# Server tools the provider runs and bills per use, beyond tokens: the hold cannot bound them.
-_FEE_BEARING_TOOLS = ("web_search", "code_execution")
-
-
-def refuse_unpriced_betas(value: str, allowed: frozenset[str]) -> None:
-    """400 naming `anthropic-beta` when it asks for a flag this gateway does not forward."""
-    refused = [flag.strip() for flag in value.split(",") if flag.strip() and flag.strip() not in allowed]
-    if refused:
-        raise InvalidRequest(
-            f"anthropic-beta {', '.join(refused)} is not enabled on this gateway (it may change what a "
-            "request costs); the operator can allow it with TROLLLLM_ANTHROPIC_BETAS",
-            field="anthropic-beta",
-        )
-
-
-def _refuse_fee_bearing_tools(body: dict[str, Any], wire: WireFormat) -> None:
-    """400 for provider-run tools billed per use (web search, code execution): nothing prices them."""
-    if wire is WireFormat.OPENAI:
-        if "web_search_options" in body:
-            raise InvalidRequest(
-                "`web_search_options` (web search billed per call) is not available here",
-                field="web_search_options",
-            )
-        return
-    tools = body.get("tools")
-    if not isinstance(tools, list):
-        return
-    for tool in tools:
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        if isinstance(kind, str) and kind.startswith(_FEE_BEARING_TOOLS):
-            raise InvalidRequest(
-                f"server tool `{kind}` is billed per use by the provider and is not available here",
-                field="tools",
-            )
 
 
 def _url_media_items(messages: list[Any], wire: WireFormat) -> int:

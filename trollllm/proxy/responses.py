@@ -13,6 +13,7 @@ import time
 import orjson
 
 from trollllm.errors import NotFound
+from trollllm.pricing.features import PricedFeatures
 from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse, RawResponse
 from trollllm.proxy.gate import Caller, authenticate, presented_key
 from trollllm.proxy.requests import AnswerHook, ProxyRequest
@@ -21,8 +22,8 @@ from trollllm.responses.identity import ResponseIdentity
 from trollllm.responses.native import NativeRoute
 from trollllm.responses.request import (
     parse_responses_request,
-    refuse_unpriced_web_search,
     url_media_items,
+    web_searches_bound,
 )
 from trollllm.responses.routing import choose_route, conversation_input
 from trollllm.responses.sealer import ReasoningSealer
@@ -76,7 +77,6 @@ async def create_response(state: AppState, call: ProxyCall) -> ProxyResponse:
     )
     model = await state.catalog.get(request.model_id)
     if model is not None and model.enabled:  # else the gate answers 404 in its turn
-        refuse_unpriced_web_search(request, None)
         identity = ResponseIdentity(
             new_response_id(), model.model_id, request.store, request.previous_response_id
         )
@@ -86,6 +86,15 @@ async def create_response(state: AppState, call: ProxyCall) -> ProxyResponse:
             bound = max(parsed.input_bound_tokens, translated + _INPUT_MARGIN_TOKENS)
             parsed.input_bound_tokens = bound + route.hidden_input_tokens
         parsed.translation = route
+        if request.web_search:  # held for its searches; the gate refuses it where the row has no price
+            upstream_max_uses = (
+                route.translation.web_search_max_uses if isinstance(route, TranslatedRoute) else 0
+            )
+            parsed.priced = PricedFeatures(
+                web_searches_bound=web_searches_bound(request, upstream_max_uses),
+                web_search_field="tools",
+                web_search_tool="web_search",
+            )
         if request.store:
             parsed.on_answered = _storer(state, owner, route, input_items)
     return await forward(state, call, caller, parsed, started)

@@ -7,30 +7,25 @@ handler gets the app state and the `ProxyCall`, and returns an ASGI response.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
-import orjson
 from starlette.types import Message, Receive, Scope, Send
 
+from trollllm.betas.policy import split_betas
 from trollllm.billing.holds import Charged, RequestRecord, log_unbilled, settle
 from trollllm.byok.routing import send_upstream
-from trollllm.byok.service import own_key_providers
 from trollllm.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnreadable
-from trollllm.friendkeys.caps import allowed_model_ids
 from trollllm.http_errors import error_response
 from trollllm.money import Money, TokenUsage, cost_of, usd_text
 from trollllm.proxy.decoding import UnreadableEncoding, body_decoder, decode_body
 from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse, RawResponse
 from trollllm.proxy.gate import Admission, Caller, admit, authenticate, presented_key
+from trollllm.proxy.model_list import list_models
 from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
-from trollllm.proxy.requests import (
-    ProxyRequest,
-    StreamRelay,
-    conversation_hint,
-    parse_request,
-    refuse_unpriced_betas,
-)
+from trollllm.proxy.requests import ProxyRequest, StreamRelay, conversation_hint, parse_request
+from trollllm.proxy.token_count import COUNT_TOKENS_PATH, count_tokens
 from trollllm.proxy.upstream_errors import client_error_body
 from trollllm.state import AppState
 from trollllm.translate import UntranslatableReply
@@ -60,33 +55,11 @@ async def messages(state: AppState, call: ProxyCall) -> ProxyResponse:
     return await _proxy(state, call, WireFormat.ANTHROPIC)
 
 
-async def list_models(state: AppState, call: ProxyCall) -> ProxyResponse:
-    """`GET /v1/models`: the enabled models the caller may use, in the OpenAI list shape."""
-    caller = await authenticate(state, presented_key(call.headers, WireFormat.ANTHROPIC))
-    models = await state.catalog.enabled()
-    if caller.friend_key_id is not None:  # a Friend Key may use only the models its owner enabled
-        async with state.engine.connect() as connection:
-            allowed = await allowed_model_ids(connection, caller.friend_key_id)
-        models = [m for m in models if m.model_id in allowed]
-    elif not caller.api_access:  # a plan without API access: only the models of the user's own keys
-        providers = await own_key_providers(state, caller.user_id)
-        models = [m for m in models if m.provider in providers]
-    plan_models = caller.plan.models
-    if plan_models is not None:  # the plan's models, and those of the user's own keys (not the plan's)
-        own = await own_key_providers(state, caller.user_id) if caller.has_provider_keys else set()
-        models = [m for m in models if m.model_id in plan_models or m.provider in own]
-    data = [{"id": m.model_id, "object": "model", "created": 0, "owned_by": m.provider} for m in models]
-    body = orjson.dumps({"object": "list", "data": data})
-    return RawResponse(200, body, [_JSON, (b"x-request-id", call.request_id.encode())])
-
-
 async def _proxy(state: AppState, call: ProxyCall, wire: WireFormat) -> ProxyResponse:
     started = time.perf_counter()
     caller = await authenticate(state, presented_key(call.headers, wire))
     parsed = parse_request(call.body, wire)
-    beta = call.headers.get("anthropic-beta")
-    if beta:
-        refuse_unpriced_betas(beta, state.settings.allowed_anthropic_betas)
+    parsed.betas = split_betas(call.headers.get("anthropic-beta"))
     return await forward(state, call, caller, parsed, started)
 
 
@@ -96,6 +69,8 @@ async def forward(
     """Admit a parsed request (the gate), send it upstream, and relay, bill and log its answer."""
     admission = await admit(state, caller, parsed, call.request_id)
     call.model = admission.model.model_id
+    if parsed.betas:
+        state.betas.count_forwarded(parsed.betas)
     exchange = _Exchange(state, admission, parsed, started, call.request_id)
     hint = conversation_hint(parsed.body, call.headers)
     if hint is not None and admission.own_key is None:
@@ -221,7 +196,10 @@ class _Exchange:
         self.settled = True
         admission = self.admission
         byok = admission.own_key is not None
-        cost = cost_of(usage, admission.model.prices) if status < 400 or usage.total else Money.ZERO
+        answered = status < 400 or usage.total > 0
+        if answered and self.parsed.priced.search_per_request:  # chat `web_search_options`: one per request
+            usage = dataclasses.replace(usage, web_search_calls=max(usage.web_search_calls, 1))
+        cost = cost_of(usage, admission.model.prices) if answered else Money.ZERO
         if byok:
             cost = Money.ZERO  # the user's own provider key: their provider bills them, we do not
         record = RequestRecord(
@@ -375,6 +353,7 @@ class _StreamResponse:
 PROXY_ENDPOINTS: dict[str, dict[str, ProxyHandler]] = {
     "/v1/chat/completions": {"POST": chat_completions},
     "/v1/messages": {"POST": messages},
+    COUNT_TOKENS_PATH: {"POST": count_tokens},
     "/v1/models": {"GET": list_models},
 }
 """Path -> method -> handler, for `trollllm.proxy.fastpath.serve_proxy`."""

@@ -12,7 +12,7 @@ from trollllm.errors import InvalidRequest
 
 MAX_OUTPUT_TOKENS_CEILING = 10_000_000
 # Tools the provider runs and bills per use beyond tokens; nothing on a model row prices them (web search
-# is priced when the row says so: `refuse_unpriced_web_search`).
+# is priced when the row says so: `trollllm.pricing.features.refuse_unpriced`).
 _UNPRICED_TOOLS = ("file_search", "code_interpreter", "image_generation")
 _WEB_SEARCH = "web_search"
 # Fields that point at state kept by an upstream account: a self-contained request cannot carry them.
@@ -91,14 +91,13 @@ def parse_responses_request(raw: bytes) -> ResponsesRequest:
     return ResponsesRequest(body, model, stream, store, previous, limit, web_search)
 
 
-def refuse_unpriced_web_search(request: ResponsesRequest, web_search_price_per_kcalls: int | None) -> None:
-    """400 naming the `web_search` tool when the model row does not price web search (SPEC §6)."""
-    if request.web_search and web_search_price_per_kcalls is None:
-        raise InvalidRequest(
-            "tool `web_search` is billed per search by the provider and this model has no web search "
-            "price here; send the request without it",
-            field="tools",
-        )
+def web_searches_bound(request: ResponsesRequest, upstream_max_uses: int) -> int:
+    """The web searches a request offering `web_search` may run: the translated upstream tool's own bound
+    (`upstream_max_uses`, 0 when none), else the request's `max_tool_calls`, else 10 (SPEC §6)."""
+    if upstream_max_uses > 0:
+        return upstream_max_uses
+    limit = request.body.get("max_tool_calls")
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else 10
 
 
 def _flag(body: dict[str, Any], name: str, *, default: bool) -> bool:

@@ -14,14 +14,17 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from trollllm.accounts.tables import User
+from trollllm.betas.policy import TOPIC as BETAS_TOPIC
+from trollllm.betas.service import refused_values, replace_refused
 from trollllm.db import transaction
 from trollllm.errors import GatewayError, NotFound
 from trollllm.pricing import service
 from trollllm.pricing.schemas import ModelFields, NewModel
-from trollllm.pricing.tables import DEFAULT_URL_MEDIA_TOKENS
+from trollllm.pricing.tables import DEFAULT_URL_MEDIA_TOKENS, LlmModel
 from trollllm.providers.known import provider_names
 from trollllm.state import get_state
-from trollllm.web.admin.access import admin_form, admin_page, admin_view, done, field_errors, parse_int
+from trollllm.web.admin.access import REQUIRED, admin_form, admin_page, admin_view, done, parse_int
+from trollllm.web.render import usd_number
 
 router = APIRouter(include_in_schema=False)
 
@@ -35,19 +38,89 @@ HINTS = {
     "urlMediaTokens": "A whole number from 0 to 1,000,000 (0 refuses media by URL)",
     **dict.fromkeys(PRICE_FIELDS, _PRICE_HINT),
 }
+# The long-context tier's form fields and the API fields (inside `longContext`) they stand for.
+LONG_CONTEXT_FIELDS = {
+    "lcThresholdTokens": "thresholdTokens",
+    "lcInputPricePerMTok": "inputPricePerMTok",
+    "lcOutputPricePerMTok": "outputPricePerMTok",
+    "lcCacheWritePricePerMTok": "cacheWritePricePerMTok",
+    "lcCacheHitPricePerMTok": "cacheHitPricePerMTok",
+}
+HINTS |= {
+    "displayName": "1 to 128 characters, or blank to derive it from the model ID",
+    "webSearchPricePerKCalls": "USD per 1,000 searches, 0 or more; blank refuses web search",
+    "lcThresholdTokens": "Input tokens past which the tier applies: a whole number from 1; blank for no tier",
+    **dict.fromkeys(list(LONG_CONTEXT_FIELDS)[1:], _PRICE_HINT),
+}
 _REQUIRED = ("modelId", "upstreamModel", "inputPricePerMTok", "outputPricePerMTok", "maxOutputTokens")
-_TEXT_FIELDS = ("modelId", "provider", "upstreamModel", *PRICE_FIELDS, "maxOutputTokens", "urlMediaTokens")
+_EXTRA_FIELDS = ("displayName", "webSearchPricePerKCalls", *LONG_CONTEXT_FIELDS)
+_TEXT_FIELDS = (
+    "modelId", "provider", "upstreamModel", *PRICE_FIELDS, "maxOutputTokens", "urlMediaTokens", *_EXTRA_FIELDS
+)  # fmt: skip
 
 
 def _body(form: Mapping[str, str]) -> dict[str, Any]:
-    """The API body a model form stands for (numbers parsed where they are numbers)."""
+    """The API body a model form stands for (numbers parsed where they are numbers; blanks are nulls)."""
     body: dict[str, Any] = {name: form.get(name, "").strip() for name in _TEXT_FIELDS}
     for optional in ("cacheWritePricePerMTok", "cacheHitPricePerMTok"):
         body[optional] = body[optional] or "0"  # blank means free, as the API's default
     body["maxOutputTokens"] = parse_int(form, "maxOutputTokens")
     body["urlMediaTokens"] = parse_int(form, "urlMediaTokens")
     body["enabled"] = form.get("enabled") == "on"
+    body["displayName"] = body["displayName"] or None
+    body["webSearchPricePerKCalls"] = body["webSearchPricePerKCalls"] or None
+    tier = {api: body.pop(name) for name, api in LONG_CONTEXT_FIELDS.items()}
+    body["longContext"] = None
+    if any(tier.values()):  # a tier is whole: a blank threshold or price is refused, not dropped
+        tier["thresholdTokens"] = parse_int(form, "lcThresholdTokens")
+        tier["cacheWritePricePerMTok"] = tier["cacheWritePricePerMTok"] or "0"
+        tier["cacheHitPricePerMTok"] = tier["cacheHitPricePerMTok"] or "0"
+        body["longContext"] = tier
     return body
+
+
+def field_errors(
+    invalid: ValidationError, hints: Mapping[str, str], form: Mapping[str, str]
+) -> dict[str, str]:
+    """Pydantic's errors as one message per form field (`longContext.x` is the tier's field on the form)."""
+    by_api = {api: name for name, api in LONG_CONTEXT_FIELDS.items()}
+    errors: dict[str, str] = {}
+    for issue in invalid.errors():
+        loc = issue["loc"]
+        name = str(loc[0]) if loc else "form"
+        if name == "longContext" and len(loc) > 1:
+            name = by_api.get(str(loc[1]), "lcThresholdTokens")
+        if name in errors:
+            continue
+        empty = issue["type"] == "missing" or not form.get(name, "").strip()
+        errors[name] = REQUIRED if empty else hints.get(name, str(issue["msg"]))
+    return errors
+
+
+def shown_values(model: LlmModel) -> dict[str, Any]:
+    """A model row's form values as the page shows them (blank for a null)."""
+
+    def price(nanos: int | None) -> str:
+        return "" if nanos is None else usd_number(nanos)
+
+    return {
+        "provider": model.provider,
+        "upstreamModel": model.upstream_model,
+        "inputPricePerMTok": usd_number(model.input_price_nanos),
+        "outputPricePerMTok": usd_number(model.output_price_nanos),
+        "cacheWritePricePerMTok": usd_number(model.cache_write_price_nanos),
+        "cacheHitPricePerMTok": usd_number(model.cache_hit_price_nanos),
+        "maxOutputTokens": model.max_output_tokens,
+        "urlMediaTokens": model.url_media_tokens,
+        "enabled": "on" if model.enabled else "",
+        "displayName": model.display_name or "",
+        "webSearchPricePerKCalls": price(model.web_search_price_nanos),
+        "lcThresholdTokens": model.long_context_threshold_tokens or "",
+        "lcInputPricePerMTok": price(model.long_context_input_price_nanos),
+        "lcOutputPricePerMTok": price(model.long_context_output_price_nanos),
+        "lcCacheWritePricePerMTok": price(model.long_context_cache_write_price_nanos),
+        "lcCacheHitPricePerMTok": price(model.long_context_cache_hit_price_nanos),
+    }
 
 
 def _missing(form: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
@@ -57,6 +130,8 @@ def _missing(form: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
 def _refusal(error: GatewayError) -> dict[str, str]:
     field = error.field or "form"
     message = error.message.removeprefix(f"{field}: ")
+    if field.startswith("longContext."):  # the service names the API field: show it on the tier's input
+        field = {api: name for name, api in LONG_CONTEXT_FIELDS.items()}.get(field[12:], "lcThresholdTokens")
     return {field: message[:1].upper() + message[1:]}
 
 
@@ -70,10 +145,13 @@ async def _render(
     row_errors: dict[str, dict[str, str]] | None = None,
     row_values: dict[str, Mapping[str, str]] | None = None,
     error: str | None = None,
+    betas_error: str | None = None,
 ) -> Response:
-    async with get_state(request).sessions() as session:
+    state = get_state(request)
+    async with state.sessions() as session:
         models = await service.list_models(session)
         providers = await provider_names(session)  # rows of `providers`: adding one is data, not code
+        refused = await refused_values(session)
     return admin_view(
         request,
         "admin/pricing.html",
@@ -81,6 +159,7 @@ async def _render(
         "admin-pricing",
         status_code,
         models=models,
+        shown_rows={model.model_id: shown_values(model) for model in models},
         providers=providers,
         provider_options=[(provider, provider) for provider in providers],
         new=new or {"urlMediaTokens": str(DEFAULT_URL_MEDIA_TOKENS), "enabled": "on", "provider": "openai"},
@@ -88,6 +167,9 @@ async def _render(
         row_errors=row_errors or {},
         row_values=row_values or {},
         error=error,
+        refused_betas="\n".join(refused),
+        forwarded_betas=state.betas.tally.last_24h(),
+        betas_error=betas_error,
     )
 
 
@@ -153,3 +235,21 @@ async def save_model(request: Request) -> Response:
     return await _render(
         request, user, 400 if errors else 200, row_errors={model_id: errors}, row_values={model_id: form}
     )
+
+
+@router.post("/admin/pricing/betas")
+async def save_refused_betas(request: Request) -> Response:
+    """Replace the refused `anthropic-beta` values (one a line); a refusal is shown above the box."""
+    posted = await admin_form(request)
+    if isinstance(posted, Response):
+        return posted
+    user, form = posted
+    values = [line for line in form.get("refused", "").splitlines() if line.strip()]
+    state = get_state(request)
+    try:
+        async with transaction(state.sessions) as session:
+            await replace_refused(session, state, user.username, values)
+    except GatewayError as error:
+        return await _render(request, user, error.status_code, betas_error=error.message)
+    await state.invalidation.publish(BETAS_TOPIC)
+    return done("/admin/pricing", "Saved the refused anthropic-beta values")
