@@ -33,6 +33,7 @@ from trollllm.migrate import upgrade_to_head
 from trollllm.ops.health import router as health_router
 from trollllm.ops.metrics import router as metrics_router
 from trollllm.ops.metrics import serve_metrics_port
+from trollllm.payments.routes import router as payments_router
 from trollllm.plans.expiry import PlanJobSchedule
 from trollllm.plans.user_routes import router as plan_user_router
 from trollllm.pricing.catalog import ModelCatalog
@@ -189,6 +190,7 @@ def create_app(
     app.include_router(friendkeys_router)
     app.include_router(plan_user_router)
     app.include_router(byok_router)
+    app.include_router(payments_router)
     app.include_router(web_router)
     app.include_router(web_history_router)
     app.include_router(web_account_router)

@@ -12,6 +12,7 @@ from trollllm.accounts.sessions import current_admin
 from trollllm.admin.keys import router as keys_router
 from trollllm.admin.users import router as users_router
 from trollllm.audit.routes import router as audit_router
+from trollllm.payments.admin_routes import router as payments_router
 from trollllm.plans.admin_routes import router as plans_router
 from trollllm.pricing.admin_routes import router as pricing_router
 from trollllm.providers.admin_routes import router as providers_router
@@ -33,6 +34,7 @@ def build_admin_router() -> APIRouter:
         keys_router,
         audit_router,
         usage_router,
+        payments_router,
     ):
         router.include_router(feature_router)
     return router
