@@ -49,7 +49,8 @@ async def create_checkout_session(
     metadata: dict[str, str],
 ) -> CheckoutSession:
     """Create a one-off card payment of `amount_cents` USD; its URL is where the user pays."""
-    http_client = stripe.HTTPXClient(timeout=20)
+    # aiohttp, not the library's httpx client: that one posts bytes through httpx's deprecated `data=`.
+    http_client = stripe.AIOHTTPClient(timeout=20)
     base = {"api": settings.stripe_api_base.rstrip("/")} if settings.stripe_api_base else None
     client = stripe.StripeClient(
         _secret(settings.stripe_secret_key),
@@ -78,7 +79,10 @@ async def create_checkout_session(
             }
         )
     except stripe.StripeError as exc:
-        logger.error("stripe refused a checkout session: %s (status %s)", type(exc).__name__, exc.http_status)
+        logger.error(
+            "stripe refused a checkout session: %s (status %s): %s",
+            type(exc).__name__, exc.http_status, exc.user_message,
+        )  # fmt: skip
         raise PaymentProviderError() from exc
     finally:
         await http_client.close_async()  # type: ignore[no-untyped-call]
