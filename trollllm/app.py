@@ -57,6 +57,7 @@ from trollllm.web.api_docs import router as api_docs_router
 from trollllm.web.error_page import error_page, is_page_path
 from trollllm.web.friend_key import router as web_friend_key_router
 from trollllm.web.history import router as web_history_router
+from trollllm.web.money_pages import router as web_money_router
 from trollllm.web.render import STATIC_DIR
 from trollllm.web.routes import router as web_router
 
@@ -195,6 +196,7 @@ def create_app(
     app.include_router(web_history_router)
     app.include_router(web_account_router)
     app.include_router(web_friend_key_router)
+    app.include_router(web_money_router)
     app.include_router(build_admin_pages())
     app.include_router(api_docs_router)
     app.mount(SWAGGER_MOUNT, StaticFiles(directory=SWAGGER_DIR), name="swagger")
