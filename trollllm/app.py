@@ -37,6 +37,7 @@ from trollllm.migrate import upgrade_to_head
 from trollllm.ops.health import router as health_router
 from trollllm.ops.metrics import router as metrics_router
 from trollllm.ops.metrics import serve_metrics_port
+from trollllm.payments.routes import router as payments_router
 from trollllm.plans.expiry import PlanJobSchedule
 from trollllm.plans.user_routes import router as plan_user_router
 from trollllm.pricing.catalog import ModelCatalog
@@ -61,6 +62,7 @@ from trollllm.web.api_docs import router as api_docs_router
 from trollllm.web.error_page import error_page, is_page_path
 from trollllm.web.friend_key import router as web_friend_key_router
 from trollllm.web.history import router as web_history_router
+from trollllm.web.money_pages import router as web_money_router
 from trollllm.web.render import STATIC_DIR
 from trollllm.web.routes import router as web_router
 
@@ -205,10 +207,12 @@ def create_app(
     app.include_router(friendkeys_router)
     app.include_router(plan_user_router)
     app.include_router(byok_router)
+    app.include_router(payments_router)
     app.include_router(web_router)
     app.include_router(web_history_router)
     app.include_router(web_account_router)
     app.include_router(web_friend_key_router)
+    app.include_router(web_money_router)
     app.include_router(build_admin_pages())
     app.include_router(api_docs_router)
     app.mount(SWAGGER_MOUNT, StaticFiles(directory=SWAGGER_DIR), name="swagger")

@@ -274,3 +274,33 @@ class BalanceLimitExceeded(InvalidRequest):
 
     error_type = "balance_limit_exceeded"
     default_message = "The balance would exceed $1000000000"
+
+
+class InvalidCode(InvalidRequest):
+    """A redemption code that is unknown, used, voided or expired, or not a code at all: one type for
+    every case, so an answer never tells a guesser which codes exist."""
+
+    error_type = "invalid_code"
+    default_message = "This code is not valid"
+
+
+class TooManyWrongCodes(RateLimited):
+    """Redemption throttled after repeated wrong codes (per user and per address)."""
+
+    error_type = "too_many_attempts"
+    default_message = "Too many wrong codes; try again later"
+
+
+class InvalidSignature(InvalidRequest):
+    """A webhook whose signature is missing, forged, for another body, or too old."""
+
+    error_type = "invalid_signature"
+    default_message = "The webhook signature is not valid"
+
+
+class PaymentProviderError(GatewayError):
+    """The payment provider refused or could not be reached while creating a checkout."""
+
+    status_code = 502
+    error_type = "payment_provider_error"
+    default_message = "The payment provider could not create the checkout"

@@ -92,6 +92,20 @@ class Settings(BaseSettings):
     )
     metrics_host: str = "127.0.0.1"
     metrics_token: SecretStr | None = Field(default=None, description="/metrics needs this bearer token")
+    stripe_secret_key: SecretStr | None = Field(
+        default=None, description="with stripe_webhook_secret: card top-ups and plan purchase through Stripe"
+    )
+    stripe_webhook_secret: SecretStr | None = Field(default=None, description="whsec_…: verifies webhooks")
+    stripe_api_base: str | None = Field(default=None, description="Stripe's API address (a test double)")
+    topup_min_usd: Decimal = Field(default=Decimal(5), gt=0, le=1_000_000, description="smallest top-up")
+    topup_max_usd: Decimal = Field(default=Decimal(10_000), gt=0, le=1_000_000, description="largest top-up")
+    topup_presets_usd: str = Field(default="10,20,50,100", description="comma-separated amounts offered")
+    referral_percent: Decimal = Field(
+        default=Decimal(10), ge=0, le=100, description="share of a referee's payments granted to the referrer"
+    )
+    redeem_failures_per_hour: int = Field(
+        default=10, ge=1, description="wrong redemption codes allowed per user and per address per hour"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -118,7 +132,14 @@ class Settings(BaseSettings):
     def _empty_redis_is_none(cls, value: str | None) -> str | None:
         return value or None
 
-    @field_validator("metrics_port", "metrics_token", mode="before")
+    @field_validator(
+        "metrics_port",
+        "metrics_token",
+        "stripe_secret_key",
+        "stripe_webhook_secret",
+        "stripe_api_base",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -134,6 +155,25 @@ class Settings(BaseSettings):
                 f"{SETTLE_MARGIN_S:g} s before its hold expires ({HOLD_TTL.total_seconds():g} s)"
             )
         return self
+
+    @field_validator("topup_presets_usd")
+    @classmethod
+    def _presets_are_amounts(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip() and not item.strip().replace(".", "", 1).isdigit():
+                raise ValueError(f"not a USD amount: {item.strip()!r}")
+        return value
+
+    @property
+    def payments_enabled(self) -> bool:
+        """Stripe payments are on when both the secret key and the webhook secret are set."""
+        return self.stripe_secret_key is not None and self.stripe_webhook_secret is not None
+
+    @property
+    def topup_presets(self) -> list[Decimal]:
+        """The top-up amounts the billing page offers, within the minimum and maximum."""
+        amounts = [Decimal(item.strip()) for item in self.topup_presets_usd.split(",") if item.strip()]
+        return [amount for amount in amounts if self.topup_min_usd <= amount <= self.topup_max_usd]
 
     @property
     def effective_database_url(self) -> str:

@@ -8,6 +8,15 @@ from trollllm.byok.tables import ProviderKey
 from trollllm.db import Base
 from trollllm.friendkeys.tables import FriendKey, FriendKeyModelLimit
 from trollllm.keyrotation.tables import ServerKey
+from trollllm.payments.tables import (
+    InviteCode,
+    Payment,
+    PlanPrice,
+    RedemptionBatch,
+    RedemptionCode,
+    Referral,
+    StripeEvent,
+)
 from trollllm.plans.tables import Plan
 from trollllm.pricing.tables import LlmModel
 from trollllm.providers.tables import Provider
@@ -36,18 +45,25 @@ __all__ = [
     "HourlyLatency",
     "HourlyModelUsage",
     "HourlyUserUsage",
+    "InviteCode",
     "LedgerEntry",
     "LlmModel",
+    "Payment",
     "Plan",
+    "PlanPrice",
     "Provider",
     "ProviderKey",
     "Proxy",
+    "RedemptionBatch",
+    "RedemptionCode",
+    "Referral",
     "RequestLog",
     "RolledUpUnsettled",
     "RollupState",
     "ServerKey",
     "SixHourlyUserUsage",
     "StoredResponse",
+    "StripeEvent",
     "UsageWindowBucket",
     "User",
     "UserUsageTotal",

@@ -24,6 +24,7 @@ from trollllm.accounts.sessions import (
 from trollllm.accounts.tables import User
 from trollllm.db import transaction
 from trollllm.errors import RateLimited
+from trollllm.payments.referrals import record_referral
 from trollllm.state import get_state
 
 router = APIRouter(tags=["accounts"])
@@ -37,6 +38,7 @@ async def register(body: Credentials, request: Request, response: Response) -> S
     state = get_state(request)
     await admit_registration(state, client_address(request))
     user, issued = await create_user(state, body.username, body.password)
+    await record_referral(state, user.id, body.referralCode)
     token = issue_token(state, user)
     set_session_cookies(state, response, token)
     return SessionView(token=token, user=UserView.of(user, issued.row))

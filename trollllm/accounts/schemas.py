@@ -19,6 +19,12 @@ class Credentials(BaseModel):
 
     username: StrictStr = Field(pattern=USERNAME_PATTERN, description="3–32 of [a-zA-Z0-9_.-]")
     password: StrictStr = Field(min_length=8, max_length=128)
+    referralCode: StrictStr | None = Field(
+        default=None,
+        max_length=64,
+        description="an invite code (`/register?ref=<code>`): makes its owner "
+        "the new user's referrer (SPEC §10); an unknown code changes nothing",
+    )
 
 
 class LoginCredentials(BaseModel):

@@ -13,6 +13,7 @@ from trollllm.admin.keys import router as keys_router
 from trollllm.admin.users import router as users_router
 from trollllm.audit.routes import router as audit_router
 from trollllm.betas.admin_routes import router as betas_router
+from trollllm.payments.admin_routes import router as payments_router
 from trollllm.plans.admin_routes import router as plans_router
 from trollllm.pricing.admin_routes import router as pricing_router
 from trollllm.providers.admin_routes import router as providers_router
@@ -35,6 +36,7 @@ def build_admin_router() -> APIRouter:
         audit_router,
         usage_router,
         betas_router,
+        payments_router,
     ):
         router.include_router(feature_router)
     return router

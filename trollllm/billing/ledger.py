@@ -18,12 +18,17 @@ from trollllm.billing.tables import Hold, LedgerEntry
 from trollllm.errors import BalanceLimitExceeded, InsufficientBalance, NotFound
 from trollllm.money import MAX_USD, NANOS_PER_USD, Money, usd_text
 
-# Ledger kinds. The proxy adds `charge`; the expiry job writes `plan_reset`.
+# Ledger kinds. The proxy adds `charge`; the expiry job writes `plan_reset`; money in (SPEC §10, the
+# `payments` package) writes `redeem`, `topup`, `referral` and `refund`.
 PLAN_GRANT = "plan_grant"
 ADMIN_ADJUSTMENT = "admin_adjustment"
 PLAN_RESET = "plan_reset"
 CHARGE = "charge"
-LEDGER_KINDS = frozenset({PLAN_GRANT, ADMIN_ADJUSTMENT, PLAN_RESET, CHARGE})
+REDEEM = "redeem"
+TOPUP = "topup"
+REFERRAL = "referral"
+REFUND = "refund"
+LEDGER_KINDS = frozenset({PLAN_GRANT, ADMIN_ADJUSTMENT, PLAN_RESET, CHARGE, REDEEM, TOPUP, REFERRAL, REFUND})
 
 # No balance may grow past $1B: keeps every sum of two balances far inside int64 on both databases
 # (SQLite silently turns an overflowing integer sum into a float).

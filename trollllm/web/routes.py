@@ -17,6 +17,7 @@ from trollllm.accounts.sessions import clear_session_cookies, issue_token, set_s
 from trollllm.accounts.tables import User
 from trollllm.byok.service import providers, saved_keys
 from trollllm.errors import GatewayError
+from trollllm.payments.referrals import record_referral
 from trollllm.plans.user_routes import current_account, usage_percentage
 from trollllm.pricing.service import enabled_models
 from trollllm.state import get_state
@@ -80,7 +81,8 @@ async def register_page(request: Request) -> Response:
     """The registration form."""
     if await page_user(request):
         return _redirect("/dashboard")
-    return _auth_page(request, "register.html", username="", errors={})
+    ref = request.query_params.get("ref", "")[:64]
+    return _auth_page(request, "register.html", username="", errors={}, ref=ref)
 
 
 @router.post("/register")
@@ -98,11 +100,14 @@ async def register_submit(request: Request) -> Response:
     if form.get("password", "") != form.get("confirm", ""):
         errors.setdefault("confirm", "The passwords do not match")
     if errors:
-        return _auth_page(request, "register.html", 400, username=username, errors=errors)
+        return _auth_page(
+            request, "register.html", 400, username=username, errors=errors, ref=form.get("ref", "")[:64]
+        )
     state = get_state(request)
     try:
         await admit_registration(state, client_address(request))
         user, _issued = await create_user(state, credentials.username, credentials.password)
+        await record_referral(state, user.id, form.get("ref", "")[:64] or None)
     except GatewayError as error:
         field = error.field if error.field in _FIELD_HINTS else "username"
         return _auth_page(

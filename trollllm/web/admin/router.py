@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from trollllm.web.admin.audit import router as audit_router
 from trollllm.web.admin.factory_keys import router as factory_keys_router
 from trollllm.web.admin.keys import router as keys_router
+from trollllm.web.admin.money import router as money_router
 from trollllm.web.admin.overview import router as overview_router
 from trollllm.web.admin.pricing import router as pricing_router
 from trollllm.web.admin.proxies import router as proxies_router
@@ -26,6 +27,7 @@ def build_admin_pages() -> APIRouter:
         factory_keys_router,
         proxies_router,
         audit_router,
+        money_router,
     ):
         router.include_router(page_router)
     return router
