@@ -85,12 +85,22 @@ class Settings(BaseSettings):
         description="comma-separated anthropic-beta flags forwarded; others are refused (400)",
     )
     jwt_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
-    login_max_failures: int = Field(default=10, ge=1)
+    login_max_failures: int = Field(
+        default=10, ge=1, description="failed logins per (username, address) in the login window"
+    )
+    login_address_max_failures: int = Field(
+        default=30, ge=1, description="failed logins per address, whatever the username, in the login window"
+    )
     login_window_s: int = Field(default=15 * 60, ge=1)
-    register_per_address_per_hour: int = Field(default=0, ge=0, description="0 disables the limit")
+    register_per_address_per_hour: int = Field(default=10, ge=0, description="0 disables the limit")
+    registration: Literal["open", "invite", "closed"] = Field(
+        default="open", description="who may register: anyone, holders of an invite, or no one"
+    )
     key_reveals_per_hour: int = Field(default=10, ge=1)
     auto_migrate: bool | None = None
-    cookie_secure: bool = False
+    cookie_secure: bool | None = Field(
+        default=None, description="Secure (and __Host-) session cookies; unset: on in production"
+    )
     friend_key_max_limit_usd: Decimal = Field(
         default=Decimal(10000), ge=0, le=1_000_000_000, description="ceiling of one Friend Key model limit"
     )
@@ -131,7 +141,7 @@ class Settings(BaseSettings):
     def _empty_redis_is_none(cls, value: str | None) -> str | None:
         return value or None
 
-    @field_validator("metrics_port", "metrics_token", mode="before")
+    @field_validator("metrics_port", "metrics_token", "cookie_secure", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -147,6 +157,11 @@ class Settings(BaseSettings):
                 f"{SETTLE_MARGIN_S:g} s before its hold expires ({HOLD_TTL.total_seconds():g} s)"
             )
         return self
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether session cookies are `Secure` (and `__Host-` prefixed): as set, else on in production."""
+        return self.env == "production" if self.cookie_secure is None else self.cookie_secure
 
     @property
     def allowed_anthropic_betas(self) -> frozenset[str]:
