@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from conftest import AppHarness
 from helpers import Account
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,6 +20,18 @@ from trollllm.db import transaction
 from trollllm.money import Money
 from trollllm.usage.rollup import LATENCY_BOUNDS_MS
 from trollllm.usage.tables import RequestLog
+
+LOOPBACK = ("127.0.0.1", 5000)
+
+
+async def scrape(
+    gateway: AppHarness, *, client: tuple[str, int] = LOOPBACK, **headers: str
+) -> httpx.Response:
+    """`GET /metrics` on the gateway's port from `client` (loopback by default: SPEC §9, no token needed)."""
+    transport = httpx.ASGITransport(app=gateway.app, client=client)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as scraper:
+        return await scraper.get("/metrics", headers=headers)
+
 
 BUCKETS = {"1h": (300, 12), "24h": (3600, 24), "7d": (21600, 28), "all": (86400, None)}
 

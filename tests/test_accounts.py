@@ -108,7 +108,7 @@ async def test_unknown_user_login_is_401_like_a_wrong_password(gateway: AppHarne
     assert response.status_code == 401
 
 
-async def test_login_is_throttled_after_ten_failures_per_username(gateway: AppHarness) -> None:
+async def test_login_is_throttled_after_ten_failures_per_username_and_address(gateway: AppHarness) -> None:
     await register(gateway)
     for _ in range(10):
         response = await gateway.client.post(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import AppFactory, AppHarness, make_settings
+from metrics_helpers import scrape
 from services import REDIS_URL
 
 from trollllm.errors import ConfigurationError
@@ -142,7 +143,7 @@ async def test_created_admin_can_log_in(app_factory: AppFactory, tmp_path: Path)
 
 
 async def test_metrics_expose_the_rate_limiter_health_in_prometheus_format(gateway: AppHarness) -> None:
-    response = await gateway.client.get("/metrics")
+    response = await scrape(gateway)
     assert response.status_code == 200
     assert "# TYPE trollllm_rate_limiter_outages counter" in response.text
     assert "trollllm_rate_limiter_degraded 0" in response.text

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 from conftest import AppFactory, AppHarness
+from metrics_helpers import scrape
 from plan_helpers import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from proxy_world import OPENAI_MODEL, World
@@ -97,18 +98,18 @@ async def test_open_holds_and_the_outbox_depth_are_read_at_each_scrape(any_gatew
     from metrics_helpers import add_users
 
     users = await add_users(any_gateway.state.sessions, "holder")
-    text = (await any_gateway.client.get("/metrics")).text
+    text = (await scrape(any_gateway)).text
     assert (value(text, "trollllm_open_holds"), value(text, "trollllm_open_holds_nanos")) == (0, 0)
     async with transaction(any_gateway.state.sessions) as session:
         now = any_gateway.state.clock.now()
         session.add(Hold(request_id="req_open", user_id=users["holder"], amount_nanos=1234, expires_at=now))
-    text = (await any_gateway.client.get("/metrics")).text
+    text = (await scrape(any_gateway)).text
     assert (value(text, "trollllm_open_holds"), value(text, "trollllm_open_holds_nanos")) == (1, 1234)
     assert "trollllm_settlement_outbox_depth 0\n" in text
 
 
 async def test_the_old_metric_names_keep_their_integer_lines(gateway: AppHarness) -> None:
-    text = (await gateway.client.get("/metrics")).text
+    text = (await scrape(gateway)).text
     for line in (
         "# TYPE trollllm_overages counter\ntrollllm_overages 0\n",
         "# TYPE trollllm_overage_charged_nanos counter\ntrollllm_overage_charged_nanos 0\n",

@@ -36,7 +36,7 @@ from trollllm.middleware import RequestContextMiddleware
 from trollllm.migrate import upgrade_to_head
 from trollllm.ops.health import router as health_router
 from trollllm.ops.metrics import router as metrics_router
-from trollllm.ops.metrics import serve_metrics_port
+from trollllm.ops.metrics import serve_metrics_port, warn_if_exposed
 from trollllm.payments.routes import router as payments_router
 from trollllm.plans.expiry import PlanJobSchedule
 from trollllm.plans.user_routes import router as plan_user_router
@@ -65,6 +65,7 @@ from trollllm.web.history import router as web_history_router
 from trollllm.web.money_pages import router as web_money_router
 from trollllm.web.render import STATIC_DIR
 from trollllm.web.routes import router as web_router
+from trollllm.web.security_headers import SecurityHeadersMiddleware
 
 MAINTENANCE_INTERVAL = timedelta(minutes=5)
 SETTLE_ON_SHUTDOWN_S = 10.0
@@ -161,6 +162,7 @@ def create_app(
             )
             plan_jobs = PlanJobSchedule(app.state.trollllm)  # plan expiry and monthly resets, daily
             metrics_port = None
+            warn_if_exposed(settings)
             if settings.metrics_port is not None:
                 metrics_port = await serve_metrics_port(
                     app.state.trollllm, settings.metrics_host, settings.metrics_port
@@ -217,6 +219,7 @@ def create_app(
     app.include_router(api_docs_router)
     app.mount(SWAGGER_MOUNT, StaticFiles(directory=SWAGGER_DIR), name="swagger")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 

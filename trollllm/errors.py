@@ -106,6 +106,20 @@ class CsrfFailed(Forbidden):
     default_message = "Missing or invalid CSRF token"
 
 
+class RegistrationClosed(Forbidden):
+    """The operator closed registration (`TROLLLLM_REGISTRATION=closed`)."""
+
+    error_type = "registration_closed"
+    default_message = "Registration is closed on this gateway; ask its operator for an account"
+
+
+class InviteRequired(Forbidden):
+    """Registration needs an invite (`TROLLLLM_REGISTRATION=invite`) and none valid came with it."""
+
+    error_type = "invite_required"
+    default_message = "Registration needs an invite: a referral link or a redemption code"
+
+
 class NotFound(GatewayError):
     """The addressed thing does not exist (or is not the caller's)."""
 

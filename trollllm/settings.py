@@ -72,12 +72,22 @@ class Settings(BaseSettings):
         description="on SIGTERM, how long in-flight requests may go on before they are cut and settled",
     )
     jwt_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
-    login_max_failures: int = Field(default=10, ge=1)
+    login_max_failures: int = Field(
+        default=10, ge=1, description="failed logins per (username, address) in the login window"
+    )
+    login_address_max_failures: int = Field(
+        default=30, ge=1, description="failed logins per address, whatever the username, in the login window"
+    )
     login_window_s: int = Field(default=15 * 60, ge=1)
-    register_per_address_per_hour: int = Field(default=0, ge=0, description="0 disables the limit")
+    register_per_address_per_hour: int = Field(default=10, ge=0, description="0 disables the limit")
+    registration: Literal["open", "invite", "closed"] = Field(
+        default="open", description="who may register: anyone, holders of an invite, or no one"
+    )
     key_reveals_per_hour: int = Field(default=10, ge=1)
     auto_migrate: bool | None = None
-    cookie_secure: bool = False
+    cookie_secure: bool | None = Field(
+        default=None, description="Secure (and __Host-) session cookies; unset: on in production"
+    )
     friend_key_max_limit_usd: Decimal = Field(
         default=Decimal(10000), ge=0, le=1_000_000_000, description="ceiling of one Friend Key model limit"
     )
@@ -138,6 +148,7 @@ class Settings(BaseSettings):
         "stripe_secret_key",
         "stripe_webhook_secret",
         "stripe_api_base",
+        "cookie_secure",
         mode="before",
     )
     @classmethod
@@ -174,6 +185,11 @@ class Settings(BaseSettings):
         """The top-up amounts the billing page offers, within the minimum and maximum."""
         amounts = [Decimal(item.strip()) for item in self.topup_presets_usd.split(",") if item.strip()]
         return [amount for amount in amounts if self.topup_min_usd <= amount <= self.topup_max_usd]
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether session cookies are `Secure` (and `__Host-` prefixed): as set, else on in production."""
+        return self.env == "production" if self.cookie_secure is None else self.cookie_secure
 
     @property
     def effective_database_url(self) -> str:

@@ -6,9 +6,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from trollllm.accounts.apikeys import live_api_key, reveal_api_key, rotate_api_key
+from trollllm.accounts.invites import Invite
 from trollllm.accounts.schemas import (
-    Credentials,
     LoginCredentials,
+    Registration,
     RevealedKey,
     RotatedKey,
     SessionView,
@@ -24,7 +25,7 @@ from trollllm.accounts.sessions import (
 from trollllm.accounts.tables import User
 from trollllm.db import transaction
 from trollllm.errors import RateLimited
-from trollllm.payments.referrals import record_referral
+from trollllm.payments.registration import welcome_new_user
 from trollllm.state import get_state
 
 router = APIRouter(tags=["accounts"])
@@ -33,12 +34,17 @@ _HOUR_S = 3600
 
 
 @router.post("/api/auth/register", status_code=201, response_model=SessionView)
-async def register(body: Credentials, request: Request, response: Response) -> SessionView:
-    """Create an account on the free plan with an API key; answers a JWT and sets the session cookie."""
+async def register(body: Registration, request: Request, response: Response) -> SessionView:
+    """Create an account on the free plan with an API key; answers a JWT and sets the session cookie.
+
+    `TROLLLLM_REGISTRATION` may close registration (403 `registration_closed`) or ask for an invite
+    (403 `invite_required` without a valid `referralCode` or `redemptionCode`).
+    """
     state = get_state(request)
-    await admit_registration(state, client_address(request))
+    invite = Invite(referral_code=body.referralCode, redemption_code=body.redemptionCode)
+    await admit_registration(state, client_address(request), invite)
     user, issued = await create_user(state, body.username, body.password)
-    await record_referral(state, user.id, body.referralCode)
+    await welcome_new_user(state, user.id, body.referralCode or body.redemptionCode, client_address(request))
     token = issue_token(state, user)
     set_session_cookies(state, response, token)
     return SessionView(token=token, user=UserView.of(user, issued.row))
@@ -57,10 +63,10 @@ async def login(body: LoginCredentials, request: Request, response: Response) ->
 
 
 @router.post("/api/auth/logout", status_code=204)
-async def logout() -> Response:
+async def logout(request: Request) -> Response:
     """Clear the browser session cookies (a Bearer token simply expires)."""
     response = Response(status_code=204)
-    clear_session_cookies(response)
+    clear_session_cookies(get_state(request).settings, response)
     return response
 
 

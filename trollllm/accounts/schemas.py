@@ -27,6 +27,13 @@ class Credentials(BaseModel):
     )
 
 
+class Registration(Credentials):
+    """A registration: credentials, and the invite that `TROLLLLM_REGISTRATION=invite` asks for."""
+
+    referralCode: StrictStr | None = Field(default=None, max_length=256, description="a referral link's code")
+    redemptionCode: StrictStr | None = Field(default=None, max_length=256, description="a redemption code")
+
+
 class LoginCredentials(BaseModel):
     """Login accepts any string lengths so a wrong guess is a 401, not a hint about the rules."""
 

@@ -10,9 +10,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trollllm.accounts.apikeys import IssuedKey, issue_api_key
+from trollllm.accounts.invites import Invite, check_invite
+from trollllm.accounts.login_throttle import admit_login_attempt
 from trollllm.accounts.tables import User
 from trollllm.db import transaction
-from trollllm.errors import Conflict, Forbidden, RateLimited, TooManyLoginAttempts, Unauthenticated
+from trollllm.errors import (
+    Conflict,
+    Forbidden,
+    InviteRequired,
+    RateLimited,
+    RegistrationClosed,
+    Unauthenticated,
+)
 from trollllm.plans.calendar import next_month_start
 from trollllm.plans.expiry import expire_plan_if_due
 from trollllm.plans.tables import FREE_PLAN
@@ -57,43 +66,37 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def admit_registration(state: AppState, address: str) -> None:
-    """Count a registration from `address` against the hourly limit (429 once it is used up)."""
-    per_hour = state.settings.register_per_address_per_hour
-    if not per_hour:
-        return
-    decision = await state.limits.hit(f"register:addr:{address}", per_hour, _HOUR_S)
-    if not decision.allowed:
-        raise RateLimited(
-            "Too many registrations from this address", retry_after_s=int(decision.retry_after_s) + 1
-        )
+async def admit_registration(state: AppState, address: str, invite: Invite) -> None:
+    """Whether a registration from `address` may go on: 403 when registration is closed or needs an invite
+    that `invite` is not, 429 once the address has used its registrations of the hour.
+
+    The hour's count comes before the invite check, so it also bounds guessing invites.
+    """
+    settings = state.settings
+    if settings.registration == "closed":
+        raise RegistrationClosed()
+    per_hour = settings.register_per_address_per_hour
+    if per_hour:
+        decision = await state.limits.hit(f"register:addr:{address}", per_hour, _HOUR_S)
+        if not decision.allowed:
+            raise RateLimited(
+                "Too many registrations from this address", retry_after_s=int(decision.retry_after_s) + 1
+            )
+    if settings.registration == "invite":
+        async with state.sessions() as session:
+            if not await check_invite(session, invite):
+                raise InviteRequired(field="redemptionCode" if invite.redemption_code else "referralCode")
 
 
 async def authenticate(state: AppState, username: str, password: str, client_address: str) -> User:
-    """Check a login; throttled per username and per client address (429 once either is exhausted).
-
-    The attempt is counted on both before the password is verified (one atomic hit each), so parallel
-    guesses cannot all pass a check made before any of them failed; a correct password then gives the
-    attempt back to the address and clears the username's count.
-    """
-    settings = state.settings
-    limit, window_s = settings.login_max_failures, settings.login_window_s
-    user_key, address_key = f"login:user:{username.lower()}", f"login:addr:{client_address}"
-    decision = await state.limits.hit(user_key, limit, window_s)
-    if decision.allowed:
-        by_address = await state.limits.hit(address_key, limit, window_s)
-        if not by_address.allowed:
-            await state.limits.release(user_key)
-            decision = by_address
-    if not decision.allowed:
-        raise TooManyLoginAttempts(retry_after_s=int(decision.retry_after_s + 0.999))
+    """Check a login, throttled per (username, address) and per address (`login_throttle`)."""
+    attempt = await admit_login_attempt(state.limits, state.settings, username, client_address)
     async with state.sessions() as session:
         user = await find_user(session, username)
     matches = await asyncio.to_thread(state.passwords.verify, user.password_hash if user else None, password)
     if user is None or not matches:
         raise Unauthenticated("Invalid username or password")
-    await state.limits.release(address_key)
-    await state.limits.reset(user_key)
+    await attempt.succeeded()
     if not user.is_active:
         raise Forbidden("Account is inactive")
     if await expire_plan_if_due(state, user.id, user.plan_expires_at):  # SPEC §5: expiry at login

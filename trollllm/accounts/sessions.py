@@ -2,10 +2,18 @@
 
 A token carries the user id and a token version; every request re-reads the user, so a demotion,
 deactivation or password change takes effect at once.
+
+The CSRF token of a session is an HMAC of its JWT under the server's key: a write authenticated by the
+session cookie must echo it, and no one can make one without the secret and the (HttpOnly) session
+cookie, so a cookie planted from a sibling domain cannot forge it. With `Secure` cookies (default in
+production) their names carry the `__Host-` prefix: the browser then accepts them only from this host
+over HTTPS, with `Path=/`.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -19,37 +27,66 @@ from starlette.responses import Response
 
 from trollllm.accounts.tables import User
 from trollllm.errors import CsrfFailed, Forbidden, Unauthenticated
+from trollllm.settings import Settings
 from trollllm.state import AppState, get_state
 
 JWT_ALGORITHM = "HS256"
 SESSION_COOKIE = "trollllm_session"
 CSRF_COOKIE = "trollllm_csrf"
 CSRF_HEADER = "x-csrf-token"
+SECURE_COOKIE_PREFIX = "__Host-"
+_CSRF_CONTEXT = b"trollllm/csrf/v1:"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def issue_token(state: AppState, user: User) -> str:
-    """A signed JWT for `user`: `sub` = user id, `ver` = token version, expiring after the configured TTL."""
+    """A signed JWT for `user`: `sub` = user id, `ver` = token version, expiring after the configured TTL.
+
+    `jti` makes every session's token (and so its CSRF token) distinct, even two in the same second.
+    """
     now = state.clock.now()
     claims = {
         "sub": str(user.id),
         "ver": user.token_version,
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(seconds=state.settings.jwt_ttl_s)).timestamp()),
+        "jti": secrets.token_urlsafe(12),
     }
     return jwt.encode(claims, state.jwt_key, algorithm=JWT_ALGORITHM)
 
 
+def cookie_name(settings: Settings, name: str) -> str:
+    """`name` as the browser stores it: `__Host-` prefixed when cookies are `Secure`."""
+    return SECURE_COOKIE_PREFIX + name if settings.secure_cookies else name
+
+
+def session_cookie(request: Request) -> str | None:
+    """The session token the browser sent in its cookie, if any."""
+    return request.cookies.get(cookie_name(get_state(request).settings, SESSION_COOKIE)) or None
+
+
+def session_csrf_token(state: AppState, session_token: str) -> str:
+    """The CSRF token bound to a session: an HMAC of its JWT under the server's key."""
+    digest = hmac.new(state.jwt_key, _CSRF_CONTEXT + session_token.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:24]).decode()
+
+
 def set_session_cookies(state: AppState, response: Response, token: str) -> None:
-    """The HttpOnly session cookie for pages, and the readable CSRF cookie that pages echo in a header."""
+    """The HttpOnly session cookie for pages, and the readable CSRF cookie (bound to it) pages echo."""
     max_age = state.settings.jwt_ttl_s
-    secure = state.settings.cookie_secure
+    secure = state.settings.secure_cookies
     response.set_cookie(
-        SESSION_COOKIE, token, max_age=max_age, httponly=True, samesite="lax", secure=secure, path="/"
+        cookie_name(state.settings, SESSION_COOKIE),
+        token,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+        path="/",
     )
     response.set_cookie(
-        CSRF_COOKIE,
-        secrets.token_urlsafe(24),
+        cookie_name(state.settings, CSRF_COOKIE),
+        session_csrf_token(state, token),
         max_age=max_age,
         httponly=False,
         samesite="strict",
@@ -58,10 +95,10 @@ def set_session_cookies(state: AppState, response: Response, token: str) -> None
     )
 
 
-def clear_session_cookies(response: Response) -> None:
-    """Log the browser out."""
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    response.delete_cookie(CSRF_COOKIE, path="/")
+def clear_session_cookies(settings: Settings, response: Response) -> None:
+    """Log the browser out (a `__Host-` cookie is only replaced by a `Secure` one, so say it again)."""
+    for name in (SESSION_COOKIE, CSRF_COOKIE):
+        response.delete_cookie(cookie_name(settings, name), path="/", secure=settings.secure_cookies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,18 +112,17 @@ def _credential(request: Request) -> _Credential | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return _Credential(value.strip(), from_cookie=False)
-    cookie = request.cookies.get(SESSION_COOKIE)
+    cookie = session_cookie(request)
     if cookie:
         return _Credential(cookie, from_cookie=True)
     return None
 
 
-def _check_csrf(request: Request) -> None:
+def _check_csrf(request: Request, state: AppState, session_token: str) -> None:
     if request.method in _SAFE_METHODS:
         return
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    header = request.headers.get(CSRF_HEADER, "")
-    if not cookie or not hmac.compare_digest(cookie, header):
+    presented = request.headers.get(CSRF_HEADER, "")
+    if not hmac.compare_digest(presented.encode(), session_csrf_token(state, session_token).encode()):
         raise CsrfFailed()
 
 
@@ -98,9 +134,9 @@ async def current_user(request: Request) -> User:
 async def authenticated_user(request: Request, *, form_csrf_checked: bool = False) -> User:
     """The authenticated, active user of `request` (401 otherwise).
 
-    A write authenticated by the session cookie must echo the CSRF cookie in the `x-csrf-token` header;
-    a plain HTML form cannot send headers, so the page that has compared the form's own CSRF field with
-    the cookie says so with `form_csrf_checked`.
+    A write authenticated by the session cookie must echo the session's CSRF token in the `x-csrf-token`
+    header; a plain HTML form cannot send headers, so the page that has checked the form's own CSRF field
+    says so with `form_csrf_checked`.
     """
     state = get_state(request)
     credential = _credential(request)
@@ -122,7 +158,7 @@ async def authenticated_user(request: Request, *, form_csrf_checked: bool = Fals
     if expires <= int(state.clock.now().timestamp()):
         raise Unauthenticated("Invalid or expired token")
     if credential.from_cookie and not form_csrf_checked:
-        _check_csrf(request)
+        _check_csrf(request, state, credential.token)
     async with state.sessions() as session:
         user = await session.scalar(select(User).where(User.id == user_id))
     if user is None or user.token_version != version:

@@ -1,6 +1,8 @@
 """Prometheus `/metrics`: on the gateway's port, or only on an internal one, optionally behind a token.
 
 - `TROLLLLM_METRICS_TOKEN` set: a scrape needs `Authorization: Bearer <token>` (401 otherwise).
+- No token: on the gateway's port only loopback addresses get them (others 404, as if there were none);
+  behind a reverse proxy, uvicorn takes the client's address from `X-Forwarded-For` (`FORWARDED_ALLOW_IPS`).
 - `TROLLLLM_METRICS_PORT` set: `/metrics` is 404 on the gateway's port and answered on
   `TROLLLLM_METRICS_HOST:TROLLLLM_METRICS_PORT` by a small HTTP server in every worker (`SO_REUSEPORT`:
   the workers share the port, and each answers with the sums of all of them).
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 
 from fastapi import APIRouter, Request, Response
@@ -21,6 +24,7 @@ from sqlalchemy import func, select
 
 from trollllm.billing.tables import Hold
 from trollllm.errors import NotFound, Unauthenticated
+from trollllm.settings import Settings
 from trollllm.state import AppState, get_state
 
 router = APIRouter(tags=["operations"])
@@ -34,9 +38,37 @@ async def metrics(request: Request) -> Response:
     state = get_state(request)
     if state.settings.metrics_port is not None:
         raise NotFound("metrics are served on their own port")
-    if not token_accepted(state, request.headers.get("authorization")):
+    if state.settings.metrics_token is None:
+        if not is_loopback(request.client.host if request.client else None):
+            raise NotFound()
+    elif not token_accepted(state, request.headers.get("authorization")):
         raise Unauthenticated("metrics need the bearer token")
     return Response(await exposition(state), media_type=CONTENT_TYPE_LATEST)
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for a loopback peer address (127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6)."""
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def warn_if_exposed(settings: Settings) -> None:
+    """In production, say loudly at start-up when `/metrics` rests on the loopback check alone.
+
+    A reverse proxy on the same machine that does not send `X-Forwarded-For` makes every visitor a loopback
+    peer, so production should protect metrics with a token or move them to their own port.
+    """
+    if settings.env == "production" and settings.metrics_token is None and settings.metrics_port is None:
+        logger.warning(
+            "SECURITY: /metrics is served on the gateway's port to loopback addresses only, with no token; "
+            "set TROLLLLM_METRICS_TOKEN or TROLLLLM_METRICS_PORT (a reverse proxy on this machine that does "
+            "not send X-Forwarded-For would expose spend, holds and per-key errors)"
+        )
 
 
 def token_accepted(state: AppState, authorization: str | None) -> bool:

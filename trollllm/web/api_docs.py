@@ -1,4 +1,8 @@
-"""`/docs`: Swagger UI 5 from assets the app serves itself (the `swagger-ui-py` package), never a CDN."""
+"""`/docs`: Swagger UI 5 from assets the app serves itself (the `swagger-ui-py` package), never a CDN.
+
+The page is ours rather than FastAPI's, whose inline start-up script the pages' CSP would block:
+`static/swagger-init.js` starts it instead.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ from pathlib import Path
 
 import swagger_ui
 from fastapi import APIRouter
-from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse
+
+from trollllm.web.render import page
 
 # Swagger UI 5: FastAPI writes OpenAPI 3.1, which Swagger UI 4 cannot render.
 SWAGGER_DIR = Path(swagger_ui.__file__).parent / "static"
@@ -19,10 +24,4 @@ router = APIRouter(include_in_schema=False)
 @router.get("/docs")
 async def api_docs() -> HTMLResponse:
     """The interactive API documentation, working offline."""
-    return get_swagger_ui_html(
-        openapi_url="/openapi.json",
-        title="TrollLLM gateway · API",
-        swagger_js_url=f"{SWAGGER_MOUNT}/swagger-ui-bundle.js",
-        swagger_css_url=f"{SWAGGER_MOUNT}/swagger-ui.css",
-        swagger_favicon_url=f"{SWAGGER_MOUNT}/favicon-32x32.png",
-    )
+    return page("api_docs.html", swagger=SWAGGER_MOUNT)

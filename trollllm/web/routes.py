@@ -11,13 +11,14 @@ from pydantic import ValidationError
 from starlette.responses import RedirectResponse, Response
 
 from trollllm.accounts.apikeys import live_api_key
+from trollllm.accounts.invites import Invite
 from trollllm.accounts.schemas import Credentials
 from trollllm.accounts.service import admit_registration, authenticate, client_address, create_user
 from trollllm.accounts.sessions import clear_session_cookies, issue_token, set_session_cookies
 from trollllm.accounts.tables import User
 from trollllm.byok.service import providers, saved_keys
-from trollllm.errors import GatewayError
-from trollllm.payments.referrals import record_referral
+from trollllm.errors import GatewayError, InviteRequired, RegistrationClosed
+from trollllm.payments.registration import welcome_new_user
 from trollllm.plans.user_routes import current_account, usage_percentage
 from trollllm.pricing.service import enabled_models
 from trollllm.state import get_state
@@ -41,7 +42,7 @@ def _redirect(path: str) -> RedirectResponse:
 def _auth_page(request: Request, template: str, status_code: int = 200, **context: object) -> Response:
     token = csrf_token(request)
     response = page(template, status_code, csrf=token, **context)
-    remember_csrf(request, response, token, secure=get_state(request).settings.cookie_secure)
+    remember_csrf(request, response, token)
     return response
 
 
@@ -78,20 +79,21 @@ async def login_submit(request: Request) -> Response:
 
 @router.get("/register")
 async def register_page(request: Request) -> Response:
-    """The registration form."""
+    """The registration form (with an invite field when registration is by invite; none when closed)."""
     if await page_user(request):
         return _redirect("/dashboard")
-    ref = request.query_params.get("ref", "")[:64]
-    return _auth_page(request, "register.html", username="", errors={}, ref=ref)
+    return _register_page(
+        request, 200, username="", invite=request.query_params.get("ref", "")[:64], errors={}
+    )
 
 
 @router.post("/register")
 async def register_submit(request: Request) -> Response:
     """Create the account (free plan, with an API key) and sign it in; errors sit next to their field."""
     form = await read_form(request)
-    username = form.get("username", "")
+    username, code = form.get("username", ""), form.get("invite", "").strip()
     if not form_csrf_ok(request, form.get("csrf", "")):
-        return _auth_page(request, "register.html", 403, username=username, errors=_expired_form())
+        return _register_page(request, 403, username=username, invite=code, errors=_expired_form())
     errors: dict[str, str] = {}
     try:
         credentials = Credentials(username=username, password=form.get("password", ""))
@@ -100,20 +102,29 @@ async def register_submit(request: Request) -> Response:
     if form.get("password", "") != form.get("confirm", ""):
         errors.setdefault("confirm", "The passwords do not match")
     if errors:
-        return _auth_page(
-            request, "register.html", 400, username=username, errors=errors, ref=form.get("ref", "")[:64]
-        )
+        return _register_page(request, 400, username=username, invite=code, errors=errors)
     state = get_state(request)
     try:
-        await admit_registration(state, client_address(request))
+        # The page's one code field may hold either kind of invite.
+        invite = Invite(referral_code=code or None, redemption_code=code or None)
+        await admit_registration(state, client_address(request), invite)
         user, _issued = await create_user(state, credentials.username, credentials.password)
-        await record_referral(state, user.id, form.get("ref", "")[:64] or None)
+        await welcome_new_user(state, user.id, code or None, client_address(request))
     except GatewayError as error:
-        field = error.field if error.field in _FIELD_HINTS else "username"
-        return _auth_page(
-            request, "register.html", error.status_code, username=username, errors={field: error.message}
+        field = "invite" if isinstance(error, InviteRequired) else error.field
+        field = field if field in (*_FIELD_HINTS, "invite") else "username"
+        return _register_page(
+            request, error.status_code, username=username, invite=code, errors={field: error.message}
         )
     return _signed_in(request, user)
+
+
+def _register_page(request: Request, status_code: int, **context: object) -> Response:
+    registration = get_state(request).settings.registration
+    closed = RegistrationClosed.default_message
+    return _auth_page(
+        request, "register.html", status_code, registration=registration, closed_message=closed, **context
+    )
 
 
 @router.post("/logout")
@@ -123,7 +134,7 @@ async def logout(request: Request) -> Response:
     if not form_csrf_ok(request, form.get("csrf", "")):
         return _redirect("/dashboard")
     response = _redirect("/login")
-    clear_session_cookies(response)
+    clear_session_cookies(get_state(request).settings, response)
     return response
 
 

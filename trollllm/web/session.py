@@ -1,9 +1,9 @@
 """Who is looking at a page: the session cookie read for pages, and the CSRF token of plain HTML forms.
 
-Pages never answer JSON errors: an anonymous visitor is sent to `/login`. Forms posted before a session
-exists (login, register) use the same double-submit CSRF cookie as the JSON API: the page puts the
-cookie's value in a hidden field and the POST must echo it. Signed-in forms (the admin pages) do the
-same, and a one-time notice (the flash cookie) tells the page after the redirect what the form did.
+Pages never answer JSON errors: an anonymous visitor is sent to `/login`. Every form carries a CSRF field
+its POST must echo. Signed in, it is the session's own token (an HMAC of the session, as the JSON API
+checks it); before a session exists (login, register) it is a random double-submit value kept in the CSRF
+cookie. A one-time notice (the flash cookie) tells the page after a redirect what a form did.
 """
 
 from __future__ import annotations
@@ -15,9 +15,17 @@ from urllib.parse import parse_qs, quote, unquote
 from fastapi import Request
 from starlette.responses import Response
 
-from trollllm.accounts.sessions import CSRF_COOKIE, authenticated_user, current_user
+from trollllm.accounts.sessions import (
+    CSRF_COOKIE,
+    authenticated_user,
+    cookie_name,
+    current_user,
+    session_cookie,
+    session_csrf_token,
+)
 from trollllm.accounts.tables import User
 from trollllm.errors import GatewayError
+from trollllm.state import get_state
 
 FLASH_COOKIE = "trollllm_flash"
 
@@ -31,20 +39,33 @@ async def page_user(request: Request) -> User | None:
 
 
 def csrf_token(request: Request) -> str:
-    """The CSRF value a form must echo: the browser's CSRF cookie, or a fresh one `remember_csrf` sets."""
-    return request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    """The CSRF value a form must echo: the session's token, else the browser's CSRF cookie or a fresh one."""
+    state = get_state(request)
+    session = session_cookie(request)
+    if session:
+        return session_csrf_token(state, session)
+    return request.cookies.get(cookie_name(state.settings, CSRF_COOKIE)) or secrets.token_urlsafe(24)
 
 
-def remember_csrf(request: Request, response: Response, token: str, *, secure: bool) -> None:
+def remember_csrf(request: Request, response: Response, token: str) -> None:
     """Set the CSRF cookie when the browser does not have it yet (the page's forms carry `token`)."""
-    if request.cookies.get(CSRF_COOKIE) != token:
-        response.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="strict", secure=secure, path="/")
+    settings = get_state(request).settings
+    name = cookie_name(settings, CSRF_COOKIE)
+    if request.cookies.get(name) != token:
+        response.set_cookie(
+            name, token, httponly=False, samesite="strict", secure=settings.secure_cookies, path="/"
+        )
 
 
 def form_csrf_ok(request: Request, posted: str) -> bool:
-    """True when a posted form echoes the browser's CSRF cookie."""
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    return bool(cookie) and hmac.compare_digest(cookie, posted)
+    """True when a posted form echoes its CSRF value (the session's token when signed in)."""
+    state = get_state(request)
+    session = session_cookie(request)
+    if session:
+        expected = session_csrf_token(state, session)
+    else:
+        expected = request.cookies.get(cookie_name(state.settings, CSRF_COOKIE), "")
+    return bool(expected) and hmac.compare_digest(expected.encode(), posted.encode())
 
 
 async def read_form(request: Request) -> dict[str, str]:

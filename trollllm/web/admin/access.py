@@ -14,7 +14,7 @@ from fastapi import Request
 from pydantic import ValidationError
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from trollllm.accounts.sessions import SESSION_COOKIE
+from trollllm.accounts.sessions import session_cookie
 from trollllm.accounts.tables import User
 from trollllm.errors import GatewayError
 from trollllm.web.render import page
@@ -62,7 +62,7 @@ async def admin_page(request: Request) -> User | Response:
 async def admin_form(request: Request) -> tuple[User, dict[str, str]] | Response:
     """The admin posting a form and its fields, or the response for anyone else (or a stale form)."""
     form = await read_form(request)
-    if not request.cookies.get(SESSION_COOKIE):
+    if not session_cookie(request):
         return redirect("/login")
     if not form_csrf_ok(request, form.get("csrf", "")):
         return page("error.html", 403, upgrade=False, message=FORM_EXPIRED)

@@ -1,8 +1,11 @@
 // TrollLLM pages: the few live actions (reveal, copy, rotate) over the JSON API with the CSRF header.
 "use strict";
 
+// The session's CSRF token: the page states it (bound to the session, whatever the cookie's name).
 function csrfToken() {
-  const match = document.cookie.match(/(?:^|; )trollllm_csrf=([^;]*)/);
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  if (meta) return meta.content;
+  const match = document.cookie.match(/(?:^|; )(?:__Host-)?trollllm_csrf=([^;]*)/);
   return match ? decodeURIComponent(match[1]) : "";
 }
 
