@@ -8,6 +8,7 @@ from typing import Any
 from proxy_world import World
 
 from trollllm.mockupstream import count_input_tokens
+from trollllm.mockupstream.hidden_billing import anthropic_hidden_tokens
 from trollllm.money import (
     LongContextTier,
     Money,
@@ -69,9 +70,11 @@ def mock_cost(
     searches: int = 0,
     prices: Prices = PRICES,
 ) -> Money:
-    """What the mock's answer to `sent` (the body it received) costs at `prices`."""
-    usage = TokenUsage(count_input_tokens(sent), output, write, hit, web_search_calls=searches)
-    return cost_of(usage, PRICES)
+    """What the mock's answer to `sent` (the body it received) costs at `prices`: its words and what the
+    provider adds to them (Anthropic's tool-use system prompt)."""
+    input_tokens = count_input_tokens(sent) + anthropic_hidden_tokens(sent)
+    usage = TokenUsage(input_tokens, output, write, hit, web_search_calls=searches)
+    return cost_of(usage, prices)
 
 
 async def credits(world: World) -> Money:
