@@ -52,6 +52,7 @@ class User(Base):
     total_cache_hit_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     monthly_tokens_used: Mapped[int] = mapped_column(BigInteger, default=0)
     monthly_reset_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -24,6 +24,7 @@ from trollllm.money import Money, TokenUsage, cost_of, usd_text
 from trollllm.proxy.decoding import UnreadableEncoding, body_decoder, decode_body
 from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse, RawResponse
 from trollllm.proxy.gate import Admission, admit, authenticate, presented_key
+from trollllm.proxy.refusals import log_refusal
 from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
 from trollllm.proxy.requests import ProxyRequest, parse_request, refuse_unpriced_betas
 from trollllm.state import AppState
@@ -71,12 +72,18 @@ async def list_models(state: AppState, call: ProxyCall) -> ProxyResponse:
 
 async def _proxy(state: AppState, call: ProxyCall, wire: WireFormat) -> ProxyResponse:
     started = time.perf_counter()
-    caller = await authenticate(state, presented_key(call.headers, wire))
-    parsed = parse_request(call.body, wire)
-    beta = call.headers.get("anthropic-beta")
-    if beta:
-        refuse_unpriced_betas(beta, state.settings.allowed_anthropic_betas)
-    admission = await admit(state, caller, parsed, call.request_id)
+    key = presented_key(call.headers, wire)
+    caller = None
+    try:
+        caller = await authenticate(state, key)
+        parsed = parse_request(call.body, wire)
+        beta = call.headers.get("anthropic-beta")
+        if beta:
+            refuse_unpriced_betas(beta, state.settings.allowed_anthropic_betas)
+        admission = await admit(state, caller, parsed, call.request_id)
+    except GatewayError as refusal:  # the gate said no: shown in the owner's history (one write)
+        await log_refusal(state, call, refusal, started, caller, key)
+        raise
     call.model = admission.model.model_id
     exchange = _Exchange(state, admission, parsed, started, call.request_id)
     upstream_wire = wire if parsed.translation is None else parsed.translation.upstream_wire
@@ -206,6 +213,7 @@ class _Exchange:
             # The runner completes a started write even if this task is cancelled (client gone).
             charged = await self.state.db.write(program)
             self.state.telemetry.count_spend(charged.cost.nanos)
+            self.state.upstream.record_spend(record.factory_key_id, charged.cost.nanos)
             if cost > admission.hold.amount:
                 self.state.billing.count_overage(cost, admission.hold.amount, charged.cost)
             return charged
