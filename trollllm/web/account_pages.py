@@ -15,7 +15,7 @@ from trollllm.plans.tables import Plan
 from trollllm.plans.user_routes import current_account, plan_features
 from trollllm.state import get_state
 from trollllm.web.render import page
-from trollllm.web.session import csrf_token, form_csrf_ok, page_user, read_form
+from trollllm.web.session import csrf_token, form_user, page_user, read_form
 
 router = APIRouter(include_in_schema=False)
 
@@ -62,14 +62,14 @@ async def provider_keys(request: Request) -> Response:
 @router.post("/dashboard/settings/time-zone")
 async def set_time_zone(request: Request) -> Response:
     """Save the user's time zone from a page form and go back to the page it came from."""
-    user = await page_user(request)
+    form = await read_form(request)
+    user = await form_user(request, form)  # checks the form's CSRF field
     if user is None:
         return RedirectResponse("/login", status_code=303)
-    form = await read_form(request)
     back = form.get("back", "")
     back = back if back.startswith("/dashboard") and "//" not in back else "/dashboard"
     zone = form.get("timeZone", "").strip()
-    if form_csrf_ok(request, form.get("csrf", "")) and known_zone(zone):
+    if known_zone(zone):
         async with transaction(get_state(request).sessions) as session:
             row = await session.get_one(User, user.id)
             row.time_zone = zone

@@ -23,7 +23,7 @@ WIDTH, HEIGHT = 720, 220
 LEFT, RIGHT, TOP, BOTTOM = 44, 84, 12, 28
 # The phone drawing: fewer units across, so its 12.5-unit labels show at about 11 px on a 390 px screen
 # (the wide drawing scaled down there had 7 px labels).
-NARROW_WIDTH, NARROW_LEFT, NARROW_RIGHT = 360, 34, 66
+NARROW_WIDTH, NARROW_LEFT, NARROW_RIGHT = 360, 30, 76
 _LABEL_EVERY = 7
 
 
