@@ -149,5 +149,5 @@ async def test_a_cooling_key_shows_until_when(gateway: AppHarness) -> None:
             )
         page = await client.get("/factory-keys")
     assert ">cooling down<" in page.text
-    assert f'cool-down until <time data-local datetime="{until.isoformat()}">' in page.text
+    assert f'cool-down until <time datetime="{until.isoformat()}">' in page.text
     assert "upstream answered 429" in page.text and ">Enable<" in page.text

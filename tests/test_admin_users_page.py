@@ -60,7 +60,7 @@ async def test_the_plan_select_names_each_grant_and_the_confirmation_repeats_it(
     assert "dev — grants $225.00" in page.text and "pro — grants $500.00" in page.text
     assert "Change alice from free to pro?" in review.text and "$500.00" in review.text
     assert "Confirm plan change" in review.text
-    assert "$0.00" in credits_before.text  # nothing granted before the confirmation
+    assert '<dd title="$0.000000000">$0</dd>' in credits_before.text  # nothing granted yet
 
 
 async def test_a_confirmed_upgrade_grants_and_says_so(gateway: AppHarness) -> None:

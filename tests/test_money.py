@@ -42,12 +42,12 @@ def per_mtok(text: str) -> int:
 
 def shown_amount(text: str) -> Money:
     """The amount a UI string like `$7.654321` or `-$1.50` displays."""
-    assert re.fullmatch(r"-?\$\d+\.\d+", text), text
+    assert re.fullmatch(r"-?\$\d+(?:\.\d+)?", text), text
     return Money.from_usd(text.replace("$", "", 1))
 
 
 def decimals_of(text: str) -> int:
-    return len(text.split(".")[1])
+    return len(text.split(".")[1]) if "." in text else 0
 
 
 moneys = st.integers(min_value=-MAX_NANOS, max_value=MAX_NANOS).map(Money)
@@ -486,7 +486,7 @@ def test_split_charge_raises_when_both_balances_cannot_cover(
     ("nanos", "text"),
     [
         (17_500_000, "$0.017500"),
-        (0, "$0.000000"),
+        (0, "$0"),  # zero is `$0` in every kind (issue 28)
         (225_000_000_000, "$225.000000"),
         (7_654_321_000, "$7.654321"),
         (1, "$0.000001"),  # rounded up to the micro-dollar: a cost is never shown as less
@@ -507,7 +507,7 @@ def test_format_cost_is_dollar_and_six_decimals(nanos: int, text: str) -> None:
         (50_000_000_000, "$50.00"),
         (1_500_000_000, "$1.50"),
         (1_234_000_000, "$1.234"),
-        (0, "$0.00"),
+        (0, "$0"),
         (7_654_321_999, "$7.654321"),  # truncated: never shown as more than it is
         (999, "$0.00"),
         (1_000_000_000_000, "$1000.00"),  # no thousands separator
@@ -518,14 +518,37 @@ def test_format_balance_has_two_to_six_decimals(nanos: int, text: str) -> None:
     assert Money(nanos).format_balance() == text
 
 
-@given(moneys)
+@given(moneys.filter(bool))
 def test_format_cost_always_has_six_decimals(m: Money) -> None:
     assert re.fullmatch(r"-?\$\d+\.\d{6}", m.format_cost())
 
 
-@given(moneys)
+@given(moneys.filter(bool))
 def test_format_balance_always_has_two_to_six_decimals(m: Money) -> None:
     assert re.fullmatch(r"-?\$\d+\.\d{2,6}", m.format_balance())
+
+
+@given(moneys.filter(bool))
+def test_format_spend_always_has_two_to_six_decimals(m: Money) -> None:
+    assert re.fullmatch(r"-?\$\d+\.\d{2,6}", m.format_spend())
+
+
+@pytest.mark.parametrize("kind", ["format_cost", "format_balance", "format_spend"])
+def test_zero_is_shown_as_dollar_zero_in_every_kind(kind: str) -> None:
+    assert getattr(Money.ZERO, kind)() == "$0"
+
+
+@given(balances)
+def test_format_spend_never_shows_less_than_was_charged(m: Money) -> None:
+    shown = shown_amount(m.format_spend())
+    assert shown >= m
+    assert (shown - m).nanos < 1_000
+
+
+def test_a_spend_total_agrees_with_its_chart_label() -> None:
+    # The overview card once truncated $0.009143999 while its chart rounded it up to $0.009144.
+    assert Money(9_143_999).format_spend() == "$0.009144"
+    assert Money(9_143_999).format_cost() == "$0.009144"
 
 
 @given(balances)
@@ -558,5 +581,5 @@ def test_format_balance_lstrip_dollar_round_trips(m: Money) -> None:
 @given(micro_multiples)
 def test_format_cost_round_trips_multiples_of_1000_nanos(m: Money) -> None:
     text = m.format_cost()
-    assert decimals_of(text) == 6
+    assert decimals_of(text) == 6 or text == "$0"
     assert Money.from_usd(text.replace("$", "", 1)) == m

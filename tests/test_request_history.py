@@ -189,6 +189,8 @@ async def test_history_row_has_every_field_and_no_factory_key(app: AppHarness) -
         "userKeyId": None,
         "isStream": True,
         "errorType": None,
+        "errorMessage": None,
+        "isRefused": False,
         "createdAt": "2026-01-10T12:00:00Z",
     }
 

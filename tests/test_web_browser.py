@@ -145,7 +145,7 @@ async def test_friend_key_is_generated_limited_used_rotated_and_deleted(world: W
         await page.get_by_role("button", name="Save Limits").click()
         await expect(page.get_by_role("status")).to_have_text("Limits saved")
         await page.wait_for_load_state("load")
-        await expect(page.get_by_text("$0.00 / $1.00")).to_be_visible()
+        await expect(page.get_by_text("$0 / $1.00")).to_be_visible()
 
         friend = openai.AsyncOpenAI(base_url=world.base_url + "/v1", api_key=key, max_retries=0)
         await friend.chat.completions.create(

@@ -66,7 +66,7 @@ async def test_chart_table_shows_todays_request_count_and_exact_spend_without_ja
         await page.goto("/dashboard")
         await page.get_by_text("View as table").click()
         today = page.get_by_role("row").filter(has=page.get_by_role("cell", name=TODAY, exact=True))
-        await expect(today.get_by_role("cell")).to_have_text([TODAY, "3", spent.format_cost()])
+        await expect(today.get_by_role("cell")).to_have_text([TODAY, "3", spent.format_spend()])
         await expect(today.get_by_role("cell").nth(2)).to_have_attribute("title", spent.format_exact())
         await context.close()
 
@@ -76,10 +76,11 @@ async def test_chart_svg_has_one_bar_per_day_for_30_days(gateway: AppHarness) ->
 
     html = (await gateway.client.get("/dashboard")).text
 
-    svg = html.split('<svg class="usage-chart"', 1)[1].split("</svg>", 1)[0]
-    assert svg.count('<rect class="bar"') == 30
-    assert "<title>2025-12-17: " in svg and f"<title>{TODAY}: " in svg, "the 30 days end today"
-    assert 'aria-labelledby="usage-chart-title usage-chart-desc"' in html
+    for variant in ("wide", "narrow"):  # one drawing for desktops, one for phones
+        svg = html.split(f'<svg class="usage-chart {variant}"', 1)[1].split("</svg>", 1)[0]
+        assert svg.count('<rect class="bar"') == 30
+        assert "<title>2025-12-17: " in svg and f"<title>{TODAY}: " in svg, "the 30 days end today"
+        assert f'aria-labelledby="usage-chart-title-{variant} usage-chart-desc-{variant}"' in html
     assert "Requests and spend per day, last 30 days</title>" in svg
 
 
@@ -91,7 +92,7 @@ async def test_empty_account_chart_shows_zeros_not_an_error(gateway: AppHarness)
     assert response.status_code == 200
     rows = _table_rows(response.text)
     assert len(rows) == 30
-    assert set(rows.values()) == {("0", "$0.000000")}
+    assert set(rows.values()) == {("0", "$0")}
     assert "No requests in the last 30 days" in response.text
 
 
@@ -111,3 +112,38 @@ async def test_chart_counts_utc_days_of_the_last_30_days_of_this_user_only(any_g
     assert rows["2025-12-17"] == ("1", "$0.000018")
     assert rows["2026-01-14"] == ("1", "$0.000001")
     assert rows[TODAY] == ("2", "$0.000005"), "bob's request is not alice's"
+
+
+def _bearer(gateway: AppHarness) -> dict[str, str]:
+    token = next(cookie.value for cookie in gateway.client.cookies.jar if cookie.name == SESSION_COOKIE)
+    return {"authorization": f"Bearer {token}"}
+
+
+async def test_chart_days_are_the_users_time_zone_days(gateway: AppHarness) -> None:
+    alice = await _signed_in_user_id(gateway, "alice")
+    # 23:30 UTC on the 14th is already the 15th in Tokyo (UTC+9); 14:59 UTC on the 15th is still the 15th.
+    await _log(gateway, alice, datetime(2026, 1, 14, 23, 30, tzinfo=UTC), 1_000)
+    await _log(gateway, alice, datetime(2026, 1, 14, 14, 30, tzinfo=UTC), 2_000)
+    response = await gateway.client.put(
+        "/api/user/settings", json={"timeZone": "Asia/Tokyo"}, headers=_bearer(gateway)
+    )
+    assert response.json() == {"timeZone": "Asia/Tokyo"}
+
+    html = (await gateway.client.get("/dashboard")).text
+    rows = _table_rows(html)
+
+    assert rows[TODAY] == ("1", "$0.000001")
+    assert rows["2026-01-14"] == ("1", "$0.000002")
+    assert "Day (Asia/Tokyo)" in html
+
+
+async def test_settings_refuse_a_name_that_is_not_a_time_zone(gateway: AppHarness) -> None:
+    await _signed_in_user_id(gateway, "alice")
+    assert (await gateway.client.get("/api/user/settings")).json() == {"timeZone": "UTC"}
+
+    response = await gateway.client.put(
+        "/api/user/settings", json={"timeZone": "Mars/Olympus"}, headers=_bearer(gateway)
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "timeZone"

@@ -21,7 +21,7 @@ from trollllm.web.render import usd_balance, usd_cost, usd_exact
 @pytest.mark.parametrize(
     ("nanos", "text"),
     [
-        (0, "$0.000000"),
+        (0, "$0"),
         (1, "$0.000001"),  # the smallest cost is not shown as $0.000000
         (999, "$0.000001"),
         (1_000, "$0.000001"),
@@ -40,7 +40,7 @@ def test_cost_filter_shows_six_decimals_rounded_away_from_zero(nanos: int, text:
 @pytest.mark.parametrize(
     ("nanos", "text"),
     [
-        (0, "$0.00"),
+        (0, "$0"),
         (999, "$0.00"),  # below a micro-dollar: truncated, never shown as more than it is
         (1_000, "$0.000001"),
         (10_000_000, "$0.01"),
@@ -105,7 +105,7 @@ async def test_balances_show_the_exact_amount_on_hover_never_raw_nano_dollars(ga
         for path in ("/dashboard", "/dashboard/subscription", "/dashboard/request-history")
     ]
 
-    assert '<dd title="$0.000000000">$0.00</dd>' in pages[0]
+    assert '<dd title="$0.000000000">$0</dd>' in pages[0]
     assert 'title="$225.000000000">$225.00</span>' in pages[1]
     for html in pages:
         assert "nano" not in html.lower()

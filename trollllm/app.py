@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from trollllm import __version__, serving
 from trollllm.accounts.routes import router as accounts_router
-from trollllm.accounts.settings_routes import router as settings_router
+from trollllm.accounts.timezones import router as user_settings_router
 from trollllm.admin.router import build_admin_router
 from trollllm.betas.policy import TOPIC as BETAS_TOPIC
 from trollllm.betas.policy import BetaPolicy
@@ -203,7 +203,7 @@ def create_app(
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(accounts_router)
-    app.include_router(settings_router)
+    app.include_router(user_settings_router)
     app.include_router(build_admin_router())
     app.include_router(usage_router)
     app.include_router(friendkeys_router)

@@ -82,11 +82,22 @@ def _first_validation_error(exc: RequestValidationError) -> ValidationFailed:
     return ValidationFailed(f"{field}: {message}" if field else message, field=field)
 
 
+_API_PREFIXES = ("/api/", "/v1/")
+
+
+def _browser_lost(request: Request, error: GatewayError) -> bool:
+    """A browser on an unknown address: an HTML 404 page (API paths and non-HTML clients get JSON)."""
+    path = request.url.path
+    if error.status_code != 404 or path in ("/api", "/v1") or path.startswith(_API_PREFIXES):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
 def install_error_handlers(app: FastAPI, pages: PageErrors | None = None) -> None:
     """Map every exception the app can raise to exactly one response shape (HTML on `pages` paths)."""
 
     def respond(request: Request, error: GatewayError) -> Response:
-        if pages is not None and pages.is_page(request.url.path):
+        if pages is not None and (pages.is_page(request.url.path) or _browser_lost(request, error)):
             return pages.render(error)
         return error_response(request.url.path, error, _request_id(request))
 

@@ -65,9 +65,17 @@ class Money:
         """USD as a JSON number; exact in text up to 15 significant digits (any balance under $1M)."""
         return self.nanos / NANOS_PER_USD
 
+    # How the UI shows amounts (SPEC §4), one rule for every page, chart label and card:
+    # - a request's cost: `$X.XXXXXX`, rounded up to the micro-dollar: never shown below what was charged;
+    # - spend (sums of costs: usage, totals, chart values): 2 to 6 decimals, rounded up the same way, so a
+    #   card and its chart always agree;
+    # - balances and limits: 2 to 6 decimals, truncated: never shown above what is there;
+    # - zero is `$0` in every kind. The exact amount (`format_exact`) goes in a hover title.
+
     def format_cost(self) -> str:
-        """A request's cost as the UI shows it: `$X.XXXXXX` (rounded away from zero to the micro-dollar)."""
-        # Magnitude rounded up: a cost is never shown as less than it is, and a non-zero one never as $0.
+        """A request's cost as the UI shows it: `$X.XXXXXX` (rounded away from zero), `$0` for zero."""
+        if self.nanos == 0:
+            return "$0"
         micros = -(-abs(self.nanos) // 1000)
         sign = "-" if self.nanos < 0 else ""
         whole, frac = divmod(micros, 1_000_000)
@@ -80,16 +88,19 @@ class Money:
         return f"{sign}${whole}.{frac:09d}"
 
     def format_balance(self) -> str:
-        """Balances, limits and usage: at least 2 and at most 6 decimals (`$225.00`, `$7.654321`).
+        """Balances and limits: 2 to 6 decimals (`$225.00`, `$7.654321`), truncated; `$0` for zero.
 
         Shown exactly where 6 decimals suffice; otherwise truncated to the micro-dollar, so a balance
         is never displayed as more than it is.
         """
-        sign = "-" if self.nanos < 0 else ""
-        micros = abs(self.nanos) // 1000
-        whole, frac = divmod(micros, 1_000_000)
-        digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
-        return f"{sign}${whole:,}.{digits}".replace(",", "")
+        return _two_to_six_decimals(self.nanos, round_up=False)
+
+    def format_spend(self) -> str:
+        """Spend (usage, totals, chart values): 2 to 6 decimals, rounded up; `$0` for zero.
+
+        A sum of charges is never displayed as less than was charged, like each cost in it.
+        """
+        return _two_to_six_decimals(self.nanos, round_up=True)
 
     def __add__(self, other: Money) -> Money:
         return Money(self.nanos + other.nanos)
@@ -105,6 +116,16 @@ class Money:
 
 
 Money.ZERO = Money(0)
+
+
+def _two_to_six_decimals(nanos: int, *, round_up: bool) -> str:
+    if nanos == 0:
+        return "$0"
+    sign = "-" if nanos < 0 else ""
+    micros = -(-abs(nanos) // 1000) if round_up else abs(nanos) // 1000
+    whole, frac = divmod(micros, 1_000_000)
+    digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"{sign}${whole}.{digits}"
 
 
 def parse_price_per_mtok(value: Decimal | int | str | float) -> int:

@@ -23,6 +23,7 @@ from trollllm.proxy.decoding import UnreadableEncoding, body_decoder, decode_bod
 from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse, RawResponse
 from trollllm.proxy.gate import Admission, Caller, admit, authenticate, presented_key
 from trollllm.proxy.model_list import list_models
+from trollllm.proxy.refusals import log_refusal
 from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
 from trollllm.proxy.requests import ProxyRequest, StreamRelay, conversation_hint, parse_request
 from trollllm.proxy.token_count import COUNT_TOKENS_PATH, count_tokens
@@ -57,8 +58,14 @@ async def messages(state: AppState, call: ProxyCall) -> ProxyResponse:
 
 async def _proxy(state: AppState, call: ProxyCall, wire: WireFormat) -> ProxyResponse:
     started = time.perf_counter()
-    caller = await authenticate(state, presented_key(call.headers, wire))
-    parsed = parse_request(call.body, wire)
+    key = presented_key(call.headers, wire)
+    caller: Caller | None = None
+    try:
+        caller = await authenticate(state, key)
+        parsed = parse_request(call.body, wire)
+    except GatewayError as refusal:  # refused before the gate: shown in the owner's history (one write)
+        await log_refusal(state, call, refusal, started, caller, key)
+        raise
     parsed.betas = split_betas(call.headers.get("anthropic-beta"))
     return await forward(state, call, caller, parsed, started)
 
@@ -67,7 +74,11 @@ async def forward(
     state: AppState, call: ProxyCall, caller: Caller, parsed: ProxyRequest, started: float
 ) -> ProxyResponse:
     """Admit a parsed request (the gate), send it upstream, and relay, bill and log its answer."""
-    admission = await admit(state, caller, parsed, call.request_id)
+    try:
+        admission = await admit(state, caller, parsed, call.request_id)
+    except GatewayError as refusal:  # the gate said no: shown in the owner's history (one write)
+        await log_refusal(state, call, refusal, started, caller, None)
+        raise
     call.model = admission.model.model_id
     if parsed.betas:
         state.betas.count_forwarded(parsed.betas)
@@ -224,6 +235,7 @@ class _Exchange:
             # The runner completes a started write even if this task is cancelled (client gone).
             charged = await self.state.db.write(program)
             self.state.telemetry.count_spend(charged.cost.nanos)
+            self.state.upstream.record_spend(record.factory_key_id, charged.cost.nanos)
             if cost > admission.hold.amount:
                 self.state.billing.count_overage(cost, admission.hold.amount, charged.cost)
             return charged

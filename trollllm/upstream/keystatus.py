@@ -1,9 +1,9 @@
 """Writes the pool's findings about factory keys to the database, off the request path.
 
 One background worker runs every write in order (a key cooled down, then recovered, stays recovered),
-each in its own short transaction. Request counters are kept in memory and added to the rows every few
-seconds and on close. A failed write is logged as an error and never reaches a request; failed counter
-increments are kept and retried at the next flush.
+each in its own short transaction. Request counters and spend are kept in memory and added to the rows
+every few seconds and on close. A failed write is logged as an error and never reaches a request; failed
+counter increments are kept and retried at the next flush.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ _factory_keys = cast(Table, FactoryKey.__table__)
 _add_requests = (
     update(_factory_keys)
     .where(_factory_keys.c.id == bindparam("key_id"))
-    .values(requests_count=_factory_keys.c.requests_count + bindparam("added"))
+    .values(
+        requests_count=_factory_keys.c.requests_count + bindparam("added"),
+        spend_nanos=_factory_keys.c.spend_nanos + bindparam("spent"),
+    )
 )
 
 
@@ -39,6 +42,7 @@ class KeyStatusWriter:
         self._sessions = sessions
         self._queue: asyncio.Queue[Update | None] = asyncio.Queue()
         self._counts: Counter[int] = Counter()
+        self._spend: Counter[int] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -69,6 +73,11 @@ class KeyStatusWriter:
     def count(self, key_id: int) -> None:
         """One more request sent with this key."""
         self._counts[key_id] += 1
+
+    def add_spend(self, key_id: int, nanos: int) -> None:
+        """A settled request's charge on this key (the admin page's Spend), added at the next flush."""
+        if nanos > 0:
+            self._spend[key_id] += nanos
 
     def cool_down(self, key_id: int, until: datetime, error: str) -> None:
         """Persist `cooling_down` until `until` with `error` (a disabled key stays disabled)."""
@@ -119,7 +128,7 @@ class KeyStatusWriter:
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(COUNTER_FLUSH_INTERVAL_S)
-            if self._counts:
+            if self._counts or self._spend:
                 self._queue.put_nowait(None)
 
     async def _write_forever(self) -> None:
@@ -142,12 +151,17 @@ class KeyStatusWriter:
 
     async def _write_counts(self) -> None:
         counts, self._counts = self._counts, Counter()
-        if not counts:
+        spend, self._spend = self._spend, Counter()
+        if not counts and not spend:
             return
-        rows = [{"key_id": key_id, "added": added} for key_id, added in sorted(counts.items())]
+        rows = [
+            {"key_id": key_id, "added": counts[key_id], "spent": spend[key_id]}
+            for key_id in sorted(set(counts) | set(spend))
+        ]
         try:
             async with transaction(self._sessions) as session:
                 await session.execute(_add_requests, rows)
         except Exception:  # the top of a background task: keep the counts for the next flush
             self._counts.update(counts)
+            self._spend.update(spend)
             logger.exception("could not record factory key request counts; retrying at the next flush")

@@ -399,6 +399,11 @@ class UpstreamPool:
         self._writer.cool_down(key.id, self._clock.now() + timedelta(seconds=seconds), reason)
         logger.warning("factory key %d cooling down for %g s: %s", key.id, seconds, reason)
 
+    def record_spend(self, factory_key_id: int | None, nanos: int) -> None:
+        """A settled charge on a factory key: added to its `spend_nanos` off the request path."""
+        if factory_key_id is not None:
+            self._writer.add_spend(factory_key_id, nanos)
+
     def report_unusable(self, factory_key_id: int, reason: str) -> None:
         """A reply this key gave could not be used (e.g. a stream nobody can read): cool the key down."""
         if self._telemetry is not None:

@@ -14,6 +14,7 @@ from trollllm.usage.history import (
     RequestLogView,
     find_request_log,
     page_request_logs,
+    parse_history_filter,
     parse_page_params,
 )
 
@@ -36,6 +37,17 @@ ToQuery = Annotated[
 ]
 
 
+ModelQuery = Annotated[str | None, Query(description="only this model id")]
+StatusQuery = Annotated[
+    str | None,
+    Query(description="`success`, `refused` (by the gateway, charged nothing), `failed`, or a status code"),
+]
+KeyQuery = Annotated[
+    str | None,
+    Query(description="the key used: `api` (your API key), `friend` or `byok` (own provider keys)"),
+]
+
+
 @router.get("/api/user/request-history", response_model=RequestLogPageView)
 async def request_history(
     user: CurrentUser,
@@ -44,11 +56,16 @@ async def request_history(
     limit: LimitQuery = None,
     since: FromQuery = None,
     to: ToQuery = None,
+    model: ModelQuery = None,
+    status: StatusQuery = None,
+    key: KeyQuery = None,
 ) -> RequestLogPageView:
-    """The caller's requests, newest first, friend-key requests included; optionally within `from`..`to`."""
+    """The caller's requests, newest first, friend-key and refused requests included; optionally within
+    `from`..`to` and filtered by model, status and key; `totals` sums every matching row."""
     params = parse_page_params(page, limit, since, to)
+    filters = parse_history_filter(model, status, key)
     async with get_state(request).sessions() as session:
-        result = await page_request_logs(session, params, user_id=user.id)
+        result = await page_request_logs(session, params, user_id=user.id, filters=filters)
     return RequestLogPageView.of(result, user.username)
 
 

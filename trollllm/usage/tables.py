@@ -46,4 +46,5 @@ class RequestLog(Base):
     is_byok: Mapped[bool] = mapped_column(Boolean, default=False)
     is_stream: Mapped[bool] = mapped_column(Boolean, default=False)
     error_type: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(String(300))  # what a refused/failed request was told
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -1,4 +1,5 @@
-"""`/dashboard/subscription` (plans side by side) and `/dashboard/settings/api-keys` (own provider keys)."""
+"""`/dashboard/subscription` (plans side by side), `/dashboard/settings/api-keys` (own provider keys) and
+the time zone form (`POST /dashboard/settings/time-zone`, the page twin of `PUT /api/user/settings`)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 from starlette.responses import RedirectResponse, Response
 
+from trollllm.accounts.tables import User
+from trollllm.accounts.timezones import known_zone
 from trollllm.byok.service import providers, saved_keys
+from trollllm.db import transaction
 from trollllm.plans.tables import Plan
 from trollllm.plans.user_routes import current_account, plan_features
 from trollllm.state import get_state
 from trollllm.web.render import page
-from trollllm.web.session import csrf_token, page_user
+from trollllm.web.session import csrf_token, form_user, page_user, read_form
 
 router = APIRouter(include_in_schema=False)
 
@@ -53,3 +57,20 @@ async def provider_keys(request: Request) -> Response:
         current="api-keys",
         providers=[(row.name, row.display_name, by_provider.get(row.name)) for row in rows],
     )
+
+
+@router.post("/dashboard/settings/time-zone")
+async def set_time_zone(request: Request) -> Response:
+    """Save the user's time zone from a page form and go back to the page it came from."""
+    form = await read_form(request)
+    user = await form_user(request, form)  # checks the form's CSRF field
+    if user is None:
+        return RedirectResponse("/login", status_code=303)
+    back = form.get("back", "")
+    back = back if back.startswith("/dashboard") and "//" not in back else "/dashboard"
+    zone = form.get("timeZone", "").strip()
+    if known_zone(zone):
+        async with transaction(get_state(request).sessions) as session:
+            row = await session.get_one(User, user.id)
+            row.time_zone = zone
+    return RedirectResponse(back, status_code=303)

@@ -32,5 +32,6 @@ def error_page(error: GatewayError) -> Response:
         "error.html",
         error.status_code,
         upgrade=error.error_type == "free_tier_restricted",
+        not_found=error.status_code == 404,
         message=error.message,
     )

@@ -6,9 +6,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 from starlette.responses import HTMLResponse
 
+from trollllm.accounts.timezones import DEFAULT_TIME_ZONE, zone_of
 from trollllm.money import Money
 
 _HERE = Path(__file__).parent
@@ -23,6 +25,11 @@ def usd_cost(nanos: int) -> str:
 def usd_balance(nanos: int) -> str:
     """A balance, limit or usage: 2 to 6 decimals (`$225.00`, `$7.654321`), never more than it is."""
     return Money(nanos).format_balance()
+
+
+def usd_spend(nanos: int) -> str:
+    """Spend (usage, totals, chart values): 2 to 6 decimals, never less than was charged."""
+    return Money(nanos).format_spend()
 
 
 def usd_exact(nanos: int) -> str:
@@ -70,16 +77,42 @@ def _iso(moment: datetime | None) -> str:
     return moment.isoformat() if moment else ""
 
 
+def zone_name(context: Context) -> str:
+    """The signed-in user's time zone (SPEC §7), UTC for anonymous pages."""
+    user = context.get("user")
+    return getattr(user, "time_zone", None) or DEFAULT_TIME_ZONE
+
+
+@pass_context
+def _when(context: Context, moment: datetime | None) -> str:
+    """An instant as `YYYY-MM-DD HH:mm:ss` in the user's time zone (the zone is labelled by the page)."""
+    if moment is None:
+        return ""
+    return moment.astimezone(zone_of(zone_name(context))).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@pass_context
+def _local_day(context: Context, moment: datetime | None) -> str:
+    """An instant's calendar day in the user's time zone: `YYYY-MM-DD`."""
+    if moment is None:
+        return ""
+    return moment.astimezone(zone_of(zone_name(context))).strftime("%Y-%m-%d")
+
+
 _environment = Environment(
     loader=FileSystemLoader(_HERE / "templates"),
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_environment.globals["zone_name"] = pass_context(zone_name)
 _environment.filters.update(
     usd_cost=usd_cost,
     usd_balance=usd_balance,
+    usd_spend=usd_spend,
     usd_exact=usd_exact,
+    when=_when,
+    local_day=_local_day,
     day=_day,
     iso=_iso,
     count_short=count_short,

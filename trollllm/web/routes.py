@@ -16,6 +16,7 @@ from trollllm.accounts.schemas import Credentials
 from trollllm.accounts.service import admit_registration, authenticate, client_address, create_user
 from trollllm.accounts.sessions import clear_session_cookies, issue_token, set_session_cookies
 from trollllm.accounts.tables import User
+from trollllm.accounts.timezones import zone_of
 from trollllm.byok.service import providers, saved_keys
 from trollllm.errors import GatewayError, InviteRequired, RegistrationClosed
 from trollllm.payments.registration import welcome_new_user
@@ -24,7 +25,7 @@ from trollllm.pricing.service import enabled_models
 from trollllm.state import get_state
 from trollllm.web.render import page
 from trollllm.web.session import csrf_token, form_csrf_ok, page_user, read_form, remember_csrf
-from trollllm.web.usage_chart import chart_geometry, daily_usage
+from trollllm.web.usage_chart import NARROW, chart_geometry, daily_usage
 
 router = APIRouter(include_in_schema=False)
 
@@ -149,7 +150,7 @@ async def dashboard(request: Request) -> Response:
     async with state.sessions() as session:
         key = await live_api_key(session, user.id)
         now = state.clock.now()
-        days = await daily_usage(session, user.id, now.date())
+        days = await daily_usage(session, user.id, now, zone_of(user.time_zone))
         names = {row.name: row.display_name for row in await providers(session)}
         own_keys = [names.get(key.provider, key.provider) for key in await saved_keys(session, user.id)]
         models = await enabled_models(session)  # the snippets name a real model (translation: any endpoint)
@@ -173,6 +174,7 @@ async def dashboard(request: Request) -> Response:
         base_url=str(request.base_url).rstrip("/"),
         model_id=models[0].model_id if models else None,
         chart=chart_geometry(days),
+        charts=[chart_geometry(days), chart_geometry(days, NARROW)],
         current="dashboard",
     )
 

@@ -1,6 +1,7 @@
-"""The dashboard's 30-day chart: requests and spend per UTC day, grouped by the database, drawn as SVG.
+"""The dashboard's 30-day chart: requests and spend per day in the user's time zone, grouped by the
+database, drawn as SVG (a wide drawing for desktops, a narrow one for phones).
 
-`daily_usage` is one `GROUP BY date(created_at)` over the signed-in user's request logs (Friend Key
+`daily_usage` is one `GROUP BY` (the day's index) over the signed-in user's request logs (Friend Key
 requests are the owner's) through `ix_request_logs_user_time`: at most 30 rows reach Python, never the
 logs. `chart_geometry` turns those days into bar and line coordinates the template draws server-side, so
 the chart needs no JavaScript and its table fallback shows the same numbers.
@@ -9,9 +10,9 @@ the chart needs no JavaScript and its table fallback shows the same numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trollllm.usage.tables import RequestLog
@@ -20,7 +21,24 @@ CHART_DAYS = 30
 # The SVG's user units: the plot sits inside the margins, labels outside it.
 WIDTH, HEIGHT = 720, 220
 LEFT, RIGHT, TOP, BOTTOM = 44, 84, 12, 28
+# The phone drawing: fewer units across, so its 12.5-unit labels show at about 11 px on a 390 px screen
+# (the wide drawing scaled down there had 7 px labels).
+NARROW_WIDTH, NARROW_LEFT, NARROW_RIGHT = 360, 30, 76
 _LABEL_EVERY = 7
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """Where a chart is drawn: its width and the plot's side margins, in SVG units."""
+
+    width: int = WIDTH
+    left: int = LEFT
+    right: int = RIGHT
+    variant: str = "wide"
+
+
+WIDE = Frame()
+NARROW = Frame(NARROW_WIDTH, NARROW_LEFT, NARROW_RIGHT, "narrow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,38 +80,43 @@ class Chart:
     plot_right: int = WIDTH - RIGHT
     plot_top: int = TOP
     plot_bottom: int = HEIGHT - BOTTOM
+    variant: str = "wide"
 
 
 async def daily_usage(
-    session: AsyncSession, user_id: int, today: date, days: int = CHART_DAYS
+    session: AsyncSession, user_id: int, now: datetime, zone: tzinfo = UTC, days: int = CHART_DAYS
 ) -> list[DayUsage]:
-    """Requests and spend of `user_id` for each of the `days` UTC days ending with `today`, oldest first.
+    """Requests and spend of `user_id` for each of the `days` calendar days in `zone` ending with today,
+    oldest first; days without requests are zeros.
 
-    Days without requests are zeros. The grouping and the sums run in the database.
+    The days' bounds are computed here (a day in a zone with summer time may last 23 or 25 hours) and the
+    database sorts each row into its day with one CASE over those bounds, grouping and summing itself.
     """
+    today = now.astimezone(zone).date()
     first = today - timedelta(days=days - 1)
-    start = datetime.combine(first, time(), UTC)
-    end = datetime.combine(today + timedelta(days=1), time(), UTC)
-    day = func.date(RequestLog.created_at).label("day")
-    statement = (
-        select(day, func.count(), func.coalesce(func.sum(RequestLog.credits_cost_nanos), 0))
-        .where(RequestLog.user_id == user_id, RequestLog.created_at >= start, RequestLog.created_at < end)
-        .group_by(day)
-    )
-    found: dict[date, tuple[int, int]] = {}
-    for raw_day, requests, spend in (await session.execute(statement)).all():
-        # SQLite's date() answers 'YYYY-MM-DD' text, PostgreSQL's a date.
-        when = raw_day if isinstance(raw_day, date) else date.fromisoformat(str(raw_day)[:10])
-        found[when] = (int(requests), int(spend))
-    return [
-        DayUsage(first + timedelta(days=offset), *found.get(first + timedelta(days=offset), (0, 0)))
-        for offset in range(days)
+    bounds = [
+        datetime.combine(first + timedelta(days=offset), time(), zone).astimezone(UTC)
+        for offset in range(days + 1)
     ]
+    created = RequestLog.created_at
+    index = case(*((created < bound, number) for number, bound in enumerate(bounds[1:])), else_=days)
+    bucket = index.label("bucket")
+    statement = (
+        select(bucket, func.count(), func.coalesce(func.sum(RequestLog.credits_cost_nanos), 0))
+        .where(RequestLog.user_id == user_id, created >= bounds[0], created < bounds[-1])
+        .group_by(bucket)
+    )
+    found = {
+        int(number): (int(requests), int(spend))
+        for number, requests, spend in await session.execute(statement)
+    }
+    return [DayUsage(first + timedelta(days=offset), *found.get(offset, (0, 0))) for offset in range(days)]
 
 
-def chart_geometry(days: list[DayUsage]) -> Chart:
+def chart_geometry(days: list[DayUsage], frame: Frame = WIDE) -> Chart:
     """Bar and line coordinates for `days`: bars scaled to the busiest day, the line to the costliest."""
-    plot_width = WIDTH - LEFT - RIGHT
+    left = frame.left
+    plot_width = frame.width - left - frame.right
     plot_height = HEIGHT - TOP - BOTTOM
     max_requests = max((day.requests for day in days), default=0)
     max_spend = max((day.spend_nanos for day in days), default=0)
@@ -107,11 +130,11 @@ def chart_geometry(days: list[DayUsage]) -> Chart:
         bars.append(
             Bar(
                 usage=day,
-                x=round(LEFT + index * slot + slot * 0.15, 2),
+                x=round(left + index * slot + slot * 0.15, 2),
                 y=round(TOP + plot_height - height, 2),
                 width=round(slot * 0.7, 2),
                 height=round(height, 2),
-                spend_x=round(LEFT + (index + 0.5) * slot, 2),
+                spend_x=round(left + (index + 0.5) * slot, 2),
                 spend_y=round(TOP + plot_height - spend_height, 2),
                 label=label,
             )
@@ -123,4 +146,8 @@ def chart_geometry(days: list[DayUsage]) -> Chart:
         max_spend_nanos=max_spend,
         total_requests=sum(day.requests for day in days),
         total_spend_nanos=sum(day.spend_nanos for day in days),
+        width=frame.width,
+        plot_left=left,
+        plot_right=frame.width - frame.right,
+        variant=frame.variant,
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from trollllm.usage.metrics import MetricsReport, Period
-from trollllm.web.usage_chart import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH
+from trollllm.web.usage_chart import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDE, WIDTH, Frame
 
 PERIODS: dict[Period, str] = {
     "1h": "Last hour",
@@ -151,6 +151,7 @@ class SeriesChart:
     plot_right: int = WIDTH - RIGHT
     plot_top: int = TOP
     plot_bottom: int = HEIGHT - BOTTOM
+    variant: str = "wide"
 
 
 def bucket_text(start: datetime, bucket_seconds: int) -> str:
@@ -158,10 +159,11 @@ def bucket_text(start: datetime, bucket_seconds: int) -> str:
     return start.strftime("%Y-%m-%d" if bucket_seconds >= 86_400 else "%m-%d %H:%M")
 
 
-def series_chart(points: list[Point], bucket_seconds: int) -> SeriesChart:
+def series_chart(points: list[Point], bucket_seconds: int, frame: Frame = WIDE) -> SeriesChart:
     """Bars scaled to the busiest bucket, the spend line to the costliest; at most 6 labels, the last one
     always on the newest bucket."""
-    plot_width = WIDTH - LEFT - RIGHT
+    left = frame.left
+    plot_width = frame.width - left - frame.right
     plot_height = HEIGHT - TOP - BOTTOM
     max_requests = max((point.requests for point in points), default=0)
     max_spend = max((point.spend_nanos for point in points), default=0)
@@ -176,11 +178,11 @@ def series_chart(points: list[Point], bucket_seconds: int) -> SeriesChart:
         bars.append(
             SeriesBar(
                 point=point,
-                x=round(LEFT + index * slot + slot * 0.15, 2),
+                x=round(left + index * slot + slot * 0.15, 2),
                 y=round(TOP + plot_height - height, 2),
                 width=round(slot * 0.7, 2),
                 height=round(height, 2),
-                spend_x=round(LEFT + (index + 0.5) * slot, 2),
+                spend_x=round(left + (index + 0.5) * slot, 2),
                 spend_y=round(TOP + plot_height - spend_height, 2),
                 label=point.start.strftime(short) if labelled else "",
                 when=bucket_text(point.start, bucket_seconds),
@@ -191,4 +193,8 @@ def series_chart(points: list[Point], bucket_seconds: int) -> SeriesChart:
         spend_points=" ".join(f"{bar.spend_x},{bar.spend_y}" for bar in bars),
         max_requests=max_requests,
         max_spend_nanos=max_spend,
+        width=frame.width,
+        plot_left=left,
+        plot_right=frame.width - frame.right,
+        variant=frame.variant,
     )

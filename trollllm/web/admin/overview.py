@@ -15,6 +15,7 @@ from trollllm.state import AppState, get_state
 from trollllm.usage.metrics import MetricsReport, read_metrics
 from trollllm.web.admin.access import admin_page, admin_view
 from trollllm.web.admin.metrics_view import DEFAULT_PERIOD, PERIODS, overview_of, series_chart
+from trollllm.web.usage_chart import NARROW
 
 router = APIRouter(include_in_schema=False)
 
@@ -44,4 +45,8 @@ async def overview_page(request: Request) -> Response:
         period_name=PERIODS[period],
         periods=PERIODS,
         chart=series_chart(overview.points, overview.bucket_seconds),
+        charts=[
+            series_chart(overview.points, overview.bucket_seconds),
+            series_chart(overview.points, overview.bucket_seconds, NARROW),
+        ],
     )

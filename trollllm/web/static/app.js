@@ -239,18 +239,3 @@ document.addEventListener("click", async (event) => {
     if (!error.handled) toast(error.message);
   }
 });
-
-// Times are stored and sent in UTC; show them in the browser's timezone as YYYY-MM-DD HH:mm:ss.
-function localTime(iso) {
-  const moment = new Date(iso);
-  const pad = (value) => String(value).padStart(2, "0");
-  return `${moment.getFullYear()}-${pad(moment.getMonth() + 1)}-${pad(moment.getDate())} ` +
-    `${pad(moment.getHours())}:${pad(moment.getMinutes())}:${pad(moment.getSeconds())}`;
-}
-document.querySelectorAll("time[data-local]").forEach((element) => {
-  element.textContent = localTime(element.getAttribute("datetime"));
-  element.title = `${element.getAttribute("datetime")} (UTC)`;
-});
-
-// On a narrow screen the 30-day chart scrolls sideways: start at its right end, today.
-document.querySelectorAll(".chart-wrap").forEach((wrap) => { wrap.scrollLeft = wrap.scrollWidth; });

@@ -1,0 +1,225 @@
+"""Issue 28 in a real browser at 1440x900 and 390x844: the layout, the numbers, the history and the admin.
+
+One gateway and one chromium for the whole module (the browser suite stays fast); each test uses its own
+user, so the tests do not see each other's requests.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from browser import chromium, new_context, screenshot
+from conftest import make_settings
+from helpers import Account, register_user
+from playwright.async_api import Browser, Page, expect
+from proxy_world import OPENAI_MODEL, World, build_world, serve
+
+from trollllm.accounts.sessions import CSRF_COOKIE, SESSION_COOKIE
+from trollllm.clock import ManualClock
+from trollllm.mockupstream import MockUpstream
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+HELLO = [{"role": "user", "content": "Hello, history"}]
+# Every table on the page: none may scroll sideways or clip a column (scroll width within its box).
+OVERFLOWING_TABLES = """() => [...document.querySelectorAll('.table-wrap, table')]
+  .filter((box) => box.offsetParent !== null && box.scrollWidth > box.clientWidth + 1)
+  .map((box) => `${box.tagName} ${box.scrollWidth} > ${box.clientWidth}`)"""
+
+
+@dataclass
+class Site:
+    world: World
+    browser: Browser
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> AsyncIterator[Site]:
+    folder = tmp_path_factory.mktemp("dashboard-layout")
+    shutil.copyfile(sqlite_template, folder / "trollllm.db")
+    settings = make_settings(folder, f"sqlite+aiosqlite:///{folder / 'trollllm.db'}")
+    async with MockUpstream() as mock, serve(settings, ManualClock()) as (gateway, base_url):
+        world = await build_world(gateway, base_url, mock)
+        async with chromium() as browser:
+            yield Site(world, browser)
+
+
+async def _user_with_calls(site: Site, name: str, calls: int = 1) -> Account:
+    world = site.world
+    account = await register_user(world.gateway, name)
+    await world.admin_call("PATCH", f"/api/admin/users/{name}", json={"plan": "dev"})
+    async with world.openai(account.api_key) as client:
+        for _ in range(calls):
+            await client.chat.completions.create(model=OPENAI_MODEL, max_tokens=5, messages=HELLO)
+    return account
+
+
+async def _page(site: Site, account: Account, *, phone: bool = False) -> Page:
+    context = await new_context(site.browser, site.world.base_url, phone=phone)
+    url = site.world.base_url
+    await context.add_cookies(
+        [
+            {"name": SESSION_COOKIE, "value": account.token, "url": url},
+            {"name": CSRF_COOKIE, "value": "csrf-of-this-browser", "url": url},
+        ]
+    )
+    return await context.new_page()
+
+
+async def _no_table_overflows(page: Page) -> None:
+    assert await page.evaluate(OVERFLOWING_TABLES) == [], "a table scrolls sideways or clips a column"
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+async def test_request_history_uses_the_width_of_a_desktop_and_clips_no_column(site: Site) -> None:
+    account = await _user_with_calls(site, "wide")
+    page = await _page(site, account)
+    await page.goto("/dashboard/request-history")
+    await expect(page.get_by_role("columnheader", name="Latency")).to_be_visible()
+    content = await page.locator("main").bounding_box()
+    assert content is not None and content["width"] > 1150, "no 1100 px cap beside empty space"
+    await _no_table_overflows(page)
+    await screenshot(page, "history-desktop")
+    await page.context.close()
+
+
+@pytest.mark.parametrize("path", ["/dashboard/request-history", "/dashboard", "/dashboard/settings/api-keys"])
+async def test_user_tables_are_labelled_cards_on_a_phone(site: Site, path: str) -> None:
+    account = await _user_with_calls(site, f"phone{len(path)}")
+    page = await _page(site, account, phone=True)
+    await page.goto(path)
+    await _no_table_overflows(page)
+    if path.endswith("request-history"):
+        cost = page.locator('td[data-label="Credits Cost"]').first
+        await expect(cost).to_be_visible()
+        await screenshot(page, "history-phone")
+    await page.context.close()
+
+
+@pytest.mark.parametrize("path", ["/users", "/keys", "/factory-keys", "/proxies", "/admin", "/admin/audit"])
+async def test_admin_tables_fit_a_phone_and_a_desktop(site: Site, path: str) -> None:
+    for phone in (True, False):
+        page = await _page(site, site.world.admin, phone=phone)
+        await page.goto(path)
+        await _no_table_overflows(page)
+        name = path.strip("/").replace("/", "-")
+        await screenshot(page, f"{name}-{'phone' if phone else 'desktop'}")
+        await page.context.close()
+
+
+async def test_the_usage_chart_opens_at_its_start_with_readable_labels_on_a_phone(site: Site) -> None:
+    account = await _user_with_calls(site, "chartphone")
+    page = await _page(site, account, phone=True)
+    await page.goto("/dashboard")
+    chart = page.locator("svg.usage-chart.narrow")
+    await expect(chart).to_be_visible()
+    await expect(page.locator("svg.usage-chart.wide")).to_be_hidden()
+    heights = await chart.locator("text.tick").evaluate_all(
+        "(labels) => labels.map((label) => label.getBoundingClientRect().height)"
+    )
+    assert heights and min(heights) >= 10, f"tick labels of {min(heights):.1f} px"
+    assert await page.evaluate("document.querySelector('.chart-wrap').scrollLeft") == 0
+    await screenshot(page, "dashboard-phone")
+    await page.context.close()
+
+
+async def test_zero_is_dollar_zero_and_tokens_are_in_k_and_m(site: Site) -> None:
+    account = await register_user(site.world.gateway, "zero")
+    await site.world.admin_call("PATCH", "/api/admin/users/zero", json={"plan": "dev"})
+    page = await _page(site, account)
+    await page.goto("/dashboard")
+    await expect(page.locator("dd", has_text="$225.00")).to_be_visible()
+    await expect(page.locator("dd").filter(has_text="$0").last).to_have_text("$0")
+    await expect(page.get_by_text("0 / 15.0M tokens used")).to_be_visible()
+    await screenshot(page, "dashboard-desktop")
+    await page.context.close()
+
+
+async def test_a_refused_request_is_listed_with_its_reason_and_charged_nothing(site: Site) -> None:
+    account = await _user_with_calls(site, "refused")
+    async with site.world.openai(account.api_key) as client:
+        with pytest.raises(Exception, match="does not exist"):
+            await client.chat.completions.create(model="no-such-model", max_tokens=5, messages=HELLO)
+    page = await _page(site, account)
+    await page.goto("/dashboard/request-history?status=refused")
+    row = page.get_by_role("row").filter(has_text="no-such-model")
+    await expect(row).to_have_count(1)
+    await expect(row).to_contain_text("404")
+    await expect(row).to_contain_text("model_not_found")
+    await expect(row.locator('td[data-label="Credits Cost"]')).to_have_text("$0")
+    await expect(page.get_by_label("Status")).to_have_value("refused")
+    await row.get_by_role("link").click()
+    await expect(
+        page.get_by_text("Refused by the gateway: not sent upstream, charged nothing.")
+    ).to_be_visible()
+    await expect(page.locator("#error-text")).to_contain_text("no-such-model")
+    await page.context.close()
+
+
+async def test_history_filters_stay_in_the_url_and_total_the_filtered_rows(site: Site) -> None:
+    account = await _user_with_calls(site, "filters", calls=2)
+    page = await _page(site, account)
+    await page.goto("/dashboard/request-history")
+    await page.get_by_label("Key").select_option("api")
+    await page.get_by_label("Model").select_option(OPENAI_MODEL)
+    await page.get_by_label("Status").select_option("success")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page).to_have_url(
+        f"{site.world.base_url}/dashboard/request-history?from=&to=&key=api&model={OPENAI_MODEL}&status=success"
+    )
+    totals = page.get_by_label("Totals of the filtered requests")
+    await expect(totals).to_contain_text("Requests2")
+    await page.get_by_label("Key").select_option("friend")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.get_by_role("heading", name="No requests match these filters")).to_be_visible()
+    await expect(page.get_by_text("Make a first call")).to_have_count(0)
+    await page.context.close()
+
+
+async def test_previous_is_disabled_on_page_one_and_a_page_past_the_end_shows_the_last(site: Site) -> None:
+    account = await _user_with_calls(site, "pager", calls=1)
+    page = await _page(site, account)
+    await page.goto("/dashboard/request-history")
+    await expect(page.get_by_text("Previous", exact=True)).to_have_attribute("aria-disabled", "true")
+    await page.goto("/dashboard/request-history?page=99")
+    await expect(page.get_by_text("There is no page 99: showing the last page, 1.")).to_be_visible()
+    await expect(page.get_by_text("Page 1 of 1")).to_be_visible()
+    await page.context.close()
+
+
+async def test_history_times_are_in_the_users_time_zone_and_say_so(site: Site) -> None:
+    account = await _user_with_calls(site, "tokyo")
+    page = await _page(site, account)
+    await page.goto("/dashboard/request-history")
+    await page.get_by_label("Times, days and the CSV in").fill("Asia/Tokyo")
+    await page.get_by_role("button", name="Save time zone").click()
+    await expect(page.get_by_text("times in Asia/Tokyo")).to_be_visible()
+    # The test clock is 2026-01-15 12:00 UTC: 21:00 in Tokyo.
+    await expect(page.locator("td time").first).to_have_text("2026-01-15 21:00:00")
+    await page.context.close()
+
+
+async def test_factory_key_spend_is_written_at_settlement_and_shown(site: Site) -> None:
+    await _user_with_calls(site, "spender")
+    await site.world.state.upstream.flush()
+    page = await _page(site, site.world.admin)
+    await page.goto("/factory-keys")
+    row = page.get_by_role("row").filter(has_text="openai-1")
+    spend = row.locator('td[data-label="Spend"]')
+    await expect(spend).not_to_have_text("$0")
+    assert (await spend.text_content() or "").startswith("$0.0")
+    await page.context.close()
+
+
+async def test_an_unknown_address_is_an_html_page_for_a_browser(site: Site) -> None:
+    page = await _page(site, site.world.admin)
+    response = await page.goto("/no-such-page")
+    assert response is not None and response.status == 404
+    await expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    api = await site.world.gateway.client.get("/no-such-page", headers={"accept": "application/json"})
+    assert api.status_code == 404 and api.json()["error"]["type"] == "not_found"
+    await page.context.close()
