@@ -27,6 +27,7 @@ from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, World
 from trollllm.mockupstream import DEFAULT_REPLY_TOKENS
 from trollllm.mockupstream.controls import DEFAULT_THINKING_TOKENS
 from trollllm.money import Money, TokenUsage, ceil_div, cost_of
+from trollllm.translate.translation import ANTHROPIC_TOOL_PROMPT_TOKENS
 
 WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
 
@@ -180,7 +181,9 @@ async def test_web_search_is_held_by_max_uses(world: World) -> None:
     response = await _messages(world, body, key=poor.api_key)
     assert response.status_code == 402, response.text
     worst = max(PRICES.input_per_mtok, PRICES.cache_write_per_mtok, PRICES.cache_hit_per_mtok)
-    tokens = (len(orjson.dumps(body)) + 64) * worst + 10 * PRICES.output_per_mtok
+    # The body's bytes, the margin, and Anthropic's tool-use system prompt (the request has tools).
+    input_bound = len(orjson.dumps(body)) + 64 + ANTHROPIC_TOOL_PROMPT_TOKENS
+    tokens = input_bound * worst + 10 * PRICES.output_per_mtok
     assert PRICES.web_search_per_kcalls == SEARCH_USD * 10**9
     searches = 5 * PRICES.web_search_per_kcalls * 1000  # 5 searches at $10 per 1,000: $0.05, × 10⁶
     required = Money(ceil_div(tokens + searches, 1_000_000))

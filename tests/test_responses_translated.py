@@ -10,6 +10,7 @@ from proxy_world import ANTHROPIC_MODEL, PRICES, World
 from responses_world import DEV_GRANT, credits
 
 from trollllm.mockupstream import DEFAULT_REPLY_TOKENS, count_input_tokens, reply_text
+from trollllm.mockupstream.hidden_billing import anthropic_hidden_tokens, openai_hidden_tokens
 from trollllm.money import Money, Prices, TokenUsage, cost_of, parse_price_per_mtok
 
 CHAT_MODEL = "groq-test"  # a provider row of the OpenAI format without a Responses API
@@ -44,7 +45,9 @@ async def route(request: pytest.FixtureRequest, world: World) -> tuple[str, str]
 def cost_of_sent(world: World, path: str, output: int = DEFAULT_REPLY_TOKENS) -> Money:
     sent = world.mock.requests[-1]
     assert sent.path == path
-    return cost_of(TokenUsage(count_input_tokens(sent.body), output), MODEL_PRICES)
+    # The mock bills what the provider adds beyond the words too (Anthropic's tool-use system prompt).
+    hidden = anthropic_hidden_tokens if path.endswith("/messages") else openai_hidden_tokens
+    return cost_of(TokenUsage(count_input_tokens(sent.body) + hidden(sent.body), output), MODEL_PRICES)
 
 
 async def test_a_translated_response_is_answered_and_charged_exactly(
