@@ -67,6 +67,12 @@ class PayloadTooLarge(InvalidRequest):
     default_message = "Request body is too large"
 
 
+class IncompleteBody(InvalidRequest):
+    """The client went away before its whole body arrived: what came is never taken for the body."""
+
+    default_message = "The request body ended before its announced length"
+
+
 class Unauthenticated(GatewayError):
     """No valid credentials for a dashboard API call."""
 

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from starlette.types import Receive, Scope, Send
 
-from trollllm.errors import GatewayError, MethodNotAllowed, PayloadTooLarge
+from trollllm.errors import GatewayError, IncompleteBody, MethodNotAllowed, PayloadTooLarge
 from trollllm.http_errors import error_response
 from trollllm.middleware import access_logger, log_access, new_request_id
 from trollllm.state import AppState
@@ -113,6 +113,8 @@ async def _read_body(receive: Receive, content_length: str | None, limit: int) -
     if content_length is not None and content_length.isdigit() and int(content_length) > limit:
         raise PayloadTooLarge(field="body")
     message = await receive()
+    if message["type"] != "http.request":  # the client went away before sending its body
+        raise IncompleteBody(field="body")
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
         if len(body) > limit:
@@ -122,8 +124,8 @@ async def _read_body(receive: Receive, content_length: str | None, limit: int) -
     size = len(body)
     while message.get("more_body", False):
         message = await receive()
-        if message["type"] != "http.request":  # the client went away before sending its whole body
-            break
+        if message["type"] != "http.request":  # the client went away: a partial body is no body
+            raise IncompleteBody(field="body")
         part: bytes = message.get("body", b"")
         size += len(part)
         if size > limit:
