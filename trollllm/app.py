@@ -166,6 +166,7 @@ def create_app(
                 await invalidation.close()
                 await live.close()
                 await upstream.close()
+                await outbox.close()
                 db.close()
         finally:
             if redis is not None:

@@ -193,6 +193,17 @@ class ServiceUnavailable(GatewayError):
     default_message = "Service unavailable"
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached now: nothing was held or sent upstream; retry after `Retry-After`."""
+
+    error_type = "database_unavailable"
+    default_message = "The service cannot reach its database right now; retry shortly"
+    retry_after_s = 5
+
+    def __init__(self, message: str | None = None, **extra: Any) -> None:
+        super().__init__(message, headers={"Retry-After": str(self.retry_after_s)}, **extra)
+
+
 class FreeTierRestricted(Forbidden):
     """The key owner's plan has no API access."""
 

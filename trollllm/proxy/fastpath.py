@@ -17,7 +17,14 @@ from typing import Protocol
 
 from starlette.types import Receive, Scope, Send
 
-from trollllm.errors import GatewayError, IncompleteBody, MethodNotAllowed, PayloadTooLarge
+from trollllm.db import database_unreachable
+from trollllm.errors import (
+    DatabaseUnavailable,
+    GatewayError,
+    IncompleteBody,
+    MethodNotAllowed,
+    PayloadTooLarge,
+)
 from trollllm.http_errors import error_response
 from trollllm.middleware import access_logger, log_access, new_request_id
 from trollllm.state import AppState
@@ -97,9 +104,13 @@ async def serve_proxy(
         response = await handler(state, call)
     except GatewayError as error:
         response = error_response(path, error, request_id)
-    except Exception:
-        logger.exception("unhandled error on the proxy path", extra={"path": path})
-        response = error_response(path, GatewayError(), request_id)
+    except Exception as exc:
+        if database_unreachable(exc):  # refused before anything was held or sent upstream
+            logger.warning("database unreachable; request refused with 503", extra={"path": path})
+            response = error_response(path, DatabaseUnavailable(), request_id)
+        else:
+            logger.exception("unhandled error on the proxy path", extra={"path": path})
+            response = error_response(path, GatewayError(), request_id)
     try:
         await response(scope, receive, send)
     finally:

@@ -278,6 +278,8 @@ async def _admit(
         hold_id = await state.db.write(program)
     except FriendKeyCapRefused:
         cap_refused = True
+    if hold_id is not None:
+        state.outbox.replay_soon(state.db)  # the database takes writes: settle what waits in the outbox
     if hold_id is None and caller.friend_key_id is not None:
         async with state.engine.connect() as connection:
             raise await hold_refusal(
