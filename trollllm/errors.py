@@ -204,6 +204,14 @@ class DatabaseUnavailable(ServiceUnavailable):
         super().__init__(message, headers={"Retry-After": str(self.retry_after_s)}, **extra)
 
 
+class ServerShutdown(ServiceUnavailable):
+    """The gateway is shutting down and its graceful period is over: the request was cut (what a stream
+    delivered is charged)."""
+
+    error_type = "server_shutdown"
+    default_message = "The gateway is shutting down; retry the request"
+
+
 class FreeTierRestricted(Forbidden):
     """The key owner's plan has no API access."""
 

@@ -9,6 +9,7 @@ one-line access log, and errors rendered in the endpoint's own format (405 for a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from trollllm.errors import (
     IncompleteBody,
     MethodNotAllowed,
     PayloadTooLarge,
+    ServerShutdown,
 )
 from trollllm.http_errors import error_response
 from trollllm.middleware import access_logger, log_access, new_request_id
@@ -104,6 +106,10 @@ async def serve_proxy(
         response = await handler(state, call)
     except GatewayError as error:
         response = error_response(path, error, request_id)
+    except asyncio.CancelledError:
+        # Only the server's shutdown cancels a request (past its graceful period); the handler has
+        # settled it. Answered in the endpoint's format, not as the server's plain-text 500 and traceback.
+        response = error_response(path, ServerShutdown(), request_id)
     except Exception as exc:
         if database_unreachable(exc):  # refused before anything was held or sent upstream
             logger.warning("database unreachable; request refused with 503", extra={"path": path})
