@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -37,6 +38,7 @@ from trollllm.plans.expiry import PlanJobSchedule
 from trollllm.plans.user_routes import router as plan_user_router
 from trollllm.pricing.catalog import ModelCatalog
 from trollllm.proxy.fastpath import serve_proxy
+from trollllm.proxy.openapi import SECURITY_SCHEMES, proxy_paths
 from trollllm.proxy.routes import PROXY_ENDPOINTS
 from trollllm.ratelimit.fallback import FallbackLimiter
 from trollllm.ratelimit.instances import LiveInstances
@@ -75,6 +77,15 @@ class GatewayApp(FastAPI):
                 await serve_proxy(handlers, self.state.trollllm, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, with the proxy endpoints it does not route (`trollllm.proxy.openapi`)."""
+        if self.openapi_schema is None:
+            document = super().openapi()
+            document["paths"].update(proxy_paths(PROXY_ENDPOINTS))
+            schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes.update(SECURITY_SCHEMES)
+        return self.openapi_schema or {}
 
 
 def create_app(
