@@ -19,9 +19,11 @@ from pathlib import Path
 
 import httpx
 import openai
+import orjson
+import pytest
 from conftest import TEST_SECRET, make_settings
 from plan_helpers import free_port
-from proxy_world import OPENAI_MODEL, build_world, serve
+from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, build_world, serve
 from sqlalchemy import func, select
 
 from trollllm.accounts.tables import User
@@ -44,6 +46,25 @@ class ServedGateway:
     database_url: str
     api_key: str
     username: str
+    log: Path
+
+    def errors_logged(self) -> list[str]:
+        """The log lines at ERROR or above, and any with a traceback; except uvicorn's one-line notice
+        that it cut requests at the graceful timeout (what the operator should know, no traceback)."""
+        found = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                record = {}
+            if (
+                "timeout graceful shutdown exceeded" in str(record.get("message"))
+                and "exception" not in record
+            ):
+                continue
+            if record.get("level") in ("ERROR", "CRITICAL") or "exception" in record or "Traceback" in line:
+                found.append(line)
+        return found
 
 
 @contextlib.asynccontextmanager
@@ -64,8 +85,16 @@ async def served_gateway(
         "TROLLLLM_LOG_LEVEL": "WARNING",
         "TROLLLLM_GRACEFUL_SHUTDOWN_S": str(graceful_s),
     }
-    process = subprocess.Popen([sys.executable, "-m", "trollllm", "serve"], env=env, cwd=tmp_path)
-    served = ServedGateway(process, f"http://127.0.0.1:{port}", database_url, world.user.api_key, "alice")
+    log = (tmp_path / "gateway.log").open("wb")  # its log lines, read by the tests (no ERROR expected)
+    process = subprocess.Popen([sys.executable, "-m", "trollllm", "serve"], env=env, cwd=tmp_path, stderr=log)
+    served = ServedGateway(
+        process,
+        f"http://127.0.0.1:{port}",
+        database_url,
+        world.user.api_key,
+        "alice",
+        tmp_path / "gateway.log",
+    )
     try:
         async with httpx.AsyncClient(base_url=served.base_url) as client:
             for _ in range(500):
@@ -79,6 +108,7 @@ async def served_gateway(
         if process.poll() is None:
             process.kill()
         process.wait()
+        log.close()
 
 
 async def _books(served: ServedGateway, request_id: str) -> tuple[RequestLog | None, Money, int, Money]:
@@ -159,3 +189,79 @@ async def test_a_stream_cut_by_the_graceful_timeout_is_charged_what_it_delivered
     assert row.output_tokens >= len(text.split())  # every piece the client saw is charged
     assert Money(row.credits_cost_nanos) == charged == before - after > Money.ZERO
     assert holds == 0
+
+
+async def _raw_stream_and_terminate(served: ServedGateway, path: str, body: dict[str, object]) -> bytes:
+    """A stream read raw; SIGTERM once its first bytes came; everything received until it ends."""
+    headers = {"Authorization": f"Bearer {served.api_key}", "anthropic-version": "2023-06-01"}
+    received = b""
+    async with (
+        httpx.AsyncClient(base_url=served.base_url, timeout=20) as client,
+        client.stream("POST", path, json=body, headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        async for chunk in response.aiter_bytes():
+            if not received:
+                served.process.send_signal(signal.SIGTERM)
+            received += chunk
+    return received
+
+
+STREAMS = {
+    "/v1/chat/completions": (OPENAI_MODEL, b"data: "),
+    "/v1/messages": (ANTHROPIC_MODEL, b"event: error\ndata: "),
+}
+
+
+@pytest.mark.parametrize("path", sorted(STREAMS))
+async def test_a_stream_cut_by_the_graceful_timeout_ends_with_an_error_event_in_its_format(
+    tmp_path: Path, embedded_database_url: str, path: str
+) -> None:
+    model, prefix = STREAMS[path]
+    content = "endless answer [mock reply_tokens=150 chunk_delay_ms=50]"
+    body = {
+        "model": model,
+        "max_tokens": 200,
+        "stream": True,
+        "messages": [{"role": "user", "content": content}],
+    }
+    async with MockUpstream() as mock, served_gateway(tmp_path, embedded_database_url, mock, 0.5) as served:
+        received = await _raw_stream_and_terminate(served, path, body)
+        assert served.process.wait(timeout=20) in (0, -signal.SIGTERM)
+    events = [event for event in received.split(b"\n\n") if event.strip()]
+    errors = [event for event in events if b'"server_shutdown"' in event]
+    assert len(errors) == 1, events[-3:]
+    assert errors[0].startswith(prefix)
+    payload = orjson.loads(errors[0].removeprefix(prefix))
+    assert payload["error"]["type"] == "server_shutdown"
+    assert served.errors_logged() == []
+
+
+@pytest.mark.parametrize("path", sorted(STREAMS))
+async def test_a_request_still_waiting_upstream_at_the_graceful_timeout_gets_a_json_503_server_shutdown(
+    tmp_path: Path, embedded_database_url: str, path: str
+) -> None:
+    model, _ = STREAMS[path]
+    content = "slow answer [mock delay_ms=8000]"
+    body = {"model": model, "max_tokens": 50, "messages": [{"role": "user", "content": content}]}
+    async with MockUpstream() as mock, served_gateway(tmp_path, embedded_database_url, mock, 0.5) as served:
+        _, before, _, _ = await _books(served, "")
+        headers = {"Authorization": f"Bearer {served.api_key}", "anthropic-version": "2023-06-01"}
+        async with httpx.AsyncClient(base_url=served.base_url, timeout=20) as client:
+            call = asyncio.create_task(client.post(path, json=body, headers=headers))
+            while mock.request_count == 0:  # admitted, held and waiting upstream
+                await asyncio.sleep(0.01)
+            served.process.send_signal(signal.SIGTERM)
+            response = await call
+        assert served.process.wait(timeout=20) in (0, -signal.SIGTERM)
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/json"
+    answer = response.json()
+    if path == "/v1/messages":
+        assert answer["type"] == "error"
+    assert answer["error"]["type"] == "server_shutdown"
+    row, after, holds, charged = await _books(served, response.headers["x-request-id"])
+    assert row is not None
+    assert (row.status_code, row.error_type, row.is_success) == (503, "server_shutdown", False)
+    assert charged == Money.ZERO and before == after and holds == 0
+    assert served.errors_logged() == []

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from conftest import AppFactory, make_settings
+from forwarding_proxy import ForwardingProxy
 from proxy_world import OPENAI_MODEL, World, build_world, serve
 from services import REDIS_URL
 
@@ -85,3 +86,39 @@ async def test_instances_without_redis_still_serve(
     gateway = await app_factory(embedded_database_url)
     await gateway.state.invalidation.publish("models")
     assert (await gateway.client.get("/healthz")).status_code == 200
+
+
+async def _chat_status(world: World) -> int:
+    response = await world.gateway.client.post(
+        "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {world.user.api_key}"},
+        json={"model": OPENAI_MODEL, "messages": HELLO},
+    )
+    return response.status_code
+
+
+async def test_rebinding_a_cooling_factory_key_to_a_corrected_proxy_lifts_its_cool_down(world: World) -> None:
+    keys = (await world.admin_call("GET", "/api/admin/factory-keys")).json()
+    key_id = next(k["id"] for k in keys if k["provider"] == "openai")
+    async with ForwardingProxy(credentials=("scott", "tiger"), tinyproxy=True) as proxy:
+        wrong = await world.admin_call(
+            "POST", "/api/admin/proxies", json={"name": "wrong", "url": proxy.url_with("scott:wrong")}
+        )
+        await world.admin_call(
+            "PATCH", f"/api/admin/factory-keys/{key_id}", json={"proxyId": wrong.json()["id"]}
+        )
+        assert await _chat_status(world) == 503  # the proxy refused: the only key cools down
+        await world.state.upstream.flush()
+        assert await _chat_status(world) == 503
+
+        right = await world.admin_call(
+            "POST", "/api/admin/proxies", json={"name": "right", "url": proxy.url_with("scott:tiger")}
+        )
+        await world.admin_call(
+            "PATCH", f"/api/admin/factory-keys/{key_id}", json={"proxyId": right.json()["id"]}
+        )
+
+        assert await _chat_status(world) == 200
+        assert proxy.forwarded == 1
+    listed = (await world.admin_call("GET", "/api/admin/factory-keys")).json()
+    assert next(k for k in listed if k["id"] == key_id)["status"] == "healthy"

@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -41,8 +42,9 @@ from trollllm.payments.routes import router as payments_router
 from trollllm.plans.expiry import PlanJobSchedule
 from trollllm.plans.user_routes import router as plan_user_router
 from trollllm.pricing.catalog import ModelCatalog
-from trollllm.proxy.endpoints import proxy_handlers
+from trollllm.proxy.endpoints import DOCUMENTED_ENDPOINTS, proxy_handlers
 from trollllm.proxy.fastpath import serve_proxy
+from trollllm.proxy.openapi import SECURITY_SCHEMES, proxy_paths
 from trollllm.ratelimit.fallback import FallbackLimiter
 from trollllm.ratelimit.instances import LiveInstances
 from trollllm.ratelimit.limiter import build_limiter
@@ -83,6 +85,15 @@ class GatewayApp(FastAPI):
                 await serve_proxy(handlers, self.state.trollllm, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, with the proxy endpoints it does not route (`trollllm.proxy.openapi`)."""
+        if self.openapi_schema is None:
+            document = super().openapi()
+            document["paths"].update(proxy_paths(DOCUMENTED_ENDPOINTS))
+            schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes.update(SECURITY_SCHEMES)
+        return self.openapi_schema or {}
 
 
 def create_app(
@@ -185,6 +196,7 @@ def create_app(
                 await invalidation.close()
                 await live.close()
                 await upstream.close()
+                await outbox.close()
                 db.close()
         finally:
             if redis is not None:

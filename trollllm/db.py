@@ -6,14 +6,17 @@ Feature packages define their tables in their own `tables.py` on this one `Base`
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg.exceptions
 from sqlalchemy import BigInteger, DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -79,6 +82,37 @@ def create_engine(database_url: str) -> AsyncEngine:
     engine = create_async_engine(database_url, pool_size=10, max_overflow=20)
     _drop_closed_on_checkout(engine)
     return engine
+
+
+# SQLite's errors that say the file cannot be used now, not that a statement is wrong.
+_SQLITE_UNAVAILABLE = ("locked", "unable to open", "disk i/o", "disk is full", "readonly")
+_POSTGRES_UNAVAILABLE = (
+    asyncpg.exceptions.PostgresConnectionError,  # class 08: connection failures
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
+    asyncpg.exceptions.InterfaceError,  # the connection is closed
+)
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` (or what it wraps) says the database cannot be used now: down, cut, refusing
+    connections, shutting down, out of connections or locked past the wait, rather than a bad statement."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | TimeoutError | DisconnectionError | PoolTimeout):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, _POSTGRES_UNAVAILABLE):
+            return True
+        if isinstance(current, sqlite3.OperationalError) and any(
+            part in str(current).lower() for part in _SQLITE_UNAVAILABLE
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def create_test_engine(database_url: str) -> AsyncEngine:

@@ -67,6 +67,12 @@ class PayloadTooLarge(InvalidRequest):
     default_message = "Request body is too large"
 
 
+class IncompleteBody(InvalidRequest):
+    """The client went away before its whole body arrived: what came is never taken for the body."""
+
+    default_message = "The request body ended before its announced length"
+
+
 class Unauthenticated(GatewayError):
     """No valid credentials for a dashboard API call."""
 
@@ -213,6 +219,25 @@ class ServiceUnavailable(GatewayError):
     status_code = 503
     error_type = "service_unavailable"
     default_message = "Service unavailable"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached now: nothing was held or sent upstream; retry after `Retry-After`."""
+
+    error_type = "database_unavailable"
+    default_message = "The service cannot reach its database right now; retry shortly"
+    retry_after_s = 5
+
+    def __init__(self, message: str | None = None, **extra: Any) -> None:
+        super().__init__(message, headers={"Retry-After": str(self.retry_after_s)}, **extra)
+
+
+class ServerShutdown(ServiceUnavailable):
+    """The gateway is shutting down and its graceful period is over: the request was cut (what a stream
+    delivered is charged)."""
+
+    error_type = "server_shutdown"
+    default_message = "The gateway is shutting down; retry the request"
 
 
 class FreeTierRestricted(Forbidden):

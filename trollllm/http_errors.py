@@ -20,7 +20,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from trollllm.crypto import mask_secrets
+from trollllm.db import database_unreachable
 from trollllm.errors import (
+    DatabaseUnavailable,
     GatewayError,
     InvalidRequest,
     MethodNotAllowed,
@@ -122,6 +124,9 @@ def install_error_handlers(app: FastAPI, pages: PageErrors | None = None) -> Non
         return respond(request, error)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
+        if database_unreachable(exc):
+            logger.warning("database unreachable; request refused with 503", extra={"path": request.url.path})
+            return respond(request, DatabaseUnavailable())
         logger.error(
             "unhandled error",
             exc_info=exc,

@@ -1,7 +1,9 @@
 """Cache invalidation across instances: a change on one instance drops the cached copies on every other.
 
 Handlers run at once in this process; with Redis configured the topic is also published on one channel
-that every instance listens to. If Redis is unreachable, each cache's own short TTL bounds staleness.
+that every instance listens to. If Redis is unreachable, each cache's own short TTL bounds staleness; the
+outage is logged once (error) and its end once (warning), as the rate limiter does, and when the channel is
+back every cache is dropped once (what other instances changed meanwhile was never heard).
 """
 
 from __future__ import annotations
@@ -25,8 +27,13 @@ Handler = Callable[[str], None]
 class Invalidator:
     """Publishes and receives invalidations by topic (`models`, `upstream`, `friend_keys`, …)."""
 
-    def __init__(self, redis: Redis | None, prefix: str) -> None:
+    def __init__(self, redis: Redis | None, prefix: str, *, retry_interval_s: float = 1.0) -> None:
         self._redis = redis
+        self._retry_interval_s = retry_interval_s
+        self.connected = False
+        """Whether this instance is subscribed to the channel now."""
+        self.failed_attempts = 0
+        """Connections to the channel that failed or broke, since start."""
         self._channel = f"{prefix}invalidate"
         self._origin = secrets.token_hex(8)
         self._handlers: dict[str, list[Handler]] = defaultdict(list)
@@ -69,17 +76,31 @@ class Invalidator:
             handler(detail)
 
     async def _listen(self, redis: Redis) -> None:
+        outage = False
         while True:
             try:
                 async with redis.pubsub() as pubsub:
                     await pubsub.subscribe(self._channel)
+                    self.connected = True
                     self._subscribed.set()
+                    if outage:
+                        outage = False
+                        logger.warning("the invalidation channel is back; cached copies dropped")
+                        for topic in list(self._handlers):
+                            self._dispatch(topic, "")
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self._receive(message["data"])
-            except (RedisError, OSError):
-                logger.error("lost the invalidation channel; retrying in 1 s", exc_info=True)
-                await asyncio.sleep(1)
+            except (RedisError, OSError) as exc:
+                self.connected = False
+                self.failed_attempts += 1
+                if not outage:
+                    outage = True
+                    logger.error(
+                        "lost the invalidation channel; caches expire by their TTL until it is back",
+                        extra={"error": f"{type(exc).__name__}: {exc}"},
+                    )
+                await asyncio.sleep(self._retry_interval_s)
 
     def _receive(self, data: bytes) -> None:
         try:

@@ -13,8 +13,18 @@ import asyncio
 import gc
 from typing import Any
 
+import orjson
 from sqlalchemy.orm import configure_mappers
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from trollllm.errors import InvalidRequest
+from trollllm.http_errors import error_body
+
+MALFORMED_HEAD = InvalidRequest(
+    "Invalid HTTP request: its request line or headers cannot be parsed "
+    "(e.g. a bare CR or LF, a folded header line, a NUL byte)",
+    field="headers",
+)
 
 
 class CoalescingTransport:
@@ -52,6 +62,24 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Wrap the connection's transport, then set up as uvicorn does."""
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def send_400_response(self, msg: str) -> None:
+        """The parser refused the request's head: a JSON 400 in its endpoint's shape, then close."""
+        path = self.url.partition(b"?")[0].decode("latin-1")
+        body = orjson.dumps(error_body(path, MALFORMED_HEAD))
+        content = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: application/json\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n\r\n",
+                body,
+            ]
+        )
+        self.transport.write(b"".join(content))
+        self.transport.close()
 
 
 def server_options(graceful_shutdown_s: float | None = None) -> dict[str, Any]:

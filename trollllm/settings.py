@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -65,6 +66,10 @@ class Settings(BaseSettings):
         default=60.0,
         gt=0,
         description="how long a write to a client may wait for it to read; past it the client counts as gone",
+    )
+    upstream_ca_bundle: Path | None = Field(
+        default=None,
+        description="a PEM file of CA certificates trusted for upstream TLS besides the system's",
     )
     graceful_shutdown_s: float = Field(
         default=60.0,
@@ -141,6 +146,21 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_redis_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("upstream_ca_bundle", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("upstream_ca_bundle")
+    @classmethod
+    def _readable_ca_bundle(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=value)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"{value} is no readable PEM file of CA certificates ({exc})") from exc
+        return value
 
     @field_validator(
         "metrics_port",

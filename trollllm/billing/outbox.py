@@ -5,6 +5,9 @@ not lost: the settlement's inputs go to an append-only JSON Lines file in `<data
 and fsync'd before the response to the client completes. The outbox is replayed at start-up and by every
 maintenance pass (before expired holds are swept), until the database takes it.
 
+An append also marks the outbox as waiting: the next write the database takes (a request's hold) starts a
+replay in the background at once (`replay_soon`), so the outbox empties as soon as the database is back.
+
 A replay is idempotent by request id: a request whose log row exists was settled and is skipped; one the
 sweeper already released (its log row says `unsettled`) is settled now, charging what is free. The
 request log's unique request id makes two replays racing on one entry settle it once.
@@ -16,6 +19,8 @@ meanwhile writes to the new one.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -45,6 +50,8 @@ class SettlementOutbox:
         self.directory = directory
         # One file per process (and per app): appends never interleave with another writer's.
         self._own = directory / f"settlements-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+        self._waiting = False  # entries wait for the database: the next write that succeeds replays them
+        self._replaying: asyncio.Task[None] | None = None
 
     def append(
         self,
@@ -69,6 +76,7 @@ class SettlementOutbox:
             file.write(orjson.dumps(entry) + b"\n")
             file.flush()
             os.fsync(file.fileno())
+        self._waiting = True
         logger.warning(
             "settlement written to the outbox; it is replayed when the database takes it",
             extra={"request_id": held.request_id, "cost_nanos": cost.nanos},
@@ -85,6 +93,26 @@ class SettlementOutbox:
                 continue
         return total
 
+    def replay_soon(self, db: ProgramRunner) -> None:
+        """A write just succeeded: replay what waits, in the background (one replay at a time)."""
+        if not self._waiting or (self._replaying is not None and not self._replaying.done()):
+            return
+        self._waiting = False
+        self._replaying = asyncio.create_task(self._replay_now(db), name="trollllm-outbox-replay")
+
+    async def close(self) -> None:
+        """Let a replay in progress finish."""
+        if self._replaying is not None:
+            with contextlib.suppress(Exception):
+                await self._replaying
+
+    async def _replay_now(self, db: ProgramRunner) -> None:
+        try:
+            await self.replay(db)
+        except Exception:  # the top of a background task: the maintenance pass tries again
+            self._waiting = True
+            logger.exception("outbox replay failed; kept for the next write or maintenance pass")
+
     async def replay(self, db: ProgramRunner) -> int:
         """Settle every waiting entry the database takes; returns how many were settled now.
 
@@ -95,7 +123,8 @@ class SettlementOutbox:
             try:
                 settled += await self._replay_file(path, db)
             except BlockingIOError:
-                continue  # another process is replaying it
+                self._waiting = True  # another process is replaying it: look again later
+                continue
         return settled
 
     async def _replay_file(self, path: Path, db: ProgramRunner) -> int:
@@ -123,6 +152,7 @@ class SettlementOutbox:
             file.seek(0)
             file.truncate()
             if waiting:
+                self._waiting = True
                 file.write(b"".join(line + b"\n" for line in waiting))
             file.flush()
             os.fsync(file.fileno())

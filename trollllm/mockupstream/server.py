@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import ssl
 import time
 import zlib
 from collections import deque
@@ -103,7 +104,9 @@ class MockUpstream:
         models: Sequence[str] = DEFAULT_MODELS,
         max_records: int = 1000,
         prompt_cache: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        self._ssl_context = ssl_context  # serve HTTPS with it (a provider behind a private CA)
         self._keys = None if keys is None else frozenset(keys)
         self._models = tuple(models)
         self._records: deque[RecordedRequest] = deque(maxlen=max_records)
@@ -138,7 +141,7 @@ class MockUpstream:
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port, backlog=1024).start()
+            await web.TCPSite(runner, host, port, backlog=1024, ssl_context=self._ssl_context).start()
         except BaseException:
             await runner.cleanup()
             raise
@@ -146,7 +149,8 @@ class MockUpstream:
         url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         self._runner = runner
         self._closing = asyncio.Event()
-        self._url = f"http://{url_host}:{bound_port}"
+        scheme = "http" if self._ssl_context is None else "https"
+        self._url = f"{scheme}://{url_host}:{bound_port}"
 
     async def stop(self) -> None:
         """Stop the server: hanging and delayed requests are cut off, then connections closed."""

@@ -25,3 +25,7 @@ def proxy_handlers(path: str) -> dict[str, ProxyHandler] | None:
         if 0 < len(response_id) <= _MAX_ID and "/" not in response_id:
             return RESPONSE_BY_ID
     return handlers
+
+
+DOCUMENTED_ENDPOINTS: dict[str, dict[str, ProxyHandler]] = {**_FIXED, PATH + "/{id}": RESPONSE_BY_ID}
+"""Every proxy path with its methods, as the OpenAPI document names them."""

@@ -9,6 +9,7 @@ one-line access log, and errors rendered in the endpoint's own format (405 for a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,15 @@ from typing import Protocol
 
 from starlette.types import Receive, Scope, Send
 
-from trollllm.errors import GatewayError, MethodNotAllowed, PayloadTooLarge
+from trollllm.db import database_unreachable
+from trollllm.errors import (
+    DatabaseUnavailable,
+    GatewayError,
+    IncompleteBody,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    ServerShutdown,
+)
 from trollllm.http_errors import error_response
 from trollllm.middleware import access_logger, log_access, new_request_id
 from trollllm.state import AppState
@@ -104,9 +113,17 @@ async def serve_proxy(
         response = await handler(state, call)
     except GatewayError as error:
         response = error_response(path, error, request_id)
-    except Exception:
-        logger.exception("unhandled error on the proxy path", extra={"path": path})
-        response = error_response(path, GatewayError(), request_id)
+    except asyncio.CancelledError:
+        # Only the server's shutdown cancels a request (past its graceful period); the handler has
+        # settled it. Answered in the endpoint's format, not as the server's plain-text 500 and traceback.
+        response = error_response(path, ServerShutdown(), request_id)
+    except Exception as exc:
+        if database_unreachable(exc):  # refused before anything was held or sent upstream
+            logger.warning("database unreachable; request refused with 503", extra={"path": path})
+            response = error_response(path, DatabaseUnavailable(), request_id)
+        else:
+            logger.exception("unhandled error on the proxy path", extra={"path": path})
+            response = error_response(path, GatewayError(), request_id)
     try:
         await response(scope, receive, send)
     finally:
@@ -120,6 +137,8 @@ async def _read_body(receive: Receive, content_length: str | None, limit: int) -
     if content_length is not None and content_length.isdigit() and int(content_length) > limit:
         raise PayloadTooLarge(field="body")
     message = await receive()
+    if message["type"] != "http.request":  # the client went away before sending its body
+        raise IncompleteBody(field="body")
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
         if len(body) > limit:
@@ -129,8 +148,8 @@ async def _read_body(receive: Receive, content_length: str | None, limit: int) -
     size = len(body)
     while message.get("more_body", False):
         message = await receive()
-        if message["type"] != "http.request":  # the client went away before sending its whole body
-            break
+        if message["type"] != "http.request":  # the client went away: a partial body is no body
+            raise IncompleteBody(field="body")
         part: bytes = message.get("body", b"")
         size += len(part)
         if size > limit:

@@ -414,6 +414,8 @@ async def _admit(
             raise monthly_limit_error(
                 caller.plan, used, now, for_friend_key=caller.friend_key_id is not None, in_flight=in_flight
             )
+    if hold_id is not None:
+        state.outbox.replay_soon(state.db)  # the database takes writes: settle what waits in the outbox
     if hold_id is None and caller.friend_key_id is not None:
         async with state.engine.connect() as connection:
             raise await hold_refusal(

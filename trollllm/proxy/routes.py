@@ -16,7 +16,13 @@ from starlette.types import Message, Receive, Scope, Send
 from trollllm.betas.policy import split_betas
 from trollllm.billing.holds import Charged, RequestRecord, log_unbilled, settle
 from trollllm.byok.routing import send_upstream
-from trollllm.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnreadable
+from trollllm.errors import (
+    GatewayError,
+    ServerShutdown,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreadable,
+)
 from trollllm.http_errors import error_response
 from trollllm.money import Money, TokenUsage, cost_of, usd_text
 from trollllm.proxy.decoding import UnreadableEncoding, body_decoder, decode_body
@@ -101,8 +107,12 @@ async def forward(
             prefer=parsed.preferred_key,
         )
     except BaseException as exc:
-        status = exc.status_code if isinstance(exc, GatewayError) else 502
-        await exchange.settle(TokenUsage(), status, error_type=getattr(exc, "error_type", "upstream_error"))
+        if isinstance(exc, asyncio.CancelledError):  # shutdown past its graceful period
+            exc_status, exc_type = ServerShutdown.status_code, ServerShutdown.error_type
+        else:
+            exc_status = exc.status_code if isinstance(exc, GatewayError) else 502
+            exc_type = getattr(exc, "error_type", "upstream_error")
+        await exchange.settle(TokenUsage(), exc_status, error_type=exc_type)
         if isinstance(exc, GatewayError):
             exc.headers.update(admission.rate_limit.headers)
         raise
@@ -143,6 +153,9 @@ class _Exchange:
             await self.settle(TokenUsage(), error.status_code, error_type=error.error_type)
             error.headers.update(self.admission.rate_limit.headers)
             raise error from exc
+        except asyncio.CancelledError:  # shutdown past its graceful period: nothing reached the client
+            await self.settle(TokenUsage(), ServerShutdown.status_code, error_type=ServerShutdown.error_type)
+            raise
         finally:
             reply.release()
         translation = self.parsed.translation
@@ -334,9 +347,11 @@ class _StreamResponse:
                 status, error_type = 504, UpstreamTimeout.error_type
                 await deliver(stream_error_event(parsed.wire, UpstreamTimeout()))
             except asyncio.CancelledError:
-                # Only shutdown cancels a request (past the graceful timeout): charge what was delivered.
-                status, error_type = 503, "server_shutdown"
-                raise
+                # Only shutdown cancels a request (past the graceful timeout): end the stream with an
+                # error event (the server then closes it) and charge what was delivered.
+                status, error_type = ServerShutdown.status_code, ServerShutdown.error_type
+                if started:
+                    await deliver(stream_error_event(parsed.wire, ServerShutdown()))
             except UpstreamStreamError:
                 status, error_type = 502, "upstream_stream_broken"
                 if started:
@@ -351,7 +366,9 @@ class _StreamResponse:
             # Settled before the stream's end reaches the client, so its cost is in the log once it ends.
             charged = await exchange.settle(meter.billed_usage(), status, error_type=error_type)
         if not started:  # nothing readable came: a plain error response in the client's format
-            error: UpstreamError = UpstreamUnreadable() if unreadable is not None else UpstreamError()
+            error: GatewayError = UpstreamUnreadable() if unreadable is not None else UpstreamError()
+            if error_type == ServerShutdown.error_type:
+                error = ServerShutdown()
             error.headers.update(exchange.admission.rate_limit.headers)
             path = ENDPOINTS[parsed.wire]
             await error_response(path, error, exchange.request_id)(scope, receive, send)

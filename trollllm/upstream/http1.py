@@ -21,6 +21,7 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TypeVar
 
 from trollllm.upstream.http1_connection import (
@@ -371,6 +372,14 @@ class Http1Client:
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            self._ssl = ssl.create_default_context()
-            self._ssl.set_alpn_protocols(["http/1.1"])
+            self._ssl = tls_context()
         return self._ssl
+
+
+def tls_context(ca_bundle: Path | None = None) -> ssl.SSLContext:
+    """The system's trusted CAs, plus those of `ca_bundle` (a PEM file) for a provider behind a private CA."""
+    context = ssl.create_default_context()
+    if ca_bundle is not None:
+        context.load_verify_locations(cafile=ca_bundle)
+    context.set_alpn_protocols(["http/1.1"])
+    return context

@@ -59,6 +59,7 @@ from trollllm.upstream.http1 import (
     ProxyConnectError,
     ProxyStatusError,
     ServerDisconnectedError,
+    tls_context,
 )
 from trollllm.upstream.keyring import (
     DEFAULT_COOLDOWN_S,
@@ -128,6 +129,7 @@ class UpstreamPool:
         self._first_byte_s = settings.upstream_first_byte_timeout_s
         self._idle_s = settings.upstream_idle_timeout_s
         self._total_s = settings.upstream_total_timeout_s
+        self._ca_bundle = settings.upstream_ca_bundle
         self._http: Http1Client | None = None
         self._writer = KeyStatusWriter(sessions)
         self._lock = asyncio.Lock()
@@ -144,7 +146,10 @@ class UpstreamPool:
         """Open the HTTP connection pool and the background status writer."""
         # The client keeps no cookies: one pool serves every user, nothing may carry over between them.
         self._http = Http1Client(
-            limit=CONNECTION_LIMIT, connect_timeout_s=self._connect_s, dns_ttl_s=DNS_CACHE_TTL_S
+            limit=CONNECTION_LIMIT,
+            connect_timeout_s=self._connect_s,
+            dns_ttl_s=DNS_CACHE_TTL_S,
+            ssl_context=tls_context(self._ca_bundle),
         )
         self._writer.start()
 

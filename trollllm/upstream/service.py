@@ -171,7 +171,10 @@ async def update_factory_key(
     if patch.apiKey is not None:
         row.key_encrypted = state.keybox.encrypt(patch.apiKey, _key_context(row.id))
         row.last4 = patch.apiKey[-4:]
-    if patch.status == "healthy":
+    # A key whose connection changed (corrected proxy, URL, key or provider) is tried again at once: its
+    # cool-down was earned by the old configuration.
+    reconfigured = bool({"proxyId", "baseUrl", "apiKey", "provider"} & patch.model_fields_set)
+    if patch.status == "healthy" or (reconfigured and row.status == "cooling_down"):
         row.status, row.last_error, row.cooldown_until = "healthy", None, None
     elif patch.status == "disabled":
         row.status = "disabled"
