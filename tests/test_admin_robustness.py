@@ -30,7 +30,7 @@ async def _add_model(page: Page, value: str) -> None:
 
 async def _edit_model(page: Page, value: str) -> None:
     await _fill(page, value, f"Upstream model of {OPENAI_MODEL}", f"Output price of {OPENAI_MODEL}")
-    await page.get_by_role("button", name=f"Save {OPENAI_MODEL}").click()
+    await page.get_by_role("button", name=f"Save {OPENAI_MODEL}", exact=True).click()
 
 
 async def _credits(page: Page, value: str) -> None:
@@ -106,8 +106,8 @@ async def test_names_with_html_show_as_text_and_bad_prices_and_urls_are_refused_
 
         await page.goto("/admin/pricing")
         await _fill(page, "-0.5", f"Input price of {OPENAI_MODEL}")
-        await page.get_by_role("button", name=f"Save {OPENAI_MODEL}").click()
-        await expect(page.get_by_label(f"Input price of {OPENAI_MODEL}")).to_have_attribute(
+        await page.get_by_role("button", name=f"Save {OPENAI_MODEL}", exact=True).click()
+        await expect(page.get_by_label(f"Input price of {OPENAI_MODEL}", exact=True)).to_have_attribute(
             "aria-invalid", "true"
         )
         await expect(page.locator("#model-2-inputPricePerMTok-error")).to_have_text("Price must be ≥ 0")

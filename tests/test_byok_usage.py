@@ -4,6 +4,7 @@ token widget shows the month with a coloured bar and warns at 90 %."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from byok_helpers import HELLO, OWN_OPENAI_KEY, point_provider_at, save_own_key
@@ -68,7 +69,9 @@ async def test_the_dashboard_widget_shows_used_limit_and_remaining_on_a_green_ba
     await edit_plan(world, "dev", monthlyTokenLimit=1000)
     await set_user(world, monthly_tokens_used=250)
     html = await _dashboard(world)
-    assert "250 / 1,000 tokens used (25.0 %)" in html and "750 remaining" in html
+    text = re.sub(r"<[^>]+>", "", html)  # the visible text (counts sit in spans with their exact title)
+    assert "250 / 1.0K tokens used (25.0 %)" in text and "750 remaining" in text
+    assert 'title="1,000 tokens"' in html
     assert 'class="progress green" role="progressbar"' in html
     assert "of this month's tokens" not in html
 

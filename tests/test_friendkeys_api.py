@@ -15,8 +15,9 @@ from trollllm.friendkeys.tables import FriendKeyModelLimit
 BASE = "/api/user/friend-key"
 FIELDS = {
     "id", "friendKey", "ownerId", "isActive", "modelLimits", "totalUsedUsd", "requestsCount", "lastUsedAt",
-    "createdAt",
+    "createdAt", "expiresAt",
 }  # fmt: skip
+NO_RESET = {"resetPeriod": "none", "nextResetAt": None}
 
 
 async def api(world: World, method: str, path: str = "", **kwargs: Any) -> httpx.Response:
@@ -86,8 +87,8 @@ async def test_limits_are_set_all_at_once_and_keep_what_was_used(world: World) -
     put = await api(world, "PUT", "/limits", json={"modelLimits": both})
     assert put.status_code == 200, put.text
     assert put.json()["modelLimits"] == [
-        {"modelId": ANTHROPIC_MODEL, "limitUsd": 1.25, "usedUsd": 0, "enabled": True},
-        {"modelId": OPENAI_MODEL, "limitUsd": 5, "usedUsd": 0, "enabled": True},
+        {"modelId": ANTHROPIC_MODEL, "limitUsd": 1.25, "usedUsd": 0, "enabled": True, **NO_RESET},
+        {"modelId": OPENAI_MODEL, "limitUsd": 5, "usedUsd": 0, "enabled": True, **NO_RESET},
     ]
     await set_used(world, key_id, OPENAI_MODEL, 3_500_000_000)  # $3.50
     await set_used(world, key_id, ANTHROPIC_MODEL, 250_000_000)
@@ -104,7 +105,7 @@ async def test_limits_are_set_all_at_once_and_keep_what_was_used(world: World) -
     only_openai = [{"modelId": OPENAI_MODEL, "limitUsd": 7, "enabled": False, "usedUsd": 0}]
     put = await api(world, "PUT", "/limits", json={"modelLimits": only_openai})
     assert put.json()["modelLimits"] == [
-        {"modelId": OPENAI_MODEL, "limitUsd": 7, "usedUsd": 3.5, "enabled": False}
+        {"modelId": OPENAI_MODEL, "limitUsd": 7, "usedUsd": 3.5, "enabled": False, **NO_RESET}
     ]
     assert (await api(world, "PUT", "/limits", json={"modelLimits": []})).json()["modelLimits"] == []
 
