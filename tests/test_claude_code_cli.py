@@ -31,6 +31,7 @@ from test_friendkeys_proxy import friend_key
 from trollllm.clock import SystemClock
 from trollllm.mockupstream import MockUpstream, RecordedRequest, reply_text
 from trollllm.mockupstream.controls import parse_controls, plan_reply
+from trollllm.mockupstream.hidden_billing import anthropic_hidden_tokens
 from trollllm.money import Money, Prices, TokenUsage, cost_of, parse_price_per_mtok
 
 SONNET = "claude-sonnet-5-5"
@@ -142,6 +143,7 @@ def _expected_cost(request: RecordedRequest) -> Money:
         max_tokens=body["max_tokens"],
         response_id="expected",
         created=0,
+        hidden_input_tokens=anthropic_hidden_tokens(body),  # Anthropic's tool-use system prompt
     )
     usage = TokenUsage(
         reply.input_tokens, reply.billed_output_tokens, reply.cache_write_tokens, reply.cache_read_tokens

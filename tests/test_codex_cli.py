@@ -14,6 +14,7 @@ from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, PRICES, World
 from sqlalchemy import select
 
 from trollllm.mockupstream import count_input_tokens
+from trollllm.mockupstream.hidden_billing import anthropic_hidden_tokens
 from trollllm.mockupstream.responses_format import chat_view
 from trollllm.money import Money, Prices, TokenUsage, cost_of, parse_price_per_mtok
 from trollllm.usage.tables import RequestLog
@@ -64,8 +65,11 @@ async def test_codex_exec_completes_a_tool_round_trip_and_each_turn_is_charged(
     charged = [row for row in rows if row.model == model and row.is_success]
     assert len(charged) == len(turns)
     for row, sent in zip(charged, turns, strict=True):
-        view = chat_view(sent.body) if sent.path == "/v1/responses" else sent.body
-        assert row.input_tokens + row.cache_hit_tokens == count_input_tokens(view)
+        if sent.path == "/v1/responses":
+            billed_input = count_input_tokens(chat_view(sent.body))
+        else:  # Anthropic also bills its tool-use system prompt
+            billed_input = count_input_tokens(sent.body) + anthropic_hidden_tokens(sent.body)
+        assert row.input_tokens + row.cache_hit_tokens == billed_input
         usage = TokenUsage(row.input_tokens, row.output_tokens, cache_hit_tokens=row.cache_hit_tokens)
         assert Money(row.credits_cost_nanos) == cost_of(usage, MODEL_PRICES)
 
