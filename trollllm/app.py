@@ -18,6 +18,9 @@ from trollllm import __version__, serving
 from trollllm.accounts.routes import router as accounts_router
 from trollllm.accounts.settings_routes import router as settings_router
 from trollllm.admin.router import build_admin_router
+from trollllm.alerts.job import run_alerts_periodically
+from trollllm.alerts.routes import router as alerts_router
+from trollllm.alerts.smtp import check_smtp_url
 from trollllm.billing.counters import BillingCounters
 from trollllm.billing.inflight import InFlight
 from trollllm.billing.outbox import SettlementOutbox
@@ -89,6 +92,8 @@ def create_app(
     move what start-up built out of the garbage collector's way (`trollllm.serving`).
     """
     secret = resolve_secret(settings)
+    if settings.smtp_url is not None:
+        check_smtp_url(settings.smtp_url.get_secret_value())
     clock = clock or SystemClock()
 
     @asynccontextmanager
@@ -152,6 +157,8 @@ def create_app(
                 renew_periodically(sessions, app.state.trollllm.in_flight, clock),
                 name="trollllm-hold-renewal",
             )
+            # Alerts: crossings announced and their emails and webhooks sent, off the request path.
+            alerts = asyncio.create_task(run_alerts_periodically(app.state.trollllm), name="trollllm-alerts")
             plan_jobs = PlanJobSchedule(app.state.trollllm)  # plan expiry and monthly resets, daily
             metrics_port = None
             if settings.metrics_port is not None:
@@ -172,7 +179,8 @@ def create_app(
                 telemetry.close()
                 maintenance.cancel()
                 renewal.cancel()
-                await asyncio.gather(maintenance, renewal, return_exceptions=True)
+                alerts.cancel()
+                await asyncio.gather(maintenance, renewal, alerts, return_exceptions=True)
                 await invalidation.close()
                 await live.close()
                 await upstream.close()
@@ -199,6 +207,7 @@ def create_app(
     app.include_router(usage_router)
     app.include_router(friendkeys_router)
     app.include_router(plan_user_router)
+    app.include_router(alerts_router)
     app.include_router(byok_router)
     app.include_router(web_router)
     app.include_router(web_history_router)

@@ -112,6 +112,16 @@ class Settings(BaseSettings):
     )
     metrics_host: str = "127.0.0.1"
     metrics_token: SecretStr | None = Field(default=None, description="/metrics needs this bearer token")
+    smtp_url: SecretStr | None = Field(
+        default=None, description="smtp://[user:pass@]host[:port] or smtps://…: alert emails (none: not sent)"
+    )
+    alert_from: str = Field(default="trollllm@localhost", min_length=3, description="alert emails' sender")
+    webhook_allow_private: bool = Field(
+        default=False, description="alert webhooks may target private, loopback and link-local addresses"
+    )
+    alert_interval_s: float = Field(
+        default=60.0, gt=0, le=3600, description="how often alerts are checked and their deliveries sent"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -138,7 +148,7 @@ class Settings(BaseSettings):
     def _empty_redis_is_none(cls, value: str | None) -> str | None:
         return value or None
 
-    @field_validator("metrics_port", "metrics_token", mode="before")
+    @field_validator("metrics_port", "metrics_token", "smtp_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -1,6 +1,7 @@
 """Imports every feature's tables so `Base.metadata` is complete (for migrations and tests)."""
 
 from trollllm.accounts.tables import ApiKey, User
+from trollllm.alerts.tables import AlertDelivery, AlertSettings, AlertState, Notification
 from trollllm.audit.tables import AuditEntry
 from trollllm.billing.tables import Hold, LedgerEntry, UsageWindowBucket
 from trollllm.byok.tables import ProviderKey
@@ -24,6 +25,9 @@ from trollllm.usage.rollup_tables import (
 from trollllm.usage.tables import RequestLog
 
 __all__ = [
+    "AlertDelivery",
+    "AlertSettings",
+    "AlertState",
     "ApiKey",
     "AuditEntry",
     "Base",
@@ -36,6 +40,7 @@ __all__ = [
     "HourlyUserUsage",
     "LedgerEntry",
     "LlmModel",
+    "Notification",
     "Plan",
     "Provider",
     "ProviderKey",
