@@ -30,7 +30,7 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], Message]] = []
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         self.messages.append(([str(to) for to in envelope.rcpt_tos], message_from_bytes(content)))
         return "250 Message accepted for delivery"
@@ -78,6 +78,7 @@ class WebhookReceiver:
     received: list[Delivery] = field(default_factory=list)
     acknowledged: list[Delivery] = field(default_factory=list)
     hang: bool = False
+    fail_next: int = 0  # answer this many requests with 503 first
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -86,6 +87,9 @@ class WebhookReceiver:
         self.arrived.set()
         if self.hang:
             await asyncio.Event().wait()  # until the sender goes away
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return web.Response(status=503, text="busy")
         self.acknowledged.append(delivery)
         return web.Response(status=200, text="ok")
 

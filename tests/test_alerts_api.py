@@ -43,7 +43,9 @@ async def test_a_partial_update_keeps_the_fields_left_out_and_null_turns_one_off
     assert (await gateway.client.get("/api/user/alerts", headers=alice.auth)).json() == second
 
 
-async def test_a_new_webhook_url_answers_its_signing_secret_once(app_factory: AppFactory, embedded_database_url: str) -> None:
+async def test_a_new_webhook_url_answers_its_signing_secret_once(
+    app_factory: AppFactory, embedded_database_url: str
+) -> None:
     gateway = await app_factory(embedded_database_url, webhook_allow_private=True)
     alice = await register_user(gateway, "alice")
 
@@ -139,7 +141,10 @@ async def test_bad_input_is_a_400_naming_the_field_and_changes_nothing(
     assert refused.status_code == 400, refused.text
     error = refused.json()["error"]
     assert error["type"] == "invalid_request_error" and error["field"] == field, error
-    assert (await gateway.client.get("/api/user/alerts", headers=alice.auth)).json()["usagePercents"] == [80, 100]
+    assert (await gateway.client.get("/api/user/alerts", headers=alice.auth)).json()["usagePercents"] == [
+        80,
+        100,
+    ]
 
 
 async def test_a_body_that_is_not_a_json_object_is_a_400(gateway: AppHarness) -> None:
@@ -151,5 +156,9 @@ async def test_a_body_that_is_not_a_json_object_is_a_400(gateway: AppHarness) ->
 
 
 async def test_alerts_and_notifications_need_a_session(gateway: AppHarness) -> None:
-    for method, path in (("GET", "/api/user/alerts"), ("PUT", "/api/user/alerts"), ("GET", "/api/user/notifications")):
+    for method, path in (
+        ("GET", "/api/user/alerts"),
+        ("PUT", "/api/user/alerts"),
+        ("GET", "/api/user/notifications"),
+    ):
         assert (await gateway.client.request(method, path, json={})).status_code == 401
