@@ -26,8 +26,11 @@ from sqlalchemy import select
 from trollllm.alerts.job import report_outbox
 from trollllm.alerts.tables import AlertDelivery
 from trollllm.clock import ManualClock
+from trollllm.crypto import KeyBox
+from trollllm.keyrotation.service import rotate_secret
 from trollllm.mockupstream import MockUpstream
 
+NEW_SECRET = "a-brand-new-server-secret-of-at-least-32-chars"
 # 4,000 output tokens at $25 / MTok: a little over $0.10, 80 % of a $0.12 window and not 100 %.
 BIG = {
     "model": OPENAI_MODEL,
@@ -58,6 +61,16 @@ async def alerts_world(
         yield await build_world(served[0], served[1], mock)
 
 
+@pytest.fixture
+async def any_alerts_world(
+    tmp_path: Path, clock: ManualClock, database_url: str, smtp: SmtpServer
+) -> AsyncIterator[World]:
+    """The alerts world on each database backend in turn."""
+    settings = make_settings(tmp_path, database_url, smtp_url=smtp.url, webhook_allow_private=True)
+    async with MockUpstream() as mock, serve(settings, clock) as served:
+        yield await build_world(served[0], served[1], mock)
+
+
 async def set_alerts(world: World, body: dict[str, Any], *, admin: bool = False) -> dict[str, Any]:
     account = world.admin if admin else world.user
     response = await world.gateway.client.put("/api/user/alerts", headers=account.auth, json=body)
@@ -82,9 +95,9 @@ async def notifications(world: World, *, admin: bool = False) -> list[dict[str, 
 
 
 async def test_an_email_arrives_once_per_crossing_of_a_usage_window(
-    alerts_world: World, smtp: SmtpServer, clock: ManualClock
+    any_alerts_world: World, smtp: SmtpServer, clock: ManualClock
 ) -> None:
-    world = alerts_world
+    world = any_alerts_world
     await set_alerts(world, {"email": "alice@example.com"})
     await edit_plan(world, "dev", windows=[{"window": "5h", "usdLimit": 0.12}])
     await spend_big(world)
@@ -316,3 +329,21 @@ async def test_a_plan_expiring_within_the_chosen_days_is_reminded_once(
 
     [shown] = await notifications(world)
     assert shown["type"] == "plan_expiring" and shown["data"]["plan"] == "dev" and shown["data"]["days"] == 3
+
+
+async def test_a_webhook_secret_is_kept_through_a_server_secret_rotation(
+    alerts_world: World, receiver: WebhookReceiver
+) -> None:
+    world = alerts_world
+    secret = (await set_alerts(world, {"webhookUrl": receiver.url}))["webhookSecret"]
+    await edit_plan(world, "dev", windows=[{"window": "5h", "usdLimit": 0.12}])
+    await spend_big(world)
+    old = world.state.keybox
+    report = await rotate_secret(world.state.sessions, old, NEW_SECRET.encode())
+    world.state.keybox = KeyBox(NEW_SECRET.encode(), digest_key=old.digest_key)  # as a restart would load
+
+    await run_alerts(world.state)
+
+    assert report.webhook_secrets == 1
+    [delivery] = receiver.acknowledged
+    assert signature_valid(secret, delivery)
