@@ -57,6 +57,7 @@ from trollllm.usage.retention import run_periodically
 from trollllm.usage.routes import router as usage_router
 from trollllm.web.account_pages import router as web_account_router
 from trollllm.web.admin.router import build_admin_pages
+from trollllm.web.alerts_page import router as web_alerts_router
 from trollllm.web.api_docs import SWAGGER_DIR, SWAGGER_MOUNT
 from trollllm.web.api_docs import router as api_docs_router
 from trollllm.web.error_page import error_page, is_page_path
@@ -213,6 +214,7 @@ def create_app(
     app.include_router(web_history_router)
     app.include_router(web_account_router)
     app.include_router(web_friend_key_router)
+    app.include_router(web_alerts_router)
     app.include_router(build_admin_pages())
     app.include_router(api_docs_router)
     app.mount(SWAGGER_MOUNT, StaticFiles(directory=SWAGGER_DIR), name="swagger")
