@@ -19,6 +19,9 @@ from trollllm import __version__, serving
 from trollllm.accounts.routes import router as accounts_router
 from trollllm.accounts.timezones import router as user_settings_router
 from trollllm.admin.router import build_admin_router
+from trollllm.alerts.job import run_alerts_periodically
+from trollllm.alerts.routes import router as alerts_router
+from trollllm.alerts.smtp import check_smtp_url
 from trollllm.betas.policy import TOPIC as BETAS_TOPIC
 from trollllm.betas.policy import BetaPolicy
 from trollllm.billing.counters import BillingCounters
@@ -59,6 +62,7 @@ from trollllm.usage.retention import run_periodically
 from trollllm.usage.routes import router as usage_router
 from trollllm.web.account_pages import router as web_account_router
 from trollllm.web.admin.router import build_admin_pages
+from trollllm.web.alerts_page import router as web_alerts_router
 from trollllm.web.api_docs import SWAGGER_DIR, SWAGGER_MOUNT
 from trollllm.web.api_docs import router as api_docs_router
 from trollllm.web.error_page import error_page, is_page_path
@@ -105,6 +109,8 @@ def create_app(
     move what start-up built out of the garbage collector's way (`trollllm.serving`).
     """
     secret = resolve_secret(settings)
+    if settings.smtp_url is not None:
+        check_smtp_url(settings.smtp_url.get_secret_value())
     clock = clock or SystemClock()
 
     @asynccontextmanager
@@ -171,6 +177,8 @@ def create_app(
                 renew_periodically(sessions, app.state.trollllm.in_flight, clock),
                 name="trollllm-hold-renewal",
             )
+            # Alerts: crossings announced and their emails and webhooks sent, off the request path.
+            alerts = asyncio.create_task(run_alerts_periodically(app.state.trollllm), name="trollllm-alerts")
             plan_jobs = PlanJobSchedule(app.state.trollllm)  # plan expiry and monthly resets, daily
             metrics_port = None
             warn_if_exposed(settings)
@@ -192,7 +200,8 @@ def create_app(
                 telemetry.close()
                 maintenance.cancel()
                 renewal.cancel()
-                await asyncio.gather(maintenance, renewal, return_exceptions=True)
+                alerts.cancel()
+                await asyncio.gather(maintenance, renewal, alerts, return_exceptions=True)
                 await invalidation.close()
                 await live.close()
                 await upstream.close()
@@ -220,6 +229,7 @@ def create_app(
     app.include_router(usage_router)
     app.include_router(friendkeys_router)
     app.include_router(plan_user_router)
+    app.include_router(alerts_router)
     app.include_router(byok_router)
     app.include_router(payments_router)
     app.include_router(web_router)
@@ -227,6 +237,7 @@ def create_app(
     app.include_router(web_account_router)
     app.include_router(web_friend_key_router)
     app.include_router(web_money_router)
+    app.include_router(web_alerts_router)
     app.include_router(build_admin_pages())
     app.include_router(api_docs_router)
     app.mount(SWAGGER_MOUNT, StaticFiles(directory=SWAGGER_DIR), name="swagger")

@@ -121,6 +121,16 @@ class Settings(BaseSettings):
     redeem_failures_per_hour: int = Field(
         default=10, ge=1, description="wrong redemption codes allowed per user and per address per hour"
     )
+    smtp_url: SecretStr | None = Field(
+        default=None, description="smtp://[user:pass@]host[:port] or smtps://…: alert emails (none: not sent)"
+    )
+    alert_from: str = Field(default="trollllm@localhost", min_length=3, description="alert emails' sender")
+    webhook_allow_private: bool = Field(
+        default=False, description="alert webhooks may target private, loopback and link-local addresses"
+    )
+    alert_interval_s: float = Field(
+        default=60.0, gt=0, le=3600, description="how often alerts are checked and their deliveries sent"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -169,6 +179,7 @@ class Settings(BaseSettings):
         "stripe_webhook_secret",
         "stripe_api_base",
         "cookie_secure",
+        "smtp_url",
         mode="before",
     )
     @classmethod

@@ -1,6 +1,7 @@
 """Imports every feature's tables so `Base.metadata` is complete (for migrations and tests)."""
 
 from trollllm.accounts.tables import ApiKey, User
+from trollllm.alerts.tables import AlertDelivery, AlertSettings, AlertState, Notification
 from trollllm.audit.tables import AuditEntry
 from trollllm.betas.tables import AnthropicBetaRefusal
 from trollllm.billing.tables import Hold, LedgerEntry, UsageWindowBucket
@@ -34,6 +35,9 @@ from trollllm.usage.rollup_tables import (
 from trollllm.usage.tables import RequestLog
 
 __all__ = [
+    "AlertDelivery",
+    "AlertSettings",
+    "AlertState",
     "AnthropicBetaRefusal",
     "ApiKey",
     "AuditEntry",
@@ -48,6 +52,7 @@ __all__ = [
     "InviteCode",
     "LedgerEntry",
     "LlmModel",
+    "Notification",
     "Payment",
     "Plan",
     "PlanPrice",

@@ -2,10 +2,11 @@
 
 What is encrypted under the server secret: users' own provider keys (BYOK), factory keys, the copies of
 users' gateway keys (for reveal), proxy URLs with their credentials (plaintext ones are sealed on the way),
-and the gateway's own `server_keys`. Gateway keys are looked up by an HMAC digest; Friend Keys keep only
-that digest, so the digest key cannot change with the secret: the rotation carries it forward, encrypted
-under the new secret (`server_keys.key-digest`), and `load_keybox` picks it up at start-up. Dashboard
-sessions (JWTs, signed with a key derived from the secret) end: everyone signs in again.
+users' alert webhook signing secrets, and the gateway's own `server_keys`. Gateway keys are looked up by
+an HMAC digest; Friend Keys keep only that digest, so the digest key cannot change with the secret: the
+rotation carries it forward, encrypted under the new secret (`server_keys.key-digest`), and `load_keybox`
+picks it up at start-up. Dashboard sessions (JWTs, signed with a key derived from the secret) end:
+everyone signs in again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.accounts.apikeys import api_key_context
 from trollllm.accounts.tables import ApiKey
+from trollllm.alerts.tables import AlertSettings
+from trollllm.alerts.webhooks import webhook_secret_context
 from trollllm.byok.service import key_context
 from trollllm.byok.tables import ProviderKey
 from trollllm.crypto import KeyBox
@@ -44,6 +47,7 @@ class RotationReport:
     factory_keys: int
     api_keys: int
     proxies: int
+    webhook_secrets: int = 0
 
 
 def server_key_context(purpose: str) -> str:
@@ -119,12 +123,25 @@ async def rotate_secret(
             except ValueError as exc:
                 raise RotationRefused(f"proxy {proxy.id} does not decrypt with the current secret") from exc
             seal(proxy, url, new)
+        webhooks = list(
+            await session.scalars(
+                select(AlertSettings)
+                .where(AlertSettings.webhook_secret_encrypted.is_not(None))
+                .with_for_update()
+            )
+        )
+        for alert in webhooks:
+            assert alert.webhook_secret_encrypted is not None
+            alert.webhook_secret_encrypted = _reencrypt(
+                old, new, alert.webhook_secret_encrypted, webhook_secret_context(alert.user_id),
+                f"the webhook secret of user {alert.user_id}",
+            )  # fmt: skip
         carried = new.encrypt(old.digest_key.hex(), server_key_context(DIGEST_KEY))
         row = await session.get(ServerKey, DIGEST_KEY, with_for_update=True)
         if row is None:
             session.add(ServerKey(purpose=DIGEST_KEY, key_encrypted=carried))
         else:
             row.key_encrypted = carried
-    report = RotationReport(len(provider_keys), len(factory_keys), len(api_keys), len(proxies))
+    report = RotationReport(len(provider_keys), len(factory_keys), len(api_keys), len(proxies), len(webhooks))
     logger.warning("server secret rotated: every stored secret re-encrypted", extra={"report": str(report)})
     return report

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from trollllm.errors import InvalidRequest, NotFound
-from trollllm.friendkeys.schemas import percentage
+from trollllm.friendkeys.resets import RESET_PERIODS
+from trollllm.friendkeys.schemas import ModelLimitView, percentage
 from trollllm.friendkeys.service import enabled_model_ids, load_friend_key
 from trollllm.money import Money
 from trollllm.state import get_state
@@ -45,10 +46,13 @@ async def friend_key_page(request: Request) -> Response:
     if found is None:
         return page("friend_key.html", key=None, **context)
     limits = {row.model_id: row for row in found.limits}
+    now = state.clock.now()
     rows = []
     for model_id in sorted(await enabled_model_ids(state) | limits.keys()):
         limit = limits.get(model_id)
-        used, cap = Money(limit.used_nanos if limit else 0), Money(limit.limit_nanos if limit else 0)
+        view = ModelLimitView.of(limit, now, user.time_zone) if limit else None  # a due reset shows as done
+        used = Money.from_usd(view.usedUsd) if view else Money.ZERO
+        cap = Money(limit.limit_nanos if limit else 0)
         share = percentage(used, cap)
         rows.append(
             {
@@ -58,6 +62,8 @@ async def friend_key_page(request: Request) -> Response:
                 "cap": cap,
                 "percent": min(share, 100.0),
                 "colour": bar_colour(share),
+                "period": limit.reset_period if limit else "none",
+                "next_reset": view.nextResetAt if view else None,
             }
         )
     try:
@@ -73,5 +79,7 @@ async def friend_key_page(request: Request) -> Response:
         activity=activity,
         page_numbers=page_numbers(activity.page, activity.total_pages),
         total_used=found.key.total_used_nanos,
+        periods=RESET_PERIODS,
+        expired=found.key.expires_at is not None and found.key.expires_at <= now,
         **context,
     )

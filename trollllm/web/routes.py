@@ -26,6 +26,7 @@ from trollllm.state import get_state
 from trollllm.web.render import page
 from trollllm.web.session import csrf_token, form_csrf_ok, page_user, read_form, remember_csrf
 from trollllm.web.usage_chart import NARROW, chart_geometry, daily_usage
+from trollllm.web.usage_windows import window_bars
 
 router = APIRouter(include_in_schema=False)
 
@@ -175,6 +176,7 @@ async def dashboard(request: Request) -> Response:
         model_id=models[0].model_id if models else None,
         chart=chart_geometry(days),
         charts=[chart_geometry(days), chart_geometry(days, NARROW)],
+        windows=await window_bars(state, user.id, plan, now),
         current="dashboard",
     )
 

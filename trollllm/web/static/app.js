@@ -122,6 +122,12 @@ Object.assign(actions, {
     await navigator.clipboard.writeText(document.getElementById("new-friend-key").textContent);
     toast("Friend Key copied");
   },
+  async "toggle-friend-key"(button) {
+    const active = button.dataset.active === "true";
+    await api("PATCH", "/api/user/friend-key", { isActive: !active });
+    toast(active ? "Friend Key paused: it is refused until resumed" : "Friend Key resumed");
+    setTimeout(() => location.reload(), 600);
+  },
   "delete-friend-key"() {
     document.getElementById("delete-dialog").showModal();
   },
@@ -199,8 +205,9 @@ if (limitsForm) {
     const formError = document.getElementById("limits-error");
     formError.hidden = true;
     const sent = inputs.filter((input) => input.value.trim() !== "");
+    const periodOf = (input) => input.closest("tr").querySelector(".period-input")?.value || "none";
     const modelLimits = sent.map((input) => ({
-      modelId: input.name, limitUsd: Number(input.value.trim()), enabled: true,
+      modelId: input.name, limitUsd: Number(input.value.trim()), enabled: true, resetPeriod: periodOf(input),
     }));
     const bad = sent.find((input) => !Number.isFinite(Number(input.value.trim())));
     if (bad) {
@@ -239,3 +246,38 @@ document.addEventListener("click", async (event) => {
     if (!error.handled) toast(error.message);
   }
 });
+
+// The Alerts page: save channels and thresholds; empty fields turn them off; a refused field gets its error.
+const alertsForm = document.getElementById("alerts-form");
+if (alertsForm) {
+  alertsForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    alertsForm.querySelectorAll(".field-error, .form-error").forEach((element) => { element.hidden = true; });
+    const value = (name) => alertsForm.elements[name].value.trim();
+    // What is not a number is sent as typed, so the API refuses it naming the field (NaN would become null).
+    const asNumber = (text) => (Number.isFinite(Number(text)) ? Number(text) : text);
+    const number = (text) => (text === "" ? null : asNumber(text));
+    const body = {
+      email: value("email") || null,
+      webhookUrl: value("webhookUrl") || null,
+      lowBalanceUsd: number(value("lowBalanceUsd")),
+      planExpiryDays: number(value("planExpiryDays")),
+      usagePercents: value("usagePercents") === "" ? [] : value("usagePercents").split(/[\s,]+/).filter(Boolean).map(asNumber),
+    };
+    try {
+      const saved = await api("PUT", "/api/user/alerts", body);
+      if (saved.webhookSecret) {
+        document.getElementById("webhook-secret").textContent = saved.webhookSecret;
+        document.getElementById("webhook-secret-box").hidden = false;
+      }
+      toast("Alerts saved");
+    } catch (error) {
+      if (error.handled) return;
+      const name = (error.field || "").replace(/\[\d+\]$/, "");
+      const slot = alertsForm.querySelector(`.field-error[data-field="${name}"]`);
+      const target = slot || document.getElementById("alerts-error");
+      target.textContent = error.message;
+      target.hidden = false;
+    }
+  });
+}
