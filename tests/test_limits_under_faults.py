@@ -61,7 +61,7 @@ async def test_a_correct_login_does_not_clear_the_failures_of_its_address(
     app_factory: Any, embedded_database_url: str
 ) -> None:
     """Logging in to one's own account must not reset the address count used against other accounts."""
-    gateway = await app_factory(embedded_database_url, login_max_failures=3)
+    gateway = await app_factory(embedded_database_url, login_max_failures=3, login_address_max_failures=3)
     await _register(gateway)
     assert [await _login(gateway, "wrong password") for _ in range(2)] == [401, 401]
     assert await _login(gateway, _PASSWORD) == 200
