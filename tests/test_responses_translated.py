@@ -85,3 +85,24 @@ async def test_a_translated_tool_round_trip_continues_by_previous_response_id(
     assert "42" in str(world.mock.requests[-1].body)  # the whole conversation went upstream
     assert Money.from_usd(raw.headers["x-trollllm-cost-usd"]) == cost_of_sent(world, path)
     assert stored.output_text == second.output_text and stored.previous_response_id == first.id
+
+
+async def test_a_strict_function_tool_reaches_the_upstream_strict_on_both_translated_routes(
+    world: World, route: tuple[str, str]
+) -> None:
+    model, path = route
+    schema = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
+    schema["additionalProperties"] = False
+    tools: Any = [{"type": "function", "name": "lookup", "parameters": schema, "strict": True}]
+    async with world.openai() as client:
+        raw = await client.responses.with_raw_response.create(
+            model=model, input=f"[mock tool_calls=1 reply_tokens=0] {HELLO}", tools=tools
+        )
+    response = raw.parse()
+    call = response.output[-1]
+    assert call.type == "function_call" and call.name == "lookup"
+    (sent,) = world.mock.requests[-1].body["tools"]
+    assert (sent["strict"] if path == "/v1/messages" else sent["function"]["strict"]) is True
+    assert response.usage is not None  # the call's arguments are its output
+    cost = cost_of_sent(world, path, output=response.usage.output_tokens)
+    assert Money.from_usd(raw.headers["x-trollllm-cost-usd"]) == cost
