@@ -62,6 +62,9 @@ class TranslatedStream(SseFraming):
     def _event(self, event: bytes) -> bytes:
         if not event:
             return b""
+        if event.startswith(b"data:") and b"\n" not in event:  # the common shape: one data line
+            payload = self._payload(event[5:])
+            return b"" if payload is None else self._translate(payload)
         data: bytes | None = None
         for line in event.split(b"\n"):
             if line.startswith(b"data:"):
