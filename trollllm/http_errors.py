@@ -45,7 +45,11 @@ def error_body(path: str, error: GatewayError) -> dict[str, Any]:
 
 
 def stream_error_event(wire: WireFormat, error: GatewayError) -> bytes:
-    """An error inside an SSE stream (the status line is already sent), in the wire's own shape."""
+    """An error inside an SSE stream (the status line is already sent), in the wire's own shape.
+
+    A relay ends a stream it cuts with its own `cut(error)`: this event for chat completions and messages,
+    `response.failed` for the Responses relays (a response that ends); this `error` event is for a
+    Responses stream with no response to end."""
     if wire is WireFormat.RESPONSES:  # the Responses API's own `error` event
         body = error_body(ENDPOINTS[wire], error)["error"]
         event = {"type": "error", "code": body["code"], "message": body["message"], "param": None}

@@ -103,11 +103,17 @@ class ResponsesStreamMeter(SseFraming):
         if not event:
             return b""
         data: bytes | None = None
-        for line in event.split(b"\n"):
-            if line.startswith(b"data:"):
-                value = line[5:]
-                value = value[1:] if value.startswith(b" ") else value
-                data = value if data is None else data + b"\n" + value
+        first_end = event.find(b"\n")
+        if event.startswith(b"event:") and event.startswith(b"data:", first_end + 1):
+            data = event[first_end + 6 :]  # the common shape: `event:` then one data line
+            if b"\n" in data:
+                data = None
+        if data is None:
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    value = line[5:]
+                    value = value[1:] if value.startswith(b" ") else value
+                    data = value if data is None else data + b"\n" + value
         if data is None:  # comments, `event:` or `id:` lines alone: nothing to meter
             return event + b"\n\n"
         payload = self._payload(data)
