@@ -37,6 +37,7 @@ class Target:
     headers: dict[str, str]
     body: bytes
     done_marker: bytes  # must occur in the body of a good answer (the end of a stream, `usage`, ...)
+    error_marker: bytes = b'"error"'  # must not occur (a Response has `"error":null`; its own: `"error":{`)
 
     def wire_bytes(self) -> bytes:
         """The whole HTTP/1.1 request, encoded once."""
@@ -162,11 +163,11 @@ def _dechunk(raw: bytearray) -> bytearray | None:
         pos += size + 2
 
 
-def _check(status: int, body: bytes | bytearray, marker: bytes) -> str | None:
+def _check(status: int, body: bytes | bytearray, marker: bytes, error_marker: bytes) -> str | None:
     """Why an answer is not a success, or ``None``. Stream errors travel inside a 200 stream."""
     if not 200 <= status < 300:
         return f"HTTP {status}: {bytes(body[:200])!r}"
-    if marker not in body or b'"error"' in body:
+    if marker not in body or error_marker in body:
         return f"HTTP {status} but incomplete or error body: {bytes(body[-200:])!r}"
     return None
 
@@ -227,7 +228,7 @@ async def _raw_worker(run: _Run, slot: list[_Connection | None], worker: int) ->
             connection.started = started
             response = await connection.send(payload)
             finished = time.perf_counter()
-            error = _check(response.status, response.body, target.done_marker)
+            error = _check(response.status, response.body, target.done_marker, target.error_marker)
             run.record(started, response.first_byte, finished, error)
         except (OSError, ValueError, IndexError) as exc:  # transport errors, unparsable answers
             run.record(started, 0.0, 0.0, f"{type(exc).__name__}: {exc}")
@@ -267,7 +268,7 @@ async def _aiohttp_worker(
                         first_byte = time.perf_counter()
                     body += chunk
                 finished = time.perf_counter()
-                error = _check(resp.status, body, target.done_marker)
+                error = _check(resp.status, body, target.done_marker, target.error_marker)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             finished, error = 0.0, f"{type(exc).__name__}: {exc}"
         run.record(started, first_byte, finished, error)

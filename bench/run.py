@@ -28,8 +28,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
 import uvloop
+from formats import FORMATS, cell_route, make_target
 from loadgen import Tally, Target, percentile, run_cell
 from report import (
     LEGEND,
@@ -58,13 +58,6 @@ from stack import (
     speed_probe_us,
 )
 
-PROMPT = "Write a short deterministic reply for the TrollLLM benchmark."
-MAX_TOKENS = 64  # the mock answers min(16, max_tokens) tokens: 16 tokens, 16 content chunks
-_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
-# Translated cells, `client->model`: `openai->anthropic` is the OpenAI endpoint, an Anthropic-format model.
-TRANSLATED = ("openai->anthropic", "anthropic->openai")
-_DONE = {"json": b'"usage"', "stream_openai": b"data: [DONE]", "stream_anthropic": b"event: message_stop"}
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (every option has a default that finishes the whole run in a few minutes)."""
@@ -78,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--formats",
         default="openai,anthropic",
-        help="openai, anthropic, openai->anthropic, anthropic->openai (default: openai,anthropic)",
+        help=f"any of {', '.join(FORMATS)} (see bench/formats.py; default: openai,anthropic)",
     )
     add = parser.add_argument
     add("--requests", type=int, default=5000, help="measured requests per cell (default: 5000)")
@@ -116,25 +109,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.modes = [mode for mode in args.modes.split(",") if mode]
     args.formats = [fmt for fmt in args.formats.split(",") if fmt]
-    if not set(args.modes) <= {"json", "stream"} or not set(args.formats) <= {*_PATHS, *TRANSLATED}:
-        parser.error(
-            "--modes takes json,stream and --formats openai,anthropic,openai->anthropic,anthropic->openai"
-        )
+    if not set(args.modes) <= {"json", "stream"} or not set(args.formats) <= set(FORMATS):
+        parser.error(f"--modes takes json,stream and --formats {','.join(FORMATS)}")
     return args
-
-
-def make_target(base_url: str, key: str, model: str, mode: str, fmt: str) -> Target:
-    """The one request of a cell, identical for the gateway and the mock but for the key and model."""
-    host, port = base_url.removeprefix("http://").rsplit(":", 1)
-    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": MAX_TOKENS}
-    body["stream"] = mode == "stream"
-    headers = {"Content-Type": "application/json"}
-    if fmt == "openai":
-        headers["Authorization"] = f"Bearer {key}"
-    else:
-        headers.update({"x-api-key": key, "anthropic-version": "2023-06-01"})
-    done = _DONE["json"] if mode == "json" else _DONE[f"stream_{fmt}"]
-    return Target(host, int(port), _PATHS[fmt], headers, orjson.dumps(body), done)
 
 
 class Meter:
@@ -247,14 +224,11 @@ async def drive(
             for fmt in args.formats:
                 label = (concurrency, mode, fmt)
                 # a translated cell calls the model's provider directly in the model's own format
-                client_fmt, _, model_fmt = fmt.partition("->")
-                model_fmt = model_fmt or client_fmt
+                client_fmt, gateway_model, direct_fmt, direct_model = cell_route(fmt)
                 if gateway is not None:
                     urls, keys = gateway
                     gw_targets = [
-                        make_target(url, k, MODELS[model_fmt][0], mode, client_fmt)
-                        for url in urls
-                        for k in keys
+                        make_target(url, k, gateway_model, mode, client_fmt) for url in urls for k in keys
                     ]
                     gateway_cells[label] = await measure(args, meter, gw_targets, (name, *label))
                 if not direct:
@@ -262,7 +236,7 @@ async def drive(
                         scaled_row(gateway_cells[label], len(gateway[0]) if gateway else 0), "\n", flush=True
                     )
                     continue
-                mock_target = make_target(mock_url, MOCK_KEY, MODELS[model_fmt][1], mode, model_fmt)
+                mock_target = make_target(mock_url, MOCK_KEY, direct_model, mode, direct_fmt)
                 direct_cells[label] = await measure(args, meter, [mock_target], ("direct", *label))
                 print(cell_table(gateway_cells.get(label), direct_cells[label]), "\n", flush=True)
     long = None

@@ -31,6 +31,8 @@ MODELS = {  # format -> (gateway model id, upstream model name at the mock)
     "openai": ("bench-gpt", "gpt-4o-mini"),
     "anthropic": ("bench-claude", "claude-3-5-haiku-latest"),
 }
+CHAT_MODEL = ("bench-groq", "groq", "llama-3.1-8b-instant")
+"""(model id, provider, upstream model): an OpenAI-format row without a Responses API (`responses->chat`)."""
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _MOCK_UVLOOP = (
     "import uvloop\nfrom trollllm.mockupstream.__main__ import parse_args, serve\n"
@@ -286,10 +288,12 @@ class Seeded:
 
 
 def seed(base: str, mock_url: str, *, credits_usd: int, users: int = 1) -> Seeded:
-    """Models (one per format, $5/$25 per MTok), a factory key per provider pointing at the mock, a plan
-    without a practical rate limit (the limiter still runs on every request), and `users` funded users."""
+    """Models (one per format, and `bench-groq`; $5/$25 per MTok), a factory key per provider pointing at the
+    mock, a plan without a practical rate limit (the limiter still runs on every request), and `users`
+    funded users."""
     admin = _call(base, "POST", "/api/auth/login", {"username": ADMIN[0], "password": ADMIN[1]})["token"]
-    for provider, (model_id, upstream) in MODELS.items():
+    rows = [(provider, model_id, upstream) for provider, (model_id, upstream) in MODELS.items()]
+    for provider, model_id, upstream in [*rows, (CHAT_MODEL[1], CHAT_MODEL[0], CHAT_MODEL[2])]:
         _call(
             base,
             "POST",

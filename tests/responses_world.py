@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxy_world import PRICES as PROXY_PRICES
 from proxy_world import World
 from sqlalchemy import select
 
@@ -43,3 +44,27 @@ async def log_of(world: World, request_id: str) -> RequestLog:
         row = await session.scalar(select(RequestLog).where(RequestLog.request_id == request_id))
     assert row is not None, "the request was not logged"
     return row
+
+
+CHAT_MODEL = "groq-test"
+"""A model of an OpenAI-format provider row without a Responses API (the chat completions route)."""
+
+
+async def add_chat_model(world: World) -> None:
+    """`CHAT_MODEL` on the `groq` provider row, with one factory key on the mock."""
+    await world.admin_call(
+        "POST",
+        "/api/admin/models",
+        json={
+            "modelId": CHAT_MODEL,
+            "provider": "groq",
+            "upstreamModel": "groq-up",
+            "maxOutputTokens": 4096,
+            **PROXY_PRICES,
+        },
+    )
+    await world.admin_call(
+        "POST",
+        "/api/admin/factory-keys",
+        json={"name": "groq-1", "provider": "groq", "baseUrl": world.mock.url, "apiKey": "fk-groq-one"},
+    )

@@ -70,7 +70,7 @@ async def test_an_admin_sets_up_upgrades_a_user_and_sees_the_sdk_requests_by_per
         await page.get_by_label("Upstream model", exact=True).fill("gpt-4o-mini")
         await page.get_by_label("Input price (USD / MTok)", exact=True).fill("5")
         await page.get_by_label("Output price (USD / MTok)", exact=True).fill("25")
-        await page.get_by_label("Max output tokens").fill("4096")
+        await page.get_by_label("Max output tokens", exact=True).fill("4096")
         await page.get_by_role("button", name="Add model").click()
         await expect(page.locator("#notice")).to_have_text("Added model gpt-browser")
 

@@ -199,3 +199,91 @@ async def test_the_refused_anthropic_betas_are_saved_from_the_page(gateway: AppH
         refused = await post_form(client, "/admin/pricing", "/admin/pricing/betas", refused="not a value!")
     assert "files-api-*\nmcp-client-2025-04-04</textarea>" in page.text
     assert refused.status_code == 400 and "not an anthropic-beta value" in refused.text
+
+
+async def test_a_model_of_kind_embedding_is_added_and_keeps_its_kind_on_save(gateway: AppHarness) -> None:
+    await make_admin(gateway)
+    embedding = NEW_MODEL | {"modelId": "embed-new", "kind": "embedding"}
+    async with signed_in(gateway, "root") as client:
+        added = await post_form(client, "/admin/pricing", "/admin/pricing", **embedding)
+        assert added.status_code == 303, added.text
+        page = await client.get("/admin/pricing")
+        row = {key: value for key, value in embedding.items() if key != "modelId"}
+        saved = await post_form(
+            client,
+            "/admin/pricing",
+            "/admin/pricing/save",
+            modelId="embed-new",
+            **(row | {"outputPricePerMTok": "0"}),
+        )
+        assert saved.status_code == 303
+        refused = await post_form(
+            client, "/admin/pricing", "/admin/pricing", **(NEW_MODEL | {"kind": "audio"})
+        )
+    assert "<option selected>embedding</option>" in page.text
+    assert refused.status_code == 400 and 'id="new-kind-error"' in refused.text
+    async with gateway.state.sessions() as session:
+        stored = await load_model(session, "embed-new")
+        assert await load_model(session, "gpt-new") is None
+    assert stored is not None and stored.kind == "embedding" and stored.output_price_nanos == 0
+
+
+NEW_PROVIDER = {
+    "name": "deepseek",
+    "displayName": "DeepSeek",
+    "wireFormat": "openai",
+    "baseUrl": "https://api.deepseek.com/v1",
+    "responsesApi": "on",
+}
+
+
+async def test_an_admin_adds_a_provider_with_the_responses_api_then_edits_it(gateway: AppHarness) -> None:
+    admin = await make_admin(gateway)
+    async with signed_in(gateway, "root") as client:
+        added = await post_form(client, "/admin/pricing", "/admin/pricing/providers", **NEW_PROVIDER)
+        assert added.status_code == 303, added.text
+        page = await client.get("/admin/pricing")
+        row = NEW_PROVIDER | {"wireFormat": "anthropic", "baseUrl": "https://api.example.test/v1"}
+        del row["responsesApi"]  # an unchecked box is not posted
+        saved = await post_form(client, "/admin/pricing", "/admin/pricing/providers/save", **row)
+        assert saved.status_code == 303, saved.text
+    assert "Added provider deepseek" in page.text and 'value="https://api.deepseek.com/v1"' in page.text
+    listed = await gateway.client.get("/api/admin/providers", headers=admin.auth)
+    deepseek = next(row for row in listed.json() if row["name"] == "deepseek")
+    assert deepseek == deepseek | {
+        "displayName": "DeepSeek",
+        "wireFormat": "anthropic",
+        "baseUrl": "https://api.example.test/v1",
+        "responsesApi": False,
+    }
+    audit = await gateway.client.get("/api/admin/audit", headers=admin.auth)
+    actions = {entry["action"] for entry in audit.json()["entries"] if entry["target"] == "provider:deepseek"}
+    assert actions == {"provider.create", "provider.update"}
+
+
+async def test_a_bad_provider_name_and_api_root_are_refused_next_to_their_fields(gateway: AppHarness) -> None:
+    admin = await make_admin(gateway)
+    async with signed_in(gateway, "root") as client:
+        bad_name = await post_form(
+            client, "/admin/pricing", "/admin/pricing/providers", **(NEW_PROVIDER | {"name": "Deep Seek!"})
+        )
+        bad_url = await post_form(
+            client, "/admin/pricing", "/admin/pricing/providers", **(NEW_PROVIDER | {"baseUrl": "ftp://x"})
+        )
+        taken = await post_form(
+            client, "/admin/pricing", "/admin/pricing/providers", **(NEW_PROVIDER | {"name": "openai"})
+        )
+        bad_row = await post_form(
+            client,
+            "/admin/pricing",
+            "/admin/pricing/providers/save",
+            **(NEW_PROVIDER | {"name": "openai", "baseUrl": ""}),
+        )
+    assert bad_name.status_code == 400 and 'id="new-provider-name-error"' in bad_name.text
+    assert 'value="Deep Seek!"' in bad_name.text  # what was typed is kept
+    assert bad_url.status_code == 400 and 'id="new-provider-baseUrl-error"' in bad_url.text
+    assert taken.status_code == 409 and 'id="new-provider-name-error"' in taken.text
+    assert bad_row.status_code == 400 and 'id="provider-' in bad_row.text and "-baseUrl-error" in bad_row.text
+    listed = await gateway.client.get("/api/admin/providers", headers=admin.auth)
+    assert "deepseek" not in {row["name"] for row in listed.json()}
+    assert next(row for row in listed.json() if row["name"] == "openai")["baseUrl"] != ""

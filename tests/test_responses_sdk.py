@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from proxy_world import OPENAI_MODEL, World
-from responses_world import DEV_GRANT, PRICES, credits, expected_cost, input_tokens, log_of
+from responses_world import DEV_GRANT, credits, expected_cost, input_tokens, log_of
 
 from trollllm.mockupstream import DEFAULT_REPLY_TOKENS, reply_text
-from trollllm.money import Money, TokenUsage, cost_of
+from trollllm.money import Money
 
 HELLO = "Say hello to the Responses API please"
 
@@ -108,18 +107,6 @@ async def test_a_stream_ends_with_its_cost_beside_the_usage(world: World) -> Non
     assert sent_upstream(world)["stream"] is True
     assert final.model_extra is not None and Money.from_usd(final.model_extra["cost"]) == cost
     assert await credits(world) == DEV_GRANT - cost
-
-
-async def test_a_stream_cut_before_its_usage_is_charged_the_output_delivered(world: World) -> None:
-    body = {"model": OPENAI_MODEL, "input": f"cut [mock drop_after=9] {HELLO}", "stream": True}
-    async with httpx.AsyncClient(base_url=world.base_url, timeout=30) as client:
-        reply = await client.post("/v1/responses", json=body, headers=bearer(world))
-    assert "event: error" in reply.text  # the status line was already 200: the error travels in the stream
-    deltas = reply.text.count("event: response.output_text.delta")
-    assert deltas > 0
-    row = await log_of(world, reply.headers["x-request-id"])
-    assert row.status_code == 502 and row.output_tokens == deltas
-    assert Money(row.credits_cost_nanos) == cost_of(TokenUsage(output_tokens=deltas), PRICES)
 
 
 async def test_a_function_tool_round_trip_by_previous_response_id(world: World) -> None:

@@ -142,7 +142,7 @@ def test_a_function_call_round_trip_on_anthropic() -> None:
     ]
 
 
-def test_function_tools_with_strict() -> None:
+def test_strict_function_tools_stay_strict_on_both_routes() -> None:
     strict = {**WEATHER, "strict": True}
     assert to(CHAT, tools=[strict])["tools"] == [
         {
@@ -150,10 +150,14 @@ def test_function_tools_with_strict() -> None:
             "function": {"name": "weather", "description": "d", "parameters": SCHEMA, "strict": True},
         }
     ]
+    # Anthropic's strict tool use: the same guarantee, the same field on the tool
+    assert to(MESSAGES, tools=[strict])["tools"] == [
+        {"name": "weather", "description": "d", "input_schema": SCHEMA, "strict": True}
+    ]
     assert to(MESSAGES, tools=[WEATHER])["tools"] == [
         {"name": "weather", "description": "d", "input_schema": SCHEMA}
     ]
-    assert refused(MESSAGES, tools=[strict]) == "tools[0].strict"
+    assert refused(MESSAGES, tools=[{**WEATHER, "strict": "yes"}]) == "tools[0].strict"
 
 
 NAMESPACE = {

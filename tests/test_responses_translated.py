@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 from proxy_world import ANTHROPIC_MODEL, PRICES, World
-from responses_world import DEV_GRANT, credits
+from responses_world import CHAT_MODEL, DEV_GRANT, add_chat_model, credits
 
 from trollllm.mockupstream import DEFAULT_REPLY_TOKENS, count_input_tokens, reply_text
-from trollllm.mockupstream.hidden_billing import anthropic_hidden_tokens, openai_hidden_tokens
+from trollllm.mockupstream.hidden_billing import anthropic_hidden_tokens
 from trollllm.money import Money, Prices, TokenUsage, cost_of, parse_price_per_mtok
 
-CHAT_MODEL = "groq-test"  # a provider row of the OpenAI format without a Responses API
 ROUTES = {"chat": (CHAT_MODEL, "/v1/chat/completions"), "messages": (ANTHROPIC_MODEL, "/v1/messages")}
 MODEL_PRICES = Prices(*(parse_price_per_mtok(PRICES[name]) for name in PRICES))
 HELLO = "Say hello through the translation please"
@@ -23,31 +22,15 @@ HELLO = "Say hello through the translation please"
 async def route(request: pytest.FixtureRequest, world: World) -> tuple[str, str]:
     model, path = ROUTES[request.param]
     if model == CHAT_MODEL:
-        await world.admin_call(
-            "POST",
-            "/api/admin/models",
-            json={
-                "modelId": CHAT_MODEL,
-                "provider": "groq",
-                "upstreamModel": "groq-up",
-                "maxOutputTokens": 4096,
-                **PRICES,
-            },
-        )
-        await world.admin_call(
-            "POST",
-            "/api/admin/factory-keys",
-            json={"name": "groq-1", "provider": "groq", "baseUrl": world.mock.url, "apiKey": "fk-groq-one"},
-        )
+        await add_chat_model(world)
     return model, path
 
 
 def cost_of_sent(world: World, path: str, output: int = DEFAULT_REPLY_TOKENS) -> Money:
     sent = world.mock.requests[-1]
     assert sent.path == path
-    # The mock bills what the provider adds beyond the words too (Anthropic's tool-use system prompt).
-    hidden = anthropic_hidden_tokens if path.endswith("/messages") else openai_hidden_tokens
-    return cost_of(TokenUsage(count_input_tokens(sent.body) + hidden(sent.body), output), MODEL_PRICES)
+    hidden = anthropic_hidden_tokens(sent.body) if path == "/v1/messages" else 0  # the tool-use prompt
+    return cost_of(TokenUsage(count_input_tokens(sent.body) + hidden, output), MODEL_PRICES)
 
 
 async def test_a_translated_response_is_answered_and_charged_exactly(
@@ -102,3 +85,24 @@ async def test_a_translated_tool_round_trip_continues_by_previous_response_id(
     assert "42" in str(world.mock.requests[-1].body)  # the whole conversation went upstream
     assert Money.from_usd(raw.headers["x-trollllm-cost-usd"]) == cost_of_sent(world, path)
     assert stored.output_text == second.output_text and stored.previous_response_id == first.id
+
+
+async def test_a_strict_function_tool_reaches_the_upstream_strict_on_both_translated_routes(
+    world: World, route: tuple[str, str]
+) -> None:
+    model, path = route
+    schema = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
+    schema["additionalProperties"] = False
+    tools: Any = [{"type": "function", "name": "lookup", "parameters": schema, "strict": True}]
+    async with world.openai() as client:
+        raw = await client.responses.with_raw_response.create(
+            model=model, input=f"[mock tool_calls=1 reply_tokens=0] {HELLO}", tools=tools
+        )
+    response = raw.parse()
+    call = response.output[-1]
+    assert call.type == "function_call" and call.name == "lookup"
+    (sent,) = world.mock.requests[-1].body["tools"]
+    assert (sent["strict"] if path == "/v1/messages" else sent["function"]["strict"]) is True
+    assert response.usage is not None  # the call's arguments are its output
+    cost = cost_of_sent(world, path, output=response.usage.output_tokens)
+    assert Money.from_usd(raw.headers["x-trollllm-cost-usd"]) == cost

@@ -210,6 +210,14 @@ def test_anthropic_request_maps_to_openai(
 # (what it shows, OpenAI body, its Anthropic translation): one way only.
 TO_ANTHROPIC: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     (
+        "a strict tool (Anthropic's strict tool use)",
+        {
+            "messages": [USER],
+            "tools": [{"type": "function", "function": {**OPENAI_TOOL["function"], "strict": True}}],
+        },
+        {"messages": [USER], "tools": [{**ANTHROPIC_TOOL, "strict": True}]},
+    ),
+    (
         "a single stop string",
         {"messages": [USER], "stop": "END"},
         {"messages": [USER], "stop_sequences": ["END"]},
@@ -400,7 +408,7 @@ OPENAI_REFUSED: list[tuple[dict[str, Any], str]] = [
     ),
     ({"messages": [USER], "tools": [{"type": "custom", "custom": {"name": "x"}}]}, "tools[0].custom"),
     (
-        {"messages": [USER], "tools": [{"type": "function", "function": {"name": "x", "strict": True}}]},
+        {"messages": [USER], "tools": [{"type": "function", "function": {"name": "x", "strict": "yes"}}]},
         "tools[0].function.strict",
     ),
     (

@@ -29,7 +29,7 @@ from trollllm.errors import (
     NotFound,
     ValidationFailed,
 )
-from trollllm.wire import WireFormat, wire_of_path
+from trollllm.wire import ENDPOINTS, WireFormat, wire_of_path
 
 logger = logging.getLogger("trollllm.errors")
 
@@ -44,6 +44,22 @@ def error_body(path: str, error: GatewayError) -> dict[str, Any]:
     if wire is WireFormat.OPENAI:
         return {"error": {"type": error.error_type, "message": message, "code": error.error_type, **fields}}
     return {"error": {"type": error.error_type, "message": message, **fields}}
+
+
+def stream_error_event(wire: WireFormat, error: GatewayError) -> bytes:
+    """An error inside an SSE stream (the status line is already sent), in the wire's own shape.
+
+    A relay ends a stream it cuts with its own `cut(error)`: this event for chat completions and messages,
+    `response.failed` for the Responses relays (a response that ends); this `error` event is for a
+    Responses stream with no response to end."""
+    if wire is WireFormat.RESPONSES:  # the Responses API's own `error` event
+        body = error_body(ENDPOINTS[wire], error)["error"]
+        event = {"type": "error", "code": body["code"], "message": body["message"], "param": None}
+        return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
+    payload = orjson.dumps(error_body(ENDPOINTS[wire], error))
+    if wire is WireFormat.ANTHROPIC:
+        return b"event: error\ndata: " + payload + b"\n\n"
+    return b"data: " + payload + b"\n\n"
 
 
 def error_response(path: str, error: GatewayError, request_id: str | None = None) -> Response:

@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 
 from trollllm.errors import GatewayError
-from trollllm.http_errors import error_body
+from trollllm.http_errors import stream_error_event
 from trollllm.money import TokenUsage, usage_from_anthropic, usage_from_openai
 from trollllm.sse import DONE, SseFraming
-from trollllm.wire import ENDPOINTS, WireFormat
+from trollllm.wire import WireFormat
 
 
 class MalformedReply(Exception):
@@ -91,6 +91,10 @@ class StreamMeter(SseFraming):
             return b""
         event = self._event(rest)
         return event + b"\n\n" if event else b""
+
+    def cut(self, error: GatewayError) -> bytes:
+        """The event ending a stream cut by `error`: the wire's own error event."""
+        return stream_error_event(self.wire, error)
 
     def billed_usage(self) -> TokenUsage:
         """What to bill: the usage the upstream reported, or else the tokens delivered to the client."""
@@ -237,15 +241,3 @@ def _split_event(event: bytes) -> tuple[bytes, bytes | None]:
         elif line:
             prefix.append(line + b"\n")
     return b"".join(prefix), (b"\n".join(data) if data else None)
-
-
-def stream_error_event(wire: WireFormat, error: GatewayError) -> bytes:
-    """An error inside an SSE stream (the status line is already sent), in the wire's own shape."""
-    if wire is WireFormat.RESPONSES:  # the Responses API's own `error` event
-        body = error_body(ENDPOINTS[wire], error)["error"]
-        event = {"type": "error", "code": body["code"], "message": body["message"], "param": None}
-        return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
-    payload = orjson.dumps(error_body(ENDPOINTS[wire], error))
-    if wire is WireFormat.ANTHROPIC:
-        return b"event: error\ndata: " + payload + b"\n\n"
-    return b"data: " + payload + b"\n\n"

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from trollllm.errors import InvalidRequest
+from trollllm.errors import GatewayError, InvalidRequest
 from trollllm.money import Money, TokenUsage
 from trollllm.pricing.features import PricedFeatures, read_priced_features
 from trollllm.proxy.hidden_input import hidden_input_tokens
@@ -43,6 +43,10 @@ class StreamRelay(Protocol):
 
     def flush(self) -> bytes:
         """The client's bytes for what is left at the end of the stream."""
+        ...
+
+    def cut(self, error: GatewayError) -> bytes:
+        """The client's events ending a stream the gateway cut for `error` (the format's own error end)."""
         ...
 
     def billed_usage(self) -> TokenUsage:

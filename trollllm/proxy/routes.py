@@ -30,7 +30,7 @@ from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse, RawR
 from trollllm.proxy.gate import Admission, Caller, admit, authenticate, presented_key
 from trollllm.proxy.model_list import list_models
 from trollllm.proxy.refusals import log_refusal
-from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply, stream_error_event
+from trollllm.proxy.relay import MalformedReply, StreamMeter, rewrite_json_reply
 from trollllm.proxy.requests import ProxyRequest, StreamRelay, conversation_hint, parse_request
 from trollllm.proxy.token_count import COUNT_TOKENS_PATH, count_tokens
 from trollllm.proxy.upstream_errors import client_error_body
@@ -345,22 +345,22 @@ class _StreamResponse:
                 unreadable = str(exc)
             except UpstreamDeadlineExceeded:
                 status, error_type = 504, UpstreamTimeout.error_type
-                await deliver(stream_error_event(parsed.wire, UpstreamTimeout()))
+                await deliver(meter.cut(UpstreamTimeout()))
             except asyncio.CancelledError:
                 # Only shutdown cancels a request (past the graceful timeout): end the stream with an
                 # error event (the server then closes it) and charge what was delivered.
                 status, error_type = ServerShutdown.status_code, ServerShutdown.error_type
                 if started:
-                    await deliver(stream_error_event(parsed.wire, ServerShutdown()))
+                    await deliver(meter.cut(ServerShutdown()))
             except UpstreamStreamError:
                 status, error_type = 502, "upstream_stream_broken"
                 if started:
-                    await deliver(stream_error_event(parsed.wire, UpstreamError()))
+                    await deliver(meter.cut(UpstreamError()))
             if unreadable is not None:
                 status, error_type = 502, "upstream_unreadable"
                 exchange.state.upstream.report_unusable(self.reply.factory_key_id, unreadable)
                 if started:
-                    await deliver(stream_error_event(parsed.wire, UpstreamUnreadable()))
+                    await deliver(meter.cut(UpstreamUnreadable()))
         finally:
             self.reply.release()
             # Settled before the stream's end reaches the client, so its cost is in the log once it ends.

@@ -4,18 +4,25 @@ get the gateway's id, the caller's model name, `store` and `previous_response_id
 
 The terminal event (`response.completed`, `.incomplete` or `.failed`) and anything after it are held
 back until settlement knows the cost: `release_held(cost)` returns them with `"cost"` (USD) beside the
-response's `usage`. A stream cut before its terminal event is billed for the output delivered (SPEC §4).
+response's `usage`. A stream cut before its terminal event is billed for the output delivered (SPEC §4)
+and ends, like a translated one, in `response.failed` (`cut`): the response as created, with the items
+done so far, the error and the billed usage.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
 
+from trollllm.errors import GatewayError
+from trollllm.http_errors import error_body
 from trollllm.money import Money, TokenUsage, usd_text
 from trollllm.responses.identity import TERMINAL_EVENTS, ResponseIdentity, billed_usage_of
+from trollllm.responses.translate.output import responses_usage
 from trollllm.sse import DONE, SseFraming
+from trollllm.wire import ENDPOINTS, WireFormat
 
 # Events whose non-empty `delta` is delivered output (counted when no usage comes).
 _DELTA_EVENTS = frozenset(
@@ -41,6 +48,9 @@ class ResponsesStreamMeter(SseFraming):
         self.final_response: dict[str, Any] | None = None
         """The terminal event's response object, as the caller gets it."""
         self._terminal: tuple[bytes, dict[str, Any]] | None = None
+        self._created: dict[str, Any] | None = None  # the response object as `response.created` had it
+        self._items_done: list[Any] = []
+        self._next_sequence = 0
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes to send to the client for this upstream chunk (whole events only)."""
@@ -50,6 +60,25 @@ class ResponsesStreamMeter(SseFraming):
         """Whatever incomplete event remains at the end of the stream."""
         rest = self._last_event()
         return self._event(rest) if rest is not None else b""
+
+    def cut(self, error: GatewayError) -> bytes:
+        """A stream the gateway cut (upstream broken, deadline) before its terminal event: `response.failed`
+        held for its cost like an upstream's; nothing when the response had already ended."""
+        if self._terminal is not None or self.final_response is not None:
+            return b""
+        body = error_body(ENDPOINTS[WireFormat.RESPONSES], error)["error"]
+        response = self.identity.present(
+            {"object": "response", "created_at": int(time.time()), **(self._created or {})}
+        )
+        response["status"] = "failed"
+        response["error"] = {"code": body["code"], "message": body["message"]}
+        response["output"] = self._items_done
+        response.pop("usage", None)
+        response["usage"] = responses_usage(self.billed_usage())  # last: `cost` goes right after it
+        self.final_response = response
+        payload = {"type": "response.failed", "sequence_number": self._next_sequence, "response": response}
+        self._terminal = (b"response.failed", payload)
+        return b""
 
     def billed_usage(self) -> TokenUsage:
         """What to bill: the usage the upstream reported, else the output delivered to the client."""
@@ -74,11 +103,17 @@ class ResponsesStreamMeter(SseFraming):
         if not event:
             return b""
         data: bytes | None = None
-        for line in event.split(b"\n"):
-            if line.startswith(b"data:"):
-                value = line[5:]
-                value = value[1:] if value.startswith(b" ") else value
-                data = value if data is None else data + b"\n" + value
+        first_end = event.find(b"\n")
+        if event.startswith(b"event:") and event.startswith(b"data:", first_end + 1):
+            data = event[first_end + 6 :]  # the common shape: `event:` then one data line
+            if b"\n" in data:
+                data = None
+        if data is None:
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    value = line[5:]
+                    value = value[1:] if value.startswith(b" ") else value
+                    data = value if data is None else data + b"\n" + value
         if data is None:  # comments, `event:` or `id:` lines alone: nothing to meter
             return event + b"\n\n"
         payload = self._payload(data)
@@ -86,14 +121,21 @@ class ResponsesStreamMeter(SseFraming):
             return b"" if payload is None else self._after_held(event)
         assert isinstance(payload, dict)
         kind = payload.get("type")
+        sequence = payload.get("sequence_number")
+        if isinstance(sequence, int):
+            self._next_sequence = sequence + 1
         if kind in _DELTA_EVENTS:
             if isinstance(payload.get("delta"), str) and payload["delta"]:
                 self.delivered_tokens += 1
             return self._after_held(event)
+        if kind == "response.output_item.done" and "item" in payload:
+            self._items_done.append(payload["item"])
         response = payload.get("response")
         if not isinstance(response, dict) or not isinstance(kind, str):
             return self._after_held(event)
         self.identity.present(response)
+        if kind == "response.created":
+            self._created = dict(response)
         if kind in TERMINAL_EVENTS:
             self.final_response = response
             self.usage = billed_usage_of(response)

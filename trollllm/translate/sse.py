@@ -10,14 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from trollllm.errors import GatewayError
+from trollllm.http_errors import stream_error_event
 from trollllm.money import TokenUsage
 from trollllm.sse import DONE, SseFraming
+from trollllm.wire import WireFormat
 
 __all__ = ["DONE", "TranslatedStream", "nonempty"]
 
 
 class TranslatedStream(SseFraming):
     """Base of the two directions: subclasses implement `_translate(payload)` (a dict or `DONE`)."""
+
+    client_wire: WireFormat
+    """The caller's format (its error events' shape)."""
 
     def __init__(self, client_model: str, client_wants_usage: bool) -> None:
         self.client_model = client_model
@@ -36,6 +42,10 @@ class TranslatedStream(SseFraming):
         rest = self._last_event()
         return self._event(rest) if rest is not None else b""
 
+    def cut(self, error: GatewayError) -> bytes:
+        """The caller's events ending a stream cut by `error` (by default its format's error event)."""
+        return stream_error_event(self.client_wire, error)
+
     def billed_usage(self) -> TokenUsage:
         """What to bill: the usage the upstream reported, else the tokens delivered (SPEC §4)."""
         return self.usage if self.usage is not None else TokenUsage(output_tokens=self.delivered_tokens)
@@ -52,6 +62,9 @@ class TranslatedStream(SseFraming):
     def _event(self, event: bytes) -> bytes:
         if not event:
             return b""
+        if event.startswith(b"data:") and b"\n" not in event:  # the common shape: one data line
+            payload = self._payload(event[5:])
+            return b"" if payload is None else self._translate(payload)
         data: bytes | None = None
         for line in event.split(b"\n"):
             if line.startswith(b"data:"):

@@ -16,6 +16,7 @@ import orjson
 from trollllm.money import usage_from_openai
 from trollllm.translate.replies import STOP_OF_FINISH, anthropic_error, anthropic_usage
 from trollllm.translate.sse import DONE, TranslatedStream, nonempty
+from trollllm.wire import WireFormat
 
 
 def _event(name: bytes, payload: dict[str, Any]) -> bytes:
@@ -27,6 +28,8 @@ _DELTA_PREFIX = b'event: content_block_delta\ndata: {"type":"content_block_delta
 
 class OpenAIToAnthropicStream(TranslatedStream):
     """Relays an OpenAI upstream stream to an Anthropic client."""
+
+    client_wire = WireFormat.ANTHROPIC
 
     def __init__(self, client_model: str, client_wants_usage: bool) -> None:
         super().__init__(client_model, client_wants_usage)

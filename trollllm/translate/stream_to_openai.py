@@ -16,12 +16,15 @@ import orjson
 from trollllm.money import TokenUsage, usage_from_anthropic
 from trollllm.translate.replies import FINISH_OF_STOP, openai_error, openai_usage
 from trollllm.translate.sse import DONE, TranslatedStream, nonempty
+from trollllm.wire import WireFormat
 
 _DONE_EVENT = b"data: [DONE]\n\n"
 
 
 class AnthropicToOpenAIStream(TranslatedStream):
     """Relays an Anthropic upstream stream to an OpenAI client."""
+
+    client_wire = WireFormat.OPENAI
 
     def __init__(self, client_model: str, client_wants_usage: bool) -> None:
         super().__init__(client_model, client_wants_usage)

@@ -257,8 +257,9 @@ def _tool(tool: object, field: str) -> dict[str, Any]:
         raise refuse(f"{field}.type", f"`{tool.get('type')}` has no equivalent in the Anthropic messages API")
     function = as_object(tool.get("function"), f"{field}.function")
     refuse_unknown(function, frozenset({"name", "description", "parameters", "strict"}), f"{field}.function.")
-    if function.get("strict"):
-        raise refuse(f"{field}.function.strict")
+    strict = function.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise InvalidRequest(f"`{field}.function.strict` must be a boolean", field=f"{field}.function.strict")
     out: dict[str, Any] = {"name": as_text(function.get("name"), f"{field}.function.name")}
     if function.get("description") is not None:
         out["description"] = as_text(function["description"], f"{field}.function.description")
@@ -268,6 +269,8 @@ def _tool(tool: object, field: str) -> dict[str, Any]:
         if parameters is None
         else as_object(parameters, f"{field}.function.parameters")
     )
+    if strict:  # Anthropic's strict tool use: the same guarantee (inputs sampled to the schema)
+        out["strict"] = True
     return out
 
 

@@ -60,6 +60,9 @@ class ResponseOutput:
         self._sequence = 0
         self._thinking: list[dict[str, Any]] = []  # Anthropic thinking blocks of the open reasoning item
         self.started = False
+        # The open message's `output_text.delta` event up to its delta: the hot path of a stream writes
+        # the rest (delta, sequence number) without building and serializing a dict per delta.
+        self._text_delta_head = b""
 
     # -- events ------------------------------------------------------------------------------------------
 
@@ -124,6 +127,13 @@ class ResponseOutput:
         out = self._add({"type": "message", "status": "in_progress", "role": "assistant", "content": []})
         part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
         self.items[-1]["content"].append(part)
+        self._text_delta_head = (
+            b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":'
+            + orjson.dumps(self.items[-1]["id"])
+            + b',"output_index":'
+            + str(len(self.items) - 1).encode()
+            + b',"content_index":0,"delta":'
+        )
         out.append(
             self._item_event("response.content_part.added", content_index=0, part=dict(part, annotations=[]))
         )
@@ -131,12 +141,13 @@ class ResponseOutput:
 
     def text(self, delta: str) -> list[bytes]:
         """Output text (a message item is opened when another item is open)."""
-        out = self.open_message()
+        out = self.open_message() if self._open != "message" else []
         if delta:
             self.items[-1]["content"][0]["text"] += delta
-            out.append(
-                self._item_event("response.output_text.delta", content_index=0, delta=delta, logprobs=[])
-            )
+            sequence, self._sequence = self._sequence, self._sequence + 1
+            # as `_item_event` writes it: ..., "delta", "logprobs", then "sequence_number"
+            tail = b',"logprobs":[],"sequence_number":' + str(sequence).encode() + b"}\n\n"
+            out.append(self._text_delta_head + orjson.dumps(delta) + tail)
         return out
 
     def text_length(self) -> int:

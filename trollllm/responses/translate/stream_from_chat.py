@@ -20,6 +20,8 @@ from trollllm.responses.translate.streams import ResponsesStream
 from trollllm.translate.replies import error_message
 from trollllm.translate.sse import DONE, nonempty
 
+_TEXT_ONLY = frozenset({"content", "role"})
+
 
 class ChatToResponsesStream(ResponsesStream):
     """Relays a chat completions upstream stream to a Responses client."""
@@ -51,6 +53,16 @@ class ChatToResponsesStream(ResponsesStream):
     def _choice(self, choice: dict[str, Any], out: list[bytes]) -> None:
         delta = choice.get("delta")
         if isinstance(delta, dict):
+            content = delta.get("content")
+            if (
+                type(content) is str
+                and content
+                and delta.keys() <= _TEXT_ONLY
+                and not choice.get("finish_reason")
+            ):
+                self.delivered_tokens += 1  # the common chunk, one piece of text: straight to its event
+                out.extend(self.output.text(content))
+                return
             for name in ("reasoning_content", "reasoning"):
                 if nonempty(delta.get(name)):
                     self.delivered_tokens += 1

@@ -7,13 +7,18 @@ from typing import Any
 
 import orjson
 
+from trollllm.errors import GatewayError
+from trollllm.http_errors import error_body
 from trollllm.money import Money, usd_text
 from trollllm.responses.translate.output import ResponseOutput, responses_usage
 from trollllm.translate.sse import TranslatedStream
+from trollllm.wire import ENDPOINTS, WireFormat
 
 
 class ResponsesStream(TranslatedStream):
     """Base of the two upstream formats' streams: subclasses implement `_translate(payload)`."""
+
+    client_wire = WireFormat.RESPONSES
 
     def __init__(self, output: ResponseOutput) -> None:
         super().__init__(output.client_model, client_wants_usage=True)
@@ -39,6 +44,12 @@ class ResponsesStream(TranslatedStream):
     def fail(self, message: str, code: str = "server_error") -> bytes:
         """End a stream that broke (`response.failed`, held like the final event for the cost)."""
         return self._finish("failed", error={"code": code, "message": message})
+
+    def cut(self, error: GatewayError) -> bytes:
+        """A stream the gateway cut (upstream broken, deadline): `response.failed` with `error`'s code and
+        message, billed for what was delivered; nothing when the response had already ended."""
+        body = error_body(ENDPOINTS[WireFormat.RESPONSES], error)["error"]
+        return self.fail(body["message"], body["code"])
 
     def release_held(self, cost: Money | None) -> bytes:
         """The final event, with `"cost"` (USD) in the response beside its `usage`; None adds none."""

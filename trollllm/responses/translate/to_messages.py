@@ -157,12 +157,12 @@ def _image(image: Image) -> dict[str, Any]:
 def _tool(
     name: str, description: str | None, parameters: dict[str, Any], strict: bool, field: str
 ) -> dict[str, Any]:
-    if strict:
-        raise refuse(f"{field}.strict", "has no equivalent in the Anthropic messages API")
     tool: dict[str, Any] = {"name": name}
     if description is not None:
         tool["description"] = description
     tool["input_schema"] = parameters
+    if strict:  # Anthropic's strict tool use: the same guarantee (inputs sampled to the schema)
+        tool["strict"] = True
     return tool
 
 

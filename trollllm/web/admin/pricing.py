@@ -22,6 +22,7 @@ from trollllm.pricing import service
 from trollllm.pricing.schemas import ModelFields, NewModel
 from trollllm.pricing.tables import DEFAULT_URL_MEDIA_TOKENS, LlmModel
 from trollllm.providers.known import provider_names
+from trollllm.providers.service import list_providers
 from trollllm.state import get_state
 from trollllm.web.admin.access import REQUIRED, admin_form, admin_page, admin_view, done, parse_int
 from trollllm.web.render import usd_number
@@ -32,7 +33,8 @@ PRICE_FIELDS = ("inputPricePerMTok", "outputPricePerMTok", "cacheWritePricePerMT
 _PRICE_HINT = "A price in USD per million tokens, 0 or more, e.g. 2.50"
 HINTS = {
     "modelId": "1 to 128 letters, digits, '.', '_', ':', '/' or '-'",
-    "provider": "openai or anthropic",
+    "provider": "A provider of the Providers section",
+    "kind": "chat or embedding",
     "upstreamModel": "The model name sent upstream: 1 to 128 characters, no spaces",
     "maxOutputTokens": "A whole number from 1 to 1,000,000",
     "urlMediaTokens": "A whole number from 0 to 1,000,000 (0 refuses media by URL)",
@@ -55,8 +57,17 @@ HINTS |= {
 _REQUIRED = ("modelId", "upstreamModel", "inputPricePerMTok", "outputPricePerMTok", "maxOutputTokens")
 _EXTRA_FIELDS = ("displayName", "webSearchPricePerKCalls", *LONG_CONTEXT_FIELDS)
 _TEXT_FIELDS = (
-    "modelId", "provider", "upstreamModel", *PRICE_FIELDS, "maxOutputTokens", "urlMediaTokens", *_EXTRA_FIELDS
+    "modelId", "provider", "upstreamModel", *PRICE_FIELDS, "maxOutputTokens", "urlMediaTokens", "kind",
+    *_EXTRA_FIELDS,
 )  # fmt: skip
+
+
+_NEW_MODEL = {
+    "urlMediaTokens": str(DEFAULT_URL_MEDIA_TOKENS),
+    "enabled": "on",
+    "provider": "openai",
+    "kind": "chat",
+}
 
 
 def _body(form: Mapping[str, str]) -> dict[str, Any]:
@@ -67,6 +78,7 @@ def _body(form: Mapping[str, str]) -> dict[str, Any]:
     body["maxOutputTokens"] = parse_int(form, "maxOutputTokens")
     body["urlMediaTokens"] = parse_int(form, "urlMediaTokens")
     body["enabled"] = form.get("enabled") == "on"
+    body["kind"] = body["kind"] or "chat"  # the API's default
     body["displayName"] = body["displayName"] or None
     body["webSearchPricePerKCalls"] = body["webSearchPricePerKCalls"] or None
     tier = {api: body.pop(name) for name, api in LONG_CONTEXT_FIELDS.items()}
@@ -112,6 +124,7 @@ def shown_values(model: LlmModel) -> dict[str, Any]:
         "cacheHitPricePerMTok": usd_number(model.cache_hit_price_nanos),
         "maxOutputTokens": model.max_output_tokens,
         "urlMediaTokens": model.url_media_tokens,
+        "kind": model.kind,
         "enabled": "on" if model.enabled else "",
         "displayName": model.display_name or "",
         "webSearchPricePerKCalls": price(model.web_search_price_nanos),
@@ -135,7 +148,7 @@ def _refusal(error: GatewayError) -> dict[str, str]:
     return {field: message[:1].upper() + message[1:]}
 
 
-async def _render(
+async def render_pricing(
     request: Request,
     user: User,
     status_code: int = 200,
@@ -146,12 +159,22 @@ async def _render(
     row_values: dict[str, Mapping[str, str]] | None = None,
     error: str | None = None,
     betas_error: str | None = None,
+    **provider_forms: Any,
 ) -> Response:
+    """The page; `provider_forms` are the providers section's typed values and errors
+    (`trollllm.web.admin.provider_forms`)."""
     state = get_state(request)
     async with state.sessions() as session:
         models = await service.list_models(session)
         providers = await provider_names(session)  # rows of `providers`: adding one is data, not code
+        provider_rows = await list_providers(session)
         refused = await refused_values(session)
+    forms: dict[str, Any] = {
+        "new_provider": {"wireFormat": "openai"},
+        "new_provider_errors": {},
+        "provider_errors": {},
+        "provider_values": {},
+    }
     return admin_view(
         request,
         "admin/pricing.html",
@@ -162,7 +185,7 @@ async def _render(
         shown_rows={model.model_id: shown_values(model) for model in models},
         providers=providers,
         provider_options=[(provider, provider) for provider in providers],
-        new=new or {"urlMediaTokens": str(DEFAULT_URL_MEDIA_TOKENS), "enabled": "on", "provider": "openai"},
+        new=new or _NEW_MODEL,
         new_errors=new_errors or {},
         row_errors=row_errors or {},
         row_values=row_values or {},
@@ -170,6 +193,8 @@ async def _render(
         refused_betas="\n".join(refused),
         forwarded_betas=state.betas.tally.last_24h(),
         betas_error=betas_error,
+        provider_rows=provider_rows,
+        **(forms | provider_forms),
     )
 
 
@@ -179,7 +204,7 @@ async def pricing_page(request: Request) -> Response:
     user = await admin_page(request)
     if isinstance(user, Response):
         return user
-    return await _render(request, user)
+    return await render_pricing(request, user)
 
 
 @router.post("/admin/pricing")
@@ -196,13 +221,13 @@ async def add_model(request: Request) -> Response:
     except ValidationError as invalid:
         errors = field_errors(invalid, HINTS, form) | errors
     if errors:
-        return await _render(request, user, 400, new=values, new_errors=errors)
+        return await render_pricing(request, user, 400, new=values, new_errors=errors)
     state = get_state(request)
     try:
         async with transaction(state.sessions) as session:
             await service.create_model(session, state, user.username, body)
     except GatewayError as error:
-        return await _render(request, user, error.status_code, new=values, new_errors=_refusal(error))
+        return await render_pricing(request, user, error.status_code, new=values, new_errors=_refusal(error))
     await state.invalidation.publish("models")
     return done("/admin/pricing", f"Added model {body.modelId}")
 
@@ -226,13 +251,13 @@ async def save_model(request: Request) -> Response:
             async with transaction(state.sessions) as session:
                 await service.replace_model(session, state, user.username, model_id, body)
         except NotFound as missing:  # deleted meanwhile: there is no row to show the error in
-            return await _render(request, user, 404, error=missing.message)
+            return await render_pricing(request, user, 404, error=missing.message)
         except GatewayError as error:
             errors = _refusal(error)
         else:
             await state.invalidation.publish("models")
             return done("/admin/pricing", f"Saved model {model_id}")
-    return await _render(
+    return await render_pricing(
         request, user, 400 if errors else 200, row_errors={model_id: errors}, row_values={model_id: form}
     )
 
@@ -250,6 +275,6 @@ async def save_refused_betas(request: Request) -> Response:
         async with transaction(state.sessions) as session:
             await replace_refused(session, state, user.username, values)
     except GatewayError as error:
-        return await _render(request, user, error.status_code, betas_error=error.message)
+        return await render_pricing(request, user, error.status_code, betas_error=error.message)
     await state.invalidation.publish(BETAS_TOPIC)
     return done("/admin/pricing", "Saved the refused anthropic-beta values")

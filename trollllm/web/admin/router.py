@@ -10,6 +10,7 @@ from trollllm.web.admin.keys import router as keys_router
 from trollllm.web.admin.money import router as money_router
 from trollllm.web.admin.overview import router as overview_router
 from trollllm.web.admin.pricing import router as pricing_router
+from trollllm.web.admin.provider_forms import router as provider_forms_router
 from trollllm.web.admin.proxies import router as proxies_router
 from trollllm.web.admin.user_manage import router as user_manage_router
 from trollllm.web.admin.users import router as users_router
@@ -21,6 +22,7 @@ def build_admin_pages() -> APIRouter:
     for page_router in (
         overview_router,
         pricing_router,
+        provider_forms_router,
         users_router,
         user_manage_router,
         keys_router,
