@@ -165,11 +165,17 @@ async def run_check(state: AppState, plan: CheckPlan) -> UpstreamCheck:
         ok=ok,
         status=status,
         latencyMs=round((time.perf_counter() - started) * 1000),
-        message=scrub(message, call.secret),
+        message=scrub(_without_proxy_password(message, call.proxy_url), call.secret),
         url=call.url,
         via=call.proxy_name,
         checkedAt=state.clock.now(),
     )
+
+
+def _without_proxy_password(message: str, proxy_url: str | None) -> str:
+    """`message` with the proxy's password masked, should an HTTP error ever quote the proxy URL."""
+    password = urlsplit(proxy_url).password if proxy_url else None
+    return message.replace(password, "****") if password else message
 
 
 def _cannot(state: AppState, url: str, message: str, via: str | None = None) -> UpstreamCheck:
