@@ -33,7 +33,7 @@ async def scrape(
         return await scraper.get("/metrics", headers=headers)
 
 
-BUCKETS = {"1h": (300, 12), "24h": (3600, 24), "7d": (21600, 28), "all": (86400, None)}
+BUCKETS = {"1h": (300, 12), "24h": (3600, 24), "7d": (21600, 28), "30d": (86400, 30), "all": (86400, None)}
 
 
 @dataclass
@@ -163,6 +163,23 @@ def expected_metrics(rows: list[Row], period: str, now: datetime) -> dict[str, A
         for name, group in users.items()
     ]
     latencies = [row.latency_ms for row in chosen]
+    previous = None
+    if start is not None:
+        _, count = BUCKETS[period]
+        assert count is not None
+        since = start - timedelta(seconds=step * count)
+        earlier = [row for row in rows if since <= row.created_at < start]
+        failed_before = sum(not row.is_success for row in earlier)
+        previous = {
+            "from": iso(since),
+            "to": iso(start),
+            "requests": len(earlier),
+            "failedRequests": failed_before,
+            "errorRate": failed_before / len(earlier) if earlier else 0.0,
+            "totalInputTokens": sum(row.input_tokens for row in earlier),
+            "totalOutputTokens": sum(row.output_tokens for row in earlier),
+            "spendUsd": _usd(sum(row.cost_nanos for row in earlier)),
+        }
     return {
         "period": period,
         "from": iso(start) if start else None,
@@ -193,6 +210,7 @@ def expected_metrics(rows: list[Row], period: str, now: datetime) -> dict[str, A
                 for at in range(first, last + step, step)
             ],
         },
+        "previous": previous,
     }
 
 

@@ -31,7 +31,7 @@ from trollllm.usage.rollup import roll_up_request_logs
 from trollllm.usage.rollup_tables import RollupState
 from trollllm.usage.tables import RequestLog
 
-PERIODS = ("1h", "24h", "7d", "all")
+PERIODS = ("1h", "24h", "7d", "30d", "all")
 NOW = datetime(2026, 3, 10, 14, 37, 21, 500_000, tzinfo=UTC)
 
 

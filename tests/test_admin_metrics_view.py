@@ -38,15 +38,33 @@ def test_the_report_becomes_typed_rows_with_exact_nano_dollars_models_by_spend()
     assert overview.points[5].spend_nanos == 5_000
 
 
-def test_the_chart_labels_at_most_six_buckets_always_the_newest() -> None:
-    overview = overview_of(_report(28, bucket=6 * 3600))
+def test_the_7_day_chart_labels_days_by_their_date_at_most_six() -> None:
+    overview = overview_of(_report(28, bucket=6 * 3600))  # 2026-03-01 00:00 to 03-07 18:00
 
     chart = series_chart(overview.points, overview.bucket_seconds)
 
-    labelled = [bar for bar in chart.bars if bar.label]
-    assert len(chart.bars) == 28 and 1 <= len(labelled) <= 6
-    assert chart.bars[-1].label != ""
-    assert chart.max_requests == 2
+    labels = [(bar.point.start, bar.label) for bar in chart.bars if bar.label]
+    assert len(chart.bars) == 28 and chart.max_requests == 2
+    assert [label for _, label in labels] == ["Mar 1", "Mar 3", "Mar 5", "Mar 7"]
+    assert all(start.hour == 0 for start, _ in labels), "a date labels the bucket that starts its day"
+
+
+def test_a_day_of_hourly_buckets_labels_times_always_the_newest() -> None:
+    overview = overview_of(_report(24))
+
+    chart = series_chart(overview.points, overview.bucket_seconds)
+
+    labels = [bar.label for bar in chart.bars if bar.label]
+    assert labels == ["03:00", "07:00", "11:00", "15:00", "19:00", "23:00"]
+
+
+def test_the_30_day_chart_labels_dates_always_the_newest() -> None:
+    overview = overview_of(_report(30, bucket=86_400))
+
+    chart = series_chart(overview.points, overview.bucket_seconds)
+
+    labels = [bar.label for bar in chart.bars if bar.label]
+    assert labels == ["Mar 5", "Mar 10", "Mar 15", "Mar 20", "Mar 25", "Mar 30"]
 
 
 def test_an_empty_series_draws_no_bar_and_no_scale() -> None:

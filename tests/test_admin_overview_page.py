@@ -64,3 +64,50 @@ async def test_an_unknown_period_shows_the_last_24_hours(world: World) -> None:
     assert page.status_code == 200
     assert 'href="/admin?period=24h" aria-current="page"' in page.text
     assert "<script>" not in page.text.split("</head>")[1]
+
+
+def _previous(html: str, title: str) -> str:
+    match = re.search(rf"<h2>{title}</h2>.*?<p class=\"muted small previous\"[^>]*>(.*?)</p>", html, re.S)
+    assert match, title
+    return match.group(1)
+
+
+async def test_the_30_day_period_counts_a_week_old_request_and_shows_dated_ticks(
+    world: World, clock: ManualClock
+) -> None:
+    await _requests(world)
+    clock.advance(8 * 86_400)
+    async with signed_in(world.gateway, world.admin.username) as client:
+        week = await client.get("/admin", params={"period": "7d"})
+        month = await client.get("/admin", params={"period": "30d"})
+    assert _card(week.text, "Requests") == "0"
+    assert _card(month.text, "Requests") == "4"
+    assert 'href="/admin?period=30d" aria-current="page"' in month.text and "Last 30 days" in month.text
+    ticks = re.findall(
+        r'<text class="tick" x="[^"]+" y="[^"]+" text-anchor="middle">([^<]+)</text>', month.text
+    )
+    assert ticks and all(re.fullmatch(r"[A-Z][a-z]{2} \d{1,2}", tick) for tick in ticks), ticks
+
+
+async def test_the_7_day_chart_ticks_are_dates(world: World) -> None:
+    async with signed_in(world.gateway, world.admin.username) as client:
+        week = await client.get("/admin", params={"period": "7d"})
+    ticks = re.findall(
+        r'<text class="tick" x="[^"]+" y="[^"]+" text-anchor="middle">([^<]+)</text>', week.text
+    )
+    assert ticks and all(re.fullmatch(r"[A-Z][a-z]{2} \d{1,2}", tick) for tick in ticks), ticks
+
+
+async def test_each_figure_has_the_previous_period_beside_it(world: World, clock: ManualClock) -> None:
+    await _requests(world)
+    clock.advance(86_400)
+    async with world.openai() as client:
+        await client.chat.completions.create(model=OPENAI_MODEL, messages=[{"role": "user", "content": "hi"}])
+    async with signed_in(world.gateway, world.admin.username) as client:
+        day = await client.get("/admin", params={"period": "24h"})
+        ever = await client.get("/admin", params={"period": "all"})
+    assert _card(day.text, "Requests") == "1"
+    assert _previous(day.text, "Requests") == "Previous 24 hours: 4"
+    assert _previous(day.text, "Error rate") == "Previous 24 hours: 0.0 % · 0 failed"
+    assert re.fullmatch(r"Previous 24 hours: \$0\.\d+", _previous(day.text, "Spend"))
+    assert "previous" not in ever.text.split("<main")[1].split("series-title")[0], "all time has no previous"

@@ -16,6 +16,7 @@ from trollllm.accounts.sessions import CurrentAdmin
 from trollllm.db import transaction
 from trollllm.state import get_state
 from trollllm.upstream import service
+from trollllm.upstream.checks import UpstreamCheck, plan_key_check, plan_proxy_check, run_check
 from trollllm.upstream.schemas import (
     INT32_MAX,
     FactoryKeyPatch,
@@ -73,6 +74,17 @@ async def delete_factory_key(key_id: RowId, admin: CurrentAdmin, request: Reques
     return Response(status_code=204)
 
 
+@router.post("/factory-keys/{key_id}/test", response_model=UpstreamCheck)
+async def try_factory_key(key_id: RowId, request: Request) -> UpstreamCheck:
+    """One real call with the key, through its proxy: `GET {baseUrl}/models` (free at OpenAI and
+    Anthropic, and it checks the key). Answers what happened and the latency; changes nothing (404 if
+    unknown). `ok: false` with the reason for a refused key, a dead URL or a proxy that refuses."""
+    state = get_state(request)
+    async with state.sessions() as session:
+        plan = await plan_key_check(session, state, key_id)
+    return await run_check(state, plan)
+
+
 @router.get("/proxies", response_model=list[ProxyView])
 async def list_proxies(request: Request) -> list[ProxyView]:
     """Every proxy (password masked) with the factory keys bound to it."""
@@ -87,6 +99,17 @@ async def create_proxy(body: NewProxy, admin: CurrentAdmin, request: Request) ->
     async with transaction(state.sessions) as session:
         return await service.create_proxy(session, state, admin.username, body)
     await state.invalidation.publish("upstream")
+
+
+@router.post("/proxies/{proxy_id}/test", response_model=UpstreamCheck)
+async def try_proxy(proxy_id: RowId, request: Request) -> UpstreamCheck:
+    """One real call through the proxy: `GET …/models` with its first factory key, or with no key to the
+    first provider when none is bound. `ok`: the proxy passed the request (whatever the provider said of
+    the key); changes nothing (404 if unknown)."""
+    state = get_state(request)
+    async with state.sessions() as session:
+        plan = await plan_proxy_check(session, state, proxy_id)
+    return await run_check(state, plan)
 
 
 @router.delete("/proxies/{proxy_id}", status_code=204)

@@ -1,4 +1,5 @@
-"""`GET /api/admin/metrics?period=1h|24h|7d|all`: the system's requests, tokens, spend, errors and latency.
+"""`GET /api/admin/metrics?period=1h|24h|7d|30d|all`: the system's requests, tokens, spend, errors and
+latency, with the previous period's totals.
 
 Computed by the database from the hourly rollups and the logs not yet rolled up
 (`trollllm.usage.metrics`); equal to the request logs at every moment, and kept past their purge.
@@ -14,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from trollllm.money import Money
 from trollllm.state import get_state
-from trollllm.usage.metrics import MetricsReport, Period, UsageSums, read_metrics
+from trollllm.usage.metrics import MetricsReport, Period, UsageSums, error_rate, read_metrics
 
 router = APIRouter()
 
@@ -74,6 +75,33 @@ class MetricsSeries(BaseModel):
     points: list[SeriesPoint]
 
 
+class PreviousPeriod(BaseModel):
+    """The totals of the period just before (as many buckets, ending where this period starts)."""
+
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime = Field(description="exclusive: the period's own `from`")
+    requests: int
+    failedRequests: int
+    errorRate: float
+    totalInputTokens: int
+    totalOutputTokens: int
+    spendUsd: float
+
+    @classmethod
+    def of(cls, start: datetime, end: datetime, sums: UsageSums) -> PreviousPeriod:
+        """The view of the previous period's sums."""
+        return cls(
+            from_=start,
+            to=end,
+            requests=sums.requests,
+            failedRequests=sums.errors,
+            errorRate=error_rate(sums),
+            totalInputTokens=sums.input_tokens,
+            totalOutputTokens=sums.output_tokens,
+            spendUsd=Money(sums.cost_nanos).to_json(),
+        )
+
+
 class MetricsView(BaseModel):
     """`GET /api/admin/metrics`."""
 
@@ -96,11 +124,15 @@ class MetricsView(BaseModel):
     byModel: list[ModelMetrics]
     topUsers: list[UserMetrics]
     series: MetricsSeries
+    previous: PreviousPeriod | None = Field(description="the period just before; null for `all`")
 
     @classmethod
     def of(cls, report: MetricsReport) -> MetricsView:
         """The JSON shape of a report: models by spend then requests, the top users by spend."""
         totals = report.totals
+        previous = None
+        if report.previous is not None and report.previous_start and report.window.start:
+            previous = PreviousPeriod.of(report.previous_start, report.window.start, report.previous)
         return cls(
             period=report.window.period,
             from_=report.window.start,
@@ -141,6 +173,7 @@ class MetricsView(BaseModel):
                     for start, sums in report.series
                 ],
             ),
+            previous=previous,
         )
 
 
@@ -148,10 +181,12 @@ class MetricsView(BaseModel):
 async def system_metrics(
     request: Request,
     period: Annotated[
-        Period, Query(description="`1h` (5-minute buckets), `24h` (hourly), `7d` (6-hourly), `all` (daily)")
+        Period,
+        Query(description="`1h` (5-minute buckets), `24h` (hourly), `7d` (6-hourly), `30d`, `all` (daily)"),
     ] = "24h",
 ) -> MetricsView:
-    """Requests, tokens, spend, error rate, latency, models, top users and a chart of one period."""
+    """Requests, tokens, spend, error rate, latency, models, top users and a chart of one period, and the
+    previous period's totals beside them."""
     state = get_state(request)
     async with state.sessions() as session:
         report = await read_metrics(session, period, state.clock.now())

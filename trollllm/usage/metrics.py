@@ -8,7 +8,11 @@ the others and the answer names its exact bounds (`from`, `to`):
 | `1h` | 5 minutes | 12 | the logs themselves (at most two hours of rows, found by primary key) |
 | `24h` | 1 hour | 24 | the hourly rollups, plus the logs not yet rolled up |
 | `7d` | 6 hours (00, 06, 12, 18 UTC) | 28 | the same |
+| `30d` | 1 day (UTC) | 30 | the same |
 | `all` | 1 day (UTC) | from the first day with a request | the same; top users from their totals |
+
+Every period but `all` also has the previous period's totals (the same number of buckets just before it),
+read by the same statement over both periods' buckets in the same snapshot.
 
 Every figure comes from one SQL statement (one snapshot on both databases): GROUP BYs over the rollups
 and the live rows (`trollllm.usage.rollup.log_changes`), a few dozen group rows back; no log row reaches
@@ -55,11 +59,12 @@ from trollllm.usage.rollup_tables import (
     UserUsageTotal,
 )
 
-Period = Literal["1h", "24h", "7d", "all"]
+Period = Literal["1h", "24h", "7d", "30d", "all"]
 PERIODS: dict[str, tuple[int, int | None]] = {
     "1h": (300, 12),
     "24h": (3600, 24),
     "7d": (6 * 3600, 28),
+    "30d": (86400, 30),
     "all": (86400, None),
 }
 """Each period's bucket width in seconds and its number of buckets (None: since the first request)."""
@@ -115,6 +120,9 @@ class MetricsReport:
     series: list[tuple[datetime, UsageSums]] = field(default_factory=list)
     latency_p50_ms: int | None = None
     latency_p95_ms: int | None = None
+    previous: UsageSums | None = None
+    """The previous period's totals (the same length just before `window.start`); None for `all`."""
+    previous_start: datetime | None = None
 
     def models_by_spend(self) -> list[tuple[str, UsageSums]]:
         """The models by spend, then requests (most first), then name."""
@@ -125,14 +133,28 @@ class MetricsReport:
     @property
     def error_rate(self) -> float:
         """Failed requests over requests (0 when there were none)."""
-        return self.totals.errors / self.totals.requests if self.totals.requests else 0.0
+        return error_rate(self.totals)
+
+
+def error_rate(sums: UsageSums) -> float:
+    """Failed requests over requests (0 when there were none)."""
+    return sums.errors / sums.requests if sums.requests else 0.0
+
+
+def previous_window(window: MetricsWindow) -> MetricsWindow | None:
+    """The window holding `window` and as many buckets just before it (None for `all`)."""
+    if window.start is None:
+        return None
+    length = int(window.end.timestamp()) // window.bucket_s * window.bucket_s - int(window.start.timestamp())
+    start = datetime.fromtimestamp(int(window.start.timestamp()) - length - window.bucket_s, UTC)
+    return MetricsWindow(window.period, window.bucket_s, start, window.end)
 
 
 async def read_metrics(session: AsyncSession, period: str, now: datetime) -> MetricsReport:
-    """The metrics of `period` at `now`, equal to the request logs (rolled up or not) at this moment."""
+    """The metrics of `period` at `now`, equal to the request logs (rolled up or not) at this moment, with
+    the previous period's totals."""
     dialect = session.get_bind().dialect.name
     window = metrics_window(period, now)
-    after: int | None = None
     if dialect == "postgresql":
         # One snapshot for the whole transaction, so the first log id not rolled up can be read first and
         # given to the planner as a number: inside the statement it guessed a third of the table, planned
@@ -140,6 +162,23 @@ async def read_metrics(session: AsyncSession, period: str, now: datetime) -> Met
         # the statement (one statement, one snapshot).
         await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         await session.execute(text("SET LOCAL jit = off"))
+    report = await _read_window(session, window, dialect)
+    both = previous_window(window)
+    if both is not None and both.start is not None and window.start is not None:
+        # The buckets of both periods, from the same snapshot; those before this period's start are the
+        # previous period's.
+        earlier = (await _read_window(session, both, dialect)).series
+        report.previous = UsageSums()
+        for start, sums in earlier:
+            if start < window.start:
+                report.previous.add(sums)
+        report.previous_start = both.start
+    return report
+
+
+async def _read_window(session: AsyncSession, window: MetricsWindow, dialect: str) -> MetricsReport:
+    after: int | None = None
+    if dialect == "postgresql":
         after = int(await session.scalar(_first_unread(window)) or 0)
     rows = (await session.execute(_metrics_statement(window, dialect, after))).all()
     report = MetricsReport(window)

@@ -3,54 +3,49 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import tzinfo
 from urllib.parse import urlencode
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from trollllm.accounts.timezones import zone_of
 from trollllm.audit.routes import AuditEntryView, page_audit
 from trollllm.fields import DEFAULT_PAGE_SIZE
 from trollllm.state import get_state
 from trollllm.web.admin.access import admin_page, admin_view, page_number
+from trollllm.web.admin.audit_text import field_label, flatten, value_text
 from trollllm.web.history import page_numbers
 
 router = APIRouter(include_in_schema=False)
 
 _MAX_FILTER = 64
-_MAX_VALUE_TEXT = 80
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One field an admin write changed: its name, and its value before and after as short text (None when
-    the thing did not exist before, or no longer exists after)."""
+    """One field an admin write changed: its name in words, and its value before and after as readable
+    text (None when the thing did not exist before, or no longer exists after)."""
 
     field: str
     before: str | None
     after: str | None
 
 
-def _text(value: Any) -> str:
-    text = "—" if value is None else value if isinstance(value, str) else orjson.dumps(value).decode()
-    return text if len(text) <= _MAX_VALUE_TEXT else text[: _MAX_VALUE_TEXT - 1] + "…"
-
-
-def changes(entry: AuditEntryView) -> list[Change]:
-    """The fields whose value differs between the entry's before and after snapshots (all of a creation's
-    or deletion's fields)."""
-    before = entry.before if isinstance(entry.before, dict) else {}
-    after = entry.after if isinstance(entry.after, dict) else {}
-    fields = list(dict.fromkeys([*before, *after]))
+def changes(entry: AuditEntryView, zone: tzinfo) -> list[Change]:
+    """The leaves whose value differs between the entry's before and after snapshots (all of a creation's
+    or deletion's), in words (`audit_text`)."""
+    before = flatten(entry.before) if isinstance(entry.before, dict) else {}
+    after = flatten(entry.after) if isinstance(entry.after, dict) else {}
+    paths = list(dict.fromkeys([*before, *after]))
     return [
         Change(
-            field,
-            _text(before.get(field)) if entry.before is not None else None,
-            _text(after.get(field)) if entry.after is not None else None,
+            field_label(path),
+            value_text(path, before.get(path), zone) if entry.before is not None else None,
+            value_text(path, after.get(path), zone) if entry.after is not None else None,
         )
-        for field in fields
-        if before.get(field) != after.get(field)
+        for path in paths
+        if before.get(path) != after.get(path)
     ]
 
 
@@ -71,12 +66,13 @@ async def audit_page(request: Request) -> Response:
             session, page=number, limit=DEFAULT_PAGE_SIZE, actor=actor or None, action=action or None
         )
     total_pages = -(-total // DEFAULT_PAGE_SIZE)
+    zone = zone_of(admin.time_zone)
     return admin_view(
         request,
         "admin/audit.html",
         admin,
         "admin-audit",
-        entries=[(entry, changes(entry)) for entry in entries],
+        entries=[(entry, changes(entry, zone)) for entry in entries],
         total=total,
         page_number=number,
         total_pages=total_pages,

@@ -1,5 +1,6 @@
 """`/factory-keys`: the operator's upstream keys with status, last error, cool-down, requests and spend;
-add one, enable or disable one. A key the provider refused (401/403) is flagged: it was disabled for it.
+add one, enable or disable one, test one (one real call, its result and latency shown in its row); edit and
+delete are in `factory_key_edit.py`. A key the provider refused (401/403) is flagged: it was disabled for it.
 
 The key itself is never shown (masked, last 4), and a refused form does not echo it back.
 """
@@ -14,11 +15,12 @@ from starlette.responses import Response
 
 from trollllm.accounts.tables import User
 from trollllm.db import transaction
-from trollllm.errors import GatewayError
+from trollllm.errors import GatewayError, NotFound
 from trollllm.providers.known import provider_names
 from trollllm.state import get_state
 from trollllm.upstream import service
-from trollllm.upstream.schemas import FactoryKeyPatch, FactoryKeyView, NewFactoryKey
+from trollllm.upstream.checks import UpstreamCheck, plan_key_check, run_check
+from trollllm.upstream.schemas import INT32_MAX, FactoryKeyPatch, FactoryKeyView, NewFactoryKey
 from trollllm.web.admin.access import admin_form, admin_page, admin_view, done, field_errors, service_error
 
 router = APIRouter(include_in_schema=False)
@@ -30,6 +32,8 @@ HINTS = {
     "apiKey": "8 to 512 printable characters, no spaces",
     "proxyId": "Choose a proxy from the list, or none",
 }
+# Said by the Delete dialog of this page and by the confirmation page of `factory_key_edit.py`.
+DELETE_WARNING = "{name} leaves the rotation at once and its stored key is erased; request logs keep its id."
 # What the pool writes when the provider refuses the key itself (upstream/pool.py).
 _REFUSED_BY_PROVIDER = re.compile(r"^upstream answered (401|403)\b")
 
@@ -47,6 +51,7 @@ async def _render(
     new: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
     row_errors: dict[int, str] | None = None,
+    checks: dict[int, UpstreamCheck] | None = None,
 ) -> Response:
     async with get_state(request).sessions() as session:
         rows = await service.list_factory_keys(session)
@@ -68,6 +73,8 @@ async def _render(
         new=new or {"provider": "openai"},
         errors=errors or {},
         row_errors=row_errors or {},
+        checks=checks or {},
+        delete_warning=DELETE_WARNING,
     )
 
 
@@ -129,3 +136,28 @@ async def set_status(request: Request, key_id: str) -> Response:
         return await _render(request, admin, error.status_code, row_errors={int(key_id): error.message})
     await state.invalidation.publish("upstream")
     return done("/factory-keys", f"{'Enabled' if status == 'healthy' else 'Disabled'} factory key {name}")
+
+
+def key_id_of(text: str) -> int | None:
+    """A factory key id from the path, None unless it is a positive 32-bit number."""
+    return int(text) if text.isdigit() and len(text) <= 10 and 0 < int(text) <= INT32_MAX else None
+
+
+@router.post("/factory-keys/{key_id}/test")
+async def test_key(request: Request, key_id: str) -> Response:
+    """One real call with the key (`GET {baseUrl}/models`, through its proxy); the page again with the
+    result and latency in the key's row. Nothing changes, so a reload may post it again."""
+    posted = await admin_form(request)
+    if isinstance(posted, Response):
+        return posted
+    admin, _form = posted
+    number = key_id_of(key_id)
+    state = get_state(request)
+    try:
+        if number is None:
+            raise NotFound(f"No factory key with id {key_id}")
+        async with state.sessions() as session:
+            plan = await plan_key_check(session, state, number)
+    except GatewayError as error:
+        return await _render(request, admin, error.status_code, errors=service_error(error))
+    return await _render(request, admin, checks={number: await run_check(state, plan)})

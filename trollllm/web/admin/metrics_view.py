@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from trollllm.usage.metrics import MetricsReport, Period
+from trollllm.usage.metrics import MetricsReport, Period, error_rate
 from trollllm.web.usage_chart import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDE, WIDTH, Frame
 
 PERIODS: dict[Period, str] = {
     "1h": "Last hour",
     "24h": "Last 24 hours",
     "7d": "Last 7 days",
+    "30d": "Last 30 days",
     "all": "All time",
 }
 DEFAULT_PERIOD: Period = "24h"
@@ -58,6 +59,19 @@ class Point:
 
 
 @dataclass(frozen=True, slots=True)
+class Previous:
+    """The previous period's totals, shown beside the current ones."""
+
+    start: datetime
+    requests: int
+    failed_requests: int
+    error_rate: float
+    input_tokens: int
+    output_tokens: int
+    spend_nanos: int
+
+
+@dataclass(frozen=True, slots=True)
 class Overview:
     """The period's totals, its models, its top users and its series."""
 
@@ -76,11 +90,24 @@ class Overview:
     top_users: list[UserRow]
     bucket_seconds: int
     points: list[Point]
+    previous: Previous | None = None
 
 
 def overview_of(report: MetricsReport) -> Overview:
     """The page's view of the metrics service's report (nano-dollars as they are, no JSON round trip)."""
     totals = report.totals
+    before = report.previous
+    previous = None
+    if before is not None and report.previous_start is not None:
+        previous = Previous(
+            start=report.previous_start,
+            requests=before.requests,
+            failed_requests=before.errors,
+            error_rate=error_rate(before),
+            input_tokens=before.input_tokens,
+            output_tokens=before.output_tokens,
+            spend_nanos=before.cost_nanos,
+        )
     return Overview(
         period=report.window.period,
         requests=totals.requests,
@@ -119,6 +146,7 @@ def overview_of(report: MetricsReport) -> Overview:
             Point(start=start, requests=sums.requests, errors=sums.errors, spend_nanos=sums.cost_nanos)
             for start, sums in report.series
         ],
+        previous=previous,
     )
 
 
@@ -159,22 +187,40 @@ def bucket_text(start: datetime, bucket_seconds: int) -> str:
     return start.strftime("%Y-%m-%d" if bucket_seconds >= 86_400 else "%m-%d %H:%M")
 
 
+def axis_label(start: datetime, dated: bool) -> str:
+    """A tick under the chart: `May 4` for a date, `18:00` for a time of day (UTC)."""
+    return f"{start:%b} {start.day}" if dated else f"{start:%H:%M}"
+
+
+def labelled_buckets(points: list[Point], bucket_seconds: int) -> tuple[set[int], bool]:
+    """Which buckets get a tick, and whether the ticks are dates; at most `_MAX_LABELS`.
+
+    Daily buckets: every k-th day back from the newest. Buckets under a day over more than a day (7d):
+    the buckets that start a day, as dates, so the axis says which day is which. Otherwise (1h, 24h):
+    times, every k-th back from the newest.
+    """
+    dated = bucket_seconds >= 86_400 or len(points) * bucket_seconds > 86_400
+    candidates = list(range(len(points)))
+    if dated and bucket_seconds < 86_400:
+        candidates = [i for i, point in enumerate(points) if point.start.hour == point.start.minute == 0]
+    every = max(1, -(-len(candidates) // _MAX_LABELS))
+    return set(candidates[::-1][::every]), dated
+
+
 def series_chart(points: list[Point], bucket_seconds: int, frame: Frame = WIDE) -> SeriesChart:
-    """Bars scaled to the busiest bucket, the spend line to the costliest; at most 6 labels, the last one
-    always on the newest bucket."""
+    """Bars scaled to the busiest bucket, the spend line to the costliest; at most 6 ticks, dated when the
+    chart spans more than a day (`labelled_buckets`)."""
     left = frame.left
     plot_width = frame.width - left - frame.right
     plot_height = HEIGHT - TOP - BOTTOM
     max_requests = max((point.requests for point in points), default=0)
     max_spend = max((point.spend_nanos for point in points), default=0)
     slot = plot_width / max(len(points), 1)
-    every = max(1, -(-len(points) // _MAX_LABELS))
-    short = "%m-%d" if bucket_seconds >= 86_400 else "%H:%M"
+    labelled, dated = labelled_buckets(points, bucket_seconds)
     bars = []
     for index, point in enumerate(points):
         height = plot_height * point.requests / max_requests if max_requests else 0.0
         spend_height = plot_height * point.spend_nanos / max_spend if max_spend else 0.0
-        labelled = (len(points) - 1 - index) % every == 0
         bars.append(
             SeriesBar(
                 point=point,
@@ -184,7 +230,7 @@ def series_chart(points: list[Point], bucket_seconds: int, frame: Frame = WIDE) 
                 height=round(height, 2),
                 spend_x=round(left + (index + 0.5) * slot, 2),
                 spend_y=round(TOP + plot_height - spend_height, 2),
-                label=point.start.strftime(short) if labelled else "",
+                label=axis_label(point.start, dated) if index in labelled else "",
                 when=bucket_text(point.start, bucket_seconds),
             )
         )

@@ -1,6 +1,6 @@
 """`/admin`: the system's input and output tokens, requests, spend and error rate for a period (1h, 24h,
-7d, All as links, the selected one marked), a server-side SVG chart of requests and spend with a table
-fallback, the top models and the top users.
+7d, 30d, All as links, the selected one marked), each beside the previous period's, a server-side SVG
+chart of requests and spend (dated ticks past a day) with a table fallback, the top models and top users.
 
 The figures come from the metrics service (`usage.metrics.read_metrics`, rollups plus the logs not yet rolled
 up), rendered on the server: the page reads the very report `GET /api/admin/metrics` answers.
@@ -28,7 +28,7 @@ async def period_report(state: AppState, period: str) -> MetricsReport:
 
 @router.get("/admin")
 async def overview_page(request: Request) -> Response:
-    """The period's figures (`period`: 1h, 24h, 7d or all; 24h when absent or unknown)."""
+    """The period's figures (`period`: 1h, 24h, 7d, 30d or all; 24h when absent or unknown)."""
     admin = await admin_page(request)
     if isinstance(admin, Response):
         return admin

@@ -1,4 +1,5 @@
-"""`/proxies`: outbound proxies (password masked) with their keys and last error; add, delete (confirmed)."""
+"""`/proxies`: outbound proxies (password masked) with their keys and last error; add, test (one real call
+through the proxy, its result and latency shown in its row), delete (confirmed)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from starlette.responses import Response
 
 from trollllm.accounts.tables import User
 from trollllm.db import transaction
-from trollllm.errors import GatewayError
+from trollllm.errors import GatewayError, NotFound
 from trollllm.state import get_state
 from trollllm.upstream import service
+from trollllm.upstream.checks import UpstreamCheck, plan_proxy_check, run_check
 from trollllm.upstream.schemas import INT32_MAX, NewProxy
 from trollllm.web.admin.access import admin_form, admin_page, admin_view, done, field_errors, service_error
 
@@ -28,6 +30,7 @@ async def _render(
     status_code: int = 200,
     new: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
+    checks: dict[int, UpstreamCheck] | None = None,
 ) -> Response:
     async with get_state(request).sessions() as session:
         proxies = await service.list_proxies(session)
@@ -40,6 +43,7 @@ async def _render(
         proxies=proxies,
         new=new or {},
         errors=errors or {},
+        checks=checks or {},
     )
 
 
@@ -78,6 +82,25 @@ async def add_proxy(request: Request) -> Response:
         return await _render(request, admin, error.status_code, typed, service_error(error))
     await state.invalidation.publish("upstream")
     return done("/proxies", f"Added proxy {body.name}")
+
+
+@router.post("/proxies/{proxy_id}/test")
+async def test_proxy(request: Request, proxy_id: str) -> Response:
+    """One real call through the proxy (`upstream.checks`); the page again with the result in its row."""
+    posted = await admin_form(request)
+    if isinstance(posted, Response):
+        return posted
+    admin, _form = posted
+    number = _proxy_id(proxy_id)
+    state = get_state(request)
+    try:
+        if number is None:
+            raise NotFound(f"No proxy with id {proxy_id}")
+        async with state.sessions() as session:
+            plan = await plan_proxy_check(session, state, number)
+    except GatewayError as error:
+        return await _render(request, admin, error.status_code, errors=service_error(error))
+    return await _render(request, admin, checks={number: await run_check(state, plan)})
 
 
 async def _confirm(

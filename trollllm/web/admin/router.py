@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from trollllm.web.admin.audit import router as audit_router
+from trollllm.web.admin.factory_key_edit import router as factory_key_edit_router
 from trollllm.web.admin.factory_keys import router as factory_keys_router
 from trollllm.web.admin.keys import router as keys_router
 from trollllm.web.admin.money import router as money_router
@@ -27,6 +28,7 @@ def build_admin_pages() -> APIRouter:
         user_manage_router,
         keys_router,
         factory_keys_router,
+        factory_key_edit_router,
         proxies_router,
         audit_router,
         money_router,

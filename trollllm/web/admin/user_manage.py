@@ -1,10 +1,11 @@
-"""`/users/{username}`: one user's figures, and the three admin writes on a user, each a plain form.
+"""`/users/{username}`: one user's figures, keys (masked), usage by model, ledger and latest requests
+(`admin.user_activity`), and the three admin writes on a user, each a plain form.
 
 - plan: the select names the credits each plan would grant this user (SPEC §5: free → paid grants the
   plan's credits, paid → paid the positive difference), and the change waits for a confirmation that
   repeats the grant and the new expiry date;
 - credits: amount in USD (negative deducts, never below zero), which balance, and a reason;
-- activate / deactivate (the last active admin cannot be deactivated).
+- activate / deactivate (the last active admin cannot be deactivated); Deactivate asks in a dialog first.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from trollllm.accounts.tables import User
+from trollllm.admin.user_activity import user_activity
 from trollllm.admin.user_schemas import CreditsAdjustment, UserUpdate
 from trollllm.admin.user_service import adjust_credits, locked_user, update_user
 from trollllm.db import transaction
@@ -75,6 +77,7 @@ async def _render(
     async with state.sessions() as session:
         user = await session.scalar(select(User).where(User.username == username))
         plans = await list_plans(session)
+        activity = await user_activity(session, user, state.clock.now()) if user is not None else None
     if user is None:
         return admin_view(request, "not_found.html", admin, "users", 404)
     current = next(plan for plan in plans if plan.name == user.plan)
@@ -85,6 +88,7 @@ async def _render(
         "users",
         status_code,
         target=user,
+        activity=activity,
         choices=plan_choices(current, plans),
         new_expiry=add_one_month(state.clock.now()),
         errors=context.pop("errors", {}),
