@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -43,6 +44,7 @@ from trollllm.plans.user_routes import router as plan_user_router
 from trollllm.pricing.catalog import ModelCatalog
 from trollllm.proxy.endpoints import proxy_handlers
 from trollllm.proxy.fastpath import serve_proxy
+from trollllm.proxy.openapi import QUICK_START, SECURITY_SCHEMES, proxy_paths
 from trollllm.ratelimit.fallback import FallbackLimiter
 from trollllm.ratelimit.instances import LiveInstances
 from trollllm.ratelimit.limiter import build_limiter
@@ -66,6 +68,7 @@ from trollllm.web.money_pages import router as web_money_router
 from trollllm.web.render import STATIC_DIR
 from trollllm.web.routes import router as web_router
 from trollllm.web.security_headers import SecurityHeadersMiddleware
+from trollllm.web.usage_page import router as web_usage_router
 
 MAINTENANCE_INTERVAL = timedelta(minutes=5)
 SETTLE_ON_SHUTDOWN_S = 10.0
@@ -83,6 +86,18 @@ class GatewayApp(FastAPI):
                 await serve_proxy(handlers, self.state.trollllm, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document with the proxy endpoints it does not route (`trollllm.proxy.openapi`) first,
+        and the quick start as its description (the top of `/docs`)."""
+        if self.openapi_schema is None:
+            document = super().openapi()
+            document["paths"] = {**proxy_paths(), **document["paths"]}
+            document["info"]["description"] = QUICK_START
+            schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes.update(SECURITY_SCHEMES)
+            self.openapi_schema = document
+        return self.openapi_schema
 
 
 def create_app(
@@ -214,6 +229,7 @@ def create_app(
     app.include_router(web_history_router)
     app.include_router(web_account_router)
     app.include_router(web_friend_key_router)
+    app.include_router(web_usage_router)
     app.include_router(web_money_router)
     app.include_router(build_admin_pages())
     app.include_router(api_docs_router)
