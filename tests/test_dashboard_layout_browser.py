@@ -41,7 +41,9 @@ class Site:
 async def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> AsyncIterator[Site]:
     folder = tmp_path_factory.mktemp("dashboard-layout")
     shutil.copyfile(sqlite_template, folder / "trollllm.db")
-    settings = make_settings(folder, f"sqlite+aiosqlite:///{folder / 'trollllm.db'}")
+    # One user per test from one address: more than the default 10 registrations an hour.
+    url = f"sqlite+aiosqlite:///{folder / 'trollllm.db'}"
+    settings = make_settings(folder, url, register_per_address_per_hour=0)
     async with MockUpstream() as mock, serve(settings, ManualClock()) as (gateway, base_url):
         world = await build_world(gateway, base_url, mock)
         async with chromium() as browser:

@@ -170,6 +170,8 @@ async def test_first_call_snippets_name_this_gateway_and_an_enabled_model(gatewa
     client = gateway.client
     client.cookies.clear()  # signed out of the admin's session
     await _post_form(client, "/register", username="alice", password=PASSWORD, confirm=PASSWORD)
+    upgraded = await client.patch("/api/admin/users/alice", headers=admin.auth, json={"plan": "dev"})
+    assert upgraded.status_code == 200, upgraded.text  # a free user is shown the upgrade path instead
 
     dashboard = (await client.get("/dashboard")).text
 

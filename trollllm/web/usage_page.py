@@ -30,8 +30,7 @@ from trollllm.usage.breakdown import (
 )
 from trollllm.web.render import count_short, page, usd_spend
 from trollllm.web.session import csrf_token, page_user
-from trollllm.web.stacked_chart import MAX_SERIES, StackedChart, stacked_chart
-from trollllm.web.usage_chart import NARROW, WIDE
+from trollllm.web.stacked_chart import MAX_SERIES, NARROW, WIDE, StackedChart, stacked_chart
 
 router = APIRouter(include_in_schema=False)
 
