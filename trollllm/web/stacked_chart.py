@@ -14,8 +14,8 @@ from trollllm.web.usage_chart import BOTTOM, HEIGHT, TOP, Frame
 MAX_SERIES = 8  # colours in app.css (`.series-0` … `.series-7`); more groups share the last one
 # No value axis (the page states the tallest bar), so narrow side margins; the narrow drawing keeps the
 # dashboard chart's phone scale (labels at about 11 px on a 390 px screen).
-WIDE = Frame(720, 24, 12, "wide")
-NARROW = Frame(360, 14, 8, "narrow")
+WIDE = Frame(720, 24, 24, "wide")
+NARROW = Frame(360, 14, 20, "narrow")  # room on the right for the latest bar's label
 
 
 @dataclass(frozen=True, slots=True)
