@@ -229,7 +229,7 @@ async def test_a_free_user_sees_the_upgrade_path_instead_of_examples_that_would_
     page = await _page(site, account)
     await page.goto("/dashboard")
     start = page.get_by_role("region", name="Your first call")
-    await expect(start.get_by_text("free_tier_restricted")).to_be_visible()
+    await expect(start.get_by_text("Your plan has no API access yet")).to_be_visible()
     await expect(start.get_by_role("link", name="See the plans and upgrade")).to_be_visible()
     await expect(start.locator("pre")).to_have_count(0)
     await expect(page.get_by_text("curl ")).to_have_count(0)
