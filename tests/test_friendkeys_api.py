@@ -10,7 +10,7 @@ from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, World
 from sqlalchemy import update
 
 from trollllm.crypto import FRIEND_KEY_PATTERN, mask_key
-from trollllm.friendkeys.tables import FriendKeyModelLimit
+from trollllm.friendkeys.tables import FriendKey, FriendKeyModelLimit
 
 BASE = "/api/user/friend-key"
 FIELDS = {
@@ -199,3 +199,23 @@ async def test_the_endpoints_are_in_the_openapi_document(world: World) -> None:
     for path in (BASE, f"{BASE}/rotate", f"{BASE}/limits", f"{BASE}/usage", f"{BASE}/activity"):
         assert path in paths
     assert "requestBody" in paths[f"{BASE}/limits"]["put"]
+
+
+async def test_the_owner_can_reveal_the_full_key_until_it_is_rotated_and_then_the_new_one(
+    world: World,
+) -> None:
+    created = (await api(world, "POST")).json()["friendKey"]
+    assert (await api(world, "GET", "/reveal")).json() == {"friendKey": created}
+    rotated = (await api(world, "POST", "/rotate")).json()["newFriendKey"]
+    assert (await api(world, "GET", "/reveal")).json() == {"friendKey": rotated}
+    async with world.state.sessions() as session, session.begin():  # a key made before copies were kept
+        await session.execute(update(FriendKey).values(key_encrypted=None))
+    refused = await api(world, "GET", "/reveal")
+    assert refused.status_code == 409 and "rotate it" in refused.json()["error"]["message"]
+
+
+async def test_friend_key_reveals_count_against_the_key_reveal_budget(world: World) -> None:
+    await api(world, "POST")
+    answers = [(await api(world, "GET", "/reveal")).status_code for _ in range(10)]
+    # register_user revealed the API key once: 9 of the 10 an hour are left.
+    assert answers == [200] * 9 + [429]

@@ -1,6 +1,7 @@
-"""`trollllm rotate-secret` (issue 15): every stored secret (own provider keys, factory keys, API key copies,
-proxy URLs with credentials) re-encrypted under a new server secret, and the gateway works on after it
-with the new secret: gateway keys, Friend Keys, own keys, factory keys behind a proxy, key reveal."""
+"""`trollllm rotate-secret` (issue 15): every stored secret (own provider keys, factory keys, API key and
+Friend Key copies, proxy URLs with credentials) re-encrypted under a new server secret, and the gateway
+works on after it with the new secret: gateway keys, Friend Keys, own keys, factory keys behind a proxy, key
+reveal."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from trollllm.byok.tables import ProviderKey
 from trollllm.clock import ManualClock
 from trollllm.crypto import KeyBox
 from trollllm.errors import ConfigurationError
+from trollllm.friendkeys.service import friend_key_context
+from trollllm.friendkeys.tables import FriendKey
 from trollllm.keyrotation.service import RotationRefused, rotate_secret
 from trollllm.upstream.keyring import factory_key_context
 from trollllm.upstream.proxy_secrets import proxy_url_context
@@ -47,6 +50,11 @@ async def _blobs(world: World) -> list[tuple[bytes, str]]:
         ]
         blobs += [
             (row.key_encrypted, api_key_context(row.user_id)) for row in await session.scalars(select(ApiKey))
+        ]
+        blobs += [
+            (row.key_encrypted, friend_key_context(row.owner_id))
+            for row in await session.scalars(select(FriendKey))
+            if row.key_encrypted is not None
         ]
         for row in await session.scalars(select(Proxy)):
             assert row.url_encrypted is not None
@@ -83,7 +91,7 @@ async def test_rotate_secret_re_encrypts_every_stored_secret_and_the_gateway_wor
 
         report = await rotate_secret(any_world.state.sessions, old, NEW_SECRET.encode())
 
-        assert (report.provider_keys, report.factory_keys, report.proxies) == (1, 2, 1)
+        assert (report.provider_keys, report.factory_keys, report.proxies, report.friend_keys) == (1, 2, 1, 1)
         new = KeyBox(NEW_SECRET.encode())
         after = await _blobs(any_world)
         assert all(new.is_current(blob) for blob, _ in after)

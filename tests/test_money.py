@@ -12,11 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trollllm.money import (
+    INPUT_MARGIN_TOKENS,
+    LongContextTier,
     Money,
     MoneyParseError,
     Prices,
+    TokenPrices,
     TokenUsage,
     cost_of,
+    hold_bound,
     parse_price_per_mtok,
     split_charge,
     usage_from_anthropic,
@@ -583,3 +587,19 @@ def test_format_cost_round_trips_multiples_of_1000_nanos(m: Money) -> None:
     text = m.format_cost()
     assert decimals_of(text) == 6 or text == "$0"
     assert Money.from_usd(text.replace("$", "", 1)) == m
+
+
+def test_a_hold_is_every_input_token_at_the_dearest_input_price_and_every_output_token() -> None:
+    # $5 input, $25 output, $6.25 cache write per MTok: 64 input tokens and 4,096 output tokens.
+    prices = Prices(5 * 10**9, 25 * 10**9, cache_write_per_mtok=6_250_000_000, cache_hit_per_mtok=500_000_000)
+    assert hold_bound(prices, INPUT_MARGIN_TOKENS, 4096) == Money.from_usd("0.1028")
+    assert hold_bound(prices, 1, 0) == Money(6_250)  # rounded up to the nano-dollar, never down
+
+
+def test_a_hold_past_the_long_context_threshold_is_at_the_tiers_prices_and_counts_searches() -> None:
+    tier = LongContextTier(1000, TokenPrices(10 * 10**9, 50 * 10**9))
+    prices = Prices(5 * 10**9, 25 * 10**9, long_context=tier, web_search_per_kcalls=10 * 10**9)
+    assert hold_bound(prices, 1000, 100) == Money.from_usd("0.0075")  # at the threshold: base prices
+    assert hold_bound(prices, 1001, 100, web_searches=2) == Money.from_usd(
+        "0.03501"
+    )  # tier prices, 2 x $0.01

@@ -14,6 +14,7 @@ from helpers import make_admin, register_user
 
 USER_PAGES = (
     "/dashboard",
+    "/dashboard/usage",
     "/dashboard/friend-key",
     "/dashboard/request-history",
     "/dashboard/settings/api-keys",

@@ -49,7 +49,7 @@ async def test_a_new_user_is_upgraded_copies_the_key_calls_the_sdk_and_rotates(w
         await expect(page.get_by_text("Plan expires on: ")).to_be_visible()
         await expect(page.get_by_text("$225.00")).to_be_visible()
 
-        await page.get_by_role("button", name="Copy").click()
+        await page.get_by_role("button", name="Copy", exact=True).click()
         await expect(page.get_by_role("status")).to_have_text("API key copied")
         key = await _clipboard(page)
         assert re.fullmatch(r"sk-trollllm-\S+", key)
@@ -133,7 +133,7 @@ async def test_friend_key_is_generated_limited_used_rotated_and_deleted(world: W
         await page.get_by_role("link", name="Friend Key").click()
         await page.get_by_role("button", name="Generate Friend Key").click()
         await expect(page.get_by_text("Your new Friend Key (shown once): ")).to_be_visible()
-        await page.get_by_role("button", name="Copy", exact=True).click()
+        await page.locator("#new-key-box").get_by_role("button", name="Copy", exact=True).click()
         key = await _clipboard(page)
         assert key.startswith("sk-trollllm-")
 
@@ -159,6 +159,7 @@ async def test_friend_key_is_generated_limited_used_rotated_and_deleted(world: W
         await screenshot(page, "friend-key-desktop")
 
         await page.get_by_role("button", name="Rotate").click()
+        await page.get_by_role("dialog").get_by_role("button", name="Rotate Friend Key").click()
         await expect(page.get_by_text("Your new Friend Key (shown once): ")).to_be_visible()
         with pytest.raises(openai.AuthenticationError):
             await friend.chat.completions.create(

@@ -16,6 +16,7 @@ HUGE = "x" * 100_000
 INPUTS = {"empty": "", "huge": HUGE, "script": SCRIPT}
 USER_PAGES = (
     "/dashboard",
+    "/dashboard/usage",
     "/dashboard/friend-key",
     "/dashboard/request-history",
     "/dashboard/settings/api-keys",

@@ -14,6 +14,7 @@ from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, World
 ANONYMOUS_PAGES = {"login": "/login", "register": "/register"}
 USER_PAGES = {
     "dashboard": "/dashboard",
+    "usage": "/dashboard/usage",
     "friend-key": "/dashboard/friend-key",
     "request-history": "/dashboard/request-history",
     "request-detail": None,  # filled in with a real request id

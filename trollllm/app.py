@@ -45,9 +45,9 @@ from trollllm.payments.routes import router as payments_router
 from trollllm.plans.expiry import PlanJobSchedule
 from trollllm.plans.user_routes import router as plan_user_router
 from trollllm.pricing.catalog import ModelCatalog
-from trollllm.proxy.endpoints import DOCUMENTED_ENDPOINTS, proxy_handlers
+from trollllm.proxy.endpoints import proxy_handlers
 from trollllm.proxy.fastpath import serve_proxy
-from trollllm.proxy.openapi import SECURITY_SCHEMES, proxy_paths
+from trollllm.proxy.openapi import QUICK_START, SECURITY_SCHEMES, proxy_paths
 from trollllm.ratelimit.fallback import FallbackLimiter
 from trollllm.ratelimit.instances import LiveInstances
 from trollllm.ratelimit.limiter import build_limiter
@@ -72,6 +72,7 @@ from trollllm.web.money_pages import router as web_money_router
 from trollllm.web.render import STATIC_DIR
 from trollllm.web.routes import router as web_router
 from trollllm.web.security_headers import SecurityHeadersMiddleware
+from trollllm.web.usage_page import router as web_usage_router
 
 MAINTENANCE_INTERVAL = timedelta(minutes=5)
 SETTLE_ON_SHUTDOWN_S = 10.0
@@ -91,13 +92,16 @@ class GatewayApp(FastAPI):
         await super().__call__(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
-        """FastAPI's document, with the proxy endpoints it does not route (`trollllm.proxy.openapi`)."""
+        """FastAPI's document with the proxy endpoints it does not route (`trollllm.proxy.openapi`) first,
+        and the quick start as its description (the top of `/docs`)."""
         if self.openapi_schema is None:
             document = super().openapi()
-            document["paths"].update(proxy_paths(DOCUMENTED_ENDPOINTS))
+            document["paths"] = {**proxy_paths(), **document["paths"]}
+            document["info"]["description"] = QUICK_START
             schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
             schemes.update(SECURITY_SCHEMES)
-        return self.openapi_schema or {}
+            self.openapi_schema = document
+        return self.openapi_schema
 
 
 def create_app(
@@ -236,6 +240,7 @@ def create_app(
     app.include_router(web_history_router)
     app.include_router(web_account_router)
     app.include_router(web_friend_key_router)
+    app.include_router(web_usage_router)
     app.include_router(web_money_router)
     app.include_router(web_alerts_router)
     app.include_router(build_admin_pages())

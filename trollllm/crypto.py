@@ -130,6 +130,12 @@ def mask_key(last4: str) -> str:
     return f"{USER_KEY_PREFIX}****...****{last4}"
 
 
+def mask_friend_key(last4: str) -> str:
+    """A Friend Key as its owner's page shows it, `sk-trollllm-friend-****...****` + last 4, so it is never
+    taken for the API key (the API answers the one masked form of `mask_key`, SPEC §3)."""
+    return f"{FRIEND_KEY_PREFIX}****...****{last4}"
+
+
 def mask_secrets(text: str) -> str:
     """Replace anything key-shaped in free text (log lines, upstream error bodies) by its masked form."""
     masked = _BEARER_PATTERN.sub(lambda match: f"{match.group(1)}****...****{match.group(2)[-4:]}", text)

@@ -194,6 +194,24 @@ class Prices(TokenPrices):
         return self
 
 
+# Each message costs a few framing tokens beyond its text; the raw JSON byte count already exceeds them,
+# so a request's bytes + this margin bounds its input tokens for text (a token is at least one byte).
+INPUT_MARGIN_TOKENS = 64
+
+
+def hold_bound(prices: Prices, input_tokens: int, output_tokens: int, web_searches: int = 0) -> Money:
+    """The most a request can cost, which its hold reserves: every input token at the dearest input price
+    of its tier, every output token it may produce, each search it may run; rounded up to the nano-dollar.
+
+    The gate holds this for every charged request; the Friend Key page shows it for the smallest request
+    at a model's full output (below it, a cap can never admit such a request).
+    """
+    tier = prices.tier_for(input_tokens)
+    numerator = input_tokens * tier.worst_input + output_tokens * tier.output_per_mtok
+    numerator += web_searches * (prices.web_search_per_kcalls or 0) * 1000
+    return Money(ceil_div(numerator, TOKENS_PER_PRICE_UNIT))
+
+
 def cost_of(usage: TokenUsage, prices: Prices) -> Money:
     """Cost of a request: Σ tokens × price per MTok / 10⁶ (at the long-context tier's prices when its input
     passes the threshold) + searches × price per 1,000, rounded up once to the nano-dollar."""

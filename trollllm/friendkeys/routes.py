@@ -7,12 +7,13 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from trollllm.accounts.sessions import CurrentUser
-from trollllm.errors import InvalidRequest
+from trollllm.errors import InvalidRequest, RateLimited
 from trollllm.friendkeys.schemas import (
     LIMITS_BODY_SCHEMA,
     FriendKeyUpdate,
     FriendKeyUsageView,
     FriendKeyView,
+    RevealedFriendKey,
     RotatedFriendKey,
     parse_limits,
 )
@@ -22,6 +23,7 @@ from trollllm.friendkeys.service import (
     delete_friend_key,
     enabled_model_ids,
     load_friend_key,
+    reveal_friend_key,
     rotate_friend_key,
     set_limits,
     update_friend_key,
@@ -32,6 +34,7 @@ from trollllm.usage.history import RequestLogPageView, page_request_logs, parse_
 from trollllm.usage.routes import FromQuery, LimitQuery, PageQuery, ToQuery
 
 router = APIRouter(prefix="/api/user/friend-key", tags=["friend key"])
+_HOUR_S = 3600
 
 
 @router.post("", status_code=201, response_model=FriendKeyView)
@@ -64,6 +67,19 @@ async def update(body: FriendKeyUpdate, user: CurrentUser, request: Request) -> 
     async with state.sessions() as session:
         found = await load_friend_key(session, user.id)
     return FriendKeyView.of(found.key, user, found.limits, state.clock.now())
+
+
+@router.get("/reveal", response_model=RevealedFriendKey)
+async def reveal(user: CurrentUser, request: Request) -> RevealedFriendKey:
+    """The full Friend Key (for Show and Copy); counted with the API key's reveals against the configured
+    number per hour (429 after); 409 for a key made before copies were kept (rotate it to get one)."""
+    state = get_state(request)
+    decision = await state.limits.hit(f"reveal:{user.id}", state.settings.key_reveals_per_hour, _HOUR_S)
+    if not decision.allowed:
+        raise RateLimited(
+            "Too many key reveals; try again later", retry_after_s=int(decision.retry_after_s) + 1
+        )
+    return RevealedFriendKey(friendKey=await reveal_friend_key(state, user.id))
 
 
 @router.post("/rotate", response_model=RotatedFriendKey)

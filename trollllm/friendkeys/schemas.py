@@ -209,6 +209,12 @@ class RotatedFriendKey(BaseModel):
     newFriendKey: str
 
 
+class RevealedFriendKey(BaseModel):
+    """The full Friend Key, for the owner's Show and Copy."""
+
+    friendKey: str
+
+
 class ModelUsageView(BaseModel):
     """Spending on one model against its cap."""
 

@@ -27,6 +27,7 @@ from trollllm.pricing.tables import LlmModel
 from trollllm.state import AppState
 
 NO_FRIEND_KEY = "You have no Friend Key; create one first"
+NO_COPY = "This Friend Key was made before the gateway kept a copy to show; rotate it to get one"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,11 @@ class IssuedFriendKey:
     key: FriendKey
 
 
+def friend_key_context(owner_id: int) -> str:
+    """The associated data of a Friend Key's encrypted copy (kept for Show and Copy)."""
+    return f"friend_key:{owner_id}"
+
+
 async def create_friend_key(state: AppState, owner_id: int) -> IssuedFriendKey:
     """A new active key without caps (so it can call nothing yet); 409 if the owner already has one."""
     full_key = new_friend_key()
@@ -52,6 +58,7 @@ async def create_friend_key(state: AppState, owner_id: int) -> IssuedFriendKey:
         owner_id=owner_id,
         key_digest=state.keybox.digest(full_key),
         last4=full_key[-4:],
+        key_encrypted=state.keybox.encrypt(full_key, friend_key_context(owner_id)),
         is_active=True,
         total_used_nanos=0,
         requests_count=0,
@@ -88,12 +95,30 @@ async def rotate_friend_key(state: AppState, owner_id: int) -> str:
         result = await session.execute(
             update(FriendKey)
             .where(FriendKey.owner_id == owner_id)
-            .values(key_digest=state.keybox.digest(full_key), last4=full_key[-4:])
+            .values(
+                key_digest=state.keybox.digest(full_key),
+                last4=full_key[-4:],
+                key_encrypted=state.keybox.encrypt(full_key, friend_key_context(owner_id)),
+            )
             .execution_options(synchronize_session=False)
         )
         if not getattr(result, "rowcount", 0):
             raise NotFound(NO_FRIEND_KEY)
     return full_key
+
+
+async def reveal_friend_key(state: AppState, owner_id: int) -> str:
+    """The owner's full Friend Key, decrypted (rate limited by the route); 404 without a key, and 409 for a
+    key made before copies were kept (rotating gives it one)."""
+    async with state.sessions() as session:
+        found = (
+            await session.execute(select(FriendKey.key_encrypted).where(FriendKey.owner_id == owner_id))
+        ).first()
+    if found is None:
+        raise NotFound(NO_FRIEND_KEY)
+    if found.key_encrypted is None:
+        raise Conflict(NO_COPY)
+    return state.keybox.decrypt(bytes(found.key_encrypted), friend_key_context(owner_id))
 
 
 class _Keep:

@@ -11,7 +11,8 @@ from trollllm.db import Base, Nanos, UtcDateTime, utcnow
 
 
 class FriendKey(Base):
-    """At most one per owner; only a digest and the last 4 characters are kept (shown whole once)."""
+    """At most one per owner: a digest for lookup, the last 4 characters, and an encrypted copy so the owner
+    can show and copy it again (null for keys made before the copy was kept)."""
 
     __tablename__ = "friend_keys"
 
@@ -19,6 +20,7 @@ class FriendKey(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
     key_digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     last4: Mapped[str] = mapped_column(String(4))
+    key_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     total_used_nanos: Mapped[int] = mapped_column(Nanos, default=0)
     requests_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,12 +1,12 @@
 """`trollllm rotate-secret`: every stored secret re-encrypted under a new server secret, in one transaction.
 
 What is encrypted under the server secret: users' own provider keys (BYOK), factory keys, the copies of
-users' gateway keys (for reveal), proxy URLs with their credentials (plaintext ones are sealed on the way),
-users' alert webhook signing secrets, and the gateway's own `server_keys`. Gateway keys are looked up by
-an HMAC digest; Friend Keys keep only that digest, so the digest key cannot change with the secret: the
+users' gateway keys and Friend Keys (for reveal), proxy URLs with their credentials (plaintext ones are
+sealed on the way), users' alert webhook signing secrets, and the gateway's own `server_keys`. Gateway keys
+and Friend Keys are looked up by an HMAC digest, so the digest key cannot change with the secret: the
 rotation carries it forward, encrypted under the new secret (`server_keys.key-digest`), and `load_keybox`
-picks it up at start-up. Dashboard sessions (JWTs, signed with a key derived from the secret) end:
-everyone signs in again.
+picks it up at start-up. Dashboard sessions (JWTs, signed with a key derived from the secret) end: everyone
+signs in again.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from trollllm.byok.tables import ProviderKey
 from trollllm.crypto import KeyBox
 from trollllm.db import transaction
 from trollllm.errors import ConfigurationError
+from trollllm.friendkeys.service import friend_key_context
+from trollllm.friendkeys.tables import FriendKey
 from trollllm.keyrotation.tables import DIGEST_KEY, ServerKey
 from trollllm.upstream.keyring import factory_key_context
 from trollllm.upstream.proxy_secrets import proxy_url_of, seal
@@ -48,6 +50,7 @@ class RotationReport:
     api_keys: int
     proxies: int
     webhook_secrets: int = 0
+    friend_keys: int = 0
 
 
 def server_key_context(purpose: str) -> str:
@@ -116,6 +119,16 @@ async def rotate_secret(
             api_key.key_encrypted = _reencrypt(
                 old, new, api_key.key_encrypted, api_key_context(api_key.user_id), f"API key {api_key.id}"
             )
+        friend_keys = list(
+            await session.scalars(
+                select(FriendKey).where(FriendKey.key_encrypted.is_not(None)).with_for_update()
+            )
+        )
+        for friend in friend_keys:
+            assert friend.key_encrypted is not None
+            friend.key_encrypted = _reencrypt(
+                old, new, friend.key_encrypted, friend_key_context(friend.owner_id), f"Friend Key {friend.id}"
+            )
         proxies = list(await session.scalars(select(Proxy).with_for_update()))
         for proxy in proxies:
             try:
@@ -142,6 +155,8 @@ async def rotate_secret(
             session.add(ServerKey(purpose=DIGEST_KEY, key_encrypted=carried))
         else:
             row.key_encrypted = carried
-    report = RotationReport(len(provider_keys), len(factory_keys), len(api_keys), len(proxies), len(webhooks))
+    report = RotationReport(
+        len(provider_keys), len(factory_keys), len(api_keys), len(proxies), len(webhooks), len(friend_keys)
+    )
     logger.warning("server secret rotated: every stored secret re-encrypted", extra={"report": str(report)})
     return report

@@ -15,6 +15,13 @@ _FIXED: dict[str, dict[str, ProxyHandler]] = {
 }
 _BY_ID_PREFIX = PATH + "/"
 _MAX_ID = 64
+BY_ID_PATH = PATH + "/{response_id}"
+"""The stored responses' path, as the OpenAPI document writes it."""
+
+
+def served_endpoints() -> dict[str, dict[str, ProxyHandler]]:
+    """Every path the proxy serves (the stored responses as `BY_ID_PATH`) -> method -> handler."""
+    return {**_FIXED, BY_ID_PATH: RESPONSE_BY_ID}
 
 
 def proxy_handlers(path: str) -> dict[str, ProxyHandler] | None:
@@ -25,7 +32,3 @@ def proxy_handlers(path: str) -> dict[str, ProxyHandler] | None:
         if 0 < len(response_id) <= _MAX_ID and "/" not in response_id:
             return RESPONSE_BY_ID
     return handlers
-
-
-DOCUMENTED_ENDPOINTS: dict[str, dict[str, ProxyHandler]] = {**_FIXED, PATH + "/{id}": RESPONSE_BY_ID}
-"""Every proxy path with its methods, as the OpenAPI document names them."""

@@ -30,7 +30,7 @@ from trollllm.errors import (
     OwnerInactive,
 )
 from trollllm.friendkeys.caps import allowed_model_ids, hold_refusal
-from trollllm.money import Money, ceil_div
+from trollllm.money import Money, hold_bound
 from trollllm.plans.enforcement import PlanStatus, enforce_plan_limits, monthly_limit_error
 from trollllm.plans.expiry import expire_plan_if_due
 from trollllm.plans.windows import parse_models, parse_windows, window_refusal
@@ -370,7 +370,7 @@ async def _admit(
     input_cost = input_tokens * prices.worst_input
     output_bound = request.choices * max_tokens
     searches = request.priced.web_searches_bound * (model.prices.web_search_per_kcalls or 0) * 1000
-    required = Money(ceil_div(input_cost + output_bound * prices.output_per_mtok + searches, 1_000_000))
+    required = hold_bound(model.prices, input_tokens, output_bound, request.priced.web_searches_bound)
     now = state.clock.now()
     windows = caller.plan.windows
     hold = HeldRequest(

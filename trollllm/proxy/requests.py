@@ -13,15 +13,13 @@ from typing import Any, Protocol
 import orjson
 
 from trollllm.errors import GatewayError, InvalidRequest
-from trollllm.money import Money, TokenUsage
+from trollllm.money import INPUT_MARGIN_TOKENS, Money, TokenUsage
 from trollllm.pricing.features import PricedFeatures, read_priced_features
 from trollllm.proxy.hidden_input import hidden_input_tokens
 from trollllm.translate import translate_request
 from trollllm.wire import WireFormat
 
-# Each message costs a few framing tokens beyond its text; the raw JSON byte count already exceeds them,
-# so bytes + this margin bounds input tokens for text (a token is at least one byte of UTF-8).
-_INPUT_MARGIN_TOKENS = 64
+_INPUT_MARGIN_TOKENS = INPUT_MARGIN_TOKENS  # bytes + this bound a text request's input tokens (money.py)
 MAX_TOKENS_CEILING = 10_000_000
 MAX_CHOICES = 128
 

@@ -25,6 +25,7 @@ from trollllm.pricing.service import enabled_models
 from trollllm.state import get_state
 from trollllm.web.render import page
 from trollllm.web.session import csrf_token, form_csrf_ok, page_user, read_form, remember_csrf
+from trollllm.web.snippets import first_call_snippets
 from trollllm.web.usage_chart import NARROW, chart_geometry, daily_usage
 from trollllm.web.usage_windows import window_bars
 
@@ -142,7 +143,8 @@ async def logout(request: Request) -> Response:
 
 @router.get("/dashboard")
 async def dashboard(request: Request) -> Response:
-    """The API key card, the billing card and the free-tier banner."""
+    """The API key card, the billing card, the usage chart and the first-call examples; the free-tier banner
+    (for an administrator, a link to the admin pages instead)."""
     user = await page_user(request)
     if user is None:
         return _redirect("/login")
@@ -153,8 +155,14 @@ async def dashboard(request: Request) -> Response:
         now = state.clock.now()
         days = await daily_usage(session, user.id, now, zone_of(user.time_zone))
         names = {row.name: row.display_name for row in await providers(session)}
-        own_keys = [names.get(key.provider, key.provider) for key in await saved_keys(session, user.id)]
+        saved = await saved_keys(session, user.id)
+        own_keys = [names.get(key.provider, key.provider) for key in saved]
         models = await enabled_models(session)  # the snippets name a real model (translation: any endpoint)
+    if not plan.api_access:  # free: only a model of one of their own provider keys would be admitted
+        own_providers = {key.provider for key in saved}
+        models = [model for model in models if model.provider in own_providers]
+    model_id = models[0].model_id if models else None
+    base_url = str(request.base_url).rstrip("/")
     expires = user.plan_expires_at
     days_left = None if expires is None else (expires - now).days
     limit = plan.monthly_token_limit
@@ -172,8 +180,9 @@ async def dashboard(request: Request) -> Response:
         usage_percent=usage_percentage(user.monthly_tokens_used, limit),
         tokens_remaining=None if limit is None else max(limit - user.monthly_tokens_used, 0),
         own_keys=own_keys,
-        base_url=str(request.base_url).rstrip("/"),
-        model_id=models[0].model_id if models else None,
+        model_id=model_id,
+        # No examples that would answer 403: the upgrade path instead (SPEC §8).
+        snippets=first_call_snippets(base_url, model_id) if plan.api_access or model_id else [],
         chart=chart_geometry(days),
         charts=[chart_geometry(days), chart_geometry(days, NARROW)],
         windows=await window_bars(state, user.id, plan, now),

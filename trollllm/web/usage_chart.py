@@ -3,7 +3,7 @@ database, drawn as SVG (a wide drawing for desktops, a narrow one for phones).
 
 `daily_usage` is one `GROUP BY` (the day's index) over the signed-in user's request logs (Friend Key
 requests are the owner's) through `ix_request_logs_user_time`: at most 30 rows reach Python, never the
-logs. `chart_geometry` turns those days into bar and line coordinates the template draws server-side, so
+logs. `chart_geometry` turns those days into bar and step-line coordinates the template draws server-side, so
 the chart needs no JavaScript and its table fallback shows the same numbers.
 """
 
@@ -114,7 +114,7 @@ async def daily_usage(
 
 
 def chart_geometry(days: list[DayUsage], frame: Frame = WIDE) -> Chart:
-    """Bar and line coordinates for `days`: bars scaled to the busiest day, the line to the costliest."""
+    """Bar and step coordinates for `days`: bars scaled to the busiest day, spend steps to the costliest."""
     left = frame.left
     plot_width = frame.width - left - frame.right
     plot_height = HEIGHT - TOP - BOTTOM
@@ -141,7 +141,7 @@ def chart_geometry(days: list[DayUsage], frame: Frame = WIDE) -> Chart:
         )
     return Chart(
         bars=bars,
-        spend_points=" ".join(f"{bar.spend_x},{bar.spend_y}" for bar in bars),
+        spend_points=_steps(bars, slot),
         max_requests=max_requests,
         max_spend_nanos=max_spend,
         total_requests=sum(day.requests for day in days),
@@ -151,3 +151,14 @@ def chart_geometry(days: list[DayUsage], frame: Frame = WIDE) -> Chart:
         plot_right=frame.width - frame.right,
         variant=frame.variant,
     )
+
+
+def _steps(bars: list[Bar], slot: float) -> str:
+    """The spend line as steps: flat across each day's slot, rising or falling only between days (a line
+    from one day's point to the next would draw spend at hours that had none)."""
+    points = []
+    for bar in bars:
+        half = slot / 2
+        points.append(f"{round(bar.spend_x - half, 2)},{bar.spend_y}")
+        points.append(f"{round(bar.spend_x + half, 2)},{bar.spend_y}")
+    return " ".join(points)

@@ -67,20 +67,41 @@ function toast(message) {
 
 const REVEAL_MS = 30000;
 
+// Show reveals a key for 30 s (SPEC §8) and reads Hide meanwhile; Hide, or the 30 s, puts the mask back.
+async function toggleReveal(button, shown, fetchKey) {
+  if (button.dataset.revealed === "true") {
+    hideKey(button, shown);
+    return;
+  }
+  shown.textContent = await fetchKey();
+  button.dataset.revealed = "true";
+  button.textContent = "Hide";
+  clearTimeout(button.hideTimer);
+  button.hideTimer = setTimeout(() => hideKey(button, shown), REVEAL_MS);
+}
+
+function hideKey(button, shown) {
+  clearTimeout(button.hideTimer);
+  shown.textContent = shown.dataset.masked;
+  button.dataset.revealed = "false";
+  button.textContent = "Show";
+}
+
 async function fullKey() {
   return (await api("GET", "/api/user/api-key")).apiKey;
 }
 
 const actions = {
   async "reveal-key"(button) {
-    const shown = document.getElementById("api-key");
-    shown.textContent = await fullKey();
-    button.disabled = true;
-    setTimeout(() => { shown.textContent = shown.dataset.masked; button.disabled = false; }, REVEAL_MS);
+    await toggleReveal(button, document.getElementById("api-key"), fullKey);
   },
   async "copy-key"() {
     await navigator.clipboard.writeText(await fullKey());
     toast("API key copied");
+  },
+  async "copy-snippet"(button) {
+    await navigator.clipboard.writeText(document.getElementById(button.dataset.target).textContent);
+    toast("Example copied");
   },
   "rotate-key"() {
     document.getElementById("rotate-dialog").showModal();
@@ -101,6 +122,10 @@ const actions = {
   },
 };
 
+async function fullFriendKey() {
+  return (await api("GET", "/api/user/friend-key/reveal")).friendKey;
+}
+
 function showNewFriendKey(fullKey) {
   document.getElementById("new-friend-key").textContent = fullKey;
   document.getElementById("new-key-box").hidden = false;
@@ -112,11 +137,25 @@ Object.assign(actions, {
     sessionStorage.setItem("trollllm-new-friend-key", created.friendKey);
     location.reload();
   },
-  async "rotate-friend-key"() {
+  "rotate-friend-key"() {
+    document.getElementById("rotate-friend-dialog").showModal();
+  },
+  async "confirm-rotate-friend-key"(button) {
+    button.closest("dialog").close();
     const rotated = await api("POST", "/api/user/friend-key/rotate");
     showNewFriendKey(rotated.newFriendKey);
-    document.getElementById("friend-key").textContent = `sk-trollllm-****...****${rotated.newFriendKey.slice(-4)}`;
+    const shown = document.getElementById("friend-key");
+    shown.dataset.masked = `sk-trollllm-friend-****...****${rotated.newFriendKey.slice(-4)}`;
+    shown.textContent = shown.dataset.masked;
     toast("Friend Key rotated: the old key no longer works");
+  },
+  // Show ⇄ Hide: the full key while shown, the masked one again on Hide or after 30 s.
+  async "reveal-friend-key"(button) {
+    toggleReveal(button, document.getElementById("friend-key"), fullFriendKey);
+  },
+  async "copy-friend-key"() {
+    await navigator.clipboard.writeText(await fullFriendKey());
+    toast("Friend Key copied");
   },
   async "copy-new-key"() {
     await navigator.clipboard.writeText(document.getElementById("new-friend-key").textContent);
