@@ -27,6 +27,13 @@ Retries, all before the reply is handed back (so before any byte reaches the cli
   Such a reply is about the operator's key, not the client's request, so it is never handed back.
 - anything else (2xx, other 4xx): returned. A cooled key that answers again is written back `healthy`.
 
+Connections. A factory key has at most `upstream_connections_per_key` requests in flight at once (one
+busy connection each, held until the reply is released; `trollllm.upstream.slots`). A request whose key
+is full goes at once to a later key of its turn that has a free connection; when none has, it queues
+for the key (the `trollllm_upstream_connection_queue` gauge) up to `upstream_connection_wait_s` from
+its start, then tries the next key the same way, and past that bound it is `UpstreamUnavailable` (503)
+with `Retry-After: 1`: never an unbounded, silent wait.
+
 When no key could answer with a reply worth returning, `UpstreamUnavailable` (503) is raised. Status
 changes apply in memory at once and are written to the database in the background (`keystatus`).
 
@@ -39,7 +46,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import resource
+from collections.abc import Callable, Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -62,6 +70,7 @@ from trollllm.upstream.keystatus import KeyStatusWriter
 from trollllm.upstream.proxy_refusal import proxy_refusal
 from trollllm.upstream.reply import UpstreamDeadlineExceeded, UpstreamReply, UpstreamStreamError
 from trollllm.upstream.rotation import MAX_ATTEMPTS, KeyRotation
+from trollllm.upstream.slots import ConnectionSlots
 
 __all__ = [
     "DEFAULT_COOLDOWN_S",
@@ -77,8 +86,16 @@ __all__ = [
 
 logger = logging.getLogger("trollllm.upstream")
 
-CONNECTION_LIMIT = 512
 DNS_CACHE_TTL_S = 300
+
+
+def open_connections_ceiling() -> int:
+    """The most upstream connections this process opens at once: half its file descriptors (each proxied
+    request also holds its client's connection). The factory keys' own limits
+    (`upstream_connections_per_key`) are what normally bounds them; this keeps users' own keys, which
+    have no such limit, from exhausting the descriptors (a failed `connect` would cool a key down)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(64, soft // 2) if soft != resource.RLIM_INFINITY else 65_536
 
 
 class UpstreamPool:
@@ -102,6 +119,8 @@ class UpstreamPool:
         self._first_byte_s = settings.upstream_first_byte_timeout_s
         self._idle_s = settings.upstream_idle_timeout_s
         self._total_s = settings.upstream_total_timeout_s
+        self._slot_wait_s = settings.upstream_connection_wait_s
+        self._slots = ConnectionSlots(settings.upstream_connections_per_key)
         self._http: Http1Client | None = None
         self._writer = KeyStatusWriter(sessions)
         self._rotation = KeyRotation(sessions=sessions, keybox=keybox, clock=clock, writer=self._writer)
@@ -110,7 +129,7 @@ class UpstreamPool:
         """Open the HTTP connection pool and the background status writer."""
         # The client keeps no cookies: one pool serves every user, nothing may carry over between them.
         self._http = Http1Client(
-            limit=CONNECTION_LIMIT, connect_timeout_s=self._connect_s, dns_ttl_s=DNS_CACHE_TTL_S
+            limit=open_connections_ceiling(), connect_timeout_s=self._connect_s, dns_ttl_s=DNS_CACHE_TTL_S
         )
         self._writer.start()
 
@@ -171,18 +190,30 @@ class UpstreamPool:
         )
         fallback: UpstreamReply | None = None
         failure: AttemptFailed | None = None
+        slot_deadline = started + self._slot_wait_s
+        all_busy = False
         for index, key in enumerate(candidates):
-            now = loop.time()
-            remaining = deadline - now
-            if remaining <= 0:
+            if loop.time() >= deadline:
                 break
             if not self._rotation.usable(key):  # cooled or disabled by a concurrent request meanwhile
                 continue
+            if not await self._take_slot(key, candidates[index + 1 :], min(slot_deadline, deadline)):
+                all_busy = True
+                continue
+            all_busy = False
+            now = loop.time()
+            remaining = deadline - now
+            if remaining <= 0:  # the slot came at the very end of the wait
+                self._slots.give_back(key.id)
+                break
             wait_s = min(self._first_byte_s, remaining) if stream else remaining
             own_limit = total_deadline - now <= wait_s  # the wait ends at the request's own deadline
             try:
                 response = await self._post(http, key, path, body, extra, wait_s, own_limit)
-            except AttemptFailed as exc:
+            except BaseException as exc:
+                self._slots.give_back(key.id)
+                if not isinstance(exc, AttemptFailed):
+                    raise
                 failure = exc
                 if self._telemetry is not None:
                     self._telemetry.count_upstream_error(key.id, "no_reply")
@@ -191,7 +222,9 @@ class UpstreamPool:
                     self._rotation.proxy_failed(key, exc.proxy_error)
                 continue
             self._writer.count(key.id)
-            reply = UpstreamReply.of_response(response, key.id, self._idle_s, total_deadline)
+            reply = UpstreamReply.of_response(
+                response, key.id, self._idle_s, total_deadline, self._slot_releaser(key.id)
+            )
             status = response.status
             if self._telemetry is not None:
                 self._telemetry.observe_upstream(key.id, loop.time() - now)
@@ -227,7 +260,43 @@ class UpstreamPool:
             return reply
         if fallback is not None:
             return fallback
+        if all_busy:
+            raise UpstreamUnavailable(
+                f"Every upstream connection of {provider} is busy; try again shortly",
+                headers={"Retry-After": "1"},
+            )
         raise self._rotation.unavailable(keys) from failure
+
+    async def _take_slot(self, key: PoolKey, later: list[PoolKey], until: float) -> bool:
+        """One of `key`'s connection slots, waiting up to `until` (event loop time) for it; False when
+        the wait would end later, or at once when a key in `later` has a free slot now (the request goes
+        there instead)."""
+        slots = self._slots
+        if slots.try_take(key.id):
+            return True
+        if any(slots.has_free(k.id) and self._rotation.usable(k) for k in later):
+            return False
+        wait_s = until - asyncio.get_running_loop().time()
+        telemetry = self._telemetry
+        if telemetry is not None:
+            telemetry.connection_queue(key.id, 1)
+        try:
+            taken = await slots.take(key.id, wait_s)
+        finally:
+            if telemetry is not None:
+                telemetry.connection_queue(key.id, -1)
+        if not taken:
+            logger.warning(
+                "factory key %d: all %d connections busy for %g s; request moved on",
+                key.id,
+                slots.limit,
+                self._slot_wait_s,
+            )
+        return taken
+
+    def _slot_releaser(self, key_id: int) -> Callable[[], None]:
+        slots = self._slots
+        return lambda: slots.give_back(key_id)
 
     async def send_direct(
         self, key: PoolKey, path: str, body: bytes, headers: Mapping[str, str], *, stream: bool = False
