@@ -3,16 +3,19 @@
     .venv/bin/python bench/hot_path_profile.py [--requests 3000] [--concurrency 8] [--top 25]
 
 Starts the mock and one embedded gateway (`trollllm serve`, everything on) whose main thread carries a
-`cProfile` profiler switched on and off by signals (SIGUSR1 on, SIGUSR2 off and dump), so start-up, seeding
-and warm-up stay out of it. For each cell (JSON and stream × OpenAI and Anthropic) it warms up, profiles
-the measured requests, and prints the top functions by own time with their calls per request. cProfile
-slows Python-heavy code more than C calls: read the ranking, not the absolute times.
+`cProfile` profiler (timing the thread's CPU time, so a busy machine's preemptions stay out) switched on and
+off by signals (SIGUSR1 on, SIGUSR2 off and dump), so start-up, seeding and warm-up stay out of it. For each
+cell (JSON and stream × OpenAI and Anthropic, and a long-stream shape: 60 tokens, one event per upstream
+chunk) it warms up, profiles the measured requests, and prints the top functions by own CPU time with their
+calls per request. cProfile slows Python-heavy code more than C calls: read the ranking, not the absolute
+times.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import io
 import os
 import pstats
@@ -23,14 +26,17 @@ import time
 import urllib.request
 from pathlib import Path
 
+import orjson
 import uvloop
 from loadgen import run_cell
 from run import make_target
 from stack import ADMIN, Processes, SetupError, cpu_seconds, free_port, seed
 
+MODES = ("json", "stream")
+FORMATS = ("openai", "anthropic")
 _PROFILED_SERVE = """
-import cProfile, os, runpy, signal, sys
-profile = cProfile.Profile()
+import cProfile, os, runpy, signal, sys, time
+profile = cProfile.Profile(time.thread_time)  # CPU time of the event loop's thread, not wall time
 dumps = iter(range(1000))
 def _on(signum, frame):
     profile.enable()
@@ -99,26 +105,30 @@ async def profile_cells(
 ) -> list[tuple[str, Path, float]]:
     """Each cell: warm up, profile the measured requests; (cell name, its profile, gateway CPU ms/request)."""
     done = []
-    number = 0
-    for mode in ("json", "stream"):
-        for fmt in ("openai", "anthropic"):
-            target = make_target(url, key, models[fmt], mode, fmt)
-            await run_cell([target], concurrency=args.concurrency, requests=args.warmup)
-            os.kill(pid, signal.SIGUSR1)
-            await asyncio.sleep(0.2)
-            cpu_before = cpu_seconds(pid)
-            tally = await run_cell([target], concurrency=args.concurrency, requests=args.requests)
-            cpu = cpu_seconds(pid) - cpu_before
-            os.kill(pid, signal.SIGUSR2)
-            path = profile_dir / f"cell-{number}.prof"
-            number += 1
-            for _ in range(100):
-                if path.exists() and path.stat().st_size:
-                    break
-                await asyncio.sleep(0.1)
-            if tally.errors:
-                raise SetupError(f"{mode}/{fmt}: {tally.errors} errors, e.g. {tally.error_samples[0]}")
-            done.append((f"{mode} {fmt}", path, cpu / args.requests * 1e3))
+    cells = [(mode, fmt, make_target(url, key, models[fmt], mode, fmt)) for mode in MODES for fmt in FORMATS]
+    long = make_target(url, key, models["openai"], "stream", "openai")
+    body = orjson.loads(long.body)
+    body["messages"][0]["content"] = (
+        f"[mock reply_tokens=60 chunk_delay_ms=2] {body['messages'][0]['content']}"
+    )
+    body["max_tokens"] = 100
+    cells.append(("long-stream", "openai", dataclasses.replace(long, body=orjson.dumps(body))))
+    for number, (mode, fmt, target) in enumerate(cells):
+        await run_cell([target], concurrency=args.concurrency, requests=args.warmup)
+        os.kill(pid, signal.SIGUSR1)
+        await asyncio.sleep(0.2)
+        cpu_before = cpu_seconds(pid)
+        tally = await run_cell([target], concurrency=args.concurrency, requests=args.requests)
+        cpu = cpu_seconds(pid) - cpu_before
+        os.kill(pid, signal.SIGUSR2)
+        path = profile_dir / f"cell-{number}.prof"
+        for _ in range(100):
+            if path.exists() and path.stat().st_size:
+                break
+            await asyncio.sleep(0.1)
+        if tally.errors:
+            raise SetupError(f"{mode}/{fmt}: {tally.errors} errors, e.g. {tally.error_samples[0]}")
+        done.append((f"{mode} {fmt}", path, cpu / args.requests * 1e3))
     return done
 
 
