@@ -2,13 +2,14 @@
 
     .venv/bin/python bench/run.py --long-streams 100,1000[,2000,5000]
 
-For each N: N streams started together through one gateway process (embedded shape), then N straight to the
-mock. Each stream asks the mock (its `chunk_delay_ms` and `reply_tokens` controls, in the prompt) for 60
-tokens with its own gap between them, spread evenly over 50-200 ms; the OpenAI wire format. Printed per
-target: completed streams, errors, time to first token, the gap between tokens (p50, p99, max) and its
-excess over the gap asked, stalls (a gap over 4x the one asked), the server's CPU per token event, the
-peak of streams open at once and the gateway's RSS per open stream (peak RSS during the cell minus its RSS
-before, over that peak), and `other`: cores kept busy by processes outside the bench (a shared machine).
+After 100 untimed warm-up streams, for each N: N streams started together through one gateway process
+(embedded shape), then N straight to the mock. Each stream asks the mock (its `chunk_delay_ms` and
+`reply_tokens` controls, in the prompt) for 60 tokens with its own gap between them, spread evenly over
+50-200 ms; the OpenAI wire format. Printed per target: completed streams, errors, time to first token, the
+gap between tokens (p50, p99, max) and its excess over the gap asked, stalls (a gap over 4x the one asked),
+the server's CPU per token event, the peak of streams open at once and the gateway's RSS per open stream
+(peak RSS during the cell minus its RSS before, over that peak), and `other`: cores kept busy by processes
+outside the bench (a shared machine).
 
 Every stream gets its own connection; the client is an `asyncio.Protocol` that only counts token markers
 and timestamps them as they arrive (one timestamp per read: events coalesced in one read share it).
@@ -46,8 +47,9 @@ GAP_MAX_MS = 200
 STALL_FACTOR = 4
 TOKEN_MARK = b'"delta":{"content":"'
 DONE_MARK = b"data: [DONE]"
-STREAM_TIMEOUT_S = 120.0
+STREAM_TIMEOUT_S = 600.0
 RSS_SAMPLE_S = 0.25
+WARMUP_STREAMS = 100
 PER_KEY_CONNECTIONS = 20_000
 """The bench seeds one factory key: its connection limit is raised above every N measured."""
 
@@ -337,6 +339,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         gateway_pid, url = processes.start_gateway()
         seeded = seed(url, mock_url, credits_usd=args.credits, users=1)
         model, upstream_model = seeded.models["openai"], MODELS["openai"][1]
+        # Untimed: the gateway's first streams grow its pools and caches, which is not RSS per stream.
+        runner.run(run_streams(url, seeded.api_key, model, WARMUP_STREAMS, gateway_pid, mock_pid, "warm-up"))
         print(HEADER, flush=True)
         for count in counts:
             try:
