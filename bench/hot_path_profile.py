@@ -113,6 +113,7 @@ async def profile_cells(
     )
     body["max_tokens"] = 100
     cells.append(("long-stream", "openai", dataclasses.replace(long, body=orjson.dumps(body))))
+    cells = [cell for cell in cells if not args.only or f"{cell[0]} {cell[1]}" in args.only]
     for number, (mode, fmt, target) in enumerate(cells):
         await run_cell([target], concurrency=args.concurrency, requests=args.warmup)
         os.kill(pid, signal.SIGUSR1)
@@ -139,6 +140,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=300, help="requests before profiling each cell")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--top", type=int, default=25, help="functions shown per cell")
+    parser.add_argument(
+        "--only",
+        type=lambda text: [part.strip() for part in text.split(",")],
+        default=[],
+        help='cells to profile, e.g. "stream openai,long-stream openai" (default: all)',
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="trollllm-profile-"))
     profile_dir = workdir / "profiles"
