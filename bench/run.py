@@ -28,6 +28,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import long_streams
 import uvloop
 from formats import FORMATS, cell_route, make_target
 from loadgen import Tally, Target, percentile, run_cell
@@ -106,6 +107,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="the scaled shape's Redis")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON here")
+    parser.add_argument(
+        "--long-streams",
+        type=int_list,
+        metavar="N[,N...]",
+        help="only the long-streams cell (bench/long_streams.py) at each N, e.g. 100,1000,2000,5000",
+    )
     args = parser.parse_args(argv)
     args.modes = [mode for mode in args.modes.split(",") if mode]
     args.formats = [fmt for fmt in args.formats.split(",") if fmt]
@@ -277,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, workdir: Path) -> int:
     """The whole benchmark; its exit status."""
+    if args.long_streams:
+        return long_streams.run(args, workdir)
     size = f"{args.requests:,} requests (≤ {args.max_seconds:g} s)"
     if args.duration:
         size = f"{args.duration:g} s"

@@ -1,14 +1,22 @@
-"""How a serving process runs the app: start-up objects kept out of the garbage collector's way."""
+"""How a serving process runs the app: start-up objects kept out of the garbage collector's way, and room
+for thousands of open streams without the operator touching `ulimit` (issue 26)."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from conftest import make_settings
+from conftest import TEST_SECRET, make_settings
+from plan_helpers import free_port
 
 from trollllm.app import create_app
 
@@ -38,3 +46,72 @@ async def test_an_app_built_for_tests_leaves_the_collector_alone(
     app = create_app(make_settings(tmp_path, embedded_database_url))
     async with LifespanManager(app):
         assert gc.get_freeze_count() == 0
+
+
+LOW_SOFT_LIMIT = 256  # below what a few hundred streams need
+
+
+# `python -m trollllm serve …` started with the soft limit a distribution might give a service.
+LOW_LIMIT_SERVE = (
+    "import resource, runpy, sys\n"
+    "_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+    f"resource.setrlimit(resource.RLIMIT_NOFILE, ({LOW_SOFT_LIMIT}, hard))\n"
+    "sys.argv = ['trollllm', *sys.argv[1:]]\n"
+    "runpy.run_module('trollllm', run_name='__main__')\n"
+)
+
+
+def _limits_of(pid: int) -> tuple[str, str]:
+    """(soft, hard) "Max open files" of a process, as /proc shows them."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return soft, hard
+    raise AssertionError("no open files limit in /proc")
+
+
+def _listen_backlog(port: int) -> int:
+    """The accept backlog of the socket listening on `port` (`ss` shows it as Send-Q)."""
+    lines = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], check=True, capture_output=True, text=True
+    ).stdout.splitlines()
+    assert lines, f"nothing listens on {port}"
+    return int(lines[0].split()[2])
+
+
+def test_serve_raises_the_open_files_limit_and_listens_with_a_large_backlog(
+    tmp_path: Path, embedded_database_url: str
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": embedded_database_url,
+        "TROLLLLM_DATA_DIR": str(tmp_path),
+        "TROLLLLM_SECRET": TEST_SECRET,
+        "TROLLLLM_AUTO_MIGRATE": "false",
+        "TROLLLLM_LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", LOW_LIMIT_SERVE, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        with httpx.Client(timeout=2) as client:
+            while True:
+                assert process.poll() is None, "the gateway exited at start"
+                with contextlib.suppress(httpx.TransportError):
+                    if client.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                        break
+                assert time.monotonic() < deadline, "the gateway did not start"
+                time.sleep(0.05)
+        soft, hard = _limits_of(process.pid)
+        assert soft == hard != str(LOW_SOFT_LIMIT)
+        with Path("/proc/sys/net/core/somaxconn").open() as somaxconn:
+            assert _listen_backlog(port) == min(4096, int(somaxconn.read()))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -27,11 +27,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from trollllm.logs import configure_logging
-    from trollllm.serving import server_options
+    from trollllm.serving import raise_open_files_limit, server_options
 
     updates = {key: value for key in ("host", "port", "workers") if (value := getattr(args, key)) is not None}
     settings = settings.model_copy(update=updates)
     configure_logging(settings.log_level)
+    raise_open_files_limit()  # before any worker starts: they inherit it
     if args.demo:
         from trollllm.demo import create_demo_app
 

@@ -5,12 +5,19 @@ the body in a second write: two system calls and two wake-ups of the client for 
 `CoalescingHttpToolsProtocol` gives uvicorn a transport whose writes made in one turn of the event loop
 leave together at the end of that turn, so a whole JSON response goes out in one system call. Stream
 events sent in different turns still leave one by one, at once: nothing waits on a timer.
+
+Thousands of open streams: each holds two file descriptors (the client's connection and the upstream's),
+so `trollllm serve` raises its soft limit on open files to the hard limit (`raise_open_files_limit`), and
+listens with an accept backlog of `ACCEPT_BACKLOG` (the kernel caps it at `net.core.somaxconn`), so a
+burst of new connections is queued rather than refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import resource
 from typing import Any
 
 import orjson
@@ -25,6 +32,14 @@ MALFORMED_HEAD = InvalidRequest(
     "(e.g. a bare CR or LF, a folded header line, a NUL byte)",
     field="headers",
 )
+
+logger = logging.getLogger("trollllm.serving")
+
+ACCEPT_BACKLOG = 4096
+# A hard limit of "unlimited" cannot be the soft one (Linux caps it at fs.nr_open, 1,048,576 by default).
+_UNLIMITED_OPEN_FILES = 1_048_576
+# Two descriptors per open stream, plus the database, Redis and the listening sockets.
+_STREAMS_WANTED = 5000
 
 
 class CoalescingTransport:
@@ -89,7 +104,12 @@ def server_options(graceful_shutdown_s: float | None = None) -> dict[str, Any]:
     and a cancelled stream still settles what it delivered (uvicorn's default waits forever, and then an
     orchestrator's SIGKILL ends them unsettled).
     """
-    options: dict[str, Any] = {"http": CoalescingHttpToolsProtocol, "log_config": None, "access_log": False}
+    options: dict[str, Any] = {
+        "http": CoalescingHttpToolsProtocol,
+        "log_config": None,
+        "access_log": False,
+        "backlog": ACCEPT_BACKLOG,
+    }
     if graceful_shutdown_s is not None:
         options["timeout_graceful_shutdown"] = graceful_shutdown_s
     return options
@@ -107,3 +127,28 @@ def freeze_startup_objects() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 50, 100)
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (workers inherit it); the limit now.
+
+    Distributions start services with a soft limit of 1,024 and a much higher hard one: 1,024 descriptors
+    are about 500 open streams. Raising the soft limit up to the hard one needs no privilege.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = _UNLIMITED_OPEN_FILES if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            logger.warning("could not raise the open files limit from %d to %d: %s", soft, wanted, exc)
+        else:
+            soft = wanted
+    if soft != resource.RLIM_INFINITY and soft < 2 * _STREAMS_WANTED + 100:
+        logger.warning(
+            "open files limited to %d (hard limit): about %d concurrent streams; raise it (ulimit -Hn, "
+            "LimitNOFILE=) for more",
+            soft,
+            max(0, (soft - 100) // 2),
+        )
+    return soft

@@ -62,6 +62,18 @@ class Settings(BaseSettings):
     upstream_total_timeout_s: float = Field(
         default=1500.0, gt=0, description="deadline of a whole upstream exchange; below the hold lifetime"
     )
+    upstream_connections_per_key: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="upstream connections one factory key may have in use at once (per process)",
+    )
+    upstream_connection_wait_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="how long a request may wait for a busy key's connection before it goes to another "
+        "key, or gets 503 upstream_unavailable",
+    )
     client_write_timeout_s: float = Field(
         default=60.0,
         gt=0,

@@ -70,6 +70,14 @@ class Telemetry:
             ("factory_key", "kind"),
             registry=registry,
         )
+        self.connection_queue_depth = Gauge(
+            "trollllm_upstream_connection_queue",
+            "Requests waiting for one of a factory key's connections (all of its "
+            "TROLLLLM_UPSTREAM_CONNECTIONS_PER_KEY busy), per factory key",
+            ("factory_key",),
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.spend_nanos = Counter(
             "trollllm_spend_nanos", "Charged by settled requests, in nano-USD", registry=registry
         )
@@ -116,6 +124,10 @@ class Telemetry:
     def count_upstream_error(self, factory_key_id: int, kind: str) -> None:
         """An attempt on a factory key failed (`kind`: one of `UPSTREAM_ERROR_KINDS`)."""
         self.upstream_errors.labels(str(factory_key_id), kind).inc()
+
+    def connection_queue(self, factory_key_id: int, change: int) -> None:
+        """A request starts (`change` 1) or stops (-1) waiting for a connection of this factory key."""
+        self.connection_queue_depth.labels(str(factory_key_id)).inc(change)
 
     def count_spend(self, nanos: int) -> None:
         """A settlement charged `nanos`."""

@@ -27,6 +27,13 @@ Retries, all before the reply is handed back (so before any byte reaches the cli
   Such a reply is about the operator's key, not the client's request, so it is never handed back.
 - anything else (2xx, other 4xx): returned. A cooled key that answers again is written back `healthy`.
 
+Connections. A factory key has at most `upstream_connections_per_key` requests in flight at once (one
+busy connection each, held until the reply is released; `trollllm.upstream.slots`). A request whose key
+is full goes at once to a later key of its turn that has a free connection; when none has, it queues
+for the key (the `trollllm_upstream_connection_queue` gauge) up to `upstream_connection_wait_s` from
+its start, then tries the next key the same way, and past that bound it is `UpstreamUnavailable` (503)
+with `Retry-After: 1`: never an unbounded, silent wait.
+
 When no key could answer with a reply worth returning, `UpstreamUnavailable` (503) is raised. Status
 changes apply in memory at once and are written to the database in the background (`keystatus`).
 
@@ -39,41 +46,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-from collections.abc import Mapping
-from datetime import timedelta
+import resource
+from collections.abc import Callable, Mapping
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.clock import Clock
 from trollllm.crypto import KeyBox
-from trollllm.errors import UpstreamTimeout, UpstreamUnavailable
+from trollllm.errors import UpstreamUnavailable
 from trollllm.settings import Settings
 from trollllm.telemetry import Telemetry
-from trollllm.upstream.http1 import (
-    ConnectTimeoutError,
-    Http1Client,
-    Http1Error,
-    Http1Response,
-    ProxyConnectError,
-    ProxyStatusError,
-    ServerDisconnectedError,
-    tls_context,
-)
+from trollllm.upstream.attempt import AttemptFailed, body_of, error_kind, excerpt, post_once
+from trollllm.upstream.http1 import Http1Client, Http1Response, tls_context
 from trollllm.upstream.keyring import (
     DEFAULT_COOLDOWN_S,
     MAX_COOLDOWN_S,
     PoolKey,
-    load_keys,
     passthrough_headers,
     retry_after_s,
-    scrub,
     upstream_url,
 )
 from trollllm.upstream.keystatus import KeyStatusWriter
-from trollllm.upstream.proxy_refusal import proxy_refusal, proxy_status_error
+from trollllm.upstream.proxy_refusal import proxy_refusal
 from trollllm.upstream.reply import UpstreamDeadlineExceeded, UpstreamReply, UpstreamStreamError
+from trollllm.upstream.rotation import MAX_ATTEMPTS, KeyRotation
+from trollllm.upstream.slots import ConnectionSlots
 
 __all__ = [
     "DEFAULT_COOLDOWN_S",
@@ -89,21 +86,16 @@ __all__ = [
 
 logger = logging.getLogger("trollllm.upstream")
 
-MAX_ATTEMPTS = 3
-RELOAD_INTERVAL_S = 30.0
-CONNECTION_LIMIT = 512
 DNS_CACHE_TTL_S = 300
 
 
-class _AttemptFailed(Exception):
-    """One attempt got no HTTP reply (internal: becomes a cooldown and the next key).
-
-    `proxy_error` is set when the outbound proxy itself refused or could not be reached.
-    """
-
-    def __init__(self, message: str, proxy_error: str | None = None) -> None:
-        super().__init__(message)
-        self.proxy_error = proxy_error
+def open_connections_ceiling() -> int:
+    """The most upstream connections this process opens at once: half its file descriptors (each proxied
+    request also holds its client's connection). The factory keys' own limits
+    (`upstream_connections_per_key`) are what normally bounds them; this keeps users' own keys, which
+    have no such limit, from exhausting the descriptors (a failed `connect` would cool a key down)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(64, soft // 2) if soft != resource.RLIM_INFINITY else 65_536
 
 
 class UpstreamPool:
@@ -121,32 +113,24 @@ class UpstreamPool:
         settings: Settings,
         telemetry: Telemetry | None = None,
     ) -> None:
-        self._sessions = sessions
         self._telemetry = telemetry
-        self._keybox = keybox
         self._clock = clock
         self._connect_s = settings.upstream_connect_timeout_s
         self._first_byte_s = settings.upstream_first_byte_timeout_s
         self._idle_s = settings.upstream_idle_timeout_s
         self._total_s = settings.upstream_total_timeout_s
         self._ca_bundle = settings.upstream_ca_bundle
+        self._slot_wait_s = settings.upstream_connection_wait_s
+        self._slots = ConnectionSlots(settings.upstream_connections_per_key)
         self._http: Http1Client | None = None
         self._writer = KeyStatusWriter(sessions)
-        self._lock = asyncio.Lock()
-        self._keys: dict[str, list[PoolKey]] | None = None
-        self._stale = True
-        self._reload_at = 0.0
-        self._turns: dict[str, int] = {}
-        # Marks made here, kept across reloads until the database shows them (a write may lag or fail).
-        self._cooldowns: dict[int, float] = {}
-        self._disabled: set[int] = set()
-        self._proxy_errors: set[int] = set()  # proxies whose row may hold a last error to clear
+        self._rotation = KeyRotation(sessions=sessions, keybox=keybox, clock=clock, writer=self._writer)
 
     async def start(self) -> None:
         """Open the HTTP connection pool and the background status writer."""
         # The client keeps no cookies: one pool serves every user, nothing may carry over between them.
         self._http = Http1Client(
-            limit=CONNECTION_LIMIT,
+            limit=open_connections_ceiling(),
             connect_timeout_s=self._connect_s,
             dns_ttl_s=DNS_CACHE_TTL_S,
             ssl_context=tls_context(self._ca_bundle),
@@ -159,16 +143,14 @@ class UpstreamPool:
         http, self._http = self._http, None
         if http is not None:
             await http.close()
-        self._keys = None
+        self._rotation.forget()
 
     def invalidate(self) -> None:
         """Factory keys or proxies changed: reload them from the database on the next `send`.
 
         The admin's change wins over this pool's own cooldown and disable marks.
         """
-        self._stale = True
-        self._cooldowns.clear()
-        self._disabled.clear()
+        self._rotation.invalidate()
 
     async def flush(self) -> None:
         """Wait until pending status writes and request counters are in the database."""
@@ -199,10 +181,10 @@ class UpstreamPool:
         http = self._http
         if http is None:
             raise RuntimeError("UpstreamPool.start() has not been called")
-        keys = await self._keys_of(provider)
-        candidates = self._candidates(provider, keys, prefer)
+        keys = await self._rotation.keys_of(provider)
+        candidates = self._rotation.candidates(provider, keys, prefer)
         if not candidates:
-            raise self._unavailable(keys)
+            raise self._rotation.unavailable(keys)
         extra = passthrough_headers(candidates[0].wire_format, headers)  # one provider: one format
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -211,50 +193,66 @@ class UpstreamPool:
             min(started + self._connect_s + self._first_byte_s, total_deadline) if stream else total_deadline
         )
         fallback: UpstreamReply | None = None
-        failure: _AttemptFailed | None = None
+        failure: AttemptFailed | None = None
+        slot_deadline = started + self._slot_wait_s
+        all_busy = False
         for index, key in enumerate(candidates):
+            if loop.time() >= deadline:
+                break
+            if not self._rotation.usable(key):  # cooled or disabled by a concurrent request meanwhile
+                continue
+            if not await self._take_slot(key, candidates[index + 1 :], min(slot_deadline, deadline)):
+                all_busy = True
+                continue
+            all_busy = False
             now = loop.time()
             remaining = deadline - now
-            if remaining <= 0:
+            if remaining <= 0:  # the slot came at the very end of the wait
+                self._slots.give_back(key.id)
                 break
-            if not self._usable(key):  # cooled or disabled by a concurrent request meanwhile
-                continue
             wait_s = min(self._first_byte_s, remaining) if stream else remaining
             own_limit = total_deadline - now <= wait_s  # the wait ends at the request's own deadline
             try:
                 response = await self._post(http, key, path, body, extra, wait_s, own_limit)
-            except _AttemptFailed as exc:
+            except BaseException as exc:
+                self._slots.give_back(key.id)
+                if not isinstance(exc, AttemptFailed):
+                    raise
                 failure = exc
                 if self._telemetry is not None:
                     self._telemetry.count_upstream_error(key.id, "no_reply")
-                self._cool_down(key, DEFAULT_COOLDOWN_S, str(exc))
+                self._rotation.cool_down(key, DEFAULT_COOLDOWN_S, str(exc))
                 if exc.proxy_error is not None:
-                    self._proxy_failed(key, exc.proxy_error)
+                    self._rotation.proxy_failed(key, exc.proxy_error)
                 continue
             self._writer.count(key.id)
-            reply = UpstreamReply.of_response(response, key.id, self._idle_s, total_deadline)
+            reply = UpstreamReply.of_response(
+                response, key.id, self._idle_s, total_deadline, self._slot_releaser(key.id)
+            )
             status = response.status
             if self._telemetry is not None:
                 self._telemetry.observe_upstream(key.id, loop.time() - now)
                 if status in (401, 403, 429) or status >= 500:
-                    self._telemetry.count_upstream_error(key.id, _error_kind(status))
+                    self._telemetry.count_upstream_error(key.id, error_kind(status))
             if status in (401, 403):
-                error_body = await _body_of(reply)
+                error_body = await body_of(reply)
                 refusal = proxy_refusal(status, response.headers, error_body) if key.proxy_answers else None
                 if refusal is not None:
-                    self._cool_down(
+                    self._rotation.cool_down(
                         key, DEFAULT_COOLDOWN_S, f"the outbound proxy answered {status}: {refusal}"
                     )
-                    self._proxy_failed(key, refusal)
+                    self._rotation.proxy_failed(key, refusal)
                     continue
-                self._proxy_passed(key)
-                self._disable(key, f"upstream answered {status}: {_excerpt(error_body, key)}")
+                self._rotation.proxy_passed(key)
+                self._rotation.disable(key, f"upstream answered {status}: {excerpt(error_body, key)}")
                 continue
-            self._proxy_passed(key)
+            self._rotation.proxy_passed(key)
             if status == 429 or status >= 500:
                 cooldown = retry_after_s(response.headers.get("retry-after"), self._clock.now())
-                self._cool_down(key, cooldown, f"upstream answered {status}")
-                more = any(self._usable(k) for k in candidates[index + 1 :]) and loop.time() < deadline
+                self._rotation.cool_down(key, cooldown, f"upstream answered {status}")
+                more = (
+                    any(self._rotation.usable(k) for k in candidates[index + 1 :]) and loop.time() < deadline
+                )
                 if not more:
                     return reply
                 try:
@@ -262,13 +260,47 @@ class UpstreamPool:
                 except UpstreamStreamError:
                     reply.release()
                 continue
-            if key.db_cooling:
-                key.db_cooling = False
-                self._writer.recover(key.id, self._clock.now())
+            self._rotation.recovered(key)
             return reply
         if fallback is not None:
             return fallback
-        raise self._unavailable(keys) from failure
+        if all_busy:
+            raise UpstreamUnavailable(
+                f"Every upstream connection of {provider} is busy; try again shortly",
+                headers={"Retry-After": "1"},
+            )
+        raise self._rotation.unavailable(keys) from failure
+
+    async def _take_slot(self, key: PoolKey, later: list[PoolKey], until: float) -> bool:
+        """One of `key`'s connection slots, waiting up to `until` (event loop time) for it; False when
+        the wait would end later, or at once when a key in `later` has a free slot now (the request goes
+        there instead)."""
+        slots = self._slots
+        if slots.try_take(key.id):
+            return True
+        if any(slots.has_free(k.id) and self._rotation.usable(k) for k in later):
+            return False
+        wait_s = until - asyncio.get_running_loop().time()
+        telemetry = self._telemetry
+        if telemetry is not None:
+            telemetry.connection_queue(key.id, 1)
+        try:
+            taken = await slots.take(key.id, wait_s)
+        finally:
+            if telemetry is not None:
+                telemetry.connection_queue(key.id, -1)
+        if not taken:
+            logger.warning(
+                "factory key %d: all %d connections busy for %g s; request moved on",
+                key.id,
+                slots.limit,
+                self._slot_wait_s,
+            )
+        return taken
+
+    def _slot_releaser(self, key_id: int) -> Callable[[], None]:
+        slots = self._slots
+        return lambda: slots.give_back(key_id)
 
     async def send_direct(
         self, key: PoolKey, path: str, body: bytes, headers: Mapping[str, str], *, stream: bool = False
@@ -286,11 +318,9 @@ class UpstreamPool:
         extra = passthrough_headers(key.wire_format, headers)
         try:
             response = await self._post(http, key, path, body, extra, wait_s, not stream)
-        except _AttemptFailed as exc:
+        except AttemptFailed as exc:
             raise UpstreamUnavailable(f"The provider could not be reached with your own key: {exc}") from exc
         return UpstreamReply.of_response(response, key.id, self._idle_s, total_deadline)
-
-    # -- one attempt ---------------------------------------------------------------------------------
 
     async def _post(
         self,
@@ -302,107 +332,19 @@ class UpstreamPool:
         wait_s: float,
         own_limit: bool,
     ) -> Http1Response:
-        """Send and wait up to `wait_s` for the response headers; every failure without a reply is
-        `_AttemptFailed`, except a wait that ends at the request's own total deadline (`own_limit`),
-        which is `UpstreamTimeout`."""
-        headers = key.headers if extra is None else key.headers | extra
-        try:
-            async with asyncio.timeout(wait_s):
-                return await http.post(key.url(path), body, headers, proxy=key.proxy)
-        except ConnectTimeoutError as exc:
-            raise _AttemptFailed(f"connect timeout ({self._connect_s:g} s)") from exc
-        except ProxyStatusError as exc:
-            refusal = proxy_status_error(exc.status)
-            raise _AttemptFailed(f"the outbound proxy answered {exc.status}: {refusal}", refusal) from exc
-        except ProxyConnectError as exc:
-            message = "cannot connect to the outbound proxy"
-            raise _AttemptFailed(message, message) from exc
-        except ServerDisconnectedError as exc:
-            raise _AttemptFailed("upstream closed the connection before answering") from exc
-        except TimeoutError as exc:  # before OSError, its base class: the wait above
-            if own_limit:
-                # The request's own limit: no fault of the key, so no cooldown and no other key.
-                raise UpstreamTimeout(
-                    f"The upstream did not answer within the request deadline ({self._total_s:g} s)"
-                ) from exc
-            limit = self._first_byte_s
-            raise _AttemptFailed(f"no response within the first-byte timeout ({limit:g} s)") from exc
-        except (Http1Error, OSError) as exc:
-            detail = scrub(str(exc) or type(exc).__name__, key.secret)
-            raise _AttemptFailed(f"connection failed: {detail}") from exc
-
-    # -- keys ----------------------------------------------------------------------------------------
-
-    async def _keys_of(self, provider: str) -> list[PoolKey]:
-        keys = self._keys
-        if keys is None or self._stale or self._clock.monotonic() >= self._reload_at:
-            keys = await self._reload()
-        return keys.get(provider, [])
-
-    async def _reload(self) -> dict[str, list[PoolKey]]:
-        async with self._lock:
-            monotonic = self._clock.monotonic()
-            if self._keys is not None and not self._stale and monotonic < self._reload_at:
-                return self._keys  # another request reloaded meanwhile
-            self._stale = False
-            try:
-                loaded = await load_keys(
-                    self._sessions, self._keybox, now=self._clock.now(), monotonic=monotonic
-                )
-            except (SQLAlchemyError, OSError) as exc:
-                if self._keys is None:
-                    raise UpstreamUnavailable("Upstream keys cannot be loaded right now") from exc
-                logger.exception("could not reload factory keys; keeping the ones in memory")
-                self._reload_at = monotonic + 1.0
-                return self._keys
-            seen: set[int] = set()
-            for provider_keys in loaded.by_provider.values():
-                for key in provider_keys:
-                    seen.add(key.id)
-                    key.cooling_until = max(key.cooling_until, self._cooldowns.get(key.id, 0.0))
-                    key.disabled = key.id in self._disabled
-            self._disabled &= seen  # the rest: the database shows them disabled (or deleted) now
-            self._cooldowns = {i: until for i, until in self._cooldowns.items() if until > monotonic}
-            self._proxy_errors |= loaded.proxy_errors
-            for key_id, problem in loaded.flagged.items():
-                self._writer.flag(key_id, problem)
-            self._keys = loaded.by_provider
-            self._reload_at = monotonic + RELOAD_INTERVAL_S
-            return self._keys
-
-    def _usable(self, key: PoolKey) -> bool:
-        return not key.disabled and key.cooling_until <= self._clock.monotonic()
-
-    def _candidates(self, provider: str, keys: list[PoolKey], prefer: int | None = None) -> list[PoolKey]:
-        """Up to `MAX_ATTEMPTS` usable keys: the preferred one first when it is usable (it takes no turn),
-        else starting at this provider's next turn."""
-        usable = [key for key in keys if self._usable(key)]
-        if not usable:
-            return []
-        preferred = [key for key in usable if key.id == prefer] if prefer is not None else []
-        if preferred:
-            rest = [key for key in usable if key.id != prefer]
-            return (preferred + rest)[:MAX_ATTEMPTS]
-        turn = self._turns.get(provider, 0)
-        self._turns[provider] = turn + 1
-        start = turn % len(usable)
-        return (usable[start:] + usable[:start])[:MAX_ATTEMPTS]
-
-    def _unavailable(self, keys: list[PoolKey]) -> UpstreamUnavailable:
-        """503, with `Retry-After` when a key comes back from its cooldown."""
-        now = self._clock.monotonic()
-        waits = [key.cooling_until - now for key in keys if not key.disabled and key.cooling_until > now]
-        if not waits:
-            return UpstreamUnavailable()
-        return UpstreamUnavailable(headers={"Retry-After": str(max(1, math.ceil(min(waits))))})
-
-    def _cool_down(self, key: PoolKey, seconds: float, reason: str) -> None:
-        until = self._clock.monotonic() + seconds
-        key.cooling_until = max(key.cooling_until, until)
-        key.db_cooling = True
-        self._cooldowns[key.id] = key.cooling_until
-        self._writer.cool_down(key.id, self._clock.now() + timedelta(seconds=seconds), reason)
-        logger.warning("factory key %d cooling down for %g s: %s", key.id, seconds, reason)
+        """One attempt (`trollllm.upstream.attempt.post_once`) with this pool's timeouts."""
+        return await post_once(
+            http,
+            key,
+            path,
+            body,
+            extra,
+            wait_s,
+            own_limit,
+            connect_s=self._connect_s,
+            first_byte_s=self._first_byte_s,
+            total_s=self._total_s,
+        )
 
     def record_spend(self, factory_key_id: int | None, nanos: int) -> None:
         """A settled charge on a factory key: added to its `spend_nanos` off the request path."""
@@ -413,50 +355,6 @@ class UpstreamPool:
         """A reply this key gave could not be used (e.g. a stream nobody can read): cool the key down."""
         if self._telemetry is not None:
             self._telemetry.count_upstream_error(factory_key_id, "unreadable")
-        for provider_keys in (self._keys or {}).values():
-            for key in provider_keys:
-                if key.id == factory_key_id:
-                    self._cool_down(key, DEFAULT_COOLDOWN_S, reason)
-                    return
-
-    def _proxy_failed(self, key: PoolKey, error: str) -> None:
-        """The key's outbound proxy refused the request itself: record it on the proxy row."""
-        if key.proxy_id is None:
-            return
-        self._proxy_errors.add(key.proxy_id)
-        self._writer.proxy_failed(key.proxy_id, error, self._clock.now())
-        logger.warning("outbound proxy %d: %s (factory key %d)", key.proxy_id, error, key.id)
-
-    def _proxy_passed(self, key: PoolKey) -> None:
-        """A request went through the key's proxy: clear the proxy's last error, if it has one."""
-        if key.proxy_id is not None and key.proxy_id in self._proxy_errors:
-            self._proxy_errors.discard(key.proxy_id)
-            self._writer.proxy_passed(key.proxy_id)
-
-    def _disable(self, key: PoolKey, reason: str) -> None:
-        key.disabled = True
-        self._disabled.add(key.id)
-        self._writer.disable(key.id, reason)
-        logger.error("factory key %d disabled: %s", key.id, reason)
-
-
-async def _body_of(reply: UpstreamReply) -> bytes:
-    """The whole body of an error reply (read and released); empty when it cannot be read."""
-    try:
-        return await reply.read()
-    except UpstreamStreamError:
-        return b""
-
-
-def _excerpt(body: bytes, key: PoolKey) -> str:
-    """A short, key-free excerpt of an error body, for `last_error`."""
-    if not body:
-        return "(no body)"
-    return scrub(body[:300].decode("utf-8", "replace"), key.secret)
-
-
-def _error_kind(status: int) -> str:
-    """The `trollllm_upstream_errors` kind of an upstream's error status."""
-    if status in (401, 403):
-        return "refused"
-    return "rate_limited" if status == 429 else "server_error"
+        key = self._rotation.find(factory_key_id)
+        if key is not None:
+            self._rotation.cool_down(key, DEFAULT_COOLDOWN_S, reason)

@@ -7,7 +7,7 @@ The HTTP client's and asyncio's exceptions met while reading a body are translat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from trollllm.upstream.http1 import Http1Error, Http1Response
@@ -43,6 +43,8 @@ class UpstreamReply:
     _idle_timeout_s: float = field(default=60.0, repr=False)
     _deadline: float | None = field(default=None, repr=False)
     """The event loop time by which the whole body must have arrived (None: no total limit)."""
+    _on_release: Callable[[], None] | None = field(default=None, repr=False)
+    """Called once when the reply is released (gives the factory key's connection slot back)."""
 
     @classmethod
     def of_response(
@@ -51,9 +53,10 @@ class UpstreamReply:
         factory_key_id: int,
         idle_timeout_s: float,
         deadline: float | None = None,
+        on_release: Callable[[], None] | None = None,
     ) -> UpstreamReply:
         """An open reply over a response whose headers have arrived; its body must be complete by
-        `deadline` (event loop time) when given."""
+        `deadline` (event loop time) when given; `on_release` is called once, when it is released."""
         return cls(
             response.status,
             response.headers,
@@ -61,6 +64,7 @@ class UpstreamReply:
             _response=response,
             _idle_timeout_s=idle_timeout_s,
             _deadline=deadline,
+            _on_release=on_release,
         )
 
     @classmethod
@@ -130,6 +134,17 @@ class UpstreamReply:
         response, self._response = self._response, None
         if response is not None:
             response.release()
+        on_release, self._on_release = self._on_release, None
+        if on_release is not None:
+            on_release()
+
+    def __del__(self) -> None:
+        # A reply dropped without `release()` must not keep its key's connection slot for ever (its
+        # connection is closed by the response's own finalizer).
+        on_release = self._on_release
+        if on_release is not None:
+            self._on_release = None
+            on_release()
 
 
 def _deadline_exceeded() -> UpstreamDeadlineExceeded:

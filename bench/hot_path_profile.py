@@ -1,0 +1,168 @@
+"""Profile the gateway's chat hot path (issue 26): where a request's CPU goes, per cell.
+
+    .venv/bin/python bench/hot_path_profile.py [--requests 3000] [--concurrency 8] [--top 25]
+
+Starts the mock and one embedded gateway (`trollllm serve`, everything on) whose main thread carries a
+`cProfile` profiler (timing the thread's CPU time, so a busy machine's preemptions stay out) switched on and
+off by signals (SIGUSR1 on, SIGUSR2 off and dump), so start-up, seeding and warm-up stay out of it. For each
+cell (JSON and stream × OpenAI and Anthropic, and a long-stream shape: 60 tokens, one event per upstream
+chunk) it warms up, profiles the measured requests, and prints the top functions by own CPU time with their
+calls per request. cProfile slows Python-heavy code more than C calls: read the ranking, not the absolute
+times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import io
+import os
+import pstats
+import signal
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+import uvloop
+from loadgen import run_cell
+from run import make_target
+from stack import ADMIN, Processes, SetupError, cpu_seconds, free_port, seed
+
+MODES = ("json", "stream")
+FORMATS = ("openai", "anthropic")
+_PROFILED_SERVE = """
+import cProfile, os, runpy, signal, sys, time
+profile = cProfile.Profile(time.thread_time)  # CPU time of the event loop's thread, not wall time
+dumps = iter(range(1000))
+def _on(signum, frame):
+    profile.enable()
+def _off(signum, frame):
+    profile.disable()
+    profile.dump_stats(os.path.join(os.environ["PROFILE_DIR"], f"cell-{next(dumps)}.prof"))
+    profile.clear()
+signal.signal(signal.SIGUSR1, _on)
+signal.signal(signal.SIGUSR2, _off)
+sys.argv = ["trollllm", *sys.argv[1:]]
+runpy.run_module("trollllm", run_name="__main__")
+"""
+
+
+def start_profiled_gateway(processes: Processes, profile_dir: Path) -> tuple[int, str]:
+    """`trollllm serve` under the signal-driven profiler; its pid and URL once healthy."""
+    processes.command("create-admin", ADMIN[0], "--password", ADMIN[1])
+    port = free_port()
+    argv = [sys.executable, "-c", _PROFILED_SERVE, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    process, _ = processes.spawn("gateway", argv, {**processes.env, "PROFILE_DIR": str(profile_dir)})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:
+                if answer.status == 200:
+                    return process.pid, url
+        except OSError:
+            time.sleep(0.1)
+    raise SetupError(f"the gateway did not become healthy:\n{processes.output('gateway')}")
+
+
+def top_entries(path: Path, requests: int, top: int) -> str:
+    """The profile's top functions by own time: own ms per 1,000 requests, calls per request, cumulative."""
+    stats = pstats.Stats(str(path), stream=io.StringIO())
+    total = stats.total_tt  # type: ignore[attr-defined]
+    rows = []
+    for (filename, line, name), (_, calls, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append((own, calls, cumulative, f"{_short(filename)}:{line}({name})"))
+    rows.sort(reverse=True)
+    lines = [
+        f"profiled CPU: {total / requests * 1e3:.3f} ms per request ({requests:,} requests, under cProfile)",
+        f"{'own ms/1k req':>13} {'own %':>6} {'calls/req':>9} {'cum ms/1k':>9}  function",
+    ]
+    for own, calls, cumulative, where in rows[:top]:
+        lines.append(
+            f"{own / requests * 1e6:>13.1f} {100 * own / total:>6.1f} {calls / requests:>9.2f} "
+            f"{cumulative / requests * 1e6:>9.1f}  {where}"
+        )
+    return "\n".join(lines)
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "/trollllm/", "lib/python3"):
+        if marker in filename:
+            return (
+                filename.split(marker, 1)[1]
+                if marker != "/trollllm/"
+                else "trollllm/" + filename.split(marker, 1)[1]
+            )
+    return filename
+
+
+async def profile_cells(
+    url: str, key: str, models: dict[str, str], pid: int, args: argparse.Namespace, profile_dir: Path
+) -> list[tuple[str, Path, float]]:
+    """Each cell: warm up, profile the measured requests; (cell name, its profile, gateway CPU ms/request)."""
+    done = []
+    cells = [(mode, fmt, make_target(url, key, models[fmt], mode, fmt)) for mode in MODES for fmt in FORMATS]
+    long = make_target(url, key, models["openai"], "stream", "openai")
+    body = orjson.loads(long.body)
+    body["messages"][0]["content"] = (
+        f"[mock reply_tokens=60 chunk_delay_ms=2] {body['messages'][0]['content']}"
+    )
+    body["max_tokens"] = 100
+    cells.append(("long-stream", "openai", dataclasses.replace(long, body=orjson.dumps(body))))
+    cells = [cell for cell in cells if not args.only or f"{cell[0]} {cell[1]}" in args.only]
+    for number, (mode, fmt, target) in enumerate(cells):
+        await run_cell([target], concurrency=args.concurrency, requests=args.warmup)
+        os.kill(pid, signal.SIGUSR1)
+        await asyncio.sleep(0.2)
+        cpu_before = cpu_seconds(pid)
+        tally = await run_cell([target], concurrency=args.concurrency, requests=args.requests)
+        cpu = cpu_seconds(pid) - cpu_before
+        os.kill(pid, signal.SIGUSR2)
+        path = profile_dir / f"cell-{number}.prof"
+        for _ in range(100):
+            if path.exists() and path.stat().st_size:
+                break
+            await asyncio.sleep(0.1)
+        if tally.errors:
+            raise SetupError(f"{mode}/{fmt}: {tally.errors} errors, e.g. {tally.error_samples[0]}")
+        done.append((f"{mode} {fmt}", path, cpu / args.requests * 1e3))
+    return done
+
+
+def main() -> int:
+    """Profile every cell and print its top entries."""
+    parser = argparse.ArgumentParser(prog="bench/hot_path_profile.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=3000, help="profiled requests per cell")
+    parser.add_argument("--warmup", type=int, default=300, help="requests before profiling each cell")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--top", type=int, default=25, help="functions shown per cell")
+    parser.add_argument(
+        "--only",
+        type=lambda text: [part.strip() for part in text.split(",")],
+        default=[],
+        help='cells to profile, e.g. "stream openai,long-stream openai" (default: all)',
+    )
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="trollllm-profile-"))
+    profile_dir = workdir / "profiles"
+    profile_dir.mkdir()
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; work dir {workdir}", flush=True)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner, Processes(workdir) as processes:
+        _, mock_url = processes.start_mock(uvloop=False)
+        pid, url = start_profiled_gateway(processes, profile_dir)
+        seeded = seed(url, mock_url, credits_usd=100_000)
+        cells = runner.run(profile_cells(url, seeded.api_key, seeded.models, pid, args, profile_dir))
+    for name, path, cpu_ms in cells:
+        print(
+            f"\n== {name}, concurrency {args.concurrency}: gateway CPU {cpu_ms:.3f} ms/request under cProfile"
+        )
+        print(top_entries(path, args.requests, args.top))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
