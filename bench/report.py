@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,24 +89,34 @@ def row(label: str, cell: CellResult) -> str:
     )
 
 
-def cell_table(gateway: CellResult | None, direct: CellResult) -> str:
-    """The lines of one cell: gateway, direct, and the gateway's cost over direct."""
-    stream = direct.mode == "stream"
+def _versus(name: str, gateway: CellResult, other: CellResult) -> str:
+    """The gateway against another row of its cell: throughput ratio, added latency and TTFB, and the CPU per
+    request of each."""
+    stream = other.mode == "stream"
+    ratio = gateway.rps / other.rps if other.rps else math.nan
+    ttfb50 = gateway.ttfb_p50_ms - other.ttfb_p50_ms if stream else math.nan
+    ttfb99 = gateway.ttfb_p99_ms - other.ttfb_p99_ms if stream else math.nan
+    return (
+        f"  {'gateway vs ' + name:28}{'×' + _num(ratio):>8}"
+        f"{_num(gateway.p50_ms - other.p50_ms, sign=True):>9}"
+        f"{_num(gateway.p99_ms - other.p99_ms, sign=True):>9}{_num(ttfb50, sign=True):>9}"
+        f"{_num(ttfb99, sign=True):>9}"
+        f"   cpu {_num(gateway.server_cpu_ms_per_req, 3)} vs {_num(other.server_cpu_ms_per_req, 3)} ms/req"
+    )
+
+
+def cell_table(gateway: CellResult | None, direct: CellResult, others: Sequence[CellResult] = ()) -> str:
+    """The lines of one cell: gateway, the yardsticks (pass-through, peers), direct, and the gateway
+    against each of them."""
     lines = [f"c={direct.concurrency} {direct.mode} {direct.fmt}".ljust(23) + HEAD[23:]]
     if gateway is not None:
         lines.append(row("gateway", gateway))
+    lines += [row(other.target, other) for other in others]
     lines.append(row("direct (mock)", direct))
     if gateway is not None:
-        ratio = gateway.rps / direct.rps if direct.rps else math.nan
-        ttfb50 = gateway.ttfb_p50_ms - direct.ttfb_p50_ms if stream else math.nan
-        ttfb99 = gateway.ttfb_p99_ms - direct.ttfb_p99_ms if stream else math.nan
-        lines.append(
-            f"  {'gateway vs direct':28}{'×' + _num(ratio):>8}"
-            f"{_num(gateway.p50_ms - direct.p50_ms, sign=True):>9}"
-            f"{_num(gateway.p99_ms - direct.p99_ms, sign=True):>9}{_num(ttfb50, sign=True):>9}"
-            f"{_num(ttfb99, sign=True):>9}"
-        )
-    for cell in (gateway, direct):
+        lines += [_versus(other.target, gateway, other) for other in others]
+        lines.append(_versus("direct", gateway, direct))
+    for cell in (gateway, *others, direct):
         if cell is not None:
             lines += [f"  ! {cell.target}: {sample}" for sample in cell.error_samples[:2]]
     return "\n".join(lines)
@@ -175,9 +186,12 @@ def check_targets(
     direct: dict[tuple[int, str, str], CellResult],
     long_run: LongRun | None,
     formats: list[str],
+    yardsticks: dict[tuple[int, str, str], list[CellResult]] | None = None,
 ) -> list[Verdict]:
-    """The issue's targets, in its order."""
+    """The issue's targets, in its order (issue 4's, then issue 26's throughput against the pass-through
+    at concurrency 32, measured in the same run)."""
     verdicts: list[Verdict] = []
+    yardsticks = yardsticks or {}
 
     def added(key: tuple[int, str, str], attr: str) -> float | None:
         if key not in gateway or key not in direct:
@@ -198,6 +212,20 @@ def check_targets(
                 cell.rps if cell else None,
                 floor,
                 "req/s",
+                low=False,
+            )
+    for (concurrency, mode, fmt), cell in sorted(gateway.items()):
+        rows = yardsticks.get((concurrency, mode, fmt), [])
+        passthrough = next((other for other in rows if other.target == "pass-through"), None)
+        if concurrency == 32 and passthrough is not None:
+            ratio = cell.rps / passthrough.rps if passthrough.rps else None
+            versus = f"{cell.rps:.0f} / {passthrough.rps:.0f} req/s"
+            _check(
+                verdicts,
+                f"c=32 {mode} {fmt}: throughput vs the pass-through ({versus})",
+                ratio,
+                0.6,
+                "×",
                 low=False,
             )
     at_128 = [cell for key, cell in sorted(gateway.items()) if key[0] == 128]
@@ -255,6 +283,8 @@ class Figures:
     gateway: dict[tuple[int, str, str], CellResult]
     direct: dict[tuple[int, str, str], CellResult]
     long: LongRun | None
+    yardsticks: dict[tuple[int, str, str], list[CellResult]] = field(default_factory=dict)
+    """The rows measured beside the gateway in each cell: the pass-through, then the peers."""
 
 
 def summarize(figures: Figures, gateway_log: Path) -> None:

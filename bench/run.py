@@ -24,14 +24,16 @@ import platform
 import shutil
 import sys
 import tempfile
-import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import long_streams
 import uvloop
 from formats import FORMATS, cell_route, make_target
-from loadgen import Tally, Target, percentile, run_cell
+from loadgen import Target, run_cell
+from peers import start_peers
+from readings import Meter
 from report import (
     LEGEND,
     CellResult,
@@ -52,12 +54,11 @@ from stack import (
     ProcessGone,
     ScaledServices,
     SetupError,
-    cpu_seconds,
-    machine_busy_seconds,
     memory_kb,
     seed,
     speed_probe_us,
 )
+from yardsticks import Yardstick, start_passthrough
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -105,6 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a PostgreSQL database to connect to for creating the scaled shape's own (dropped after)",
     )
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="the scaled shape's Redis")
+    parser.add_argument(
+        "--peers", action="store_true", help="also LiteLLM and Portkey on each cell (bench/peers.py)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON here")
     parser.add_argument(
@@ -119,55 +123,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not set(args.modes) <= {"json", "stream"} or not set(args.formats) <= set(FORMATS):
         parser.error(f"--modes takes json,stream and --formats {','.join(FORMATS)}")
     return args
-
-
-class Meter:
-    """CPU and memory readings of the gateway, the mock and this process around one cell."""
-
-    def __init__(self, gateway_pids: list[int], mock_pid: int) -> None:
-        self.gateway_pids = gateway_pids  # the scaled shape's instances are one gateway: their sums
-        self.mock_pid = mock_pid
-        self._start: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-
-    @property
-    def gateway_pid(self) -> int | None:
-        """The first gateway process (the embedded shape's only one)."""
-        return self.gateway_pids[0] if self.gateway_pids else None
-
-    def _read(self) -> tuple[float, float, float, float]:
-        gateway = sum(cpu_seconds(pid) for pid in self.gateway_pids)
-        return gateway, cpu_seconds(self.mock_pid), time.process_time(), machine_busy_seconds()
-
-    def start(self) -> None:
-        self._start = self._read()
-
-    def result(self, tally: Tally, target: str, concurrency: int, mode: str, fmt: str) -> CellResult:
-        gateway, mock, own, busy = (b - a for a, b in zip(self._start, self._read(), strict=True))
-        done = max(1, len(tally.latencies) + tally.errors)
-        is_gateway = target != "direct"
-        rss_kb = sum(memory_kb(pid)[0] for pid in self.gateway_pids)
-        rss_mb = rss_kb / 1024 if is_gateway and self.gateway_pids else float("nan")
-        ms = 1000.0 / done
-        return CellResult(
-            target=target,
-            concurrency=concurrency,
-            mode=mode,
-            fmt=fmt,
-            ok=len(tally.latencies),
-            errors=tally.errors,
-            elapsed_s=tally.elapsed_s,
-            rps=len(tally.latencies) / tally.elapsed_s if tally.elapsed_s else 0.0,
-            p50_ms=percentile(tally.latencies, 0.50) * 1000,
-            p99_ms=percentile(tally.latencies, 0.99) * 1000,
-            ttfb_p50_ms=percentile(tally.ttfbs, 0.50) * 1000 if mode == "stream" else float("nan"),
-            ttfb_p99_ms=percentile(tally.ttfbs, 0.99) * 1000 if mode == "stream" else float("nan"),
-            server_cpu_ms_per_req=(gateway if is_gateway else mock) * ms,
-            mock_cpu_ms_per_req=mock * ms,
-            loadgen_cpu_ms_per_req=own * ms,
-            other_cpu_cores=max(0.0, busy - gateway - mock - own) / max(tally.elapsed_s, 1e-9),
-            server_rss_mb=rss_mb,
-            error_samples=tally.error_samples,
-        )
 
 
 async def measure(
@@ -220,12 +175,14 @@ async def drive(
     *,
     name: str = "gateway",
     direct: bool = True,
+    yardsticks: Sequence[Yardstick] = (),
 ) -> Figures:
-    """Every cell, gateway then direct (unless `direct` is False), printed as each finishes; then the long
-    run (the embedded shape's). `gateway` is the instances' URLs and the users' keys (requests rotate over
-    them)."""
+    """Every cell, gateway, yardsticks then direct (unless `direct` is False), printed as each finishes; then
+    the long run (the embedded shape's). `gateway` is the instances' URLs and the users' keys (requests
+    rotate over them)."""
     gateway_cells: dict[tuple[int, str, str], CellResult] = {}
     direct_cells: dict[tuple[int, str, str], CellResult] = {}
+    others: dict[tuple[int, str, str], list[CellResult]] = {}
     for concurrency in args.concurrency:
         for mode in args.modes:
             for fmt in args.formats:
@@ -243,9 +200,15 @@ async def drive(
                         scaled_row(gateway_cells[label], len(gateway[0]) if gateway else 0), "\n", flush=True
                     )
                     continue
+                for stick in yardsticks:
+                    if (request := stick.request(mode, fmt)) is not None:
+                        stick_meter = Meter(stick.pids, meter.mock_pid)
+                        cell = await measure(args, stick_meter, [request], (stick.name, *label))
+                        others.setdefault(label, []).append(cell)
                 mock_target = make_target(mock_url, MOCK_KEY, direct_model, mode, direct_fmt)
                 direct_cells[label] = await measure(args, meter, [mock_target], ("direct", *label))
-                print(cell_table(gateway_cells.get(label), direct_cells[label]), "\n", flush=True)
+                table = cell_table(gateway_cells.get(label), direct_cells[label], others.get(label, []))
+                print(table, "\n", flush=True)
     long = None
     if gateway is not None and args.long > 0 and name == "gateway":
         urls, keys = gateway
@@ -254,7 +217,7 @@ async def drive(
         ]
         print(f"long run: {args.long:,} mixed requests at concurrency {args.long_concurrency} …", flush=True)
         long = await long_run(args, meter, mixed)
-    return Figures(gateway_cells, direct_cells, long)
+    return Figures(gateway_cells, direct_cells, long, others)
 
 
 async def smoke(url: str, key: str) -> None:
@@ -323,9 +286,13 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                 except SetupError as exc:
                     setup_error = str(exc)
                     print(f"\nGATEWAY NOT MEASURED, setup failed:\n{exc}\n(direct half only)\n", flush=True)
+            sticks: list[Yardstick] = []
+            if gateway is not None:
+                sticks = [start_passthrough(processes, mock_url), *start_peers(processes, mock_url, args)]
             print("embedded shape (one worker, SQLite)\n" + LEGEND, "\n", flush=True)
             try:
-                figures = runner.run(drive(args, Meter(gateway_pids, mock_pid), mock_url, gateway))
+                meter = Meter(gateway_pids, mock_pid)
+                figures = runner.run(drive(args, meter, mock_url, gateway, yardsticks=sticks))
             except ProcessGone:
                 print(f"the gateway or the mock exited; their output:\n{processes.output('gateway')}")
                 print(processes.output("mock"))
@@ -353,8 +320,11 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                 print(f"\nSCALED SHAPE NOT MEASURED, setup failed:\n{exc}\n", flush=True)
     if services is not None:
         asyncio.run(services.remove())
-    verdicts = check_targets(figures.gateway, figures.direct, figures.long, args.formats) if embedded else []
+    verdicts = []
     if embedded:
+        verdicts = check_targets(
+            figures.gateway, figures.direct, figures.long, args.formats, figures.yardsticks
+        )
         summarize(figures, workdir / "gateway.log")
     if scaled_figures is not None:
         if not embedded:
@@ -378,6 +348,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             "setupError": setup_error,
             "gatewayStartupRssMb": startup_rss_mb,
             "cells": [dataclasses.asdict(c) for c in [*figures.gateway.values(), *figures.direct.values()]],
+            "yardstickCells": [dataclasses.asdict(c) for cells in figures.yardsticks.values() for c in cells],
             "scaledCells": [dataclasses.asdict(c) for c in scaled_cells],
             "long": dataclasses.asdict(figures.long) if figures.long is not None else None,
             "targets": [dataclasses.asdict(v) for v in verdicts],

@@ -154,7 +154,11 @@ class Processes:
     def start_mock(self, *, uvloop: bool) -> tuple[int, str]:
         """Start the mock upstream on a free port; its pid and base URL."""
         code = ["-c", _MOCK_UVLOOP] if uvloop else ["-m", "trollllm.mockupstream"]
-        process, stdout = self.spawn("mock", [sys.executable, *code, "--port", "0", "--key", MOCK_KEY])
+        return self.start_listening("mock", [sys.executable, *code, "--port", "0", "--key", MOCK_KEY])
+
+    def start_listening(self, name: str, argv: list[str]) -> tuple[int, str]:
+        """Start a server that prints `… listening on <URL>` once it accepts connections; its pid and URL."""
+        process, stdout = self.spawn(name, argv)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             for line in stdout.read_text().splitlines():
@@ -163,7 +167,7 @@ class Processes:
             if process.poll() is not None:
                 break
             time.sleep(0.05)
-        raise SetupError(f"the mock upstream did not start:\n{self.output('mock')}")
+        raise SetupError(f"{name} did not start:\n{self.output(name)}")
 
     def command(self, *args: str, env: dict[str, str] | None = None) -> None:
         """Run a `trollllm` command to its end; SetupError with its output when it fails."""
