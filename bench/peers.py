@@ -11,7 +11,7 @@ driven on the same cells as the gateway: the same request bytes but for the mode
              base URL and `bench-claude` to its Anthropic one; `/v1/chat/completions` and `/v1/messages`.
     Portkey: `node build/start-server.js --port P`, each request naming the provider and the mock as its
              custom host in `x-portkey-provider` / `x-portkey-custom-host`; `/v1/chat/completions` and
-             `/v1/messages` (the Anthropic provider).
+             `/v1/messages` (the Anthropic provider), JSON only: its streams fail here (PORTKEY_STREAM_SKIP).
 """
 
 from __future__ import annotations
