@@ -334,7 +334,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     probe_after = speed_probe_us()
     print(f"\nCPU speed probe: {probe_before:.0f} µs before the cells, {probe_after:.0f} µs after")
     if verdicts:
-        print("\ntargets (issue 4, the embedded shape):\n" + verdict_lines(verdicts))
+        print("\ntargets (issues 4 and 26, the embedded shape):\n" + verdict_lines(verdicts))
     if args.json is not None:
         scaled_cells = scaled_figures.gateway.values() if scaled_figures is not None else []
         document = {
