@@ -56,7 +56,10 @@ def cache_dir() -> Path:
 
 
 def _run(argv: list[str], what: str, cwd: Path | None = None) -> None:
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, timeout=1800)
+    try:
+        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PeerUnavailable(f"{what} failed: {exc}") from exc
     if done.returncode != 0:
         lines = (done.stdout + done.stderr).splitlines()
         said = "\n".join(line for line in lines if not line.startswith("WARNING: Location"))
@@ -158,6 +161,8 @@ def start_litellm(processes: Processes, mock_url: str) -> Yardstick:
 def start_portkey(processes: Processes, mock_url: str) -> Yardstick:
     """Portkey's gateway (headless: no console UI), each request naming the mock as its custom host."""
     script = install_portkey()
+    if shutil.which("node") is None:
+        raise PeerUnavailable("Portkey needs node, not found on PATH")
     port = free_port()
     process, _ = processes.spawn("portkey", ["node", str(script), f"--port={port}", "--headless"])
     url = f"http://127.0.0.1:{port}"
@@ -183,7 +188,7 @@ def start_peers(processes: Processes, mock_url: str, args: argparse.Namespace) -
         try:
             started.append(start(processes, mock_url))
             print(f"peer {name} up, forwarding to the mock", flush=True)
-        except PeerUnavailable as exc:
+        except (SetupError, OSError) as exc:
             print(f"\n*** SKIP peer {name}: {exc}\n", flush=True)
     if skipped := [fmt for fmt in args.formats if fmt not in PEER_FORMATS]:
         print(f"SKIP peers on {', '.join(skipped)}: they run the {' and '.join(PEER_FORMATS)} cells only")
