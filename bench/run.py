@@ -105,6 +105,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a PostgreSQL database to connect to for creating the scaled shape's own (dropped after)",
     )
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="the scaled shape's Redis")
+    parser.add_argument(
+        "--no-credit-leases",
+        action="store_true",
+        help="the scaled shape without TROLLLLM_CREDIT_LEASES (every hold and settlement on the user's row)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON here")
     parser.add_argument(
@@ -334,7 +339,9 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             services = ScaledServices(args.postgres, args.redis)
             try:
                 runner.run(services.create())
-                started = processes.start_scaled(services, args.instances)
+                started = processes.start_scaled(
+                    services, args.instances, credit_leases=not args.no_credit_leases
+                )
                 urls = [url for _, url in started]
                 seeded = seed(urls[0], mock_url, credits_usd=args.credits, users=args.users)
                 for url in urls:

@@ -1,0 +1,236 @@
+"""Credit leases across instances (issue 26): two `trollllm serve` processes with `TROLLLLM_CREDIT_LEASES`
+on one PostgreSQL and Redis serve one heavy user's holds from leases of its balance. The books stay exact
+while leases are out and after they return, no balance goes below zero, a killed instance's lease returns
+to the balance, and a plan that expires while a lease is out removes every credit once the lease is back."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from instances import Cluster, gateway_cluster, start_instance, wait_ready
+from plan_helpers import chat_body
+from services import REDIS_URL
+from sqlalchemy import text
+
+from trollllm.billing.lease_programs import LEASE_TTL, release_expired_leases
+from trollllm.db import create_sessionmaker, create_test_engine
+from trollllm.money import Money
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+SLOW = "[mock delay_ms=3000] hello"  # a request that stays in flight for 3 s
+
+
+@pytest.fixture(scope="module")
+def pair(
+    tmp_path_factory: pytest.TempPathFactory,
+    scaled_database_url: str,
+    scaled_redis_prefix: str,
+    mock_url: str,
+) -> Iterator[Cluster]:
+    with gateway_cluster(
+        tmp_path_factory.mktemp("leases"), database_url=scaled_database_url, redis_url=REDIS_URL,
+        redis_prefix=scaled_redis_prefix, mock_url=mock_url, count=2, TROLLLLM_CREDIT_LEASES="true",
+    ) as cluster:  # fmt: skip
+        cluster.new_plan("leased", rpm=1_000_000, credit_grant_usd=0)
+        yield cluster
+
+
+@dataclass(frozen=True)
+class Books:
+    credits: int
+    ref_credits: int
+    held: int
+    ledger: int
+    charges: int
+    charge_entries: int
+    logged_cost: int
+    logs: int
+    leases: int
+    lease_rows: int
+    holds: int
+
+
+async def books(cluster: Cluster, username: str) -> Books:
+    engine = create_test_engine(cluster.database_url)
+    try:
+        async with engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    text(
+                        "SELECT u.credits_nanos, u.ref_credits_nanos, u.held_nanos, "
+                        "(SELECT COALESCE(SUM(credits_delta_nanos + ref_credits_delta_nanos), 0) "
+                        " FROM ledger_entries WHERE user_id = u.id), "
+                        "(SELECT COALESCE(-SUM(credits_delta_nanos + ref_credits_delta_nanos), 0) "
+                        " FROM ledger_entries WHERE user_id = u.id AND kind = 'charge'), "
+                        "(SELECT COUNT(*) FROM ledger_entries WHERE user_id = u.id AND kind = 'charge'), "
+                        "(SELECT COALESCE(SUM(credits_cost_nanos), 0) FROM request_logs WHERE user_id = u.id), "
+                        "(SELECT COUNT(*) FROM request_logs WHERE user_id = u.id), "
+                        "(SELECT COALESCE(SUM(amount_nanos), 0) FROM credit_leases WHERE user_id = u.id), "
+                        "(SELECT COUNT(*) FROM credit_leases WHERE user_id = u.id), "
+                        "(SELECT COUNT(*) FROM holds WHERE user_id = u.id) "
+                        "FROM users u WHERE u.username = :name"
+                    ),
+                    {"name": username},
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    return Books(*(int(value) for value in row))
+
+
+def reconcile_exit_status(cluster: Cluster) -> int:
+    return subprocess.run(
+        [sys.executable, "-m", "trollllm", "reconcile"], env=cluster.env, capture_output=True, check=False
+    ).returncode
+
+
+def funded_user(cluster: Cluster, username: str, usd: str) -> str:
+    account = cluster.new_user(username, plan="leased")
+    cluster.admin_call(
+        "POST",
+        f"/api/admin/users/{username}/credits",
+        json={"amountUsd": float(usd), "balance": "credits", "reason": "the test's budget"},
+    )
+    return account.api_key
+
+
+async def chat(client: httpx.AsyncClient, url: str, key: str, content: str = "hello") -> httpx.Response:
+    body = chat_body(messages=[{"role": "user", "content": content}])
+    return await client.post(
+        url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, json=body
+    )
+
+
+def cost_of(response: httpx.Response) -> int:
+    return Money.from_usd(Decimal(response.headers["x-trollllm-cost-usd"])).nanos
+
+
+async def settled_back(cluster: Cluster, username: str, timeout_s: float = 30.0) -> Books:
+    """The books once every lease of the user has been returned (idle leases go back within seconds)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = await books(cluster, username)
+        if now.lease_rows == 0 or time.monotonic() > deadline:
+            return now
+        await asyncio.sleep(0.5)
+
+
+async def test_a_heavy_user_on_two_instances_is_charged_exactly_from_leases(pair: Cluster) -> None:
+    key = funded_user(pair, "heavy", "100")
+    async with httpx.AsyncClient(timeout=60) as client:
+        slow = asyncio.ensure_future(chat(client, pair.urls[0], key, SLOW))  # keeps instance 0's lease out
+        await asyncio.sleep(0.5)
+        answers = await asyncio.gather(*(chat(client, pair.urls[n % 2], key) for n in range(300)))
+        during = await books(pair, "heavy")
+        during_status = reconcile_exit_status(pair)
+        answers.append(await slow)
+    after = await settled_back(pair, "heavy")
+
+    assert [answer.status_code for answer in answers] == [200] * 301
+    assert during.lease_rows >= 1 and during.holds == 0, "holds came from leases, not hold rows"
+    assert during.held == during.leases, "held = Σ leases while they are out"
+    assert during_status == 0, "trollllm reconcile exits 0 while leases are out"
+    charged = sum(cost_of(answer) for answer in answers)
+    assert after.charges == charged and after.charge_entries == 301, "one ledger entry per charge"
+    assert after.logged_cost == charged and after.logs == 301
+    assert after.credits == Money.from_usd(Decimal(100)).nanos - charged
+    assert after.ledger == after.credits + after.ref_credits, "Σ ledger = balance"
+    assert after.lease_rows == 0 and after.held == 0, "idle leases went back to the balance"
+    assert reconcile_exit_status(pair) == 0
+
+
+async def test_a_balance_served_from_leases_never_goes_below_zero(pair: Cluster) -> None:
+    key = funded_user(pair, "short", "0.05")  # a hold is about $0.0025: far fewer than all can pass
+    async with httpx.AsyncClient(timeout=60) as client:
+        body = [{"role": "user", "content": "hello"}]
+        answers = await asyncio.gather(*(
+            client.post(
+                pair.urls[n % 2] + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                json=chat_body(messages=body, max_tokens=100),
+            )
+            for n in range(120)
+        ))  # fmt: skip
+    after = await settled_back(pair, "short")
+
+    statuses = sorted({answer.status_code for answer in answers})
+    assert statuses == [200, 402], statuses
+    charged = sum(cost_of(answer) for answer in answers if answer.status_code == 200)
+    assert after.credits >= 0 and after.credits + after.ref_credits - after.held >= 0, "never negative"
+    assert after.credits == Money.from_usd(Decimal("0.05")).nanos - charged
+    assert after.charges == charged == after.logged_cost
+    assert reconcile_exit_status(pair) == 0
+
+
+async def test_the_lease_of_a_killed_instance_returns_to_the_balance(pair: Cluster, tmp_path: Path) -> None:
+    key = funded_user(pair, "orphan", "10")
+    third = start_instance(tmp_path / "doomed", pair.env)
+    try:
+        wait_ready([third])
+        async with httpx.AsyncClient(timeout=60) as client:
+            in_flight = asyncio.ensure_future(chat(client, third.base_url, key, SLOW))
+            while (await books(pair, "orphan")).lease_rows == 0:
+                await asyncio.sleep(0.05)
+            third.process.send_signal(signal.SIGKILL)
+            third.process.wait(timeout=20)
+            with pytest.raises(httpx.TransportError):
+                await in_flight
+    finally:
+        third.stop()
+    orphaned = await books(pair, "orphan")
+    engine = create_test_engine(pair.database_url)
+    try:
+        later = datetime.now(UTC) + LEASE_TTL + LEASE_TTL / 10
+        returned = await release_expired_leases(create_sessionmaker(engine), later)
+    finally:
+        await engine.dispose()
+    after = await books(pair, "orphan")
+
+    assert orphaned.lease_rows == 1 and orphaned.held == orphaned.leases > 0, "the dead instance's lease"
+    assert returned == 1
+    assert after.lease_rows == 0 and after.held == 0, "its whole amount went back to the balance"
+    assert after.credits == Money.from_usd(Decimal(10)).nanos, "the request it never answered cost nothing"
+    assert reconcile_exit_status(pair) == 0
+
+
+async def test_a_plan_that_expires_while_a_lease_is_out_removes_every_credit_once_it_returns(
+    pair: Cluster,
+) -> None:
+    key = funded_user(pair, "expiring", "10")
+    async with httpx.AsyncClient(timeout=60) as client:
+        in_flight = asyncio.ensure_future(chat(client, pair.urls[0], key, SLOW))
+        while (await books(pair, "expiring")).lease_rows == 0:
+            await asyncio.sleep(0.05)
+        engine = create_test_engine(pair.database_url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text("UPDATE users SET plan_expires_at = :past WHERE username = 'expiring'"),
+                    {"past": datetime(2026, 1, 1)},
+                )
+        finally:
+            await engine.dispose()
+        refused = await chat(client, pair.urls[1], key)  # expires the plan: only what is free is removed
+        partly = await books(pair, "expiring")
+        answered = await in_flight
+        await settled_back(pair, "expiring")
+        again = await chat(client, pair.urls[1], key)  # the next check removes the rest
+    after = await books(pair, "expiring")
+
+    assert refused.status_code == 403 and again.status_code == 403
+    assert partly.credits == partly.held == partly.leases > 0, "the lease kept its slice back"
+    assert answered.status_code == 200, "the request in flight finished on its lease"
+    assert after.credits == 0 and after.held == 0 and after.lease_rows == 0
+    assert after.charges == cost_of(answered) and after.ledger == 0, "Σ ledger = balance = 0"
+    assert reconcile_exit_status(pair) == 0
