@@ -32,35 +32,35 @@ LEASE_TTL = timedelta(minutes=2)
 """A lease not renewed for this long belongs to an instance that died: the sweeper returns it."""
 
 # Reserve on the balance and write the lease row, as one statement (atomic on its own).
-_OPEN = (
+_OPEN_PG = (
     "WITH reserved AS (UPDATE users SET held_nanos = held_nanos + :amount WHERE id = :user_id AND is_active "
     "AND credits_nanos + ref_credits_nanos - held_nanos >= :amount RETURNING id) "
     "INSERT INTO credit_leases (instance_id, user_id, amount_nanos, expires_at) "
     "SELECT :instance_id, id, :amount, :expires_at FROM reserved RETURNING id"
 )
-_LOCK_LEASE = "SELECT id FROM credit_leases WHERE id = :lease_id AND instance_id = :instance_id FOR UPDATE"
-_GROW_LEASE = (
+_LOCK_LEASE_PG = "SELECT id FROM credit_leases WHERE id = :lease_id AND instance_id = :instance_id FOR UPDATE"
+_GROW_LEASE_PG = (
     "UPDATE credit_leases SET amount_nanos = amount_nanos + :amount, expires_at = :expires_at "
     "WHERE id = :lease_id AND instance_id = :instance_id RETURNING id"
 )
-_RESERVE = (
+_RESERVE_PG = (
     "UPDATE users SET held_nanos = held_nanos + :amount WHERE id = :user_id AND is_active "
     "AND credits_nanos + ref_credits_nanos - held_nanos >= :amount RETURNING id"
 )
 # Delete the lease row and release its amount, as one statement (the user's update waits for the delete).
-_RETURN = (
+_RETURN_PG = (
     "WITH gone AS (DELETE FROM credit_leases WHERE id = :lease_id AND instance_id = :instance_id "
     "RETURNING user_id, amount_nanos) "
     "UPDATE users SET held_nanos = held_nanos - gone.amount_nanos FROM gone WHERE users.id = gone.user_id "
     "RETURNING gone.amount_nanos"
 )
-_RENEW = "UPDATE credit_leases SET expires_at = :expires_at WHERE instance_id = :instance_id"
-_SPEND_LEASE = (
+_RENEW_PG = "UPDATE credit_leases SET expires_at = :expires_at WHERE instance_id = :instance_id"
+_SPEND_LEASE_PG = (
     "UPDATE credit_leases SET amount_nanos = amount_nanos - :charged, expires_at = :expires_at "
     "WHERE id = :lease_id AND instance_id = :instance_id RETURNING id"
 )
-_LOCK_USER = "SELECT credits_nanos, ref_credits_nanos FROM users WHERE id = :user_id FOR UPDATE"
-_CHARGE_USER = (
+_LOCK_USER_PG = "SELECT credits_nanos, ref_credits_nanos FROM users WHERE id = :user_id FOR UPDATE"
+_CHARGE_USER_PG = (
     "UPDATE users SET credits_nanos = credits_nanos - :from_credits, "
     "ref_credits_nanos = ref_credits_nanos - :from_ref, held_nanos = held_nanos - :charged, "
     "tokens_used = tokens_used + :total, monthly_tokens_used = monthly_tokens_used + :total, "
@@ -68,14 +68,14 @@ _CHARGE_USER = (
     "total_cache_write_tokens = total_cache_write_tokens + :cache_write, "
     "total_cache_hit_tokens = total_cache_hit_tokens + :cache_hit WHERE id = :user_id"
 )
-_INSERT_LEDGER = (
+_INSERT_LEDGER_PG = (
     "INSERT INTO ledger_entries (user_id, kind, credits_delta_nanos, ref_credits_delta_nanos, reason, actor, "
     "request_id, created_at) SELECT u, 'charge', c, r, reason, 'proxy', rid, t FROM unnest("
     "CAST(:users AS integer[]), CAST(:credits AS bigint[]), CAST(:refs AS bigint[]), "
     "CAST(:reasons AS text[]), "
     "CAST(:request_ids AS text[]), CAST(:times AS timestamp[])) AS x(u, c, r, reason, rid, t)"
 )
-_INSERT_LOGS = (
+_INSERT_LOGS_PG = (
     "INSERT INTO request_logs (request_id, user_id, user_key_id, friend_key_id, is_friend_key_request, "
     "factory_key_id, model, input_tokens, output_tokens, cache_write_tokens, cache_hit_tokens, "
     "credits_cost_nanos, status_code, latency_ms, is_success, is_byok, is_stream, error_type, created_at) "
@@ -115,7 +115,7 @@ def open_lease(instance_id: str, user_id: int, amount: int, expires_at: datetime
         "instance_id": instance_id,
         "expires_at": expires_at,
     }
-    rows = yield Query(_OPEN, row, alone=True)
+    rows = yield Query(_OPEN_PG, row, alone=True)
     return int(rows[0][0]) if rows else None
 
 
@@ -127,23 +127,23 @@ def grow_lease(
 
     The lease row is locked before the user's, as a batch of settlements does (else the two deadlock)."""
     row = {"amount": amount, "lease_id": lease_id, "instance_id": instance_id, "expires_at": expires_at}
-    if not (yield Query(_LOCK_LEASE, row)):
+    if not (yield Query(_LOCK_LEASE_PG, row)):
         raise LeaseGone()
-    if not (yield Query(_RESERVE, {"amount": amount, "user_id": user_id})):
+    if not (yield Query(_RESERVE_PG, {"amount": amount, "user_id": user_id})):
         return False
-    yield Query(_GROW_LEASE, row)
+    yield Query(_GROW_LEASE_PG, row)
     return True
 
 
 def return_lease(instance_id: str, lease_id: int) -> Program[int | None]:
     """Delete the lease and release its amount on the balance: the amount, or None (already swept)."""
-    rows = yield Query(_RETURN, {"lease_id": lease_id, "instance_id": instance_id}, alone=True)
+    rows = yield Query(_RETURN_PG, {"lease_id": lease_id, "instance_id": instance_id}, alone=True)
     return int(rows[0][0]) if rows else None
 
 
 def renew_leases(instance_id: str, expires_at: datetime) -> Program[None]:
     """Move the expiry of every lease of `instance_id`."""
-    yield Query(_RENEW, {"instance_id": instance_id, "expires_at": expires_at}, alone=True)
+    yield Query(_RENEW_PG, {"instance_id": instance_id, "expires_at": expires_at}, alone=True)
 
 
 def settle_leased(
@@ -171,13 +171,13 @@ def settle_leased(
         charged_total = sum(item.charge.nanos for item in items)
         spend = {"charged": charged_total, "lease_id": lease_id, "instance_id": instance_id,
                  "expires_at": expires_at}  # fmt: skip
-        if not (yield Query(_SPEND_LEASE, spend)):
+        if not (yield Query(_SPEND_LEASE_PG, spend)):
             gone.add(lease_id)
             for index, item in zip(indexes, items, strict=True):
                 late = settle(item.held, 0, item.cost, item.usage, item.record, item.now)
                 outcomes[index] = yield from late
             continue
-        (credits_nanos, ref_nanos), *_ = yield Query(_LOCK_USER, {"user_id": user_id})
+        (credits_nanos, ref_nanos), *_ = yield Query(_LOCK_USER_PG, {"user_id": user_id})
         credits, ref_credits = Money(int(credits_nanos)), Money(int(ref_nanos))
         from_credits = from_ref = 0
         for index, item in zip(indexes, items, strict=True):
@@ -192,7 +192,7 @@ def settle_leased(
                 ledger.append((item, split.from_credits.nanos, split.from_ref_credits.nanos))
             logs.append((item, item.charge.nanos))
         yield Query(
-            _CHARGE_USER,
+            _CHARGE_USER_PG,
             {
                 "from_credits": from_credits,
                 "from_ref": from_ref,
@@ -207,7 +207,7 @@ def settle_leased(
         )
     if ledger:
         yield Query(
-            _INSERT_LEDGER,
+            _INSERT_LEDGER_PG,
             {
                 "users": [item.held.user_id for item, _, _ in ledger],
                 "credits": [-from_credits for _, from_credits, _ in ledger],
@@ -218,7 +218,7 @@ def settle_leased(
             },
         )
     if logs:
-        yield Query(_INSERT_LOGS, _log_columns(logs))
+        yield Query(_INSERT_LOGS_PG, _log_columns(logs))
     return [outcomes[index] for index in range(len(batch))], gone
 
 
