@@ -75,7 +75,8 @@ async def books(cluster: Cluster, username: str) -> Books:
                         "(SELECT COALESCE(-SUM(credits_delta_nanos + ref_credits_delta_nanos), 0) "
                         " FROM ledger_entries WHERE user_id = u.id AND kind = 'charge'), "
                         "(SELECT COUNT(*) FROM ledger_entries WHERE user_id = u.id AND kind = 'charge'), "
-                        "(SELECT COALESCE(SUM(credits_cost_nanos), 0) FROM request_logs WHERE user_id = u.id), "
+                        "(SELECT COALESCE(SUM(credits_cost_nanos), 0) FROM request_logs "
+                        " WHERE user_id = u.id), "
                         "(SELECT COUNT(*) FROM request_logs WHERE user_id = u.id), "
                         "(SELECT COALESCE(SUM(amount_nanos), 0) FROM credit_leases WHERE user_id = u.id), "
                         "(SELECT COUNT(*) FROM credit_leases WHERE user_id = u.id), "
@@ -234,3 +235,23 @@ async def test_a_plan_that_expires_while_a_lease_is_out_removes_every_credit_onc
     assert after.credits == 0 and after.held == 0 and after.lease_rows == 0
     assert after.charges == cost_of(answered) and after.ledger == 0, "Σ ledger = balance = 0"
     assert reconcile_exit_status(pair) == 0
+
+
+async def test_charges_in_one_batch_take_credits_first_then_ref_credits(pair: Cluster) -> None:
+    key = funded_user(pair, "mixed", "0.002")  # a few requests' worth of credits, then refCredits
+    pair.admin_call(
+        "POST",
+        "/api/admin/users/mixed/credits",
+        json={"amountUsd": 5, "balance": "refCredits", "reason": "referral rebate"},
+    )
+    async with httpx.AsyncClient(timeout=60) as client:
+        answers = await asyncio.gather(*(chat(client, pair.urls[n % 2], key) for n in range(60)))
+    after = await settled_back(pair, "mixed")
+
+    assert {answer.status_code for answer in answers} == {200}
+    charged = sum(cost_of(answer) for answer in answers)
+    assert charged > Money.from_usd(Decimal("0.002")).nanos, "the charges passed the credits"
+    assert after.credits == 0, "credits went first, to zero and not below"
+    assert after.ref_credits == Money.from_usd(Decimal("5.002")).nanos - charged
+    assert after.charges == charged == after.logged_cost
+    assert reconcile_exit_status(pair) == 0, "each balance equals the sum of its own ledger column"
