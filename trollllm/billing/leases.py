@@ -18,8 +18,10 @@ reach the disk. Instead, an instance reserves a slice of the balance once (`user
 
 Exactness: for every user `held_nanos` = Σ holds + Σ lease rows, and each lease row = what its instance
 has free + the holds it serves + the charges queued for the next batch. A charge is never more than the
-lease covers, so no balance goes below zero; a batch that fails charges nothing and its settlements go to
-the outbox, which charges them later as late settlements (what is free then).
+lease covers, so no balance goes below zero. A batch that fails is tried once more; failing again, its
+settlements go to the outbox (replayed once per request id: late settlements, charging what is free then)
+and its leases are retired: no new hold, and returned whole (what their rows say) once nothing is in
+flight on them.
 
 Used only where a hold is money alone: no Friend Key cap, no usage window, no monthly token limit.
 """
@@ -81,6 +83,7 @@ class CreditLeases:
         self._leases: dict[int, _Lease] = {}  # by user id: the lease new holds are taken from
         self._taken: dict[str, _Lease] = {}  # by request id: the lease a request's hold came from
         self._growing: dict[int, asyncio.Lock] = {}
+        self._retired: list[_Lease] = []  # no new holds: returned once nothing is in flight on them
         self._queue: list[tuple[LeasedSettlement, _Lease, asyncio.Future[Charged]]] = []
         self._flushing: asyncio.Task[None] | None = None
 
@@ -159,14 +162,14 @@ class CreditLeases:
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
-                expires_at = self._clock.now() + LEASE_TTL
                 try:
-                    program = settle_leased(self.instance_id, [item for item, _, _ in batch], expires_at)
-                    outcomes, gone = await self._db.write(program)
+                    outcomes, gone = await self._settle(batch)
                 except Exception as exc:
+                    # Whether the database wrote the batch is not known for sure (an error after COMMIT):
+                    # its leases take no new hold and go back whole (their rows say what is left) once idle.
                     for item, lease, future in batch:
                         lease.queued -= item.charge.nanos
-                        lease.free += item.charge.nanos  # still in the lease row: free again
+                        self._retire(lease)
                         future.set_exception(exc)
                     continue
                 for (item, lease, future), charged in zip(batch, outcomes, strict=True):
@@ -179,9 +182,26 @@ class CreditLeases:
         finally:
             self._flushing = None
 
+    async def _settle(
+        self, batch: list[tuple[LeasedSettlement, _Lease, asyncio.Future[Charged]]]
+    ) -> tuple[list[Charged], set[int]]:
+        """One batch's transaction, tried a second time if the first rolled back (e.g. a deadlock with a
+        transaction locking several users in another order): only a second failure reaches the outbox."""
+        items = [item for item, _, _ in batch]
+        try:
+            return await self._db.write(settle_leased(self.instance_id, items, self._clock.now() + LEASE_TTL))
+        except Exception:
+            logger.warning("a batch of settlements failed; trying it once more", exc_info=True)
+            return await self._db.write(settle_leased(self.instance_id, items, self._clock.now() + LEASE_TTL))
+
     def _forget(self, lease: _Lease) -> None:
         if self._leases.get(lease.user_id) is lease:
             del self._leases[lease.user_id]
+
+    def _retire(self, lease: _Lease) -> None:
+        if self._leases.get(lease.user_id) is lease:
+            del self._leases[lease.user_id]
+            self._retired.append(lease)
 
     async def tend(self) -> None:
         """Return the idle leases and renew the others, until cancelled (a task of the app's lifespan)."""
@@ -190,7 +210,7 @@ class CreditLeases:
             await asyncio.sleep(IDLE_RETURN_S / 2)
             try:
                 await self.return_idle(IDLE_RETURN_S)
-                if time.monotonic() - renewed >= RENEWAL_S and self._leases:
+                if time.monotonic() - renewed >= RENEWAL_S and (self._leases or self._retired):
                     await self._db.write(renew_leases(self.instance_id, self._clock.now() + LEASE_TTL))
                     renewed = time.monotonic()
             except Exception:
@@ -204,8 +224,14 @@ class CreditLeases:
             for lease in self._leases.values()
             if lease.active == 0 and lease.queued == 0 and now - lease.last_used >= idle_s
         ]
+        retired = [lease for lease in self._retired if lease.active == 0 and lease.queued == 0]
+        self._retired = [lease for lease in self._retired if lease not in retired]
+        idle += retired
         for lease in idle:  # all at once: a hold arriving while one is returned opens a new lease
             self._forget(lease)
+            lock = self._growing.get(lease.user_id)
+            if lock is not None and not lock.locked():
+                del self._growing[lease.user_id]
         for lease in idle:
             try:
                 await self._db.write(return_lease(self.instance_id, lease.lease_id))
