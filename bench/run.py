@@ -109,6 +109,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--peers", action="store_true", help="also LiteLLM and Portkey on each cell (bench/peers.py)"
     )
+    parser.add_argument(
+        "--no-credit-leases",
+        action="store_true",
+        help="the scaled shape without TROLLLLM_CREDIT_LEASES (every hold and settlement on the user's row)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON here")
     parser.add_argument(
@@ -301,7 +306,9 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             services = ScaledServices(args.postgres, args.redis)
             try:
                 runner.run(services.create())
-                started = processes.start_scaled(services, args.instances)
+                started = processes.start_scaled(
+                    services, args.instances, credit_leases=not args.no_credit_leases
+                )
                 urls = [url for _, url in started]
                 seeded = seed(urls[0], mock_url, credits_usd=args.credits, users=args.users)
                 for url in urls:

@@ -187,9 +187,12 @@ class Processes:
         self.command("create-admin", ADMIN[0], "--password", ADMIN[1])
         return self._serve("gateway", self.env)
 
-    def start_scaled(self, scaled: ScaledServices, instances: int) -> list[tuple[int, str]]:
-        """Migrate the scaled database, create the admin, start `instances` gateways: (pid, URL) of each."""
-        env = {**self.env, **scaled.env}
+    def start_scaled(
+        self, scaled: ScaledServices, instances: int, *, credit_leases: bool = True
+    ) -> list[tuple[int, str]]:
+        """Migrate the scaled database, create the admin, start `instances` gateways (holds from credit
+        leases unless `credit_leases` is False): (pid, URL) of each."""
+        env = {**self.env, **scaled.env, "TROLLLLM_CREDIT_LEASES": "true" if credit_leases else "false"}
         self.command("migrate", env=env)
         self.command("create-admin", ADMIN[0], "--password", ADMIN[1], env=env)
         return [

@@ -26,6 +26,7 @@ from trollllm.betas.policy import TOPIC as BETAS_TOPIC
 from trollllm.betas.policy import BetaPolicy
 from trollllm.billing.counters import BillingCounters
 from trollllm.billing.inflight import InFlight
+from trollllm.billing.leases import CreditLeases
 from trollllm.billing.outbox import SettlementOutbox
 from trollllm.billing.renewal import renew_periodically
 from trollllm.byok.routes import router as byok_router
@@ -167,6 +168,8 @@ def create_app(
                 invalidation=invalidation,
                 affinity=KeyAffinity(clock, redis, prefix=settings.redis_key_prefix + "affinity:"),
                 betas=betas,
+                # Holds from leases: on PostgreSQL only (embedded SQLite has one process and no row to share).
+                leases=CreditLeases(db, clock) if settings.credit_leases and db.data_modifying_ctes else None,
             )
             # The outbox is replayed, holds left by a crashed process and logs past retention cleared, in the
             # background.
@@ -181,6 +184,8 @@ def create_app(
                 renew_periodically(sessions, app.state.trollllm.in_flight, clock),
                 name="trollllm-hold-renewal",
             )
+            leases = app.state.trollllm.leases
+            tending = asyncio.create_task(leases.tend() if leases is not None else asyncio.sleep(0))
             # Alerts: crossings announced and their emails and webhooks sent, off the request path.
             alerts = asyncio.create_task(run_alerts_periodically(app.state.trollllm), name="trollllm-alerts")
             plan_jobs = PlanJobSchedule(app.state.trollllm)  # plan expiry and monthly resets, daily
@@ -198,6 +203,9 @@ def create_app(
                 # Requests cancelled by the server's graceful timeout settle in their `finally`: wait.
                 if not await app.state.trollllm.in_flight.drained(SETTLE_ON_SHUTDOWN_S):
                     logger.error("shutting down with requests unsettled; their holds go to the sweeper")
+                tending.cancel()
+                if leases is not None:
+                    await leases.close()  # the last batch committed, the idle leases returned
                 await plan_jobs.stop()
                 if metrics_port is not None:
                     metrics_port.close()
@@ -205,7 +213,7 @@ def create_app(
                 maintenance.cancel()
                 renewal.cancel()
                 alerts.cancel()
-                await asyncio.gather(maintenance, renewal, alerts, return_exceptions=True)
+                await asyncio.gather(maintenance, renewal, alerts, tending, return_exceptions=True)
                 await invalidation.close()
                 await live.close()
                 await upstream.close()

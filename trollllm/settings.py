@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         description="the least number of gateway processes sharing Redis (N of the RPM fallback share "
         "⌈RPM / N⌉ is the live count seen in Redis, never below this)",
     )
+    credit_leases: bool = Field(
+        default=False,
+        description="scaled shape: serve holds from slices of a balance each instance reserves "
+        "(trollllm.billing.leases), so one heavy user's requests do not queue on its row",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)

@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from trollllm.betas.policy import BetaPolicy
 from trollllm.billing.counters import BillingCounters
 from trollllm.billing.inflight import InFlight
+from trollllm.billing.leases import CreditLeases
 from trollllm.billing.outbox import SettlementOutbox
 from trollllm.clock import Clock
 from trollllm.crypto import KeyBox, Passwords
@@ -51,6 +52,7 @@ class AppState:
     invalidation: Invalidator
     affinity: KeyAffinity  # the factory key of each conversation's last turn
     betas: BetaPolicy  # the anthropic-beta values refused (cached) and those forwarded lately
+    leases: CreditLeases | None = None  # scaled shape with `credit_leases`: holds served from leases
 
 
 def get_state(connection: HTTPConnection) -> AppState:

@@ -4,7 +4,7 @@ from trollllm.accounts.tables import ApiKey, User
 from trollllm.alerts.tables import AlertDelivery, AlertSettings, AlertState, Notification
 from trollllm.audit.tables import AuditEntry
 from trollllm.betas.tables import AnthropicBetaRefusal
-from trollllm.billing.tables import Hold, LedgerEntry, UsageWindowBucket
+from trollllm.billing.tables import CreditLease, Hold, LedgerEntry, UsageWindowBucket
 from trollllm.byok.tables import ProviderKey
 from trollllm.db import Base
 from trollllm.friendkeys.tables import FriendKey, FriendKeyModelLimit
@@ -42,6 +42,7 @@ __all__ = [
     "ApiKey",
     "AuditEntry",
     "Base",
+    "CreditLease",
     "FactoryKey",
     "FriendKey",
     "FriendKeyModelLimit",

@@ -18,7 +18,7 @@ class InFlight:
     def enter(self, hold_id: int, request_id: str) -> None:
         """A hold was placed (hold id 0: a request on the user's own key, nothing held)."""
         self.count += 1
-        if hold_id:
+        if hold_id > 0:  # a row to renew (not a lease's hold: its lease is renewed)
             self._holds[hold_id] = request_id
 
     def leave(self, hold_id: int) -> None:

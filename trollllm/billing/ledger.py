@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trollllm.accounts.tables import User
-from trollllm.billing.tables import Hold, LedgerEntry
+from trollllm.billing.tables import CreditLease, Hold, LedgerEntry
 from trollllm.errors import BalanceLimitExceeded, InsufficientBalance, NotFound
 from trollllm.money import MAX_USD, NANOS_PER_USD, Money, usd_text
 
@@ -145,7 +145,7 @@ async def _raise_refusal(session: AsyncSession, user_id: int, dc: int, dr: int) 
 
 async def reconcile(session: AsyncSession) -> list[Discrepancy]:
     """Every user whose balances differ from Σ of their ledger deltas, or whose held amount differs
-    from Σ of their open holds; empty when the books balance.
+    from Σ of their open holds and credit leases; empty when the books balance.
 
     One statement (two grouped sub-queries joined to users), so it reads one consistent snapshot.
     """
@@ -158,9 +158,14 @@ async def reconcile(session: AsyncSession) -> list[Discrepancy]:
         .group_by(LedgerEntry.user_id)
         .subquery()
     )
+    # Open holds and credit leases (`trollllm.billing.leases`): both are in `held_nanos`.
+    reserved = union_all(
+        select(Hold.user_id.label("user_id"), Hold.amount_nanos.label("amount")),
+        select(CreditLease.user_id.label("user_id"), CreditLease.amount_nanos.label("amount")),
+    ).subquery()
     holds = (
-        select(Hold.user_id.label("user_id"), func.sum(Hold.amount_nanos).label("held"))
-        .group_by(Hold.user_id)
+        select(reserved.c.user_id.label("user_id"), func.sum(reserved.c.amount).label("held"))
+        .group_by(reserved.c.user_id)
         .subquery()
     )
     ledger_credits = func.coalesce(ledger.c.credits, 0)

@@ -1,4 +1,4 @@
-"""Tables of billing: the append-only ledger and open holds."""
+"""Tables of billing: the append-only ledger, open holds and credit leases."""
 
 from __future__ import annotations
 
@@ -50,6 +50,20 @@ class Hold(Base):
     tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # its token maximum
     # Which usage-window buckets it holds in (`trollllm.billing.windows` span flags; 0: none).
     window_spans: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class CreditLease(Base):
+    """A slice of a user's balance reserved (in `users.held_nanos`) by one gateway instance, which serves
+    holds from it in memory (`trollllm.billing.leases`); returned when idle, swept once expired."""
+
+    __tablename__ = "credit_leases"
+    __table_args__ = (CheckConstraint("amount_nanos >= 0", name="amount_not_negative"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    amount_nanos: Mapped[int] = mapped_column(Nanos)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class UsageWindowBucket(Base):

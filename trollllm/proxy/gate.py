@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from trollllm.billing.holds import FriendKeyCapRefused, HeldRequest, available_balance, place_hold
+from trollllm.billing.leases import LEASED_HOLD_ID
 from trollllm.billing.windows import WindowFull, span_flags
 from trollllm.byok.routing import OwnKey, own_key_for
 from trollllm.crypto import FRIEND_KEY_PATTERN, FRIEND_KEY_PREFIX, USER_KEY_PATTERN
@@ -383,6 +384,11 @@ async def _admit(
         window_spans=span_flags(windows),
         admitted_s=int(now.timestamp()),
     )
+    leases = state.leases  # a hold of money alone may come from this instance's lease of the balance
+    money_alone = caller.friend_key_id is None and not windows and caller.plan.monthly_token_limit is None
+    if leases is not None and money_alone and await leases.hold(hold):
+        state.outbox.replay_soon(state.db)
+        return Admission(caller, model, max_tokens, hold, LEASED_HOLD_ID, rate_limit)
     hold_id: int | None = None
     cap_refused = False
     try:

@@ -15,6 +15,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from trollllm.betas.policy import split_betas
 from trollllm.billing.holds import Charged, RequestRecord, log_unbilled, settle
+from trollllm.billing.leases import LEASED_HOLD_ID
 from trollllm.byok.routing import send_upstream
 from trollllm.errors import (
     GatewayError,
@@ -246,7 +247,10 @@ class _Exchange:
             program = settle(admission.hold, admission.hold_id, cost, usage, record, now, one_statement=one)
         try:
             # The runner completes a started write even if this task is cancelled (client gone).
-            charged = await self.state.db.write(program)
+            if admission.hold_id == LEASED_HOLD_ID and self.state.leases is not None and not byok:
+                charged = await self.state.leases.settle(admission.hold, cost, usage, record)
+            else:
+                charged = await self.state.db.write(program)
             self.state.telemetry.count_spend(charged.cost.nanos)
             self.state.upstream.record_spend(record.factory_key_id, charged.cost.nanos)
             if cost > admission.hold.amount:

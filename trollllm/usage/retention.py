@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, delete, exists, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
+from trollllm.billing.lease_programs import release_expired_leases
 from trollllm.billing.outbox import SettlementOutbox
 from trollllm.billing.sweeper import release_expired_holds
 from trollllm.clock import Clock
@@ -156,6 +157,10 @@ async def run_maintenance(
         await release_expired_holds(sessions, now, stop=stop)
     except Exception:
         logger.exception("expired hold sweep failed")
+    try:
+        await release_expired_leases(sessions, now)
+    except Exception:
+        logger.exception("expired credit lease sweep failed")
 
 
 async def replay_outbox(outbox: tuple[SettlementOutbox, ProgramRunner]) -> None:
