@@ -178,3 +178,26 @@ async def test_a_client_silent_past_the_write_deadline_counts_as_gone_and_is_cha
     assert b"[DONE]" not in b"".join(received)  # what the client got is a cut stream
     assert (row.status_code, row.output_tokens) == (200, REPLY_TOKENS)
     assert charged == row.credits_cost_nanos == _FULL_COST_NANOS
+
+
+async def test_a_client_reading_slowly_but_steadily_past_the_write_deadline_gets_the_whole_stream(
+    tmp_path: Path, clock: ManualClock, embedded_database_url: str
+) -> None:
+    # The deadline bounds each write, not the stream: the client pauses 0.3 s after every ~1 MB (the
+    # relay's writes wait on it meanwhile), about 3 s in all, under a 2 s write deadline.
+    async with _world(tmp_path, clock, embedded_database_url, client_write_timeout_s=2.0) as world:
+        received = bytearray()
+        pauses = 0
+        async with (
+            _slow_reader(world) as client,
+            client.stream("POST", "/v1/chat/completions", json=_BODY) as response,
+        ):
+            async for chunk in response.aiter_raw():
+                received += chunk
+                if len(received) > (pauses + 1) * 1_000_000:
+                    pauses += 1
+                    await asyncio.sleep(0.3)
+        row = await _log_row(world)
+    assert pauses >= 8  # the stream did outlast the deadline
+    assert received.rstrip().endswith(b"data: [DONE]")
+    assert (row.status_code, row.output_tokens) == (200, REPLY_TOKENS)

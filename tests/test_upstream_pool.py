@@ -561,6 +561,22 @@ async def test_idle_timeout_mid_stream_raises_stream_error(
         assert_no_secret(str(caught.value))
 
 
+async def test_a_stream_longer_than_the_idle_timeout_whose_pieces_come_within_it_is_read_whole(
+    app_factory: AppFactory, embedded_database_url: str, mock: MockUpstream
+) -> None:
+    # The idle timeout bounds each wait, not the stream: 12 pieces 100 ms apart (1.2 s) under a 0.4 s
+    # idle timeout, so the one timer of the connection must move on from wait to wait.
+    harness = await app_factory(embedded_database_url, upstream_idle_timeout_s=0.4)
+    root = await make_admin(harness)
+    await add_key(harness, root, KEY_A, mock.url)
+    async with running_pool(harness) as pool:
+        body = chat_body("[mock reply_tokens=12 chunk_delay_ms=100]", stream=True)
+        reply = await pool.send("openai", CHAT, body, {})
+        received = b"".join([chunk async for chunk in reply.chunks()])
+    assert received.rstrip().endswith(b"data: [DONE]")
+    assert received.count(b'"content":') >= 12
+
+
 async def test_dropped_connection_mid_stream_raises_stream_error(
     gateway: AppHarness, admin: Account, mock: MockUpstream, pool: UpstreamPool
 ) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from trollllm.billing.holds import FriendKeyCapRefused, HeldRequest, available_balance, place_hold
@@ -34,13 +33,14 @@ from trollllm.friendkeys.caps import allowed_model_ids, hold_refusal
 from trollllm.money import Money, hold_bound
 from trollllm.plans.enforcement import PlanStatus, enforce_plan_limits, monthly_limit_error
 from trollllm.plans.expiry import expire_plan_if_due
-from trollllm.plans.windows import parse_models, parse_windows, window_refusal
+from trollllm.plans.windows import window_refusal
 from trollllm.pricing.catalog import CatalogModel
 from trollllm.pricing.features import refuse_unpriced
+from trollllm.proxy.key_lookup import lookup_key
 from trollllm.proxy.requests import ProxyRequest
 from trollllm.ratelimit.fallback import RateLimitStatus
 from trollllm.state import AppState
-from trollllm.storage.sqlprogram import Program, Query, as_utc
+from trollllm.storage.sqlprogram import Program, Query
 from trollllm.wire import WireFormat
 
 _MAX_KEY_HEADER = 256
@@ -78,91 +78,6 @@ class Admission:
     own_key: OwnKey | None = None  # BYOK: sent with the caller's own provider key, not charged (no hold)
 
 
-@dataclass(frozen=True, slots=True)
-class _KeyRow:
-    key_id: int
-    user_id: int
-    username: str
-    is_active: bool
-    api_access: bool
-    plan_expires_at: datetime | None
-    plan: PlanStatus
-    has_provider_keys: bool
-    key_active: bool  # a Friend Key's pause switch (always true for an API key)
-    key_expires_at: datetime | None  # a Friend Key's expiry
-    time_zone: str  # the owner's (Friend Key caps reset at 00:00 there)
-
-
-_LOOKUP_COLUMNS = (
-    "SELECT k.id, u.id, u.username, u.is_active, p.api_access, u.plan_expires_at, u.monthly_tokens_used, "
-    "u.monthly_reset_date, p.rpm, p.monthly_token_limit, p.byok_rpm, p.name, p.windows, p.models, "
-    "u.time_zone, "
-)
-# Whether the user saved provider keys rides on the same query (the unique index on provider_keys), so a
-# request of a user without any costs nothing more; a Friend Key never uses its owner's provider keys.
-_HAS_PROVIDER_KEYS = "EXISTS (SELECT 1 FROM provider_keys b WHERE b.user_id = u.id) "
-_LOOKUP_USER_KEY = (
-    _LOOKUP_COLUMNS
-    + _HAS_PROVIDER_KEYS
-    + ", TRUE, NULL FROM api_keys k JOIN users u ON u.id = k.user_id JOIN plans p ON p.name = u.plan "
-    "WHERE k.key_digest = :digest AND k.revoked_at IS NULL"
-)
-_LOOKUP_FRIEND_KEY = (
-    _LOOKUP_COLUMNS + "FALSE, k.is_active, k.expires_at FROM friend_keys k JOIN users u ON u.id = k.owner_id "
-    "JOIN plans p ON p.name = u.plan WHERE k.key_digest = :digest"
-)
-
-
-def _lookup_key(digest: bytes, *, friend: bool) -> Program[_KeyRow | None]:
-    """The live key with this digest, its owner and the owner's plan: one indexed query."""
-    rows = yield Query(_LOOKUP_FRIEND_KEY if friend else _LOOKUP_USER_KEY, {"digest": digest})
-    if not rows:
-        return None
-    (
-        key_id,
-        user_id,
-        username,
-        is_active,
-        api_access,
-        expires,
-        used,
-        reset_date,
-        rpm,
-        limit,
-        byok_rpm,
-        plan_name,
-        windows,
-        models,
-        time_zone,
-        byok,
-        key_active,
-        key_expires,
-    ) = rows[0]
-    plan = PlanStatus(
-        rpm=int(rpm),
-        monthly_token_limit=None if limit is None else int(limit),
-        monthly_tokens_used=int(used),
-        monthly_reset_date=as_utc(reset_date),
-        byok_rpm=int(byok_rpm),
-        name=plan_name,
-        windows=parse_windows(windows),
-        models=parse_models(models),
-    )
-    return _KeyRow(
-        key_id,
-        user_id,
-        username,
-        bool(is_active),
-        bool(api_access),
-        as_utc(expires),
-        plan,
-        bool(byok),
-        bool(key_active),
-        as_utc(key_expires),
-        time_zone,
-    )
-
-
 def presented_key(headers: Mapping[str, str], wire: WireFormat) -> str | None:
     """The key from `Authorization: Bearer`, or for Anthropic also `x-api-key`."""
     if wire is WireFormat.ANTHROPIC:
@@ -190,11 +105,11 @@ async def authenticate(state: AppState, key: str | None) -> Caller:
     pattern = FRIEND_KEY_PATTERN if friend else USER_KEY_PATTERN
     if not key or len(key) > _MAX_KEY_HEADER or not pattern.fullmatch(key):
         raise InvalidApiKey()
-    lookup = _lookup_key(state.keybox.digest(key), friend=friend)
+    lookup = lookup_key(state.keybox.digest(key), friend=friend)
     row = await state.db.read(lookup)
     if row is not None and await expire_plan_if_due(state, row.user_id, row.plan_expires_at):
         # SPEC §5: reset to free, then decided as free.
-        row = await state.db.read(_lookup_key(state.keybox.digest(key), friend=friend))
+        row = await state.db.read(lookup_key(state.keybox.digest(key), friend=friend))
     if row is None:
         raise InvalidApiKey()
     if not row.key_active:
@@ -245,19 +160,7 @@ async def admit(state: AppState, caller: Caller, request: ProxyRequest, request_
     A model whose provider has the caller's own key (BYOK) goes with that key: no plan API access needed,
     the plan's BYOK RPM instead of its RPM, no monthly token limit, no hold.
     """
-    model = await state.catalog.get(request.model_id)
-    own_key = None
-    if caller.has_provider_keys and model is not None and model.enabled:
-        own_key = await own_key_for(state, caller.user_id, model.provider)
-    if own_key is None and not caller.api_access:
-        raise FreeTierRestricted(_UPGRADE)
-    rate_limit = await enforce_plan_limits(
-        state,
-        caller.user_id,
-        caller.plan,
-        for_friend_key=caller.friend_key_id is not None,
-        own_key=own_key is not None,
-    )
+    model, own_key, rate_limit = await _model_and_rate_limit(state, caller, request.model_id)
     try:
         return await _admit(state, caller, request, request_id, rate_limit, model, own_key)
     except GatewayError as error:
@@ -280,19 +183,7 @@ async def admit_count(
     """`/v1/messages/count_tokens`: the checks of `admit` but the hold (plan access, RPM, monthly limit,
     model, a Friend Key's enabled models, the anthropic-beta policy); 400 naming `model` for a model of the
     OpenAI format (its provider counts no tokens this way)."""
-    model = await state.catalog.get(model_id)
-    own_key = None
-    if caller.has_provider_keys and model is not None and model.enabled:
-        own_key = await own_key_for(state, caller.user_id, model.provider)
-    if own_key is None and not caller.api_access:
-        raise FreeTierRestricted(_UPGRADE)
-    rate_limit = await enforce_plan_limits(
-        state,
-        caller.user_id,
-        caller.plan,
-        for_friend_key=caller.friend_key_id is not None,
-        own_key=own_key is not None,
-    )
+    model, own_key, rate_limit = await _model_and_rate_limit(state, caller, model_id)
     try:
         if model is None or not model.enabled:
             raise ModelNotFound(f"The model `{model_id}` does not exist or is not available", field="model")
@@ -312,6 +203,27 @@ async def admit_count(
         error.headers.update(rate_limit.headers)
         raise
     return CountAdmission(model, rate_limit, own_key)
+
+
+async def _model_and_rate_limit(
+    state: AppState, caller: Caller, model_id: str
+) -> tuple[CatalogModel | None, OwnKey | None, RateLimitStatus]:
+    """The opening of every admission: the model (None if unknown), the caller's own key for its provider
+    (BYOK) if any, then plan access (403) and the plan's limits (429), on the BYOK RPM for an own key."""
+    model = await state.catalog.get(model_id)
+    own_key = None
+    if caller.has_provider_keys and model is not None and model.enabled:
+        own_key = await own_key_for(state, caller.user_id, model.provider)
+    if own_key is None and not caller.api_access:
+        raise FreeTierRestricted(_UPGRADE)
+    rate_limit = await enforce_plan_limits(
+        state,
+        caller.user_id,
+        caller.plan,
+        for_friend_key=caller.friend_key_id is not None,
+        own_key=own_key is not None,
+    )
+    return model, own_key, rate_limit
 
 
 async def _admit(

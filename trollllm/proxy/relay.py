@@ -81,8 +81,14 @@ class StreamMeter(SseFraming):
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes to send to the client for this upstream chunk (whole events only)."""
-        out = [self._event(event) for event in self._whole_events(chunk)]
-        return b"".join(event + b"\n\n" for event in out if event)
+        out = []
+        for event in self._whole_events(chunk):
+            if event := self._event(event):
+                out.append(event)
+        if not out:
+            return b""
+        out.append(b"")  # each event ends in a blank line
+        return b"\n\n".join(out)
 
     def flush(self) -> bytes:
         """Whatever incomplete event remains at the end of the stream."""
@@ -113,17 +119,23 @@ class StreamMeter(SseFraming):
     def _event(self, event: bytes) -> bytes:
         if not event:
             return b""
-        if event.startswith(b"data:") and b"\n" not in event:  # the common shape: one data line
+        line_end = event.find(b"\n")
+        if line_end < 0 and event.startswith(b"data:"):  # OpenAI's shape: one data line
             prefix, found = b"", event[5:]  # type: bytes, bytes | None
+        elif (  # Anthropic's shape: an `event:` line, then one data line
+            line_end > 0
+            and event.startswith(b"data:", line_end + 1)
+            and event.find(b"\n", line_end + 1) < 0
+            and not event.startswith(b"data:")
+        ):
+            prefix, found = event[: line_end + 1], event[line_end + 6 :]
         else:
             prefix, found = _split_event(event)
         if found is None:  # comments, `event:` or `id:` lines alone: nothing to meter
             return event
         payload = self._payload(found)
-        if payload is DONE:
-            return self._after_held(event)
         if not isinstance(payload, dict):
-            return b""
+            return self._after_held(event) if payload is DONE else b""
         if self.wire is WireFormat.OPENAI:
             carries_usage = self._openai_payload(payload)
             model_holder: dict[str, Any] | None = payload
@@ -131,7 +143,9 @@ class StreamMeter(SseFraming):
                 return b""  # the usage chunk the gateway asked for, not the client
         else:
             carries_usage, model_holder = self._anthropic_payload(payload)
-        if not self._model_from or model_holder is None or model_holder.get("model") != self._upstream_model:
+        if model_holder is not None and (
+            not self._model_from or model_holder.get("model") != self._upstream_model
+        ):
             model_holder = None  # nothing to rename
         if carries_usage and self._hold_usage:
             if model_holder is not None:
@@ -144,6 +158,8 @@ class StreamMeter(SseFraming):
             return b""
         if model_holder is not None:
             event = self._rewrite_model(event, prefix, payload, model_holder)
+        if self._held_usage is None:
+            return event
         return self._after_held(event)
 
     def _after_held(self, event: bytes) -> bytes:

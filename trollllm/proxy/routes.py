@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import time
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from trollllm.betas.policy import split_betas
 from trollllm.billing.holds import Charged, RequestRecord, log_unbilled, settle
@@ -26,6 +26,7 @@ from trollllm.errors import (
 )
 from trollllm.http_errors import error_response
 from trollllm.money import Money, TokenUsage, cost_of, usd_text
+from trollllm.proxy.client_writer import ClientWriter
 from trollllm.proxy.decoding import UnreadableEncoding, body_decoder, decode_body
 from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse, RawResponse
 from trollllm.proxy.gate import Admission, Caller, admit, authenticate, presented_key
@@ -295,30 +296,11 @@ class _StreamResponse:
                 parsed.wire, model.upstream_model, model.model_id, parsed.client_wants_usage, report_cost=True
             )
         status, error_type = 200, None
-        client_connected = True
         started = False  # the status line waits for the first event that parses: junk is an error
         early: list[bytes] = []
         unreadable: str | None = None
-
-        write_timeout_s = exchange.state.settings.client_write_timeout_s
-
-        async def write(message: Message) -> None:
-            # A client that stops reading must not stall the relay (and its request's settlement): past
-            # the write deadline it counts as gone, and the stream is read on to its usage and charged.
-            nonlocal client_connected
-            if not client_connected:
-                return
-            try:
-                async with asyncio.timeout(write_timeout_s):
-                    await send(message)
-            except TimeoutError:  # before OSError, its base class
-                client_connected = False
-                logger.warning(
-                    "client stopped reading the stream; relaying the rest to its usage without it",
-                    extra={"request_id": exchange.request_id, "write_timeout_s": write_timeout_s},
-                )
-            except OSError:
-                client_connected = False  # keep reading upstream to its usage, then charge that
+        writer = ClientWriter(send, exchange.state.settings.client_write_timeout_s, exchange.request_id)
+        write = writer.write
 
         async def deliver(data: bytes) -> None:
             nonlocal started
@@ -379,8 +361,11 @@ class _StreamResponse:
             return
         if status == 200:
             await exchange.answered()
-        await deliver(meter.release_held(charged.cost if charged is not None else exchange.deferred_cost))
-        await write({"type": "http.response.body", "body": b"", "more_body": False})
+        try:
+            await deliver(meter.release_held(charged.cost if charged is not None else exchange.deferred_cost))
+            await write({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            writer.close()
 
 
 PROXY_ENDPOINTS: dict[str, dict[str, ProxyHandler]] = {

@@ -105,6 +105,7 @@ class SqliteRunner:
         self._waiting: asyncio.Task[None] | None = None  # a batch that has to wait for the write lock
         self._alone = True  # the last transaction held one program: writes are not arriving together
         self._ran_this_turn = False
+        self._last_timestamp: tuple[datetime | None, str] = (None, "")
 
     async def write(self, program: Program[T]) -> T:
         """Run `program` in a write transaction: group commit with every write queued meanwhile.
@@ -142,7 +143,7 @@ class SqliteRunner:
             return
         if not self._write_lock.locked():  # else one of our ORM sessions is writing: wait for it
             try:
-                self._connection.execute("BEGIN IMMEDIATE")
+                self._cursor.execute("BEGIN IMMEDIATE")  # (the cursor: `Connection.execute` makes one)
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc):
                     self._fail(self._take(), exc)
@@ -151,7 +152,7 @@ class SqliteRunner:
                 batch = self._take()
                 outcomes = self._run(batch)
                 try:
-                    self._connection.execute("COMMIT")
+                    self._cursor.execute("COMMIT")
                 except sqlite3.OperationalError as exc:
                     if "locked" not in str(exc):
                         self._rollback(batch, exc)
@@ -278,10 +279,19 @@ class SqliteRunner:
         sql, values_of = _positional(query.sql)
         values = values_of(query.params)
         for value in values:
-            if value.__class__ is datetime:  # rare: convert only the statements that carry a timestamp
-                values = tuple(map(_sqlite_value, values))
+            if value.__class__ is datetime:  # convert only the statements that carry a timestamp
+                timestamp = self._timestamp
+                values = tuple([timestamp(v) if v.__class__ is datetime else v for v in values])
                 break
         return self._cursor.execute(sql, values).fetchall()
+
+    def _timestamp(self, value: datetime) -> str:
+        # The last one converted is kept: a settlement passes the same `now` to its ledger entry and its log.
+        last, text = self._last_timestamp
+        if value is not last:
+            text = _sqlite_timestamp(value)
+            self._last_timestamp = (value, text)
+        return text
 
 
 _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
@@ -334,10 +344,9 @@ def as_utc(value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _sqlite_value(value: Any) -> Any:
-    # The format SQLAlchemy's SQLite DateTime writes, so ORM reads of these rows agree.
-    if isinstance(value, datetime):
-        if value.tzinfo is not UTC:
-            value = value.astimezone(UTC)
-        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
-    return value
+def _sqlite_timestamp(value: datetime) -> str:
+    """A timestamp parameter as SQLite text, in the format SQLAlchemy's SQLite DateTime writes (so ORM reads
+    of these rows agree): naive UTC with microseconds."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # without its "+00:00"

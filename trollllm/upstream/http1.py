@@ -103,6 +103,18 @@ class Http1Response:
             self.release()
         return data
 
+    async def read_until(self, until: float) -> bytes | None:
+        """The next body bytes, waiting for them up to event loop time `until` (None then: nothing came);
+        `b""` at the end. `BodyError` if the body broke off. No timer of its own per call (see
+        `Connection.read_until`)."""
+        conn = self._conn
+        if conn is None:
+            return b""
+        data = await conn.read_until(until)
+        if data == b"":
+            self.release()
+        return data
+
     async def read(self) -> bytes:
         """The whole (rest of the) body."""
         parts = []

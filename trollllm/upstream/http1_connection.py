@@ -135,6 +135,8 @@ class Connection(asyncio.Protocol):
         "_owner",
         "_parser",
         "_paused",
+        "_timer",
+        "_until",
         "_until_close",
         "_waiter",
         "busy",
@@ -156,6 +158,8 @@ class Connection(asyncio.Protocol):
         self.busy = self.closed = self.reused = self._lost = False
         self.idle_since = 0.0
         self._lost_waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._until: float | None = None
         self._reset(None)
 
     def _reset(self, head: asyncio.Future[None] | None) -> None:
@@ -169,6 +173,7 @@ class Connection(asyncio.Protocol):
         self._paused = self._complete = self._keep_alive = False
         self._error: Http1Error | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._until = None
 
     # -- asyncio protocol --------------------------------------------------------------------------------
 
@@ -285,8 +290,44 @@ class Connection(asyncio.Protocol):
             await waiter
         return data
 
+    async def read_until(self, until: float) -> bytes | None:
+        """The next body bytes as they come, `b""` at the end, or None once the event loop time reaches
+        `until` with nothing come.
+
+        No timer per wait: one per connection, armed when a wait needs it and moved on lazily. A wait
+        sets its own end (`_until`); the armed timer, when it fires before that end, re-arms for it. A
+        stream read piece by piece therefore arms one timer per idle-timeout period, not one per piece.
+        """
+        loop = self._loop
+        while (data := self.read_nowait()) is None:
+            if loop.time() >= until:
+                return None
+            self._until = until
+            timer = self._timer
+            if timer is None or timer.when() > until:  # (a later end than a new wait's: re-armed)
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_at(until, self._on_timer)
+            waiter = self._waiter = loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._until = None
+        return data
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        until = self._until
+        if until is None:  # nobody waits with an end: the next wait arms it again
+            return
+        if self._loop.time() >= until:
+            self._wake()  # the reader sees its end has passed
+        else:
+            self._timer = self._loop.call_at(until, self._on_timer)
+
     def finish(self) -> None:
         """The response is done with: back to the pool if it was read to the end and allows it."""
+        self._cancel_timer()
         if self._complete and self._keep_alive and not self.closed and self._error is None:
             if self._paused and self.transport is not None:
                 self.transport.resume_reading()
@@ -300,6 +341,7 @@ class Connection(asyncio.Protocol):
         """Close the connection (idempotent); a request in flight fails with `error`."""
         if error is not None and self.busy and not self._complete:
             self._fail(error)
+        self._cancel_timer()
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.close()
@@ -326,6 +368,11 @@ class Connection(asyncio.Protocol):
         elif self._error is None:
             self._error = error
         self._wake()
+
+    def _cancel_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None

@@ -103,24 +103,21 @@ class UpstreamReply:
         idle_s = self._idle_timeout_s
         try:
             while True:
-                wait_s = idle_s
                 try:
-                    data = response.read_nowait()  # already there: no timer to arm
+                    data = response.read_nowait()  # already there: no wait
                     if data is None:
-                        if deadline is not None:
-                            wait_s = min(idle_s, deadline - loop.time())
-                        async with asyncio.timeout(wait_s):
-                            data = await response.read_chunk()
-                except TimeoutError as exc:
-                    if wait_s < idle_s:
-                        raise _deadline_exceeded() from exc
-                    raise UpstreamStreamError(
-                        f"upstream sent nothing for {idle_s:g} s (idle timeout)"
-                    ) from exc
+                        until = loop.time() + idle_s
+                        if deadline is not None and deadline < until:
+                            until = deadline
+                        data = await response.read_until(until)
                 except (Http1Error, OSError) as exc:
                     raise UpstreamStreamError(
                         f"upstream connection broke mid-body ({type(exc).__name__})"
                     ) from exc
+                if data is None:  # nothing came by `until`: the deadline's, or the idle timeout's
+                    if deadline is not None and loop.time() >= deadline:
+                        raise _deadline_exceeded()
+                    raise UpstreamStreamError(f"upstream sent nothing for {idle_s:g} s (idle timeout)")
                 if not data:
                     return
                 if deadline is not None and loop.time() >= deadline:
