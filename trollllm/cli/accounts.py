@@ -22,9 +22,6 @@ def add_create_admin(commands: Commands[argparse.ArgumentParser]) -> None:
 
 
 def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
-    from trollllm.accounts.service import ensure_admin
-    from trollllm.app import create_app
-
     password = args.password
     if password is None and not sys.stdin.isatty():
         print("error: no terminal to ask for the password on; use --password", file=sys.stderr)
@@ -37,6 +34,9 @@ def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
     if not 8 <= len(password) <= 128:
         print("error: the password must be 8 to 128 characters long", file=sys.stderr)
         return 2
+    # Imported once the input is checked: a refusal answers at once, without loading the app.
+    from trollllm.accounts.service import ensure_admin
+    from trollllm.app import create_app
 
     async def run() -> bool:
         async with running_app(create_app(settings)) as state:

@@ -54,13 +54,13 @@ def _reconcile(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _purge_logs(settings: Settings, args: argparse.Namespace) -> int:
     """`trollllm purge-logs`: delete request logs past the retention period once, now; prints the count."""
-    from trollllm.app import create_app
     from trollllm.usage.retention import PURGE_BATCH_SIZE, purge_request_logs, retention_cutoff
 
     batch_size = int(getattr(args, "batch_size", None) or PURGE_BATCH_SIZE)
     if batch_size < 1:
         print("error: --batch-size must be at least 1", file=sys.stderr)
         return 2
+    from trollllm.app import create_app  # once the input is checked: a refusal does not load the app
 
     async def run() -> tuple[int, datetime]:
         async with running_app(create_app(settings)) as state:

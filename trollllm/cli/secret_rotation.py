@@ -32,8 +32,6 @@ def _rotate_secret(settings: Settings, _args: argparse.Namespace) -> int:
     """
     import secrets
 
-    from trollllm.app import create_app
-    from trollllm.keyrotation.service import RotationRefused, rotate_secret
     from trollllm.settings import SECRET_FILE_NAME, resolve_secret
 
     generated = settings.secret is None or not settings.secret.get_secret_value()
@@ -49,6 +47,10 @@ def _rotate_secret(settings: Settings, _args: argparse.Namespace) -> int:
     if new_secret.encode() == resolve_secret(settings):
         print(f"error: {NEW_SECRET_ENV} is the current secret", file=sys.stderr)
         return 2
+    # Imported once the input is checked: a refusal answers at once, without loading the app.
+    from trollllm.app import create_app
+    from trollllm.keyrotation.service import RotationRefused, rotate_secret
+
     secret_file = settings.data_dir / SECRET_FILE_NAME
     pending = secret_file.with_name(SECRET_FILE_NAME + ".new")
     if generated:

@@ -24,13 +24,17 @@ def add_serve(commands: Commands[argparse.ArgumentParser]) -> None:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    updates = {key: value for key in ("host", "port", "workers") if (value := getattr(args, key)) is not None}
+    settings = settings.model_copy(update=updates)
+    refusal = None if args.demo or settings.workers <= 1 else _workers_refusal(settings)
+    if refusal is not None:  # before loading the server: a refusal answers at once
+        print(f"error: --workers {settings.workers} {refusal}", file=sys.stderr)
+        return 2
     import uvicorn
 
     from trollllm.logs import configure_logging
     from trollllm.serving import raise_open_files_limit, server_options
 
-    updates = {key: value for key in ("host", "port", "workers") if (value := getattr(args, key)) is not None}
-    settings = settings.model_copy(update=updates)
     configure_logging(settings.log_level)
     raise_open_files_limit()  # before any worker starts: they inherit it
     if args.demo:
@@ -44,10 +48,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 0
     if settings.workers > 1:
-        refusal = _workers_refusal(settings)
-        if refusal is not None:
-            print(f"error: --workers {settings.workers} {refusal}", file=sys.stderr)
-            return 2
         if settings.should_auto_migrate:
             # Once, before the workers start: they would otherwise race to migrate the same database.
             subprocess.run([sys.executable, "-m", "trollllm", "migrate"], check=True)
