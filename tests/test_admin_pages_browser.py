@@ -9,68 +9,33 @@ One gateway and one chromium for the module; each test makes its own keys, proxi
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from browser import chromium, new_context, screenshot
-from conftest import make_settings
+from browser import screenshot
+from browser_site import Site, assert_fits, served_site, signed_in_page
 from forwarding_proxy import ForwardingProxy
 from helpers import Account, register_user
 from page_watch import PageWatch
-from playwright.async_api import Browser, Page, expect
-from proxy_world import OPENAI_MODEL, World, build_world, serve
-
-from trollllm.accounts.sessions import CSRF_COOKIE, SESSION_COOKIE
-from trollllm.clock import ManualClock
-from trollllm.mockupstream import MockUpstream
+from playwright.async_api import Page, expect
+from proxy_world import OPENAI_MODEL
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SIZES = {"desktop": False, "phone": True}
-OVERFLOWING_TABLES = """() => [...document.querySelectorAll('.table-wrap, table')]
-  .filter((box) => box.offsetParent !== null && box.scrollWidth > box.clientWidth + 1)
-  .map((box) => `${box.tagName} ${box.scrollWidth} > ${box.clientWidth}`)"""
-
-
-@dataclass
-class Site:
-    world: World
-    browser: Browser
-    clock: ManualClock
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> AsyncIterator[Site]:
-    folder = tmp_path_factory.mktemp("admin-pages")
-    shutil.copyfile(sqlite_template, folder / "trollllm.db")
-    settings = make_settings(folder, f"sqlite+aiosqlite:///{folder / 'trollllm.db'}")
-    clock = ManualClock()
-    async with MockUpstream() as mock, serve(settings, clock) as (gateway, base_url):
-        world = await build_world(gateway, base_url, mock)
-        async with chromium() as browser:
-            yield Site(world, browser, clock)
+    async with served_site(tmp_path_factory.mktemp("admin-pages"), sqlite_template) as served:
+        yield served
 
 
 async def _page(site: Site, *, phone: bool = False, account: Account | None = None) -> tuple[Page, PageWatch]:
-    context = await new_context(site.browser, site.world.base_url, phone=phone)
-    url = site.world.base_url
-    await context.add_cookies(
-        [
-            {"name": SESSION_COOKIE, "value": (account or site.world.admin).token, "url": url},
-            {"name": CSRF_COOKIE, "value": "csrf-of-this-browser", "url": url},
-        ]
-    )
-    page = await context.new_page()
+    page = await signed_in_page(site, account or site.world.admin, phone=phone)
     return page, PageWatch().attach(page)
-
-
-async def _fits(page: Page) -> None:
-    assert await page.evaluate(OVERFLOWING_TABLES) == [], "a table scrolls sideways or clips a column"
-    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
 def _dead_url() -> str:
@@ -105,7 +70,7 @@ async def test_factory_key_test_buttons_show_a_pass_and_a_dead_url_with_latency(
     await expect(failed).to_contain_text("Test failed")
     await expect(failed).to_contain_text("cannot connect to 127.0.0.1:")
     await expect(page.get_by_role("status").filter(has_text="Test failed")).to_be_visible()
-    await _fits(page)
+    await assert_fits(page)
     await screenshot(page, f"admin-factory-keys-test-{size}")
     watch.assert_clean()
     await page.context.close()
@@ -166,7 +131,7 @@ async def test_a_factory_key_is_edited_then_deleted_after_its_dialog(site: Site,
     await expect(page.locator("#notice")).to_have_text(f"Deleted factory key renamed-{size}")
     await expect(page.get_by_role("button", name=f"Delete renamed-{size}")).to_have_count(0)
     assert await _status(site, key_id) is None
-    await _fits(page)
+    await assert_fits(page)
     watch.assert_clean()
     await page.context.close()
 
@@ -187,7 +152,7 @@ async def test_a_proxy_is_tested_then_deleted_after_its_dialog(site: Site, size:
             "the proxy passed the request; 200 OK"
         )
         assert proxy.forwarded == 1
-        await _fits(page)
+        await assert_fits(page)
         await screenshot(page, f"admin-proxies-test-{size}")
     await site.world.admin_call("DELETE", f"/api/admin/factory-keys/{key_id}")
     await page.goto("/proxies")
@@ -217,7 +182,7 @@ async def test_revoking_a_user_key_asks_first(site: Site, size: str) -> None:
     await button.click()
     await dialog.get_by_role("button", name="Revoke key").click()
     await expect(page.locator("#notice")).to_contain_text(f"Revoked revoke{size}'s key")
-    await _fits(page)
+    await assert_fits(page)
     watch.assert_clean()
     await page.context.close()
 
@@ -246,7 +211,7 @@ async def test_the_user_page_lists_keys_usage_ledger_and_requests_and_deactivati
         .get_by_text("plan grant")
         .first
     ).to_be_visible()
-    await _fits(page)
+    await assert_fits(page)
     await screenshot(page, f"admin-user-{size}")
 
     deactivate = page.get_by_role("button", name="Deactivate")
@@ -277,7 +242,7 @@ async def test_the_overview_has_30_days_the_previous_period_and_dated_ticks(site
     await page.get_by_role("link", name="7d").click()
     ticks = await chart.locator("text.tick[text-anchor=middle]").all_text_contents()
     assert ticks and all(re.fullmatch(r"[A-Z][a-z]{2} \d{1,2}", tick) for tick in ticks), ticks
-    await _fits(page)
+    await assert_fits(page)
     await screenshot(page, f"admin-overview-7d-{size}")
     watch.assert_clean()
     await page.context.close()
@@ -293,7 +258,7 @@ async def test_audit_values_are_words_not_json(site: Site, size: str) -> None:
     changes = page.locator("td.changes").first
     await expect(changes).to_contain_text(f"{size}-beta, x-*")
     assert '["' not in (await page.locator("main").inner_text())
-    await _fits(page)
+    await assert_fits(page)
     await screenshot(page, f"admin-audit-{size}")
     watch.assert_clean()
     await page.context.close()

@@ -154,6 +154,15 @@ async def test_testing_an_unknown_key_or_proxy_is_404(world: World) -> None:
         assert response.status_code == 404, path
 
 
+async def test_the_test_button_of_an_unknown_key_or_proxy_draws_its_page_with_a_404(world: World) -> None:
+    async with signed_in(world.gateway, world.admin.username) as client:
+        for page, noun in (("/factory-keys", "factory key"), ("/proxies", "proxy")):
+            for row_id in ("99", "9" * 5000):  # past the 32-bit ids, and past what `int()` reads at all
+                answer = await post_form(client, page, f"{page}/{row_id}/test")
+                assert answer.status_code == 404, (page, row_id[:12])
+                assert f"No {noun} with id {row_id[:12]}" in answer.text
+
+
 async def test_the_page_shows_a_passing_and_a_failing_test_in_their_rows(world: World) -> None:
     dead_id = await _add_key(world, "dead", _dead_url())
     async with signed_in(world.gateway, world.admin.username) as client:

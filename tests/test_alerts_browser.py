@@ -7,20 +7,12 @@ import openai
 import pytest
 from alert_helpers import run_alerts
 from browser import chromium, new_context, screenshot
-from helpers import PASSWORD
+from page_watch import log_in as _log_in
 from plan_helpers import edit_plan
 from playwright.async_api import Page, expect
 from proxy_world import OPENAI_MODEL, World
 
 SIZES = pytest.mark.parametrize("phone", [True, False], ids=["phone", "desktop"])
-
-
-async def _log_in(page: Page, username: str) -> None:
-    await page.goto("/login")
-    await page.get_by_label("Username").fill(username)
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
 
 
 async def _fits(page: Page, phone: bool) -> None:

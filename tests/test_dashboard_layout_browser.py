@@ -6,48 +6,29 @@ user, so the tests do not see each other's requests.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from browser import chromium, new_context, screenshot
-from conftest import make_settings
+from browser import screenshot
+from browser_site import Site, served_site
+from browser_site import assert_fits as _no_table_overflows
+from browser_site import signed_in_page as _page
 from helpers import Account, register_user
-from playwright.async_api import Browser, Page, expect
-from proxy_world import OPENAI_MODEL, World, build_world, serve
-
-from trollllm.accounts.sessions import CSRF_COOKIE, SESSION_COOKIE
-from trollllm.clock import ManualClock
-from trollllm.mockupstream import MockUpstream
+from playwright.async_api import expect
+from proxy_world import OPENAI_MODEL
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 HELLO = [{"role": "user", "content": "Hello, history"}]
-# Every table on the page: none may scroll sideways or clip a column (scroll width within its box).
-OVERFLOWING_TABLES = """() => [...document.querySelectorAll('.table-wrap, table')]
-  .filter((box) => box.offsetParent !== null && box.scrollWidth > box.clientWidth + 1)
-  .map((box) => `${box.tagName} ${box.scrollWidth} > ${box.clientWidth}`)"""
-
-
-@dataclass
-class Site:
-    world: World
-    browser: Browser
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> AsyncIterator[Site]:
-    folder = tmp_path_factory.mktemp("dashboard-layout")
-    shutil.copyfile(sqlite_template, folder / "trollllm.db")
     # One gateway registers every user of the module from one address: no per-address registration limit.
-    database_url = f"sqlite+aiosqlite:///{folder / 'trollllm.db'}"
-    settings = make_settings(folder, database_url, register_per_address_per_hour=0)
-    async with MockUpstream() as mock, serve(settings, ManualClock()) as (gateway, base_url):
-        world = await build_world(gateway, base_url, mock)
-        async with chromium() as browser:
-            yield Site(world, browser)
+    folder = tmp_path_factory.mktemp("dashboard-layout")
+    async with served_site(folder, sqlite_template, register_per_address_per_hour=0) as served:
+        yield served
 
 
 async def _user_with_calls(site: Site, name: str, calls: int = 1) -> Account:
@@ -58,23 +39,6 @@ async def _user_with_calls(site: Site, name: str, calls: int = 1) -> Account:
         for _ in range(calls):
             await client.chat.completions.create(model=OPENAI_MODEL, max_tokens=5, messages=HELLO)
     return account
-
-
-async def _page(site: Site, account: Account, *, phone: bool = False) -> Page:
-    context = await new_context(site.browser, site.world.base_url, phone=phone)
-    url = site.world.base_url
-    await context.add_cookies(
-        [
-            {"name": SESSION_COOKIE, "value": account.token, "url": url},
-            {"name": CSRF_COOKIE, "value": "csrf-of-this-browser", "url": url},
-        ]
-    )
-    return await context.new_page()
-
-
-async def _no_table_overflows(page: Page) -> None:
-    assert await page.evaluate(OVERFLOWING_TABLES) == [], "a table scrolls sideways or clips a column"
-    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
 async def test_request_history_uses_the_width_of_a_desktop_and_clips_no_column(site: Site) -> None:

@@ -24,6 +24,7 @@ from trollllm.accounts.tables import ApiKey
 from trollllm.app import create_app
 from trollllm.byok.service import key_context
 from trollllm.byok.tables import ProviderKey
+from trollllm.cli import main
 from trollllm.clock import ManualClock
 from trollllm.crypto import KeyBox
 from trollllm.errors import ConfigurationError
@@ -190,10 +191,19 @@ def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
     )
 
 
+def _create_admin_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """`create-admin root` through `main()` in this process, with `_cli`'s environment (no process start)."""
+    for name in [k for k in os.environ if k.startswith("TROLLLLM_") or k == "DATABASE_URL"]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TROLLLLM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TROLLLLM_LOG_LEVEL", "warning")
+    return main(["create-admin", "root", "--password", PASSWORD])
+
+
 def test_cli_rotate_secret_replaces_the_generated_secret_and_the_gateway_starts_with_it(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert _cli(tmp_path, "create-admin", "root", "--password", PASSWORD).returncode == 0
+    assert _create_admin_in_process(tmp_path, monkeypatch) == 0
     old = (tmp_path / "secret.key").read_text()
     rotated = _cli(tmp_path, "rotate-secret")
     assert rotated.returncode == 0, rotated.stderr
@@ -201,8 +211,7 @@ def test_cli_rotate_secret_replaces_the_generated_secret_and_the_gateway_starts_
     new = (tmp_path / "secret.key").read_text()
     assert new != old and len(new) == 64 and not (tmp_path / "secret.key.new").exists()
     assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
-    again = _cli(tmp_path, "create-admin", "root", "--password", PASSWORD)  # starts on the new secret
-    assert again.returncode == 0, again.stderr
+    assert _create_admin_in_process(tmp_path, monkeypatch) == 0  # starts on the new secret
 
 
 def test_cli_rotate_secret_with_a_configured_secret_needs_the_new_one(tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ from trollllm.accounts.tables import User
 from trollllm.app import create_app
 from trollllm.billing.ledger import ADMIN_ADJUSTMENT, apply_adjustment, reconcile
 from trollllm.billing.tables import Hold, LedgerEntry
-from trollllm.cli import main, running_app
+from trollllm.cli import main
+from trollllm.cli.running import running_app
 from trollllm.db import transaction
 from trollllm.errors import BalanceLimitExceeded, InsufficientBalance, NotFound
 from trollllm.money import Money

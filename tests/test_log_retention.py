@@ -18,7 +18,8 @@ from trollllm.accounts.tables import User
 from trollllm.app import create_app
 from trollllm.billing.ledger import ADMIN_ADJUSTMENT, apply_adjustment
 from trollllm.billing.tables import Hold, LedgerEntry
-from trollllm.cli import build_parser, running_app
+from trollllm.cli import build_parser
+from trollllm.cli.running import running_app
 from trollllm.clock import ManualClock
 from trollllm.db import create_sessionmaker, create_test_engine, transaction
 from trollllm.money import Money

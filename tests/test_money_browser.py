@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from browser import chromium, new_context, screenshot
 from helpers import PASSWORD, Account
-from playwright.async_api import Page, expect
+from page_watch import log_in as _sign_in
+from playwright.async_api import expect
 from test_payments_checkout import Shop, open_shop
 
 from trollllm.clock import ManualClock
@@ -18,14 +19,6 @@ from trollllm.clock import ManualClock
 async def shop(tmp_path: Path, clock: ManualClock, embedded_database_url: str) -> AsyncIterator[Shop]:
     async for opened in open_shop(tmp_path, clock, embedded_database_url):
         yield opened
-
-
-async def _sign_in(page: Page, username: str) -> None:
-    await page.goto("/login")
-    await page.get_by_label("Username").fill(username)
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
 
 
 async def _register(shop: Shop, username: str) -> Account:

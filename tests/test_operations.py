@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
@@ -13,6 +14,7 @@ from conftest import AppFactory, AppHarness, make_settings
 from metrics_helpers import scrape
 from services import REDIS_URL
 
+from trollllm.cli import main
 from trollllm.errors import ConfigurationError
 from trollllm.settings import Settings, resolve_secret
 
@@ -116,14 +118,22 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_migrate_then_create_admin_then_login(tmp_path: Path) -> None:
-    assert _cli(tmp_path, "migrate").returncode == 0
-    created = _cli(tmp_path, "create-admin", "boss", "--password", "a long password")
-    assert created.returncode == 0, created.stderr
-    assert "created" in created.stdout
-    again = _cli(tmp_path, "create-admin", "boss", "--password", "another password")
-    assert again.returncode == 0
-    assert "promoted" in again.stdout
+def _in_process_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `_cli` gives its process, for `main()` run in this one (no process start, no second import)."""
+    monkeypatch.setenv("TROLLLLM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TROLLLLM_LOG_LEVEL", "WARNING")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+
+def test_cli_migrate_then_create_admin_then_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli(tmp_path, "migrate").returncode == 0  # the console command as a process
+    _in_process_environment(tmp_path, monkeypatch)
+    assert main(["create-admin", "boss", "--password", "a long password"]) == 0
+    assert "created" in capsys.readouterr().out
+    assert main(["create-admin", "boss", "--password", "another password"]) == 0
+    assert "promoted" in capsys.readouterr().out
 
 
 def test_cli_create_admin_refuses_a_short_password(tmp_path: Path) -> None:
@@ -131,8 +141,11 @@ def test_cli_create_admin_refuses_a_short_password(tmp_path: Path) -> None:
     assert result.returncode == 2
 
 
-async def test_created_admin_can_log_in(app_factory: AppFactory, tmp_path: Path) -> None:
-    assert _cli(tmp_path, "create-admin", "boss", "--password", "a long password").returncode == 0
+async def test_created_admin_can_log_in(
+    app_factory: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _in_process_environment(tmp_path, monkeypatch)
+    assert await asyncio.to_thread(main, ["create-admin", "boss", "--password", "a long password"]) == 0
     settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'trollllm.db'}")
     gateway = await app_factory(settings.effective_database_url, secret=None)
     response = await gateway.client.post(

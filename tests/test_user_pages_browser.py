@@ -7,9 +7,7 @@ requests. The gateway's clock is fixed at 2026-01-15 12:00 UTC.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,43 +15,27 @@ from urllib.parse import parse_qs, urlsplit
 import openai
 import pytest
 import pytest_asyncio
-from browser import chromium, new_context, screenshot
-from conftest import make_settings
+from browser import screenshot
+from browser_site import Site, served_site
+from browser_site import assert_fits as _no_table_overflows
+from browser_site import signed_in_page as _page
 from helpers import Account, register_user
-from playwright.async_api import Browser, Page, expect
-from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, World, build_world, serve
-
-from trollllm.accounts.sessions import CSRF_COOKIE, SESSION_COOKIE
-from trollllm.clock import ManualClock
-from trollllm.mockupstream import MockUpstream
+from playwright.async_api import Page, expect
+from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 HELLO = [{"role": "user", "content": "Hello, usage"}]
-OVERFLOWING_TABLES = """() => [...document.querySelectorAll('.table-wrap, table')]
-  .filter((box) => box.offsetParent !== null && box.scrollWidth > box.clientWidth + 1)
-  .map((box) => `${box.tagName} ${box.scrollWidth} > ${box.clientWidth}`)"""
 # The world's models: $5 / $25 per MTok with cache writes at $6.25, 4,096 output tokens at most. The smallest
 # request at full output holds 64 input tokens x $6.25 + 4,096 x $25 per MTok = $0.1028.
 SMALLEST_HOLD = "$0.1028"
 
 
-@dataclass
-class Site:
-    world: World
-    browser: Browser
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> AsyncIterator[Site]:
-    folder = tmp_path_factory.mktemp("user-pages")
-    shutil.copyfile(sqlite_template, folder / "trollllm.db")
     # Many users from one address: each test has its own.
-    url = f"sqlite+aiosqlite:///{folder / 'trollllm.db'}"
-    settings = make_settings(folder, url, register_per_address_per_hour=0)
-    async with MockUpstream() as mock, serve(settings, ManualClock()) as (gateway, base_url):
-        world = await build_world(gateway, base_url, mock)
-        async with chromium() as browser:
-            yield Site(world, browser)
+    folder = tmp_path_factory.mktemp("user-pages")
+    async with served_site(folder, sqlite_template, register_per_address_per_hour=0) as served:
+        yield served
 
 
 async def _user(site: Site, name: str, *, plan: str | None = "dev") -> Account:
@@ -79,26 +61,9 @@ async def _friend_key(site: Site, account: Account, limits: dict[str, float]) ->
     return key
 
 
-async def _page(site: Site, account: Account, *, phone: bool = False) -> Page:
-    context = await new_context(site.browser, site.world.base_url, phone=phone)
-    url = site.world.base_url
-    await context.add_cookies(
-        [
-            {"name": SESSION_COOKIE, "value": account.token, "url": url},
-            {"name": CSRF_COOKIE, "value": "csrf-of-this-browser", "url": url},
-        ]
-    )
-    return await context.new_page()
-
-
 async def _clipboard(page: Page) -> str:
     text: str = await page.evaluate("navigator.clipboard.readText()")
     return text
-
-
-async def _no_table_overflows(page: Page) -> None:
-    assert await page.evaluate(OVERFLOWING_TABLES) == [], "a table scrolls sideways or clips a column"
-    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
 # The Friend Key page

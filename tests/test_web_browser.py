@@ -8,6 +8,7 @@ import openai
 import pytest
 from browser import chromium, new_context, screenshot
 from helpers import PASSWORD
+from page_watch import log_in as _log_in
 from playwright.async_api import Page, expect
 from proxy_world import OPENAI_MODEL, World
 
@@ -115,14 +116,6 @@ async def test_login_page_and_dashboard_fit_a_phone(world: World) -> None:
         await page.get_by_role("button", name="Log out").click()
         await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         await context.close()
-
-
-async def _log_in(page: Page, username: str) -> None:
-    await page.goto("/login")
-    await page.get_by_label("Username").fill(username)
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
 
 
 async def test_friend_key_is_generated_limited_used_rotated_and_deleted(world: World) -> None:

@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 import pytest
 from conftest import AppHarness
 from helpers import register_user
-from sqlalchemy import select
+from proxy_world import OPENAI_MODEL, World
+from sqlalchemy import select, update
 
 from trollllm.accounts.sessions import SESSION_COOKIE
 from trollllm.accounts.tables import User
 from trollllm.db import transaction
+from trollllm.friendkeys.tables import FriendKeyModelLimit
 from trollllm.usage.tables import RequestLog
 from trollllm.web.render import usd_balance, usd_cost, usd_exact
 
@@ -110,3 +112,20 @@ async def test_balances_show_the_exact_amount_on_hover_never_raw_nano_dollars(ga
     for html in pages:
         assert "nano" not in html.lower()
         assert not re.search(r'title="\d+"', html), "no raw integers in a title"
+
+
+async def test_the_friend_key_page_shows_a_model_s_use_to_the_nano_dollar_past_float_precision(
+    world: World,
+) -> None:
+    client, auth = world.gateway.client, world.user.auth
+    await client.post("/api/user/friend-key", headers=auth)
+    limits = {"modelLimits": [{"modelId": OPENAI_MODEL, "limitUsd": 1, "enabled": True}]}
+    assert (await client.put("/api/user/friend-key/limits", headers=auth, json=limits)).status_code == 200
+    # $100,000,000.000000001: a float holds 17 significant digits, so a trip through `usedUsd` loses the nano.
+    async with transaction(world.state.sessions) as session:
+        await session.execute(update(FriendKeyModelLimit).values(used_nanos=100_000_000_000_000_001))
+    client.cookies.set(SESSION_COOKIE, world.user.token)
+
+    html = (await client.get("/dashboard/friend-key")).text
+
+    assert 'title="$100000000.000000001 / $1.000000000"' in html

@@ -148,6 +148,9 @@ class ModelLimitView(BaseModel):
     enabled: bool
     resetPeriod: str
     nextResetAt: datetime | None = Field(description="the next 00:00 (owner's time zone) usedUsd resets")
+    # The exact figures behind the two USD numbers, for the pages (never serialized: the API shows USD).
+    limit_nanos: int = Field(exclude=True)
+    used_nanos: int = Field(exclude=True)
 
     @classmethod
     def of(cls, row: FriendKeyModelLimit, now: datetime, time_zone: str) -> ModelLimitView:
@@ -162,6 +165,8 @@ class ModelLimitView(BaseModel):
             enabled=row.enabled,
             resetPeriod=row.reset_period,
             nextResetAt=next_reset,
+            limit_nanos=row.limit_nanos,
+            used_nanos=used,
         )
 
 

@@ -16,7 +16,8 @@ from trollllm.mockupstream.controls import (
     reply_pieces,
     reply_text,
 )
-from trollllm.mockupstream.server import DEFAULT_MODELS, MockUpstream, RecordedRequest
+from trollllm.mockupstream.recording import RecordedRequest
+from trollllm.mockupstream.server import DEFAULT_MODELS, MockUpstream
 
 __all__ = [
     "DEFAULT_MODELS",

@@ -56,6 +56,7 @@ class BatchView(BaseModel):
     note: str
     createdBy: str
     createdAt: datetime
+    amount_nanos: int = Field(exclude=True)  # the exact amount, for the pages (the API shows amountUsd)
 
     @classmethod
     def of(cls, batch: RedemptionBatch, *, used: int, voided: int) -> BatchView:
@@ -72,6 +73,7 @@ class BatchView(BaseModel):
             note=batch.note,
             createdBy=batch.created_by,
             createdAt=batch.created_at,
+            amount_nanos=batch.amount_nanos,
         )
 
 

@@ -121,6 +121,9 @@ class WindowUsageView(BaseModel):
     tokenLimit: int | None
     tokensUsed: int = Field(description="settled tokens plus the maximum of requests in flight")
     resetsAt: datetime | None = Field(description="when the oldest use counted leaves the window")
+    # The exact figures behind the two USD numbers, for the pages (never serialized: the API shows USD).
+    usd_limit_nanos: int | None = Field(exclude=True)
+    usd_used_nanos: int = Field(exclude=True)
 
 
 async def window_report(
@@ -136,16 +139,18 @@ async def window_report(
     for window in windows:
         rows = await db.read(buckets(user_id, window, now_s))
         counted = [row for row in rows if row.used_nanos + row.held_nanos + row.used_tokens + row.held_tokens]
-        usd = window.usd_limit_nanos
+        usd, used = window.usd_limit_nanos, sum(row.used_nanos + row.held_nanos for row in rows)
         resets = datetime.fromtimestamp(window.frees_at(counted[0].start_s), UTC) if counted else None
         report.append(
             WindowUsageView(
                 window=window.name,
                 usdLimit=None if usd is None else Money(usd).to_json(),
-                usdUsed=Money(sum(row.used_nanos + row.held_nanos for row in rows)).to_json(),
+                usdUsed=Money(used).to_json(),
                 tokenLimit=window.token_limit,
                 tokensUsed=sum(row.used_tokens + row.held_tokens for row in rows),
                 resetsAt=resets,
+                usd_limit_nanos=usd,
+                usd_used_nanos=used,
             )
         )
     return report

@@ -14,7 +14,8 @@ from trollllm.errors import InvalidRequest
 from trollllm.money import TokenUsage
 from trollllm.proxy.fastpath import ProxyCall, ProxyHandler, ProxyResponse
 from trollllm.proxy.gate import authenticate, presented_key
-from trollllm.proxy.requests import ProxyRequest, StreamRelay
+from trollllm.proxy.relay import MalformedReply, rewrite_json_reply
+from trollllm.proxy.requests import ProxyRequest, StreamRelay, parse_model_body
 from trollllm.proxy.routes import forward
 from trollllm.state import AppState
 from trollllm.translate import UntranslatableReply
@@ -38,21 +39,11 @@ class EmbeddingsRoute:
         return orjson.dumps({**self.body, "model": upstream_model})
 
     def reply(self, raw: bytes, client_model: str) -> tuple[bytes, TokenUsage | None]:
-        """The embeddings with the client's model name; usage: `prompt_tokens` as input."""
+        """The embeddings with the client's model name; usage: `prompt_tokens` as input (OpenAI's usage)."""
         try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
+            return rewrite_json_reply(raw, WireFormat.OPENAI, client_model)
+        except MalformedReply as exc:
             raise UntranslatableReply from exc
-        if not isinstance(body, dict):
-            raise UntranslatableReply
-        if "model" in body:
-            body["model"] = client_model
-        usage = body.get("usage")
-        if not isinstance(usage, dict):
-            return orjson.dumps(body), None
-        prompt = usage.get("prompt_tokens")
-        tokens = prompt if isinstance(prompt, int) and not isinstance(prompt, bool) and prompt > 0 else 0
-        return orjson.dumps(body), TokenUsage(input_tokens=tokens)
 
     def error(self, status: int, raw: bytes, *, message: str | None = None) -> bytes:
         """The upstream's error (OpenAI shape already), keys masked, or its message replaced."""
@@ -69,15 +60,7 @@ async def create_embeddings(state: AppState, call: ProxyCall) -> ProxyResponse:
     """`POST /v1/embeddings`."""
     started = time.perf_counter()
     caller = await authenticate(state, presented_key(call.headers, WireFormat.EMBEDDINGS))
-    try:
-        body = orjson.loads(call.body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest("Request body is not valid JSON", field="body") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("Request body must be a JSON object", field="body")
-    model = body.get("model")
-    if not isinstance(model, str) or not model or len(model) > 128:
-        raise InvalidRequest("`model` is required and must be a model id string", field="model")
+    body, model = parse_model_body(call.body)
     value = body.get("input")
     if not isinstance(value, str | list) or not value:
         raise InvalidRequest("`input` is required: a string or a non-empty array", field="input")

@@ -155,8 +155,9 @@ def conversation_hint(body: dict[str, Any], headers: Mapping[str, str]) -> str |
     return "user:" + user if isinstance(user, str) and user else None
 
 
-def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:
-    """Parse and check a chat request in either wire format (400 naming the field otherwise)."""
+def parse_model_body(raw: bytes) -> tuple[dict[str, Any], str]:
+    """A body that must be a JSON object naming a model (every `/v1` route): the object and its model id;
+    a 400 naming `body` or `model` otherwise."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -166,6 +167,12 @@ def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model or len(model) > 128:
         raise InvalidRequest("`model` is required and must be a model id string", field="model")
+    return body, model
+
+
+def parse_request(raw: bytes, wire: WireFormat) -> ProxyRequest:
+    """Parse and check a chat request in either wire format (400 naming the field otherwise)."""
+    body, model = parse_model_body(raw)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("`messages` is required and must be a non-empty array", field="messages")

@@ -16,6 +16,7 @@ from trollllm.errors import InvalidRequest, UpstreamError
 from trollllm.proxy.decoding import UnreadableEncoding, decode_body
 from trollllm.proxy.fastpath import ProxyCall, ProxyResponse, RawResponse
 from trollllm.proxy.gate import admit_count, authenticate, presented_key
+from trollllm.proxy.requests import parse_model_body
 from trollllm.state import AppState
 from trollllm.upstream.pool import UpstreamStreamError
 from trollllm.wire import WireFormat
@@ -26,15 +27,7 @@ COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 async def count_tokens(state: AppState, call: ProxyCall) -> ProxyResponse:
     """Count a messages request's input tokens with the model's provider."""
     caller = await authenticate(state, presented_key(call.headers, WireFormat.ANTHROPIC))
-    try:
-        body = orjson.loads(call.body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest("Request body is not valid JSON", field="body") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("Request body must be a JSON object", field="body")
-    model_id = body.get("model")
-    if not isinstance(model_id, str) or not model_id or len(model_id) > 128:
-        raise InvalidRequest("`model` is required and must be a model id string", field="model")
+    body, model_id = parse_model_body(call.body)
     if not isinstance(body.get("messages"), list):
         raise InvalidRequest("`messages` is required and must be an array", field="messages")
     betas = split_betas(call.headers.get("anthropic-beta"))

@@ -104,8 +104,8 @@ async def friend_key_page(request: Request) -> Response:
         limit = limits.get(model_id)
         model = models.get(model_id)
         view = ModelLimitView.of(limit, now, user.time_zone) if limit else None  # a due reset shows as done
-        used = Money.from_usd(view.usedUsd) if view else Money.ZERO
-        cap = Money(limit.limit_nanos if limit else 0)
+        used = Money(view.used_nanos if view else 0)
+        cap = Money(view.limit_nanos if view else 0)
         share = percentage(used, cap)
         rows.append(
             LimitRow(

@@ -32,8 +32,8 @@ async def window_bars(state: AppState, user_id: int, plan: Plan, now: datetime) 
     bars = []
     for view in await window_report(state.db, user_id, parse_windows(plan.windows), now):
         figures, shares = [], []
-        if view.usdLimit is not None:
-            used, limit = Money.from_usd(view.usdUsed), Money.from_usd(view.usdLimit)
+        if view.usd_limit_nanos is not None:
+            used, limit = Money(view.usd_used_nanos), Money(view.usd_limit_nanos)
             figures.append(f"{used.format_balance()} / {limit.format_balance()}")
             shares.append(_share(used.nanos, limit.nanos))
         if view.tokenLimit is not None:

@@ -21,7 +21,8 @@ from trollllm.upstream import service
 from trollllm.upstream.schemas import FactoryKeyPatch
 from trollllm.upstream.tables import FactoryKey
 from trollllm.web.admin.access import admin_form, admin_page, admin_view, done, field_errors, service_error
-from trollllm.web.admin.factory_keys import DELETE_WARNING, HINTS, key_id_of
+from trollllm.web.admin.factory_keys import DELETE_WARNING, HINTS
+from trollllm.web.admin.upstream_test import row_id_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -29,7 +30,7 @@ KEEP_KEY_HINT = "Leave blank to keep the stored key (ending in {last4})"
 
 
 async def _key(request: Request, key_id: str) -> FactoryKey | None:
-    number = key_id_of(key_id)
+    number = row_id_of(key_id)
     if number is None:
         return None
     async with get_state(request).sessions() as session:

@@ -15,13 +15,14 @@ from starlette.responses import Response
 
 from trollllm.accounts.tables import User
 from trollllm.db import transaction
-from trollllm.errors import GatewayError, NotFound
+from trollllm.errors import GatewayError
 from trollllm.providers.known import provider_names
 from trollllm.state import get_state
 from trollllm.upstream import service
-from trollllm.upstream.checks import UpstreamCheck, plan_key_check, run_check
-from trollllm.upstream.schemas import INT32_MAX, FactoryKeyPatch, FactoryKeyView, NewFactoryKey
+from trollllm.upstream.checks import UpstreamCheck, plan_key_check
+from trollllm.upstream.schemas import FactoryKeyPatch, FactoryKeyView, NewFactoryKey
 from trollllm.web.admin.access import admin_form, admin_page, admin_view, done, field_errors, service_error
+from trollllm.web.admin.upstream_test import test_button
 
 router = APIRouter(include_in_schema=False)
 
@@ -138,26 +139,8 @@ async def set_status(request: Request, key_id: str) -> Response:
     return done("/factory-keys", f"{'Enabled' if status == 'healthy' else 'Disabled'} factory key {name}")
 
 
-def key_id_of(text: str) -> int | None:
-    """A factory key id from the path, None unless it is a positive 32-bit number."""
-    return int(text) if text.isdigit() and len(text) <= 10 and 0 < int(text) <= INT32_MAX else None
-
-
 @router.post("/factory-keys/{key_id}/test")
 async def test_key(request: Request, key_id: str) -> Response:
     """One real call with the key (`GET {baseUrl}/models`, through its proxy); the page again with the
-    result and latency in the key's row. Nothing changes, so a reload may post it again."""
-    posted = await admin_form(request)
-    if isinstance(posted, Response):
-        return posted
-    admin, _form = posted
-    number = key_id_of(key_id)
-    state = get_state(request)
-    try:
-        if number is None:
-            raise NotFound(f"No factory key with id {key_id}")
-        async with state.sessions() as session:
-            plan = await plan_key_check(session, state, number)
-    except GatewayError as error:
-        return await _render(request, admin, error.status_code, errors=service_error(error))
-    return await _render(request, admin, checks={number: await run_check(state, plan)})
+    result and latency in the key's row."""
+    return await test_button(request, key_id, "factory key", plan_key_check, _render)

@@ -7,6 +7,7 @@ checked with the operator API's own schemas and written by its service, audit en
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -148,6 +149,17 @@ def _refusal(error: GatewayError) -> dict[str, str]:
     return {field: message[:1].upper() + message[1:]}
 
 
+@dataclass(frozen=True, slots=True)
+class ModelRow:
+    """One model in the page's two tables (each row's inputs belong to the form `form_id`): its values as
+    typed when that row was refused, else as stored, and its errors."""
+
+    model_id: str
+    form_id: str
+    values: Mapping[str, Any]
+    errors: Mapping[str, str]
+
+
 async def render_pricing(
     request: Request,
     user: User,
@@ -181,14 +193,19 @@ async def render_pricing(
         user,
         "admin-pricing",
         status_code,
-        models=models,
-        shown_rows={model.model_id: shown_values(model) for model in models},
+        models=[
+            ModelRow(
+                model.model_id,
+                f"model-{index}",
+                (row_values or {}).get(model.model_id) or shown_values(model),
+                (row_errors or {}).get(model.model_id, {}),
+            )
+            for index, model in enumerate(models, start=1)
+        ],
         providers=providers,
         provider_options=[(provider, provider) for provider in providers],
         new=new or _NEW_MODEL,
         new_errors=new_errors or {},
-        row_errors=row_errors or {},
-        row_values=row_values or {},
         error=error,
         refused_betas="\n".join(refused),
         forwarded_betas=state.betas.tally.last_24h(),

@@ -9,12 +9,13 @@ from starlette.responses import Response
 
 from trollllm.accounts.tables import User
 from trollllm.db import transaction
-from trollllm.errors import GatewayError, NotFound
+from trollllm.errors import GatewayError
 from trollllm.state import get_state
 from trollllm.upstream import service
-from trollllm.upstream.checks import UpstreamCheck, plan_proxy_check, run_check
-from trollllm.upstream.schemas import INT32_MAX, NewProxy
+from trollllm.upstream.checks import UpstreamCheck, plan_proxy_check
+from trollllm.upstream.schemas import NewProxy
 from trollllm.web.admin.access import admin_form, admin_page, admin_view, done, field_errors, service_error
+from trollllm.web.admin.upstream_test import row_id_of, test_button
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,10 +46,6 @@ async def _render(
         errors=errors or {},
         checks=checks or {},
     )
-
-
-def _proxy_id(text: str) -> int | None:
-    return int(text) if text.isdigit() and 0 < int(text) <= INT32_MAX else None
 
 
 @router.get("/proxies")
@@ -87,20 +84,7 @@ async def add_proxy(request: Request) -> Response:
 @router.post("/proxies/{proxy_id}/test")
 async def test_proxy(request: Request, proxy_id: str) -> Response:
     """One real call through the proxy (`upstream.checks`); the page again with the result in its row."""
-    posted = await admin_form(request)
-    if isinstance(posted, Response):
-        return posted
-    admin, _form = posted
-    number = _proxy_id(proxy_id)
-    state = get_state(request)
-    try:
-        if number is None:
-            raise NotFound(f"No proxy with id {proxy_id}")
-        async with state.sessions() as session:
-            plan = await plan_proxy_check(session, state, number)
-    except GatewayError as error:
-        return await _render(request, admin, error.status_code, errors=service_error(error))
-    return await _render(request, admin, checks={number: await run_check(state, plan)})
+    return await test_button(request, proxy_id, "proxy", plan_proxy_check, _render)
 
 
 async def _confirm(
@@ -133,7 +117,7 @@ async def confirm_delete(request: Request, proxy_id: str) -> Response:
     admin = await admin_page(request)
     if isinstance(admin, Response):
         return admin
-    return await _confirm(request, admin, _proxy_id(proxy_id) or 0)
+    return await _confirm(request, admin, row_id_of(proxy_id) or 0)
 
 
 @router.post("/proxies/{proxy_id}/delete")
@@ -143,7 +127,7 @@ async def delete(request: Request, proxy_id: str) -> Response:
     if isinstance(posted, Response):
         return posted
     admin, _form = posted
-    number = _proxy_id(proxy_id) or 0
+    number = row_id_of(proxy_id) or 0
     state = get_state(request)
     try:
         async with transaction(state.sessions) as session:
