@@ -111,11 +111,12 @@ class ResponsesStreamMeter(SseFraming):
             and event.startswith(b"event:")
             and event.find(b"\n", first_end + 1) < 0
         ):
-            data: bytes | None = event[first_end + 6 :]  # the common shape: `event:` then one data line
+            data = event[first_end + 6 :]  # the common shape: `event:` then one data line
         else:
-            data = _data_of(event)
-            if data is None:  # comments, `event:` or `id:` lines alone (or nothing): nothing to meter
+            found = _data_of(event)
+            if found is None:  # comments, `event:` or `id:` lines alone (or nothing): nothing to meter
                 return event + b"\n\n" if event else b""
+            data = found
         payload = self._payload(data)
         if not isinstance(payload, dict):  # `[DONE]` passes; data that is not a JSON object is dropped
             return b"" if payload is None else self._after_held(event)
