@@ -1,14 +1,15 @@
 """Profile the gateway's chat hot path (issue 26): where a request's CPU goes, per cell.
 
     .venv/bin/python bench/hot_path_profile.py [--requests 3000] [--concurrency 8] [--top 25]
+        [--formats openai,anthropic,responses,responses->chat]
 
 Starts the mock and one embedded gateway (`trollllm serve`, everything on) whose main thread carries a
 `cProfile` profiler (timing the thread's CPU time, so a busy machine's preemptions stay out) switched on and
 off by signals (SIGUSR1 on, SIGUSR2 off and dump), so start-up, seeding and warm-up stay out of it. For each
-cell (JSON and stream × OpenAI and Anthropic, and a long-stream shape: 60 tokens, one event per upstream
-chunk) it warms up, profiles the measured requests, and prints the top functions by own CPU time with their
-calls per request. cProfile slows Python-heavy code more than C calls: read the ranking, not the absolute
-times.
+cell (JSON and stream × the `--formats` of bench/run.py, OpenAI and Anthropic by default, and a long-stream
+shape: 60 tokens, one event per upstream chunk) it warms up, profiles the measured requests, and prints the
+top functions by own CPU time with their calls per request. cProfile slows Python-heavy code more than C
+calls: read the ranking, not the absolute times.
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ from pathlib import Path
 
 import orjson
 import uvloop
+from formats import FORMATS, cell_route, make_target
 from loadgen import run_cell
-from run import make_target
 from stack import ADMIN, Processes, SetupError, cpu_seconds, free_port, seed
 
 MODES = ("json", "stream")
-FORMATS = ("openai", "anthropic")
 _PROFILED_SERVE = """
 import cProfile, os, runpy, signal, sys, time
 profile = cProfile.Profile(time.thread_time)  # CPU time of the event loop's thread, not wall time
@@ -105,7 +105,11 @@ async def profile_cells(
 ) -> list[tuple[str, Path, float]]:
     """Each cell: warm up, profile the measured requests; (cell name, its profile, gateway CPU ms/request)."""
     done = []
-    cells = [(mode, fmt, make_target(url, key, models[fmt], mode, fmt)) for mode in MODES for fmt in FORMATS]
+    cells = []
+    for mode in MODES:
+        for fmt in args.formats:
+            client, model, _, _ = cell_route(fmt)
+            cells.append((mode, fmt, make_target(url, key, model, mode, client)))
     long = make_target(url, key, models["openai"], "stream", "openai")
     body = orjson.loads(long.body)
     body["messages"][0]["content"] = (
@@ -140,6 +144,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=300, help="requests before profiling each cell")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--top", type=int, default=25, help="functions shown per cell")
+    parser.add_argument(
+        "--formats",
+        type=lambda text: [part.strip() for part in text.split(",")],
+        default=["openai", "anthropic"],
+        help=f"cell formats, as bench/run.py names them ({', '.join(FORMATS)})",
+    )
     parser.add_argument(
         "--only",
         type=lambda text: [part.strip() for part in text.split(",")],

@@ -52,9 +52,9 @@ async def create_response(state: AppState, call: ProxyCall) -> ProxyResponse:
     started = time.perf_counter()
     caller = await authenticate(state, presented_key(call.headers, WireFormat.RESPONSES))
     request = parse_responses_request(call.body)
-    owner = _owner(caller)
     previous: StoredTurn | None = None
     if request.previous_response_id is not None:
+        owner = _owner(caller)
         previous = await state.db.read(load_response(owner, request.previous_response_id, state.clock.now()))
         if previous is None:
             raise NotFound(
@@ -96,7 +96,7 @@ async def create_response(state: AppState, call: ProxyCall) -> ProxyResponse:
                 web_search_tool="web_search",
             )
         if request.store:
-            parsed.on_answered = _storer(state, owner, route, input_items)
+            parsed.on_answered = _storer(state, _owner(caller), route, input_items)
     return await forward(state, call, caller, parsed, started)
 
 

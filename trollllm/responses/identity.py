@@ -40,5 +40,7 @@ def billed_usage_of(response: dict[str, Any]) -> TokenUsage | None:
     output = response.get("output")
     searches = 0
     if isinstance(output, list):
-        searches = sum(isinstance(item, dict) and item.get("type") == "web_search_call" for item in output)
+        for item in output:
+            if isinstance(item, dict) and item.get("type") == "web_search_call":
+                searches += 1
     return usage_from_responses(usage, searches)

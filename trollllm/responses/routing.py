@@ -48,5 +48,6 @@ def choose_route(
     provider's chat completions or messages API (400 naming the first field it cannot carry)."""
     if model.responses_api:
         return NativeRoute(request.body, input_items, identity)
-    body = {**request.body, "input": input_items}
+    # Without earlier turns the request's own `input` (a string stays one) is the whole input.
+    body = request.body if request.previous_response_id is None else {**request.body, "input": input_items}
     return TranslatedRoute(translate_responses_request(body, model.wire, sealer), identity)

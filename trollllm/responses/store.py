@@ -7,7 +7,7 @@ The rows are purged with the request logs (`trollllm.usage.retention`).
 
 from __future__ import annotations
 
-import secrets
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,8 +36,8 @@ _DELETE = (
 
 
 def new_response_id() -> str:
-    """A fresh response id, in OpenAI's spelling (`resp_` and hex)."""
-    return "resp_" + secrets.token_hex(24)
+    """A fresh response id, in OpenAI's spelling (`resp_` and 48 random hex digits)."""
+    return "resp_" + os.urandom(24).hex()
 
 
 @dataclass(frozen=True, slots=True)

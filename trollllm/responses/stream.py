@@ -21,7 +21,7 @@ from trollllm.http_errors import error_body
 from trollllm.money import Money, TokenUsage, usd_text
 from trollllm.responses.identity import TERMINAL_EVENTS, ResponseIdentity, billed_usage_of
 from trollllm.responses.translate.output import responses_usage
-from trollllm.sse import DONE, SseFraming
+from trollllm.sse import SseFraming
 from trollllm.wire import ENDPOINTS, WireFormat
 
 # Events whose non-empty `delta` is delivered output (counted when no usage comes).
@@ -54,7 +54,10 @@ class ResponsesStreamMeter(SseFraming):
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes to send to the client for this upstream chunk (whole events only)."""
-        return b"".join(self._event(event) for event in self._whole_events(chunk))
+        events = self._whole_events(chunk)
+        if len(events) == 1:
+            return self._event(events[0])
+        return b"".join([self._event(event) for event in events])
 
     def flush(self) -> bytes:
         """Whatever incomplete event remains at the end of the stream."""
@@ -100,39 +103,46 @@ class ResponsesStreamMeter(SseFraming):
         return b"".join([event + b"\n\n", *held])
 
     def _event(self, event: bytes) -> bytes:
-        if not event:
-            return b""
-        data: bytes | None = None
+        """The client's bytes for one upstream event (the event and its blank line, or nothing yet)."""
         first_end = event.find(b"\n")
-        if event.startswith(b"event:") and event.startswith(b"data:", first_end + 1):
+        if (
+            first_end > 0
+            and event.startswith(b"data:", first_end + 1)
+            and event.startswith(b"event:")
+            and event.find(b"\n", first_end + 1) < 0
+        ):
             data = event[first_end + 6 :]  # the common shape: `event:` then one data line
-            if b"\n" in data:
-                data = None
-        if data is None:
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:"):
-                    value = line[5:]
-                    value = value[1:] if value.startswith(b" ") else value
-                    data = value if data is None else data + b"\n" + value
-        if data is None:  # comments, `event:` or `id:` lines alone: nothing to meter
-            return event + b"\n\n"
+        else:
+            found = _data_of(event)
+            if found is None:  # comments, `event:` or `id:` lines alone (or nothing): nothing to meter
+                return event + b"\n\n" if event else b""
+            data = found
         payload = self._payload(data)
-        if payload is None or payload is DONE:
+        if not isinstance(payload, dict):  # `[DONE]` passes; data that is not a JSON object is dropped
             return b"" if payload is None else self._after_held(event)
-        assert isinstance(payload, dict)
         kind = payload.get("type")
+        if not isinstance(kind, str):
+            kind = ""
         sequence = payload.get("sequence_number")
         if isinstance(sequence, int):
             self._next_sequence = sequence + 1
         if kind in _DELTA_EVENTS:
-            if isinstance(payload.get("delta"), str) and payload["delta"]:
+            delta = payload.get("delta")
+            if delta and isinstance(delta, str):
                 self.delivered_tokens += 1
-            return self._after_held(event)
-        if kind == "response.output_item.done" and "item" in payload:
+        elif kind == "response.output_item.done" and "item" in payload:
             self._items_done.append(payload["item"])
-        response = payload.get("response")
-        if not isinstance(response, dict) or not isinstance(kind, str):
-            return self._after_held(event)
+        elif kind:
+            response = payload.get("response")
+            if isinstance(response, dict):
+                return self._object_event(kind, payload, response)
+        if self._terminal is None:
+            return event + b"\n\n"
+        self._held.append(event + b"\n\n")
+        return b""
+
+    def _object_event(self, kind: str, payload: dict[str, Any], response: dict[str, Any]) -> bytes:
+        """An event carrying the response object: the gateway's identity set in it; the terminal one held."""
         self.identity.present(response)
         if kind == "response.created":
             self._created = dict(response)
@@ -148,3 +158,14 @@ class ResponsesStreamMeter(SseFraming):
             return event + b"\n\n"
         self._held.append(event + b"\n\n")
         return b""
+
+
+def _data_of(event: bytes) -> bytes | None:
+    """An event's data lines joined (their optional leading space removed); None when it has none."""
+    data: bytes | None = None
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:"):
+            value = line[5:]
+            value = value[1:] if value.startswith(b" ") else value
+            data = value if data is None else data + b"\n" + value
+    return data

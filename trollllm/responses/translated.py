@@ -20,7 +20,7 @@ class TranslatedRoute:
     def __init__(self, translation: ResponsesTranslation, identity: ResponseIdentity) -> None:
         self.translation = translation
         self.identity = identity
-        self._final: dict[str, Any] | None = None
+        self._final: bytes | None = None  # the whole reply's Response, parsed only when asked for
         self._stream: ResponsesStream | None = None
 
     @property
@@ -40,7 +40,7 @@ class TranslatedRoute:
             held = self._stream.held_event
             response = held.get("response") if held is not None else None
             return response if isinstance(response, dict) else None
-        return self._final
+        return None if self._final is None else orjson.loads(self._final)
 
     def upstream_body(self, upstream_model: str, max_tokens: int, stream: bool) -> bytes:
         """The translated body sent upstream."""
@@ -49,7 +49,7 @@ class TranslatedRoute:
     def reply(self, raw: bytes, client_model: str) -> tuple[bytes, TokenUsage | None]:
         """A whole answer as a Response, and its billed usage."""
         body, usage = self.translation.reply(raw, client_model, self.identity.response_id)
-        self._final = orjson.loads(body)
+        self._final = body
         return body, usage
 
     def error(self, status: int, raw: bytes, *, message: str | None = None) -> bytes:

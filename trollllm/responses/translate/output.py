@@ -8,8 +8,8 @@ blocks sealed in `encrypted_content`), a `function_call` (its namespace restored
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -43,11 +43,20 @@ def sse_event(payload: dict[str, Any]) -> bytes:
 
 
 class ResponseOutput:
-    """The response being built; each method returns the stream events of its step (in order)."""
+    """The response being built; each method returns the stream events of its step (in order), or, built
+    with `events=False` for a whole reply, no events at all (nothing is serialized but the response)."""
 
     def __init__(
-        self, response_id: str, client_model: str, echo: dict[str, Any], tools: ToolSet, sealer: Sealer
+        self,
+        response_id: str,
+        client_model: str,
+        echo: dict[str, Any],
+        tools: ToolSet,
+        sealer: Sealer,
+        *,
+        events: bool = True,
     ) -> None:
+        self.events = events
         self.response_id = response_id
         self.client_model = client_model
         self.echo = echo
@@ -69,9 +78,11 @@ class ResponseOutput:
     def _emit(self, payload: dict[str, Any]) -> bytes:
         payload["sequence_number"] = self._sequence
         self._sequence += 1
-        return sse_event(payload)
+        return sse_event(payload) if self.events else b""
 
     def _item_event(self, kind: str, **fields: Any) -> bytes:
+        if not self.events:
+            return b""
         item = self.items[-1]
         return self._emit(
             {"type": kind, "item_id": item["id"], "output_index": len(self.items) - 1, **fields}
@@ -98,6 +109,8 @@ class ResponseOutput:
         if self.started:
             return []
         self.started = True
+        if not self.events:
+            return []
         created = self.response("in_progress")
         created["output"] = []
         return [
@@ -107,9 +120,11 @@ class ResponseOutput:
 
     def _add(self, item: dict[str, Any]) -> list[bytes]:
         out = self.start() + self.close()
-        item["id"] = f"{_ID_PREFIX[item['type']]}_{uuid.uuid4().hex}"
+        item["id"] = f"{_ID_PREFIX[item['type']]}_{os.urandom(16).hex()}"
         self.items.append(item)
         self._open = item["type"]
+        if not self.events:
+            return out
         snapshot = orjson.loads(orjson.dumps(item))  # the item as it stood when added
         out.append(
             self._emit(
@@ -127,6 +142,8 @@ class ResponseOutput:
         out = self._add({"type": "message", "status": "in_progress", "role": "assistant", "content": []})
         part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
         self.items[-1]["content"].append(part)
+        if not self.events:
+            return out
         self._text_delta_head = (
             b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":'
             + orjson.dumps(self.items[-1]["id"])
@@ -145,6 +162,8 @@ class ResponseOutput:
         if delta:
             self.items[-1]["content"][0]["text"] += delta
             sequence, self._sequence = self._sequence, self._sequence + 1
+            if not self.events:
+                return out
             # as `_item_event` writes it: ..., "delta", "logprobs", then "sequence_number"
             tail = b',"logprobs":[],"sequence_number":' + str(sequence).encode() + b"}\n\n"
             out.append(self._text_delta_head + orjson.dumps(delta) + tail)

@@ -69,13 +69,13 @@ class ResponsesTranslation:
                 body["thinking"] = {"type": "enabled", "budget_tokens": budget}
         return orjson.dumps(body)
 
-    def _output(self, client_model: str, response_id: str) -> ResponseOutput:
-        return ResponseOutput(response_id, client_model, self.echo, self.tools, self.sealer)
+    def _output(self, client_model: str, response_id: str, *, events: bool) -> ResponseOutput:
+        return ResponseOutput(response_id, client_model, self.echo, self.tools, self.sealer, events=events)
 
     def reply(self, raw: bytes, client_model: str, response_id: str) -> tuple[bytes, TokenUsage | None]:
         """A whole 2xx answer as a Response with id `response_id`, and its billed usage (None when it
         has none); raises `UntranslatableReply` for a body that is not a JSON object."""
-        output = self._output(client_model, response_id)
+        output = self._output(client_model, response_id, events=False)
         if self.upstream_wire is WireFormat.ANTHROPIC:
             return reply_from_messages(raw, output)
         return reply_from_chat(raw, output, searched="web_search_options" in self.body)
@@ -87,7 +87,7 @@ class ResponsesTranslation:
 
     def stream(self, client_model: str, response_id: str) -> ResponsesStream:
         """The relay of this request's upstream stream as Responses events."""
-        output = self._output(client_model, response_id)
+        output = self._output(client_model, response_id, events=True)
         if self.upstream_wire is WireFormat.ANTHROPIC:
             return MessagesToResponsesStream(output)
         return ChatToResponsesStream(output, searched="web_search_options" in self.body)
