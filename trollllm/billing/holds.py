@@ -20,6 +20,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
 from trollllm.billing import windows as windows_program
 from trollllm.billing.ledger import CHARGE
@@ -103,11 +104,20 @@ _NEXT_CAP_RESET = (
     "UPDATE friend_key_model_limits SET next_reset_at = :next_reset_at "
     "WHERE friend_key_id = :friend_key_id AND model_id = :model_id"
 )
-_INSERT_HOLD = (
+_HOLD_VALUES = (
     "INSERT INTO holds (request_id, user_id, amount_nanos, friend_key_id, model_id, created_at, expires_at, "
     "tokens, window_spans) VALUES (:request_id, :user_id, :amount, :friend_key_id, :model_id, :created_at, "
-    ":expires_at, :tokens, :window_spans) RETURNING id"
+    ":expires_at, :tokens, "
 )
+_INSERT_HOLD = _HOLD_VALUES + ":window_spans) RETURNING id"
+
+
+@cache
+def _insert_hold_in_windows(room_sql: str) -> str:
+    """`_INSERT_HOLD` whose `window_spans` are the spans whose windows have room (`room_sql`)."""
+    return f"{_HOLD_VALUES}{room_sql}) RETURNING id, window_spans"
+
+
 # `_RESERVE_ON_USER` then `_INSERT_HOLD` (with no Friend Key) as one PostgreSQL statement.
 _RESERVE_AND_HOLD_PG = (
     "WITH reserved AS (UPDATE users SET held_nanos = held_nanos + :amount, "
@@ -258,22 +268,25 @@ def place_hold(
             yield Query(_NEXT_CAP_RESET, {**row, "next_reset_at": next_reset})
         if not (yield Query(_RESERVE_ON_CAP, row)):
             raise FriendKeyCapRefused()
-    if windows:
-        yield from windows_program.reserve(held.user_id, windows, amount, held.tokens, held.admitted_s)
-    (hold_id,), *_ = yield Query(
-        _INSERT_HOLD,
-        {
-            "request_id": held.request_id,
-            "user_id": held.user_id,
-            "amount": amount,
-            "friend_key_id": held.friend_key_id,
-            "model_id": held.model_id,
-            "created_at": now,
-            "expires_at": now + HOLD_TTL,
-            "tokens": held.tokens,
-            "window_spans": held.window_spans,
-        },
-    )
+    hold_row = {
+        "request_id": held.request_id,
+        "user_id": held.user_id,
+        "amount": amount,
+        "friend_key_id": held.friend_key_id,
+        "model_id": held.model_id,
+        "created_at": now,
+        "expires_at": now + HOLD_TTL,
+        "tokens": held.tokens,
+        "window_spans": held.window_spans,
+    }
+    if not windows:
+        (hold_id,), *_ = yield Query(_INSERT_HOLD, hold_row)
+        return int(hold_id)
+    reservation = windows_program.reserve(held.user_id, windows, amount, held.tokens, held.admitted_s)
+    hold_sql = _insert_hold_in_windows(reservation.room_sql)
+    (hold_id, with_room), *_ = yield Query(hold_sql, {**hold_row, **reservation.params})
+    windows_program.check_room(held.window_spans, int(with_room))
+    yield reservation.in_buckets
     return int(hold_id)
 
 
@@ -437,3 +450,7 @@ def _log_row(
         "error_type": record.error_type,
         "now": now,
     }
+
+
+SQL_VARIANTS = {"hold_sql": [_insert_hold_in_windows(room) for room in windows_program.ROOM_EXAMPLES]}
+"""Examples of the SQL built here, for the test that compiles every program's SQL against the schema."""
