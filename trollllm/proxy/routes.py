@@ -14,7 +14,8 @@ import time
 from starlette.types import Message, Receive, Scope, Send
 
 from trollllm.betas.policy import split_betas
-from trollllm.billing.holds import Charged, RequestRecord, log_unbilled, settle
+from trollllm.billing.records import RequestRecord
+from trollllm.billing.settlement import Charged, log_unbilled, settle
 from trollllm.byok.routing import send_upstream
 from trollllm.errors import (
     GatewayError,
