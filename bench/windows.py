@@ -17,7 +17,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from trollllm.billing.holds import HeldRequest, RequestRecord, place_hold, settle
+from trollllm.billing.holds import HeldRequest, place_hold
+from trollllm.billing.records import RequestRecord
+from trollllm.billing.settlement import settle
 from trollllm.billing.windows import WindowLimit, span_flags
 from trollllm.db import create_engine
 from trollllm.migrate import upgrade_to_head

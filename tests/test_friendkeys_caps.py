@@ -12,20 +12,16 @@ from proxy_world import OPENAI_MODEL, World
 from sqlalchemy import func, select, update
 
 from trollllm.accounts.tables import User
-from trollllm.billing.holds import (
-    HOLD_TTL,
-    FriendKeyCapRefused,
-    HeldRequest,
-    RequestRecord,
-    place_hold,
-    settle,
-)
+from trollllm.billing.holds import FriendKeyCapRefused, HeldRequest, place_hold
+from trollllm.billing.records import RequestRecord
+from trollllm.billing.settlement import settle
 from trollllm.billing.sweeper import release_expired_holds
 from trollllm.billing.tables import Hold, LedgerEntry
 from trollllm.clock import ManualClock
 from trollllm.db import write_connection
 from trollllm.friendkeys.tables import FriendKey, FriendKeyModelLimit
 from trollllm.money import Money, TokenUsage
+from trollllm.settings import HOLD_TTL
 from trollllm.usage.tables import RequestLog
 
 CAP_USD = 0.05

@@ -10,9 +10,10 @@ from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, World
 from sqlalchemy import select
 
 from trollllm.accounts.tables import User
-from trollllm.billing.holds import HOLD_TTL, HeldRequest, place_hold
+from trollllm.billing.holds import HeldRequest, place_hold
 from trollllm.billing.tables import Hold
 from trollllm.money import Money
+from trollllm.settings import HOLD_TTL
 
 BALANCE_USD = 0.01  # 400 output tokens at $25 / MTok
 

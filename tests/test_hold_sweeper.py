@@ -13,15 +13,18 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
-from trollllm.billing.holds import HOLD_TTL, HeldRequest, RequestRecord, settle
+from trollllm.billing.holds import HeldRequest
 from trollllm.billing.holds import place_hold as proxy_hold
 from trollllm.billing.ledger import ADMIN_ADJUSTMENT, apply_adjustment, reconcile
+from trollllm.billing.records import RequestRecord
+from trollllm.billing.settlement import settle
 from trollllm.billing.sweeper import release_expired_holds
 from trollllm.billing.tables import Hold
 from trollllm.clock import ManualClock
 from trollllm.db import transaction
 from trollllm.friendkeys.tables import FriendKey, FriendKeyModelLimit
 from trollllm.money import Money, TokenUsage
+from trollllm.settings import HOLD_TTL
 
 MODEL = "gpt-test"
 

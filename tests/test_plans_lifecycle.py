@@ -17,8 +17,10 @@ from plan_helpers import burst, chat_body, edit_plan, relogin, set_user, user_ro
 from proxy_world import ANTHROPIC_MODEL, World
 from sqlalchemy import select, text
 
-from trollllm.billing.holds import HeldRequest, RequestRecord, place_hold, settle
+from trollllm.billing.holds import HeldRequest, place_hold
 from trollllm.billing.ledger import reconcile
+from trollllm.billing.records import RequestRecord
+from trollllm.billing.settlement import settle
 from trollllm.billing.tables import LedgerEntry
 from trollllm.clock import ManualClock
 from trollllm.money import Money, TokenUsage

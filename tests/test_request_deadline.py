@@ -12,11 +12,10 @@ from proxy_world import OPENAI_MODEL, World, build_world, serve
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from trollllm.billing.holds import HOLD_TTL
 from trollllm.billing.tables import Hold, LedgerEntry
 from trollllm.clock import ManualClock
 from trollllm.mockupstream import MockUpstream
-from trollllm.settings import SETTLE_MARGIN_S, Settings
+from trollllm.settings import HOLD_TTL, SETTLE_MARGIN_S, Settings
 from trollllm.usage.tables import RequestLog
 
 

@@ -14,10 +14,11 @@ from proxy_world import OPENAI_MODEL, World
 from sqlalchemy import select, text
 
 from trollllm.accounts.tables import User
-from trollllm.billing.holds import HOLD_TTL, UNSETTLED
+from trollllm.billing.records import UNSETTLED
 from trollllm.billing.sweeper import release_expired_holds
 from trollllm.mockupstream import count_input_tokens
 from trollllm.money import Money, Prices, TokenUsage, cost_of, parse_price_per_mtok, usd_text
+from trollllm.settings import HOLD_TTL
 from trollllm.usage.tables import RequestLog
 
 PRICES = Prices(parse_price_per_mtok(5), parse_price_per_mtok(25))

@@ -64,6 +64,26 @@ async def test_a_5h_window_of_one_dollar_is_never_passed_under_200_concurrent_re
     assert Money.from_usd(five_hours["usdUsed"]) == total and five_hours["usdLimit"] == 1.0
 
 
+async def test_a_full_7d_window_refuses_with_room_in_the_5h_one_and_holds_nothing_in_either(
+    any_world: World,
+) -> None:
+    world = any_world
+    await edit_plan(
+        world, "dev", windows=[{"window": "5h", "usdLimit": 1.00}, {"window": "7d", "usdLimit": 0.15}]
+    )
+    headers = {"Authorization": f"Bearer {world.user.api_key}"}
+    client = world.gateway.client
+    assert (await client.post("/v1/chat/completions", headers=headers, json=BIG)).status_code == 200
+    refusal = await client.post("/v1/chat/completions", headers=headers, json=BIG)
+    assert refusal.status_code == 429 and refusal.json()["error"]["window"] == "7d"
+    assert await open_window_holds(world) == (0, 0, 0)  # the refused hold left no trace in the 5h bucket
+    async with world.state.sessions() as session:
+        used = select(UsageWindowBucket.span_s, UsageWindowBucket.used_nanos)
+        buckets = [tuple(row) for row in (await session.execute(used)).all()]
+    total = (await charged_total(world)).nanos
+    assert sorted(buckets) == [(3600, total), (86400, total)]  # the admitted request, in each span
+
+
 async def test_a_full_window_is_a_429_with_the_window_its_reset_and_retry_after_in_each_format(
     world: World, clock: ManualClock
 ) -> None:

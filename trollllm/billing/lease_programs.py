@@ -20,7 +20,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
-from trollllm.billing.holds import Charged, HeldRequest, RequestRecord, settle
+from trollllm.billing.holds import HeldRequest
+from trollllm.billing.records import RequestRecord
+from trollllm.billing.settlement import Charged, settle
 from trollllm.billing.tables import CreditLease
 from trollllm.db import transaction
 from trollllm.money import Money, TokenUsage, split_charge
@@ -154,7 +156,7 @@ def settle_leased(
     then every ledger entry and request log in one statement each.
 
     Returns each settlement's outcome (in `batch`'s order) and the leases found gone: their settlements
-    were settled as late ones (`holds.settle` of a hold already released: charging what is free).
+    were settled as late ones (`settlement.settle` of a hold already released: charging what is free).
     """
     outcomes: dict[int, Charged] = {}
     gone: set[int] = set()

@@ -35,7 +35,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from trollllm.billing.holds import Charged, HeldRequest, RequestRecord
+from trollllm.billing.holds import HeldRequest
 from trollllm.billing.lease_programs import (
     LEASE_TTL,
     LeasedSettlement,
@@ -46,6 +46,8 @@ from trollllm.billing.lease_programs import (
     return_lease,
     settle_leased,
 )
+from trollllm.billing.records import RequestRecord
+from trollllm.billing.settlement import Charged
 from trollllm.clock import Clock
 from trollllm.money import Money, TokenUsage
 from trollllm.storage.sqlprogram import ProgramRunner

@@ -34,7 +34,9 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from trollllm.billing.holds import UNSETTLED, Charged, HeldRequest, RequestRecord, settle
+from trollllm.billing.holds import HeldRequest
+from trollllm.billing.records import UNSETTLED, RequestRecord
+from trollllm.billing.settlement import Charged, settle
 from trollllm.money import Money, TokenUsage
 from trollllm.storage.sqlprogram import Program, ProgramRunner, Query
 

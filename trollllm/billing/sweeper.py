@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
-from trollllm.billing.holds import UNSETTLED
+from trollllm.billing.records import UNSETTLED
 from trollllm.billing.tables import Hold, UsageWindowBucket
 from trollllm.billing.windows import bucket_start, spans_of
 from trollllm.db import transaction

@@ -7,17 +7,22 @@ the start of the bucket holding `now − window`: it may count up to one bucket 
 window (never less), so it is never passed.
 
 `reserve` runs inside `place_hold`'s transaction, after the user's row is locked (so every admission,
-settlement and sweep of one user is serialized, on SQLite and PostgreSQL alike): per bucket span, one
-INSERT … ON CONFLICT that adds the hold to the current bucket only when every window of that span still
-has room for it, and raises `WindowFull` otherwise (rolling the whole hold back). `settle` moves a
-request's hold to its real figure in the same buckets.
+settlement and sweep of one user is serialized, on SQLite and PostgreSQL alike). The statement that writes
+the hold row reads whether every window has room for it (`Reservation.room_sql`: the span flags whose
+windows all do, kept as the hold's `window_spans`); when a span is missing `place_hold` raises `WindowFull`,
+rolling the whole hold back, else one upsert adds the hold to the current bucket of every span. `settle`
+moves a request's hold to its real figure in the same buckets.
+
+Why this shape: on SQLite a statement's cost is mostly the temporary tables it opens, and `RETURNING` or an
+`INSERT … SELECT` reading its own table each open one; reading the room inside the hold's own insert (one
+row of VALUES) and adding to the buckets without `RETURNING` opens none beyond the hold's own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 
 from trollllm.storage.sqlprogram import Program, Query
 
@@ -26,6 +31,7 @@ DAY_S = 86400
 WINDOW_SECONDS = {"5h": 5 * HOUR_S, "24h": DAY_S, "7d": 7 * DAY_S, "30d": 30 * DAY_S}
 """The window names a plan may use, and their length."""
 _SPAN_FLAGS = {HOUR_S: 1, DAY_S: 2}
+_SPAN_NAMES = {HOUR_S: "hour", DAY_S: "day"}  # in parameter names
 BUCKET_RETENTION_S = 32 * DAY_S
 """Buckets older than this are no part of any window (the longest is 30 days plus one bucket)."""
 
@@ -83,28 +89,36 @@ def spans_of(flags: int) -> list[int]:
     return [span for span, flag in _SPAN_FLAGS.items() if flags & flag]
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A hold's place in a plan's windows: `room_sql`, the SQL expression of the span flags whose windows
+    all have room for it (to write as the hold row's `window_spans`), `params` for it and for `in_buckets`,
+    the upsert that adds the hold to the current bucket of each span once the room is known."""
+
+    room_sql: str
+    params: dict[str, int]
+    in_buckets: Query
+
+
 def reserve(
     user_id: int, windows: Sequence[WindowLimit], amount_nanos: int, tokens: int, now_s: int
-) -> Program[None]:
-    """Hold `amount_nanos` and `tokens` in the current bucket of each span, or raise `WindowFull`."""
-    for span_s, group in _by_span(tuple(windows)):
-        params: dict[str, int] = {
-            "user_id": user_id,
-            "span_s": span_s,
-            "start_s": bucket_start(now_s, span_s),
-            "amount": amount_nanos,
-            "tokens": tokens,
-            "from_min": min(window.first_bucket(now_s) for window in group),
-        }
-        for index, window in enumerate(group):
-            params[f"from_{_TAGS[index]}"] = window.first_bucket(now_s)
-            if window.usd_limit_nanos is not None:
-                params[f"usd_{_TAGS[index]}"] = window.usd_limit_nanos
-            if window.token_limit is not None:
-                params[f"tok_{_TAGS[index]}"] = window.token_limit
-        sql = _reserve_sql(_shape(group))
-        if not (yield Query(sql, params)):
-            raise WindowFull(span_s)
+) -> Reservation:
+    """How to hold `amount_nanos` and `tokens` in `windows` at `now_s` (see `Reservation`)."""
+    shape = _shape(tuple(windows))
+    params = {"user_id": user_id, "amount": amount_nanos, "tokens": tokens, **shape.limits}
+    for name, span_s in shape.starts:
+        params[name] = bucket_start(now_s, span_s)
+    for name, seconds, span_s in shape.firsts:
+        params[name] = bucket_start(now_s - seconds, span_s)
+    upsert_sql = shape.upsert_sql
+    return Reservation(shape.room_sql, params, Query(upsert_sql, params))
+
+
+def check_room(flags: int, with_room: int) -> None:
+    """Raise `WindowFull` for a span of `flags` missing from `with_room` (the room read with the hold)."""
+    missing = spans_of(flags & ~with_room)
+    if missing:
+        raise WindowFull(missing[0])
 
 
 _SETTLE_BUCKET = (
@@ -167,12 +181,19 @@ def buckets(user_id: int, window: WindowLimit, now_s: int) -> Program[list[Bucke
     return [Bucket(*(int(value) for value in row)) for row in rows]
 
 
-_Shape = tuple[tuple[bool, bool], ...]
 _TAGS = "abcd"  # parameter suffixes of the windows of one span (a plan has at most 4 windows)
 
 
-def _shape(group: Sequence[WindowLimit]) -> _Shape:
-    return tuple((window.usd_limit_nanos is not None, window.token_limit is not None) for window in group)
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """A plan's windows as SQL: the room expression and the bucket upsert, their fixed parameters (spans
+    and limits) and those computed per request (the current bucket of each span, the oldest each counts)."""
+
+    room_sql: str
+    upsert_sql: str
+    limits: dict[str, int]
+    starts: tuple[tuple[str, int], ...]  # (parameter, span)
+    firsts: tuple[tuple[str, int, int], ...]  # (parameter, window length, span)
 
 
 def _by_span(windows: tuple[WindowLimit, ...]) -> list[tuple[int, list[WindowLimit]]]:
@@ -182,35 +203,75 @@ def _by_span(windows: tuple[WindowLimit, ...]) -> list[tuple[int, list[WindowLim
     return sorted(groups.items())
 
 
-@cache
-def _reserve_sql(shape: _Shape) -> str:
-    """The conditional upsert of one span's bucket for windows of this shape (which limits each has)."""
-    sums, conditions = [], []
-    for index, (usd, tok) in enumerate(shape):
-        tag = _TAGS[index]
-        within = f"start_s >= :from_{tag}"
-        sums.append(
-            f"COALESCE(SUM(CASE WHEN {within} THEN used_nanos + held_nanos ELSE 0 END), 0) AS n{index}"
+@lru_cache(maxsize=256)
+def _shape(windows: tuple[WindowLimit, ...]) -> _Shape:
+    limits: dict[str, int] = {}
+    starts: list[tuple[str, int]] = []
+    firsts: list[tuple[str, int, int]] = []
+    rooms, rows = [], []
+    for span_s, group in _by_span(windows):
+        span = _SPAN_NAMES[span_s]
+        limits[f"span_{span}"] = span_s
+        starts.append((f"start_{span}", span_s))
+        # The buckets read: those of the longest window of this span.
+        firsts.append((f"from_{span}", max(window.seconds for window in group), span_s))
+        rooms.append(
+            f"CASE WHEN ({_room(span, group, limits, firsts)}) THEN {_SPAN_FLAGS[span_s]:d} ELSE 0 END"
         )
-        sums.append(
-            f"COALESCE(SUM(CASE WHEN {within} THEN used_tokens + held_tokens ELSE 0 END), 0) AS t{index}"
+        rows.append(
+            f"(CAST(:user_id AS INTEGER), CAST(:span_{span} AS INTEGER), CAST(:start_{span} AS BIGINT), "
+            "0, 0, CAST(:amount AS BIGINT), CAST(:tokens AS BIGINT))"
         )
-        if usd:
-            conditions.append(f"n{index} + CAST(:amount AS BIGINT) <= CAST(:usd_{tag} AS BIGINT)")
-        if tok:
-            conditions.append(f"t{index} + CAST(:tokens AS BIGINT) <= CAST(:tok_{tag} AS BIGINT)")
-    # Built from the fixed fragments above only; every value is a bound parameter.
-    return (
+    # Built from fixed fragments only; every value is a bound parameter.
+    upsert_sql = (
         "INSERT INTO usage_window_buckets (user_id, span_s, start_s, used_nanos, used_tokens, held_nanos, "  # noqa: S608
-        "held_tokens) SELECT :user_id, :span_s, CAST(:start_s AS BIGINT), 0, 0, CAST(:amount AS BIGINT), "
-        f"CAST(:tokens AS BIGINT) FROM (SELECT {', '.join(sums)} FROM usage_window_buckets "
-        "WHERE user_id = :user_id AND span_s = :span_s AND start_s >= :from_min) AS sums "
-        f"WHERE {' AND '.join(conditions) or '1 = 1'} "
-        "ON CONFLICT (user_id, span_s, start_s) DO UPDATE SET "
+        f"held_tokens) VALUES {', '.join(rows)} ON CONFLICT (user_id, span_s, start_s) DO UPDATE SET "
         "held_nanos = usage_window_buckets.held_nanos + excluded.held_nanos, "
-        "held_tokens = usage_window_buckets.held_tokens + excluded.held_tokens RETURNING start_s"
+        "held_tokens = usage_window_buckets.held_tokens + excluded.held_tokens"
+    )
+    return _Shape(" + ".join(rooms), upsert_sql, limits, tuple(starts), tuple(firsts))
+
+
+def _room(
+    span: str, group: list[WindowLimit], limits: dict[str, int], firsts: list[tuple[str, int, int]]
+) -> str:
+    """Whether every window of this span (one bucket span) has room for the hold: one read of its buckets."""
+    conditions = []
+    for window, tag in zip(group, _TAGS, strict=False):
+        name = f"{span}_{tag}"
+        nanos, tokens = "used_nanos + held_nanos", "used_tokens + held_tokens"
+        if len(group) > 1:  # the buckets read are its longest window's: count this window's only
+            firsts.append((f"from_{name}", window.seconds, window.span_s))
+            nanos = f"CASE WHEN start_s >= :from_{name} THEN {nanos} END"
+            tokens = f"CASE WHEN start_s >= :from_{name} THEN {tokens} END"
+        if window.usd_limit_nanos is not None:
+            limits[f"usd_{name}"] = window.usd_limit_nanos
+            conditions.append(
+                f"COALESCE(SUM({nanos}), 0) + CAST(:amount AS BIGINT) <= CAST(:usd_{name} AS BIGINT)"
+            )
+        if window.token_limit is not None:
+            limits[f"tok_{name}"] = window.token_limit
+            conditions.append(
+                f"COALESCE(SUM({tokens}), 0) + CAST(:tokens AS BIGINT) <= CAST(:tok_{name} AS BIGINT)"
+            )
+    return (
+        f"SELECT {' AND '.join(conditions) or '1 = 1'} FROM usage_window_buckets "  # noqa: S608
+        f"WHERE user_id = :user_id AND span_s = :span_{span} AND start_s >= :from_{span}"
     )
 
 
-SQL_VARIANTS = {"sql": [_reserve_sql(((True, False),)), _reserve_sql(((True, True), (False, True)))]}
+SQL_VARIANTS = {
+    "upsert_sql": [
+        _shape((WindowLimit("5h", 10, None),)).upsert_sql,
+        _shape(
+            (WindowLimit("5h", 10, 5), WindowLimit("24h", None, 7), WindowLimit("7d", 9, None))
+        ).upsert_sql,
+    ]
+}
 """Examples of the SQL built here, for the test that compiles every program's SQL against the schema."""
+
+ROOM_EXAMPLES = [
+    _shape((WindowLimit("5h", 10, None),)).room_sql,
+    _shape((WindowLimit("5h", 10, 5), WindowLimit("24h", None, 7), WindowLimit("7d", 9, None))).room_sql,
+]
+"""Examples of `Reservation.room_sql`, for the examples of the hold's insert (`trollllm.billing.holds`)."""

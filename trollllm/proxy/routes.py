@@ -14,8 +14,9 @@ import time
 from starlette.types import Receive, Scope, Send
 
 from trollllm.betas.policy import split_betas
-from trollllm.billing.holds import Charged, RequestRecord, log_unbilled, settle
 from trollllm.billing.leases import LEASED_HOLD_ID
+from trollllm.billing.records import RequestRecord
+from trollllm.billing.settlement import Charged, log_unbilled, settle
 from trollllm.byok.routing import send_upstream
 from trollllm.errors import (
     GatewayError,

@@ -67,7 +67,7 @@ ROLLUP_BATCH_SIZE = 20_000
 """Log ids per rollup transaction (about 0.1 s on SQLite, whose writers wait meanwhile): a first pass over
 millions of old rows goes in short steps, with the proxy's settlements in between."""
 
-UNSETTLED = "unsettled"  # the error type of a row written by the hold sweeper (trollllm.billing.holds)
+UNSETTLED = "unsettled"  # the error type of a row written by the hold sweeper (trollllm.billing.records)
 
 # Latency histogram: a request of `latency_ms` counts in the first bucket with latency_ms < bound. Ten
 # bounds a decade, neighbours at most 4/3 apart: a percentile read as its bucket's upper bound is at most
