@@ -18,6 +18,7 @@ if (confirmDialog) {
     document.getElementById("confirm-dialog-title").textContent = form.dataset.confirm;
     document.getElementById("confirm-dialog-text").textContent = form.dataset.confirmText || "";
     accept.textContent = form.dataset.confirmButton || "Confirm";
+    accept.disabled = false;  // a form answered by script (no page load) may ask again
     confirmDialog.showModal();
   });
 
@@ -30,6 +31,7 @@ if (confirmDialog) {
     if (!form) return;
     form.dataset.confirmed = "yes";
     accept.disabled = true;  // one click sends one request
-    form.requestSubmit();
+    form.requestSubmit();  // dispatched at once: every submit listener has seen it marked
+    delete form.dataset.confirmed;  // the next submit asks again
   });
 }
