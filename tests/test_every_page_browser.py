@@ -1,6 +1,7 @@
 """Every page, user and admin, at 390×844 and 1440×900 with realistic data (issue 28, "Done when"): no table
 scrolls sideways or clips a column, the page itself never scrolls sideways, nothing logs an error, and each
-page is screenshotted to screenshots/ (docs/images/ keeps a few for the README).
+page is screenshotted to screenshots/ (the first screen of a few as well: docs/images/ keeps those for the
+README).
 
 The data is what makes a layout break: a model with a long name, Friend Key requests (their badge sits in
 the Status column), refused requests with their reason, more rows than a page, a dozen users, factory keys
@@ -163,6 +164,8 @@ ADMIN_PAGES = {
     "admin-payments": "/admin/payments",
 }
 STATUS = {"not-found": 404, "admin-access-denied": 403}
+# The pages README "Web pages" shows (docs/images/): their first screen as well, at both sizes.
+README_PICTURES = {"dashboard", "usage", "request-history", "friend-key", "admin-overview"}
 
 
 @pytest.fixture
@@ -190,6 +193,8 @@ async def _visit(page: Page, path: str, name: str, size: str) -> None:
     assert response is not None and response.status == STATUS.get(name, 200), path
     await page.wait_for_load_state("networkidle")
     await screenshot(page, f"{name}-{size}")
+    if name in README_PICTURES:
+        await screenshot(page, f"{name}-{size}-viewport", full_page=False)
     width = await page.evaluate("document.documentElement.scrollWidth")
     viewport = await page.evaluate("window.innerWidth")
     assert width <= viewport, (
