@@ -88,7 +88,7 @@ async def test_a_key_the_provider_refused_is_flagged(world: World) -> None:
     await world.state.upstream.flush()
     async with signed_in(world.gateway, world.admin.username) as admin:
         page = await admin.get("/factory-keys")
-    html = page.text.replace("<wbr>", "")  # names may break after - / _ . : (render.breakable)
+    html = page.text.replace("<wbr>", "")  # names may break after / - . : (render.breakable)
     row = html.split("openai-dead")[1].split("</tr>")[0]
     assert "Refused by the provider (401)" in row and ">disabled<" in row
     assert "Refused by the provider" not in html.split("openai-dead")[0]

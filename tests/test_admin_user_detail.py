@@ -59,7 +59,7 @@ async def test_the_user_page_shows_usage_by_model_with_its_spend(world: World) -
     logs = (await world.gateway.client.get("/api/user/request-history", headers=world.user.auth)).json()
     async with signed_in(world.gateway, world.admin.username) as client:
         page = await client.get("/users/alice")
-    usage = _section(page.text, "usage-title").replace("<wbr>", "")  # model IDs may break after - / _ . :
+    usage = _section(page.text, "usage-title").replace("<wbr>", "")  # model IDs may break after / - . :
     rows = re.findall(
         r"<tr><td class=\"name\">([^<]+)</td><td class=\"num\"><span title=\"(\d+)\"", usage.replace(",", "")
     )

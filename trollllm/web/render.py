@@ -70,12 +70,13 @@ def usd_number(nanos: int) -> str:
     return format(Money(nanos).to_decimal().normalize(), "f")
 
 
-_BREAK_AFTER = "/-_.:"
+_BREAK_AFTER = "/-.:"
 
 
 def breakable(name: str) -> Markup:
     """A long name (a model ID such as `anthropic/claude-sonnet-4-5-20250929`) that may break after `/`,
-    `-`, `_`, `.` and `:` (a `<wbr>` each), so a table column wraps it between its parts, not mid-word."""
+    `-`, `.` and `:` (a `<wbr>` each), so a table column wraps it between its parts, not mid-word (an error
+    type such as `model_not_found` stays whole)."""
     text = str(escape(name))
     for mark in _BREAK_AFTER:
         text = text.replace(mark, mark + "<wbr>")
