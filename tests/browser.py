@@ -53,5 +53,5 @@ async def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
     """Write a PNG of `page` (the whole page, or only the viewport) to screenshots/`name`.png."""
     SCREENSHOTS.mkdir(exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=full_page)
+    await page.screenshot(path=str(path), full_page=full_page, timeout=30_000)  # a tall page, a busy machine
     return path

@@ -33,6 +33,7 @@ async def scrape(
         return await scraper.get("/metrics", headers=headers)
 
 
+REFUSALS = (401, 402, 403, 404, 429)  # refused by the gateway when no provider key was involved
 BUCKETS = {"1h": (300, 12), "24h": (3600, 24), "7d": (21600, 28), "30d": (86400, 30), "all": (86400, None)}
 
 
@@ -52,6 +53,7 @@ class Row:
     is_success: bool = True
     request_id: str = field(default_factory=lambda: f"req_{uuid.uuid4().hex}")
     error_type: str | None = None
+    status_code: int | None = None  # None: 200 for a success, 502 for a failure
 
 
 async def add_users(sessions: async_sessionmaker[AsyncSession], *names: str) -> dict[str, int]:
@@ -79,7 +81,7 @@ async def write_logs(gateway: AppHarness, users: dict[str, int], rows: list[Row]
                 cache_write_tokens=row.cache_write_tokens,
                 cache_hit_tokens=row.cache_hit_tokens,
                 credits_cost_nanos=row.cost_nanos,
-                status_code=200 if row.is_success else 502,
+                status_code=row.status_code or (200 if row.is_success else 502),
                 latency_ms=row.latency_ms,
                 is_success=row.is_success,
                 error_type=row.error_type,
@@ -122,10 +124,27 @@ def _usd(nanos: int) -> float:
     return Money(nanos).to_json()
 
 
-def expected_metrics(rows: list[Row], period: str, now: datetime) -> dict[str, Any]:
-    """What the metrics of `period` must say of `rows` (every key but `to`)."""
+def _errors_by_type(rows: list[Row]) -> list[dict[str, Any]]:
+    """The failed rows by error type and status, most first, then by type and status (as SPEC'd)."""
+    counts: dict[tuple[str, int], int] = defaultdict(int)
+    for row in rows:
+        if not row.is_success:
+            counts[(row.error_type or "upstream_error", row.status_code or 502)] += 1
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0][0], item[0][1]))
+    return [
+        {"errorType": kind, "statusCode": status, "refused": status in REFUSALS, "requests": count}
+        for (kind, status), count in ordered
+    ]
+
+
+def expected_metrics(
+    rows: list[Row], period: str, now: datetime, logs_since: datetime | None = None
+) -> dict[str, Any]:
+    """What the metrics of `period` must say of `rows` (every key but `to`); the errors by type are those
+    of the rows still logged (at or after `logs_since`, when the older ones were purged)."""
     start = window_start(period, now)
     chosen = [row for row in rows if start is None or row.created_at >= start]
+    logged = [row for row in chosen if logs_since is None or row.created_at >= logs_since]
     step, _ = BUCKETS[period]
     models: dict[str, list[Row]] = defaultdict(list)
     users: dict[str, list[Row]] = defaultdict(list)
@@ -187,6 +206,7 @@ def expected_metrics(rows: list[Row], period: str, now: datetime) -> dict[str, A
         "successfulRequests": len(chosen) - failed,
         "failedRequests": failed,
         "errorRate": failed / len(chosen) if chosen else 0.0,
+        "errorsByType": _errors_by_type(logged),
         "totalInputTokens": sum(row.input_tokens for row in chosen),
         "totalOutputTokens": sum(row.output_tokens for row in chosen),
         "cacheWriteTokens": sum(row.cache_write_tokens for row in chosen),
@@ -223,6 +243,9 @@ def without_to(body: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in body.items() if key != "to"}
 
 
+FAILURES = [(None, 502), ("upstream_error", 503), ("model_not_found", 404), ("insufficient_credits", 402)]
+
+
 def spread_rows(now: datetime, users: list[str], count: int, days: int, seed: int = 7) -> list[Row]:
     """`count` varied rows over the last `days` days (deterministic)."""
     import random
@@ -246,4 +269,7 @@ def spread_rows(now: datetime, users: list[str], count: int, days: int, seed: in
                 is_success=chance.random() > 0.2,
             )
         )
+        if not rows[-1].is_success:
+            kind, status = chance.choice(FAILURES)
+            rows[-1].error_type, rows[-1].status_code = kind, status
     return rows

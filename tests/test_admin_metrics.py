@@ -42,11 +42,11 @@ def clock() -> ManualClock:
 
 
 async def _assert_metrics_equal_logs(
-    gateway: AppHarness, admin: Account, rows: list[Row], now: datetime
+    gateway: AppHarness, admin: Account, rows: list[Row], now: datetime, logs_since: datetime | None = None
 ) -> None:
     for period in PERIODS:
         body = await metrics(gateway, admin, period)
-        assert without_to(body) == expected_metrics(rows, period, now), period
+        assert without_to(body) == expected_metrics(rows, period, now, logs_since), period
         assert body["to"] == iso(now)
 
 
@@ -113,11 +113,12 @@ async def test_metrics_outlive_the_30_day_purge_of_the_logs(
 
     purged = await purge_request_logs(any_gateway.state.sessions, older_than=retention_cutoff(clock.now()))
 
-    assert purged == sum(row.created_at < retention_cutoff(clock.now()) for row in rows) > 0
-    await _assert_metrics_equal_logs(any_gateway, admin, rows, clock.now())
+    cutoff = retention_cutoff(clock.now())
+    assert purged == sum(row.created_at < cutoff for row in rows) > 0
+    await _assert_metrics_equal_logs(any_gateway, admin, rows, clock.now(), cutoff)
     newer = spread_rows(clock.now(), names, 30, days=2, seed=9)
     await write_logs(any_gateway, users, newer)
-    await _assert_metrics_equal_logs(any_gateway, admin, rows + newer, clock.now())
+    await _assert_metrics_equal_logs(any_gateway, admin, rows + newer, clock.now(), cutoff)
 
 
 async def test_the_purge_leaves_logs_that_are_not_rolled_up(
@@ -220,6 +221,35 @@ async def test_error_rate_is_failed_over_all_requests(any_gateway: AppHarness, c
     assert (body["requests"], body["successfulRequests"], body["failedRequests"]) == (4, 3, 1)
     assert body["errorRate"] == 0.25
     assert body["byModel"][0]["errors"] == 1
+
+
+async def test_the_error_rate_is_split_by_error_type_refusals_included(
+    any_gateway: AppHarness, clock: ManualClock
+) -> None:
+    admin = await make_admin(any_gateway)
+    users = await add_users(any_gateway.state.sessions, "ann")
+    now = clock.now()
+    earlier = now - timedelta(hours=2)
+    rows = [
+        Row("ann", "m", now),
+        Row("ann", "m", now, is_success=False, error_type="insufficient_credits", status_code=402),
+        Row("ann", "m", now, is_success=False, error_type="insufficient_credits", status_code=402),
+        Row("ann", "no-such", now, is_success=False, error_type="model_not_found", status_code=404),
+        Row("ann", "m", now, is_success=False, error_type="upstream_error", status_code=502),
+        Row("ann", "m", earlier, is_success=False, error_type="rate_limited", status_code=429),
+    ]
+    await write_logs(any_gateway, users, rows)
+    body = await metrics(any_gateway, admin, "1h")
+    assert body["failedRequests"] == 4 and body["errorRate"] == 0.8
+    assert body["errorsByType"] == [
+        {"errorType": "insufficient_credits", "statusCode": 402, "refused": True, "requests": 2},
+        {"errorType": "model_not_found", "statusCode": 404, "refused": True, "requests": 1},
+        {"errorType": "upstream_error", "statusCode": 502, "refused": False, "requests": 1},
+    ]
+    day = await metrics(any_gateway, admin, "24h")
+    assert {"errorType": "rate_limited", "statusCode": 429, "refused": True, "requests": 1} in day[
+        "errorsByType"
+    ]
 
 
 async def test_models_sorted_by_spend_then_requests_and_the_top_ten_users_by_spend(
@@ -350,9 +380,10 @@ async def test_logs_written_after_the_purge_emptied_the_table_are_counted(
     # SQLite gives the next row id 1 again: the watermark came down with the table.
     new = spread_rows(clock.now(), names, 5, days=1, seed=3)
     await write_logs(any_gateway, users, new)
-    await _assert_metrics_equal_logs(any_gateway, admin, old + new, clock.now())
+    cutoff = retention_cutoff(clock.now())
+    await _assert_metrics_equal_logs(any_gateway, admin, old + new, clock.now(), cutoff)
     await roll_up_request_logs(any_gateway.state.sessions)
-    await _assert_metrics_equal_logs(any_gateway, admin, old + new, clock.now())
+    await _assert_metrics_equal_logs(any_gateway, admin, old + new, clock.now(), cutoff)
 
 
 async def test_the_maintenance_pass_rolls_the_logs_up(any_gateway: AppHarness, clock: ManualClock) -> None:

@@ -1,14 +1,17 @@
 """`/admin`: the period's totals equal the requests made, the period links mark the selected one, the chart
-has a table fallback, top models and users; periods move with the clock."""
+has a table fallback, top models and users, the errors by type; periods move with the clock."""
 
 from __future__ import annotations
 
 import re
 
+import openai
+import pytest
 from admin_page_helpers import signed_in
 from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, World
 
 from trollllm.clock import ManualClock
+from trollllm.web.render import breakable
 
 
 def _card(html: str, title: str) -> str:
@@ -39,7 +42,10 @@ async def test_the_overview_counts_the_requests_of_the_period(world: World) -> N
     assert _card(html, "Error rate") == "0.0 %"
     assert html.count("Last hour") >= 5  # every card names the period
     assert '<a class="btn current" href="/admin?period=1h" aria-current="page"' in html
-    assert f"<td>{OPENAI_MODEL}</td>" in html and '<a href="/users/alice">alice</a>' in html
+    assert (
+        f'<td class="name">{breakable(OPENAI_MODEL)}</td>' in html
+        and '<a href="/users/alice">alice</a>' in html
+    )
     assert "View as table" in html and "<svg" in html
 
 
@@ -111,3 +117,20 @@ async def test_each_figure_has_the_previous_period_beside_it(world: World, clock
     assert _previous(day.text, "Error rate") == "Previous 24 hours: 0.0 % · 0 failed"
     assert re.fullmatch(r"Previous 24 hours: \$0\.\d+", _previous(day.text, "Spend"))
     assert "previous" not in ever.text.split("<main")[1].split("series-title")[0], "all time has no previous"
+
+
+async def test_the_error_rate_counts_refused_requests_by_type(world: World) -> None:
+    await _requests(world)
+    async with world.openai() as client:
+        with pytest.raises(openai.NotFoundError):
+            await client.chat.completions.create(
+                model="no-such-model", messages=[{"role": "user", "content": "hi"}]
+            )
+    async with signed_in(world.gateway, world.admin.username) as client:
+        page = await client.get("/admin", params={"period": "1h"})
+    html = page.text
+    assert _card(html, "Error rate") == "20.0 %"
+    assert "1 failed or refused" in html
+    errors = html.split('id="errors-title"')[1].split("</section>")[0]
+    cells = [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", errors)]
+    assert cells == ["model_not_found", "404", "Refused", "1", "20.0 %"]

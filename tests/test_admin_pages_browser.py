@@ -223,6 +223,21 @@ async def test_the_user_page_lists_keys_usage_ledger_and_requests_and_deactivati
     await deactivate.click()
     await dialog.get_by_role("button", name="Deactivate").click()
     await expect(page.locator("#notice")).to_have_text(f"{name} is deactivated")
+
+    amount, apply = page.get_by_label("Amount (USD)"), page.get_by_role("button", name="Apply")
+    await amount.fill("-5")
+    await page.get_by_label("Reason").fill("duplicate grant")
+    await apply.click()
+    deduct = page.get_by_role("dialog", name=f"Deduct credits from {name}?")
+    await deduct.get_by_role("button", name="Cancel").click()
+    await expect(page.locator("#notice")).to_have_text(f"{name} is deactivated")  # nothing was posted
+    await apply.click()
+    await deduct.get_by_role("button", name="Deduct").click()
+    await expect(page.locator("#notice")).to_have_text("Deducted $5.00 from credits")
+    await page.get_by_label("Amount (USD)").fill("5")
+    await page.get_by_label("Reason").fill("back again")
+    await page.get_by_role("button", name="Apply").click()  # a grant asks nothing
+    await expect(page.locator("#notice")).to_have_text("Granted $5.00 to credits")
     await expect(page.get_by_role("button", name="Activate")).to_be_visible()
     watch.assert_clean()
     await page.context.close()

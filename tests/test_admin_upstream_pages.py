@@ -88,9 +88,10 @@ async def test_a_key_the_provider_refused_is_flagged(world: World) -> None:
     await world.state.upstream.flush()
     async with signed_in(world.gateway, world.admin.username) as admin:
         page = await admin.get("/factory-keys")
-    row = page.text.split("openai-dead")[1].split("</tr>")[0]
+    html = page.text.replace("<wbr>", "")  # names may break after / - . : (render.breakable)
+    row = html.split("openai-dead")[1].split("</tr>")[0]
     assert "Refused by the provider (401)" in row and ">disabled<" in row
-    assert "Refused by the provider" not in page.text.split("openai-dead")[0]
+    assert "Refused by the provider" not in html.split("openai-dead")[0]
 
 
 async def test_a_proxy_is_added_with_its_password_masked_and_deleted_after_a_confirmation(
@@ -131,9 +132,10 @@ async def test_the_audit_log_lists_page_writes_with_their_changes(gateway: AppHa
         await post_form(client, "/proxies", "/proxies", name="eu", url="http://10.0.0.5:3128")
         page = await client.get("/admin/audit")
         only_users = await client.get("/admin/audit", params={"action": "user.update"})
-    assert "user:alice" in page.text and "proxy.create" in page.text
-    assert "free → dev" in page.text
-    assert "proxy.create" not in only_users.text and "user:alice" in only_users.text
+    html, only_users_html = page.text.replace("<wbr>", ""), only_users.text.replace("<wbr>", "")
+    assert "user:alice" in html and "proxy.create" in html
+    assert "free → dev" in html
+    assert "proxy.create" not in only_users_html and "user:alice" in only_users_html
 
 
 async def test_a_cooling_key_shows_until_when(gateway: AppHarness) -> None:

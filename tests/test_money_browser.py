@@ -1,4 +1,5 @@
-"""SPEC §10 in a real browser: redeem a code, buy $20 through the fake Checkout, an admin's code batch."""
+"""SPEC §10 in a real browser: redeem a code, buy $20 through the fake Checkout, an admin's code batch
+(voided only after the confirmation dialog)."""
 
 from __future__ import annotations
 
@@ -93,11 +94,20 @@ async def test_an_admin_creates_a_batch_downloads_it_and_voids_a_code(shop: Shop
             await screenshot(page, f"admin-codes-created-{'phone' if phone else 'desktop'}")
             await page.reload()
             batch_id = lines[1].split(",")[1]
-            await page.locator(f"#void-code-{batch_id}").fill(one_code)
-            await page.locator(f"[data-void-batch='{batch_id}']").click()
-            await expect(page.get_by_role("status")).to_have_text("1 code(s) voided")
+            void = page.get_by_role("button", name=f"Void codes of batch {batch_id}")
+            dialog = page.get_by_role("dialog", name=f"Void codes of batch {batch_id}?")
+            await void.click()
+            await expect(dialog).to_contain_text("This cannot be undone.")
+            await dialog.get_by_role("button", name="Cancel").click()
+            await expect(dialog).to_be_hidden()
             await page.reload()
             row = page.get_by_role("row").filter(has_text="launch party").first
+            await expect(row.get_by_role("cell").nth(4)).to_have_text("0")  # cancelled: nothing voided
+            await page.locator(f"#void-code-{batch_id}").fill(one_code)
+            await void.click()
+            await dialog.get_by_role("button", name="Void codes").click()
+            await expect(page.get_by_role("status")).to_have_text("1 code(s) voided")
+            await page.reload()
             await expect(row.get_by_role("cell").nth(4)).to_have_text("1")
             await screenshot(page, f"admin-codes-{'phone' if phone else 'desktop'}")
             await context.close()

@@ -130,3 +130,33 @@ async def test_another_users_request_detail_is_not_found(gateway: AppHarness) ->
     response = await gateway.client.get(f"{PAGE}/{request_id}")
 
     assert response.status_code == 404 and request_id not in response.text
+
+
+async def test_an_empty_past_range_says_nothing_matches_not_make_a_first_call(gateway: AppHarness) -> None:
+    _, user_id = await _signed_in(gateway)
+    await _insert(gateway, user_id, [T0])
+
+    html = (await gateway.client.get(PAGE, params={"from": "2025-01-01", "to": "2025-01-02"})).text
+
+    assert "No requests match these filters" in html
+    assert "No requests yet" not in html and "Make a first call" not in html
+
+
+async def test_the_range_table_and_csv_use_the_users_time_zone_and_name_it(gateway: AppHarness) -> None:
+    account, user_id = await _signed_in(gateway)
+    await gateway.client.put(
+        "/api/user/settings",
+        json={"timeZone": "Asia/Tokyo"},
+        headers={"Authorization": f"Bearer {account.token}"},
+    )
+    # 20:00 UTC on the 10th is 05:00 on the 11th in Tokyo (UTC+9).
+    [request_id] = await _insert(gateway, user_id, [datetime(2026, 1, 10, 20, 0, tzinfo=UTC)])
+    eleventh = {"from": "2026-01-11", "to": "2026-01-11"}
+
+    html = (await gateway.client.get(PAGE, params=eleventh)).text
+    exported = await gateway.client.get(f"{PAGE}/export.csv", params=eleventh)
+
+    assert "2026-01-11 05:00:00" in html and "times in Asia/Tokyo" in html
+    rows = list(csv.reader(io.StringIO(exported.text)))
+    assert rows[0][0] == "time_asia/tokyo"
+    assert [(row[0], row[1]) for row in rows[1:]] == [("2026-01-11 05:00:00", request_id)]

@@ -1,10 +1,11 @@
-"""K/M formatting of token and request counts on the admin pages (SPEC §8: 1.5M / 250K), at its boundaries."""
+"""K/M formatting of token and request counts on the admin pages (SPEC §8: 1.5M / 250K), at its boundaries;
+long names that a table may wrap between their parts."""
 
 from __future__ import annotations
 
 import pytest
 
-from trollllm.web.render import count_exact, count_short
+from trollllm.web.render import breakable, count_exact, count_short
 
 
 @pytest.mark.parametrize(
@@ -42,3 +43,9 @@ def test_a_negative_count_keeps_its_sign() -> None:
 def test_the_exact_count_has_thousands_separators() -> None:
     assert count_exact(1_500_000) == "1,500,000"
     assert count_exact(999) == "999"
+
+
+def test_a_long_name_may_break_after_its_separators_and_stays_escaped() -> None:
+    assert breakable("anthropic/claude-4.5:eu") == "anthropic/<wbr>claude-<wbr>4.<wbr>5:<wbr>eu"
+    assert breakable("model_not_found") == "model_not_found"
+    assert breakable("<b>a-b</b>") == "&lt;b&gt;a-<wbr>b&lt;/<wbr>b&gt;"

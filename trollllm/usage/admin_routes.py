@@ -75,6 +75,15 @@ class MetricsSeries(BaseModel):
     points: list[SeriesPoint]
 
 
+class ErrorTypeMetrics(BaseModel):
+    """Failed requests of one error type and status in the period."""
+
+    errorType: str = Field(description="`other` sums the types beyond the 20 most frequent")
+    statusCode: int | None
+    refused: bool = Field(description="refused by the gateway itself (never sent upstream, not charged)")
+    requests: int
+
+
 class PreviousPeriod(BaseModel):
     """The totals of the period just before (as many buckets, ending where this period starts)."""
 
@@ -112,6 +121,9 @@ class MetricsView(BaseModel):
     successfulRequests: int
     failedRequests: int
     errorRate: float = Field(description="failedRequests / requests, 0 without requests")
+    errorsByType: list[ErrorTypeMetrics] = Field(
+        description="the failed and refused requests by error type, most first (for `all`: the logs kept)"
+    )
     totalInputTokens: int
     totalOutputTokens: int
     cacheWriteTokens: int
@@ -141,6 +153,15 @@ class MetricsView(BaseModel):
             successfulRequests=totals.requests - totals.errors,
             failedRequests=totals.errors,
             errorRate=report.error_rate,
+            errorsByType=[
+                ErrorTypeMetrics(
+                    errorType=row.error_type,
+                    statusCode=row.status_code,
+                    refused=row.refused,
+                    requests=row.requests,
+                )
+                for row in report.error_types
+            ],
             totalInputTokens=totals.input_tokens,
             totalOutputTokens=totals.output_tokens,
             cacheWriteTokens=totals.cache_write_tokens,

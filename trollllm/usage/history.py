@@ -67,7 +67,7 @@ class HistoryFilter:
         found: list[ColumnElement[bool]] = []
         if self.model:
             found.append(log.model == self.model)
-        refused = and_(log.status_code.in_(REFUSAL_STATUSES), log.factory_key_id.is_(None), not_(log.is_byok))
+        refused = refused_by_gateway()
         if self.status == "success":
             found.append(log.is_success.is_(True))
         elif self.status == "refused":
@@ -93,7 +93,7 @@ class HistoryFilter:
         }
 
 
-def _refused() -> ColumnElement[bool]:
+def refused_by_gateway() -> ColumnElement[bool]:
     """A refusal status with no factory key and no own key: the gateway answered it, nothing upstream."""
     log = RequestLog
     return and_(log.status_code.in_(REFUSAL_STATUSES), log.factory_key_id.is_(None), not_(log.is_byok))
@@ -241,7 +241,7 @@ async def page_request_logs(
     if filters is not None:
         conditions += filters.conditions()
     log = RequestLog
-    refused = and_(not_(log.is_success), _refused())
+    refused = and_(not_(log.is_success), refused_by_gateway())
     sums = (
         await session.execute(
             select(

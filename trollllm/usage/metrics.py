@@ -14,9 +14,10 @@ the others and the answer names its exact bounds (`from`, `to`):
 Every period but `all` also has the previous period's totals (the same number of buckets just before it),
 read by the same statement over both periods' buckets in the same snapshot.
 
-Every figure comes from one SQL statement (one snapshot on both databases): GROUP BYs over the rollups
-and the live rows (`trollllm.usage.rollup.log_changes`), a few dozen group rows back; no log row reaches
-Python.
+The errors by type are read from the logs' failed rows (`trollllm.usage.error_types`), in the same snapshot
+on PostgreSQL. Every other figure comes from one SQL statement (one snapshot on both databases): GROUP BYs
+over the rollups and the live rows (`trollllm.usage.rollup.log_changes`), a few dozen group rows back; no
+log row reaches Python.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from sqlalchemy.sql import Subquery
 from sqlalchemy.sql.selectable import CTE
 
 from trollllm.accounts.tables import User
+from trollllm.usage.error_types import ErrorTypeCount, read_error_types
 from trollllm.usage.rollup import (
     LATENCY_BOUNDS_MS,
     LATENCY_OVERFLOW_MS,
@@ -123,6 +125,8 @@ class MetricsReport:
     previous: UsageSums | None = None
     """The previous period's totals (the same length just before `window.start`); None for `all`."""
     previous_start: datetime | None = None
+    error_types: list[ErrorTypeCount] = field(default_factory=list)
+    """The period's failed and refused requests by error type (`trollllm.usage.error_types`)."""
 
     def models_by_spend(self) -> list[tuple[str, UsageSums]]:
         """The models by spend, then requests (most first), then name."""
@@ -152,7 +156,7 @@ def previous_window(window: MetricsWindow) -> MetricsWindow | None:
 
 async def read_metrics(session: AsyncSession, period: str, now: datetime) -> MetricsReport:
     """The metrics of `period` at `now`, equal to the request logs (rolled up or not) at this moment, with
-    the previous period's totals."""
+    the errors by type and the previous period's totals."""
     dialect = session.get_bind().dialect.name
     window = metrics_window(period, now)
     if dialect == "postgresql":
@@ -163,6 +167,7 @@ async def read_metrics(session: AsyncSession, period: str, now: datetime) -> Met
         await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         await session.execute(text("SET LOCAL jit = off"))
     report = await _read_window(session, window, dialect)
+    report.error_types = await read_error_types(session, window.start, window.end)
     both = previous_window(window)
     if both is not None and both.start is not None and window.start is not None:
         # The buckets of both periods, from the same snapshot; those before this period's start are the

@@ -15,7 +15,8 @@ class RequestLog(Base):
 
     __tablename__ = "request_logs"
     # Few indexes: each is a B-tree write on every proxied request. The purge goes user by user through
-    # `ix_request_logs_user_time`; own-key rows stay out of the friend key index.
+    # `ix_request_logs_user_time`; own-key rows stay out of the friend key index, successful rows out of
+    # the failed-requests index.
     __table_args__ = (
         Index("ix_request_logs_user_time", "user_id", "created_at"),
         Index(
@@ -24,6 +25,13 @@ class RequestLog(Base):
             "created_at",
             sqlite_where=text("friend_key_id IS NOT NULL"),
             postgresql_where=text("friend_key_id IS NOT NULL"),
+        ),
+        # Failed and refused rows only (the admin's errors by type), its condition spelled as queries are.
+        Index(
+            "ix_request_logs_failed_time",
+            "created_at",
+            sqlite_where=text("is_success = 0"),
+            postgresql_where=text("NOT is_success"),
         ),
     )
 

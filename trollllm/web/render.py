@@ -8,6 +8,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from jinja2.runtime import Context
+from markupsafe import Markup, escape
 from starlette.responses import HTMLResponse
 
 from trollllm.accounts.timezones import DEFAULT_TIME_ZONE, zone_of
@@ -69,6 +70,19 @@ def usd_number(nanos: int) -> str:
     return format(Money(nanos).to_decimal().normalize(), "f")
 
 
+_BREAK_AFTER = "/-.:"
+
+
+def breakable(name: str) -> Markup:
+    """A long name (a model ID such as `anthropic/claude-sonnet-4-5-20250929`) that may break after `/`,
+    `-`, `.` and `:` (a `<wbr>` each), so a table column wraps it between its parts, not mid-word (an error
+    type such as `model_not_found` stays whole)."""
+    text = str(escape(name))
+    for mark in _BREAK_AFTER:
+        text = text.replace(mark, mark + "<wbr>")
+    return Markup(text)  # noqa: S704 -- escaped above; only <wbr> added
+
+
 def _day(moment: date | None) -> str:
     return moment.strftime("%Y-%m-%d") if moment else ""
 
@@ -118,6 +132,7 @@ _environment.filters.update(
     count_short=count_short,
     count_exact=count_exact,
     usd_number=usd_number,
+    breakable=breakable,
 )
 
 

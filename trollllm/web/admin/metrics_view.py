@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from trollllm.usage.error_types import ErrorTypeCount
 from trollllm.usage.metrics import MetricsReport, Period, error_rate
 from trollllm.web.usage_chart import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDE, WIDTH, Frame
 
@@ -91,6 +92,7 @@ class Overview:
     bucket_seconds: int
     points: list[Point]
     previous: Previous | None = None
+    error_types: tuple[ErrorTypeCount, ...] = ()
 
 
 def overview_of(report: MetricsReport) -> Overview:
@@ -147,6 +149,7 @@ def overview_of(report: MetricsReport) -> Overview:
             for start, sums in report.series
         ],
         previous=previous,
+        error_types=tuple(report.error_types),
     )
 
 

@@ -9,15 +9,28 @@ if (confirmDialog) {
   let pending = null;
   const accept = confirmDialog.querySelector("[data-confirm-accept]");
 
+  // A form with data-confirm-negative="field" asks only when that field holds a negative amount (a deduction),
+  // with data-negative-confirm, data-negative-confirm-text and data-negative-confirm-button.
+  const deducts = (form) => {
+    const field = form.dataset.confirmNegative && form.elements[form.dataset.confirmNegative];
+    return Boolean(field) && field.value.trim().startsWith("-");
+  };
+
   document.addEventListener("submit", (event) => {
     const form = event.target;
-    if (!(form instanceof HTMLFormElement) || !form.dataset.confirm) return;
+    if (!(form instanceof HTMLFormElement)) return;
+    const deduction = !form.dataset.confirm && deducts(form);
+    if (!form.dataset.confirm && !deduction) return;
     if (form.dataset.confirmed === "yes") return;
     event.preventDefault();
     pending = form;
-    document.getElementById("confirm-dialog-title").textContent = form.dataset.confirm;
-    document.getElementById("confirm-dialog-text").textContent = form.dataset.confirmText || "";
-    accept.textContent = form.dataset.confirmButton || "Confirm";
+    const asked = deduction
+      ? [form.dataset.negativeConfirm, form.dataset.negativeConfirmText, form.dataset.negativeConfirmButton]
+      : [form.dataset.confirm, form.dataset.confirmText, form.dataset.confirmButton];
+    document.getElementById("confirm-dialog-title").textContent = asked[0];
+    document.getElementById("confirm-dialog-text").textContent = asked[1] || "";
+    accept.textContent = asked[2] || "Confirm";
+    accept.disabled = false;  // a form answered by script (no page load) may ask again
     confirmDialog.showModal();
   });
 
@@ -30,6 +43,7 @@ if (confirmDialog) {
     if (!form) return;
     form.dataset.confirmed = "yes";
     accept.disabled = true;  // one click sends one request
-    form.requestSubmit();
+    form.requestSubmit();  // dispatched at once: every submit listener has seen it marked
+    delete form.dataset.confirmed;  // the next submit asks again
   });
 }

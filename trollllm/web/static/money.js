@@ -55,17 +55,23 @@ document.addEventListener("click", async (event) => {
     await navigator.clipboard.writeText(document.getElementById("invite-url").textContent.trim());
     toast("Invite link copied");
   }
-  const voidButton = event.target.closest("[data-void-batch]");
-  if (voidButton) {
-    const batch = voidButton.dataset.voidBatch;
-    const code = document.getElementById(`void-code-${batch}`).value.trim();
-    try {
-      const result = await api("POST", `/api/admin/redemption-codes/${batch}/void`, code ? { code } : {});
-      toast(`${result.voided} code(s) voided`);
-      setTimeout(() => location.reload(), 600);
-    } catch (error) {
-      if (!error.handled) toast(error.message);
-    }
+});
+
+// Admin: void a batch's unused codes (or the one typed), once the page's confirmation dialog (admin.js) was
+// accepted: admin.js stops the first submit and sends it again marked `confirmed`.
+document.addEventListener("submit", async (event) => {
+  const form = event.target;
+  if (!(form instanceof HTMLFormElement) || !form.dataset.voidBatch) return;
+  event.preventDefault();
+  if (form.dataset.confirmed !== "yes") return;
+  const batch = form.dataset.voidBatch;
+  const code = document.getElementById(`void-code-${batch}`).value.trim();
+  try {
+    const result = await api("POST", `/api/admin/redemption-codes/${batch}/void`, code ? { code } : {});
+    toast(`${result.voided} code(s) voided`);
+    setTimeout(() => location.reload(), 600);
+  } catch (error) {
+    if (!error.handled) toast(error.message);
   }
 });
 
