@@ -86,37 +86,21 @@ _INSERT_LEDGER = (
 )
 
 # `_CHARGE_USER`, `_INSERT_LEDGER` (with a charge) and `INSERT_LOG` as one PostgreSQL statement.
-_CHARGE_LOG_PG = (
+_CHARGED_PG = (
     "WITH charged AS (UPDATE users SET credits_nanos = credits_nanos - :from_credits, "
     "ref_credits_nanos = ref_credits_nanos - :from_ref, tokens_used = tokens_used + :total, "
     "monthly_tokens_used = monthly_tokens_used + :total, "
     "total_input_tokens = total_input_tokens + :input, total_output_tokens = total_output_tokens + :output, "
     "total_cache_write_tokens = total_cache_write_tokens + :cache_write, "
-    "total_cache_hit_tokens = total_cache_hit_tokens + :cache_hit WHERE id = :user_id RETURNING id) "
-    "INSERT INTO request_logs (request_id, user_id, user_key_id, friend_key_id, is_friend_key_request, "
-    "factory_key_id, model, input_tokens, output_tokens, cache_write_tokens, cache_hit_tokens, "
-    "credits_cost_nanos, status_code, latency_ms, is_success, is_byok, is_stream, error_type, created_at) "
-    "VALUES (:request_id, :user_id, :user_key_id, :friend_key_id, :is_friend, :factory_key_id, :model, "
-    ":input, :output, :cache_write, :cache_hit, :cost, :status, :latency, :success, :byok, :stream, "
-    ":error_type, :now)"
+    "total_cache_hit_tokens = total_cache_hit_tokens + :cache_hit WHERE id = :user_id RETURNING id)"
 )
-_CHARGE_LEDGER_LOG_PG = (
-    "WITH charged AS (UPDATE users SET credits_nanos = credits_nanos - :from_credits, "
-    "ref_credits_nanos = ref_credits_nanos - :from_ref, tokens_used = tokens_used + :total, "
-    "monthly_tokens_used = monthly_tokens_used + :total, "
-    "total_input_tokens = total_input_tokens + :input, total_output_tokens = total_output_tokens + :output, "
-    "total_cache_write_tokens = total_cache_write_tokens + :cache_write, "
-    "total_cache_hit_tokens = total_cache_hit_tokens + :cache_hit WHERE id = :user_id RETURNING id), "
+_CHARGE_LOG_PG = f"{_CHARGED_PG} {INSERT_LOG}"
+_LEDGER_PG = (
     "ledger AS (INSERT INTO ledger_entries (user_id, kind, credits_delta_nanos, ref_credits_delta_nanos, "
     "reason, actor, request_id, created_at) VALUES (:user_id, :kind, :credits_delta, :ref_delta, :reason, "
-    "'proxy', :request_id, :now) RETURNING id) "
-    "INSERT INTO request_logs (request_id, user_id, user_key_id, friend_key_id, is_friend_key_request, "
-    "factory_key_id, model, input_tokens, output_tokens, cache_write_tokens, cache_hit_tokens, "
-    "credits_cost_nanos, status_code, latency_ms, is_success, is_byok, is_stream, error_type, created_at) "
-    "VALUES (:request_id, :user_id, :user_key_id, :friend_key_id, :is_friend, :factory_key_id, :model, "
-    ":input, :output, :cache_write, :cache_hit, :cost, :status, :latency, :success, :byok, :stream, "
-    ":error_type, :now)"
+    "'proxy', :request_id, :now) RETURNING id)"
 )
+_CHARGE_LEDGER_LOG_PG = f"{_CHARGED_PG}, {_LEDGER_PG} {INSERT_LOG}"  # fixed fragments, bound values only
 
 
 def settle(
