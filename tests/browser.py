@@ -1,14 +1,21 @@
-"""Debian's chromium driven by Playwright for the page tests; screenshots go to the ignored screenshots/."""
+"""Debian's chromium driven by Playwright for the page tests; screenshots go to the ignored screenshots/.
+
+A plugin (see conftest): the page tests share one chromium for the whole run (`browser`), so they and their
+async fixtures run on the session's loop (`pytest.mark.asyncio(loop_scope="session")`); each test still has
+its own profiles (`new_context`, closed after it) and, with `page_world`, its own world."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from proxy_world import World, served_world
+
+from trollllm.clock import ManualClock
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
@@ -26,9 +33,9 @@ def require_chromium() -> None:
     pytest.skip(message)
 
 
-@contextlib.asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
-    """A headless chromium of the machine (never a downloaded browser)."""
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chromium_of_the_run() -> AsyncIterator[Browser]:
+    """One headless chromium of the machine (never a downloaded browser) for all the page tests."""
     require_chromium()
     async with async_playwright() as driver:
         browser = await driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -36,6 +43,21 @@ async def chromium() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def browser(chromium_of_the_run: Browser) -> AsyncIterator[Browser]:
+    """The run's chromium for this test; the profiles it opened (`new_context`) are closed after it."""
+    yield chromium_of_the_run
+    for context in chromium_of_the_run.contexts:
+        await context.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def page_world(tmp_path: Path, clock: ManualClock, embedded_database_url: str) -> AsyncIterator[World]:
+    """This test's own proxy world (as `world`), served on the loop of the run's chromium."""
+    async with served_world(tmp_path, clock, embedded_database_url) as world:
+        yield world
 
 
 async def new_context(browser: Browser, base_url: str, *, phone: bool = False) -> BrowserContext:

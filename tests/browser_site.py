@@ -1,5 +1,5 @@
-"""One served gateway (its world: the mock provider, an admin, a dev-plan user) and one chromium shared by a
-module of page tests, pages signed in by cookie, and the layout check the page tests make."""
+"""One served gateway (its world: the mock provider, an admin, a dev-plan user) and the run's chromium shared
+by a module of page tests, pages signed in by cookie, and the layout check the page tests make."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from browser import chromium, new_context
+from browser import new_context
 from conftest import make_settings
 from helpers import Account
 from playwright.async_api import Browser, Page
@@ -36,16 +36,22 @@ class Site:
 
 
 @contextlib.asynccontextmanager
-async def served_site(folder: Path, sqlite_template: Path, **overrides: Any) -> AsyncIterator[Site]:
+async def served_site(
+    folder: Path, sqlite_template: Path, browser: Browser, **overrides: Any
+) -> AsyncIterator[Site]:
     """A gateway on a copy of the migrated SQLite template in `folder` (settings `overrides`), its world
-    built through the admin API, and a chromium."""
+    built through the admin API, and the run's chromium (`browser`); the profiles opened on it are closed
+    after."""
     shutil.copyfile(sqlite_template, folder / "trollllm.db")
     settings = make_settings(folder, f"sqlite+aiosqlite:///{folder / 'trollllm.db'}", **overrides)
     clock = ManualClock()
     async with MockUpstream() as mock, serve(settings, clock) as (gateway, base_url):
         world = await build_world(gateway, base_url, mock)
-        async with chromium() as browser:
+        try:
             yield Site(world, browser, clock)
+        finally:
+            for context in browser.contexts:
+                await context.close()
 
 
 async def signed_in_page(site: Site, account: Account, *, phone: bool = False) -> Page:

@@ -37,7 +37,11 @@ from trollllm.state import AppState
 
 TEST_SECRET = "test-secret-" + "x" * 40
 NO_PROVIDER_URL = "http://127.0.0.1:9"
-pytest_plugins = ["instances", "cli_clients"]  # the scaled shape and the real CLIs (fixtures)
+pytest_plugins = [
+    "instances",
+    "cli_clients",
+    "browser",
+]  # the scaled shape, the real CLIs, the browser (fixtures)
 _skipped_services: set[str] = set()
 
 
@@ -270,12 +274,10 @@ async def any_gateway(app_factory: AppFactory, database_url: str) -> AppHarness:
 @pytest.fixture
 async def world(tmp_path: Path, clock: ManualClock, embedded_database_url: str) -> AsyncIterator[Any]:
     """A served gateway on SQLite with the mock upstream, models, factory keys and a dev-plan user."""
-    from proxy_world import build_world, serve
+    from proxy_world import served_world
 
-    from trollllm.mockupstream import MockUpstream
-
-    async with MockUpstream() as mock, serve(make_settings(tmp_path, embedded_database_url), clock) as served:
-        yield await build_world(served[0], served[1], mock)
+    async with served_world(tmp_path, clock, embedded_database_url) as built:
+        yield built
 
 
 @pytest.fixture

@@ -8,13 +8,14 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx
 import openai
 import uvicorn
-from conftest import AppHarness
+from conftest import AppHarness, make_settings
 from fastapi import FastAPI
 from helpers import Account, make_admin, register_user
 
@@ -125,3 +126,10 @@ async def build_world(gateway: AppHarness, base_url: str, mock: MockUpstream) ->
     world.user = await register_user(gateway, "alice")
     await world.admin_call("PATCH", "/api/admin/users/alice", json={"plan": "dev"})
     return world
+
+
+@contextlib.asynccontextmanager
+async def served_world(folder: Path, clock: Any, database_url: str) -> AsyncIterator[World]:
+    """The proxy world: a gateway served on `database_url` (its data dir `folder`) with the mock upstream."""
+    async with MockUpstream() as mock, serve(make_settings(folder, database_url), clock) as (gateway, url):
+        yield await build_world(gateway, url, mock)

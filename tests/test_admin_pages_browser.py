@@ -3,7 +3,7 @@ latency, factory-key edit and delete, a confirmation dialog before every destruc
 nothing happens; accepted: done), the 30-day period with the previous period beside it and dated ticks, the
 user page, readable audit values; no table scrolls sideways.
 
-One gateway and one chromium for the module; each test makes its own keys, proxies and users.
+One gateway for the module and the run's chromium; each test makes its own keys, proxies and users.
 """
 
 from __future__ import annotations
@@ -20,16 +20,20 @@ from browser_site import Site, assert_fits, served_site, signed_in_page
 from forwarding_proxy import ForwardingProxy
 from helpers import Account, register_user
 from page_watch import PageWatch
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 from proxy_world import OPENAI_MODEL
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")  # the loop of the run's chromium
 SIZES = {"desktop": False, "phone": True}
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> AsyncIterator[Site]:
-    async with served_site(tmp_path_factory.mktemp("admin-pages"), sqlite_template) as served:
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def site(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, chromium_of_the_run: Browser
+) -> AsyncIterator[Site]:
+    async with served_site(
+        tmp_path_factory.mktemp("admin-pages"), sqlite_template, chromium_of_the_run
+    ) as served:
         yield served
 
 

@@ -1,6 +1,6 @@
 """Issue 28 in a real browser at 1440x900 and 390x844: the layout, the numbers, the history and the admin.
 
-One gateway and one chromium for the whole module (the browser suite stays fast); each test uses its own
+One gateway for the whole module and the run's chromium (the browser suite stays fast); each test uses its own
 user, so the tests do not see each other's requests.
 """
 
@@ -16,18 +16,22 @@ from browser_site import Site, served_site
 from browser_site import assert_fits as _no_table_overflows
 from browser_site import signed_in_page as _page
 from helpers import Account, register_user
-from playwright.async_api import expect
+from playwright.async_api import Browser, expect
 from proxy_world import OPENAI_MODEL
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")  # the loop of the run's chromium
 HELLO = [{"role": "user", "content": "Hello, history"}]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> AsyncIterator[Site]:
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def site(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, chromium_of_the_run: Browser
+) -> AsyncIterator[Site]:
     # One gateway registers every user of the module from one address: no per-address registration limit.
     folder = tmp_path_factory.mktemp("dashboard-layout")
-    async with served_site(folder, sqlite_template, register_per_address_per_hour=0) as served:
+    async with served_site(
+        folder, sqlite_template, chromium_of_the_run, register_per_address_per_hour=0
+    ) as served:
         yield served
 
 

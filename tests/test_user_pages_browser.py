@@ -1,7 +1,7 @@
 """Issue 28, the user's pages in a real browser (1440x900 and 390x844): the Friend Key page, the dashboard,
 the usage view and `/docs`.
 
-One gateway and one chromium for the whole module; each test has its own user, so none sees another's
+One gateway for the whole module and the run's chromium; each test has its own user, so none sees another's
 requests. The gateway's clock is fixed at 2026-01-15 12:00 UTC.
 """
 
@@ -20,21 +20,25 @@ from browser_site import Site, served_site
 from browser_site import assert_fits as _no_table_overflows
 from browser_site import signed_in_page as _page
 from helpers import Account, register_user
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")  # the loop of the run's chromium
 HELLO = [{"role": "user", "content": "Hello, usage"}]
 # The world's models: $5 / $25 per MTok with cache writes at $6.25, 4,096 output tokens at most. The smallest
 # request at full output holds 64 input tokens x $6.25 + 4,096 x $25 per MTok = $0.1028.
 SMALLEST_HOLD = "$0.1028"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> AsyncIterator[Site]:
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def site(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, chromium_of_the_run: Browser
+) -> AsyncIterator[Site]:
     # Many users from one address: each test has its own.
     folder = tmp_path_factory.mktemp("user-pages")
-    async with served_site(folder, sqlite_template, register_per_address_per_hour=0) as served:
+    async with served_site(
+        folder, sqlite_template, chromium_of_the_run, register_per_address_per_hour=0
+    ) as served:
         yield served
 
 

@@ -7,10 +7,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from browser import chromium
+import pytest
 from conftest import AppHarness
 from helpers import register_user
-from playwright.async_api import expect
+from playwright.async_api import Browser, expect
 from proxy_world import OPENAI_MODEL, World
 from sqlalchemy import select
 
@@ -48,27 +48,27 @@ def _table_rows(html: str) -> dict[str, tuple[str, str]]:
     return {day: (requests, spend) for day, requests, spend in cells}
 
 
+@pytest.mark.asyncio(loop_scope="session")  # the loop of the run's chromium
 async def test_chart_table_shows_todays_request_count_and_exact_spend_without_javascript(
-    world: World,
+    page_world: World, browser: Browser
 ) -> None:
     spent = Money(0)
-    async with world.openai() as client:
+    async with page_world.openai() as client:
         for _ in range(3):
             raw = await client.chat.completions.with_raw_response.create(model=OPENAI_MODEL, messages=HELLO)
             spent += Money.from_usd(raw.headers["x-trollllm-cost-usd"])
 
-    async with chromium() as browser:
-        context = await browser.new_context(base_url=world.base_url, java_script_enabled=False)
-        await context.add_cookies(
-            [{"name": SESSION_COOKIE, "value": world.user.token, "url": world.base_url}]
-        )
-        page = await context.new_page()
-        await page.goto("/dashboard")
-        await page.get_by_text("View as table").click()
-        today = page.get_by_role("row").filter(has=page.get_by_role("cell", name=TODAY, exact=True))
-        await expect(today.get_by_role("cell")).to_have_text([TODAY, "3", spent.format_spend()])
-        await expect(today.get_by_role("cell").nth(2)).to_have_attribute("title", spent.format_exact())
-        await context.close()
+    context = await browser.new_context(base_url=page_world.base_url, java_script_enabled=False)
+    await context.add_cookies(
+        [{"name": SESSION_COOKIE, "value": page_world.user.token, "url": page_world.base_url}]
+    )
+    page = await context.new_page()
+    await page.goto("/dashboard")
+    await page.get_by_text("View as table").click()
+    today = page.get_by_role("row").filter(has=page.get_by_role("cell", name=TODAY, exact=True))
+    await expect(today.get_by_role("cell")).to_have_text([TODAY, "3", spent.format_spend()])
+    await expect(today.get_by_role("cell").nth(2)).to_have_attribute("title", spent.format_exact())
+    await context.close()
 
 
 async def test_chart_svg_has_one_bar_per_day_for_30_days(gateway: AppHarness) -> None:

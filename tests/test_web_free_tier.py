@@ -6,10 +6,11 @@ the real proxy with the free user's real key: whatever page action meets this er
 
 from __future__ import annotations
 
-from browser import chromium, new_context
+import pytest
+from browser import new_context
 from conftest import AppHarness
 from helpers import register_user
-from playwright.async_api import expect
+from playwright.async_api import Browser, expect
 from proxy_world import OPENAI_MODEL, World
 
 from trollllm.accounts.sessions import SESSION_COOKIE
@@ -27,26 +28,28 @@ CALL_THE_PROXY = """async ([key, model]) => {
 }"""
 
 
-async def test_a_free_users_page_fetch_shows_the_upgrade_message_not_raw_json(world: World) -> None:
-    free = await register_user(world.gateway, "frida")
-    async with chromium() as browser:
-        context = await new_context(browser, world.base_url)
-        await context.add_cookies([{"name": SESSION_COOKIE, "value": free.token, "url": world.base_url}])
-        page = await context.new_page()
-        await page.goto("/dashboard")
+@pytest.mark.asyncio(loop_scope="session")  # the loop of the run's chromium
+async def test_a_free_users_page_fetch_shows_the_upgrade_message_not_raw_json(
+    page_world: World, browser: Browser
+) -> None:
+    free = await register_user(page_world.gateway, "frida")
+    context = await new_context(browser, page_world.base_url)
+    await context.add_cookies([{"name": SESSION_COOKIE, "value": free.token, "url": page_world.base_url}])
+    page = await context.new_page()
+    await page.goto("/dashboard")
 
-        outcome = await page.evaluate(CALL_THE_PROXY, [free.api_key, OPENAI_MODEL])
+    outcome = await page.evaluate(CALL_THE_PROXY, [free.api_key, OPENAI_MODEL])
 
-        assert outcome == "handled"
-        banner = page.get_by_role("alert").filter(has_text="Your plan does not include API access.")
-        await expect(banner).to_be_visible()
-        await expect(banner.get_by_role("link", name="See the plans and upgrade")).to_have_attribute(
-            "href", "/dashboard/subscription"
-        )
-        body = await page.locator("body").inner_text()
-        assert "free_tier_restricted" not in body and '"error"' not in body
-        await expect(page.locator("#toast")).to_be_hidden()
-        await context.close()
+    assert outcome == "handled"
+    banner = page.get_by_role("alert").filter(has_text="Your plan does not include API access.")
+    await expect(banner).to_be_visible()
+    await expect(banner.get_by_role("link", name="See the plans and upgrade")).to_have_attribute(
+        "href", "/dashboard/subscription"
+    )
+    body = await page.locator("body").inner_text()
+    assert "free_tier_restricted" not in body and '"error"' not in body
+    await expect(page.locator("#toast")).to_be_hidden()
+    await context.close()
 
 
 def test_free_tier_restricted_on_a_page_renders_the_upgrade_page() -> None:
