@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from admin_helpers import adjust, post_json
+from admin_page_helpers import signed_in
 from conftest import AppHarness, make_settings
 from helpers import Account, make_admin, register_user
 from proxy_world import serve
@@ -230,6 +231,19 @@ async def test_a_refund_never_goes_below_zero_and_the_admin_sees_the_shortfall(s
         18,
     )
     assert await shop.books_balance()
+
+
+async def test_the_payments_page_shows_the_refund_and_the_shortfall_in_dollars_and_cents(shop: Shop) -> None:
+    alice = await register_user(shop.gateway, "alice")
+    session_id = await shop.paid_topup(alice, 20)
+    await adjust(shop.gateway, shop.admin, "alice", -18)
+    await shop.stripe.deliver(shop.stripe.refunded(session_id, 2000))
+    async with signed_in(shop.gateway, shop.admin.username) as client:
+        page = (await client.get("/admin/payments")).text
+    row = page[page.index("<td>alice</td>") :].split("</tr>", 1)[0]
+    assert [cell.split(">")[-1] for cell in row.split("</td>")[1:-1]] == [
+        "top-up", "$20.00", "refunded", "$2.00", "$18.00", "—",
+    ]  # fmt: skip
 
 
 async def test_a_lost_dispute_takes_back_what_is_left_and_a_won_one_nothing(shop: Shop) -> None:

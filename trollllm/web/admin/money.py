@@ -10,7 +10,6 @@ from starlette.responses import Response
 
 from trollllm.accounts.tables import User
 from trollllm.payments import redemption, referrals
-from trollllm.payments.payment_schemas import PaymentView
 from trollllm.payments.tables import Payment, PlanPrice
 from trollllm.plans.tables import Plan
 from trollllm.state import get_state
@@ -51,7 +50,9 @@ async def payments_page(request: Request) -> Response:
             .order_by(Payment.created_at.desc(), Payment.id.desc())
             .limit(PAYMENT_ROWS)
         )
-        payments = [PaymentView.of(payment, name, ref) for payment, name, ref in rows]
+        payments = [
+            (payment, name, ref) for payment, name, ref in rows
+        ]  # nano-dollars, for the money filters
         referral_rows = await referrals.list_referrals(session)
         prices = list(await session.scalars(select(PlanPrice).order_by(PlanPrice.plan)))
     settings = get_state(request).settings
