@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -115,3 +116,44 @@ def test_serve_raises_the_open_files_limit_and_listens_with_a_large_backlog(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+# Four threads check a password each (as logins do, in `asyncio.to_thread`); prints the resident set's
+# growth in KiB. `tuned` first makes glibc return large blocks, as `trollllm serve` does.
+THREADED_PASSWORD_CHECKS = (
+    "import sys, threading\n"
+    "from trollllm.crypto import Passwords\n"
+    "from trollllm.serving import return_large_blocks_to_os\n"
+    "if sys.argv[1] == 'tuned':\n"
+    "    assert return_large_blocks_to_os()\n"
+    "def rss_kb():\n"
+    "    with open('/proc/self/status') as status:\n"
+    "        return next(int(line.split()[1]) for line in status if line.startswith('VmRSS:'))\n"
+    "passwords = Passwords()\n"
+    "stored = passwords.hash('a password')\n"
+    "before = rss_kb()\n"
+    "for _ in range(4):\n"
+    "    check = threading.Thread(target=passwords.verify, args=(stored, 'a password'))\n"
+    "    check.start()\n"
+    "    check.join()\n"
+    "print(rss_kb() - before)\n"
+)
+ARGON2_KIB = 19 * 1024
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator")
+
+
+def _rss_growth_kib_of_password_checks(mode: str) -> int:
+    run = subprocess.run(
+        [sys.executable, "-c", THREADED_PASSWORD_CHECKS, mode], check=True, capture_output=True, text=True
+    )
+    return int(run.stdout)
+
+
+@glibc_only
+def test_password_checks_in_threads_keep_their_memory_by_default() -> None:
+    assert _rss_growth_kib_of_password_checks("default") >= ARGON2_KIB
+
+
+@glibc_only
+def test_password_checks_in_threads_leave_nothing_resident_once_large_blocks_are_returned() -> None:
+    assert _rss_growth_kib_of_password_checks("tuned") < ARGON2_KIB // 4

@@ -4,6 +4,8 @@ This is the one module that reads configuration on import, because worker proces
 """
 
 from trollllm.app import create_app
+from trollllm.serving import return_large_blocks_to_os
 from trollllm.settings import Settings
 
+return_large_blocks_to_os()  # a worker is a new process: glibc's settings are not inherited
 app = create_app(Settings(), freeze_startup_objects=True)

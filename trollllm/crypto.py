@@ -10,6 +10,7 @@ import hmac
 import os
 import re
 import secrets
+from functools import cached_property
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -48,8 +49,12 @@ class Passwords:
 
     def __init__(self) -> None:
         self._hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, type=Type.ID)
-        # Verified against when a username is unknown, so timing does not reveal which usernames exist.
-        self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+
+    @cached_property
+    def _dummy_hash(self) -> str:
+        """Verified against when a username is unknown, so timing does not reveal which usernames exist.
+        Made at the first check, not at start-up (19 MiB and ~20 ms a serving process may never need)."""
+        return self._hasher.hash(secrets.token_hex(16))
 
     def hash(self, password: str) -> str:
         """The argon2id hash of a password."""
@@ -57,8 +62,9 @@ class Passwords:
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         """True if the password matches; a None hash still costs one verification."""
+        dummy = self._dummy_hash  # made at the first check whatever its user: that one is slower for both
         try:
-            return self._hasher.verify(password_hash or self._dummy_hash, password) and bool(password_hash)
+            return self._hasher.verify(password_hash or dummy, password) and bool(password_hash)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

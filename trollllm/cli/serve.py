@@ -33,10 +33,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from trollllm.logs import configure_logging
-    from trollllm.serving import raise_open_files_limit, server_options
+    from trollllm.serving import raise_open_files_limit, return_large_blocks_to_os, server_options
 
     configure_logging(settings.log_level)
     raise_open_files_limit()  # before any worker starts: they inherit it
+    return_large_blocks_to_os()  # this process; each worker sets it for itself (trollllm.asgi)
     if args.demo:
         from trollllm.demo import create_demo_app
 
