@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-import httpx
 import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,6 +19,9 @@ from trollllm.alerts.targets import TargetRefused
 from trollllm.alerts.webhooks import WEBHOOK_TIMEOUT_S, WebhookFailed, post_webhook, webhook_secret_context
 from trollllm.crypto import KeyBox
 from trollllm.db import transaction
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger("trollllm.alerts")
 
@@ -49,14 +52,21 @@ def retry_delay(attempts: int) -> timedelta:
 
 async def deliver_due(sessions: async_sessionmaker[AsyncSession], channels: Channels, now: datetime) -> int:
     """Try every delivery due at `now` (in batches); returns how many were delivered."""
+    due = await _due(sessions, now)
+    if not due:
+        return 0
+    # Here, not at import, and only with something to send: a serving process whose users set no webhook
+    # never loads httpx (~5 MB with its CLI's imports).
+    import httpx
+
     delivered = 0
     async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S, follow_redirects=False) as client:
         while True:
-            due = await _due(sessions, now)
             for row in due:
                 delivered += await _attempt(sessions, channels, client, row, now)
             if len(due) < BATCH:
                 return delivered
+            due = await _due(sessions, now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-
-import httpx
+from typing import TYPE_CHECKING
 
 from trollllm.alerts.targets import TargetRefused, parse_webhook_url, resolve_target
+
+if TYPE_CHECKING:
+    import httpx
 
 WEBHOOK_TIMEOUT_S = 10.0
 SIGNATURE_HEADER = "x-trollllm-signature"
@@ -50,6 +52,8 @@ async def post_webhook(
 ) -> None:
     """Deliver once: `TargetRefused` when the address is not allowed (not retried), `WebhookFailed`
     when the receiver is unreachable or answers anything but 2xx."""
+    import httpx  # here, not at import: the caller made the client, so it is loaded already (see `delivery`)
+
     target = await resolve_target(
         parse_webhook_url(url, allow_private=allow_private), allow_private=allow_private
     )

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 
-import httpx
-
 from trollllm.byok.tables import INVALID, UNVERIFIED, VERIFIED
 from trollllm.upstream.keyring import ANTHROPIC_DEFAULT_VERSION, auth_headers, upstream_url
 
@@ -19,6 +17,8 @@ logger = logging.getLogger("trollllm.byok")
 
 async def check_provider_key(base_url: str, wire_format: str, api_key: str, timeout_s: float) -> str:
     """What the provider says of `api_key`: `verified`, `invalid` or `unverified` (see the module doc)."""
+    import httpx  # here, not at import: only this check needs it (~5 MB with its CLI's imports)
+
     headers = auth_headers(wire_format, api_key)
     if wire_format == "anthropic":
         headers["anthropic-version"] = ANTHROPIC_DEFAULT_VERSION

@@ -1,5 +1,9 @@
 """The one boundary with Stripe, through the official `stripe` library: create a Checkout Session, and
-verify a webhook's signature. Stripe's exceptions are translated here, to the gateway's errors."""
+verify a webhook's signature. Stripe's exceptions are translated here, to the gateway's errors.
+
+`stripe` is imported by the functions that call it, at the first payment: with the `requests` stack under it,
+it is ~10 MB a serving process that takes no payment never needs.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import stripe
 
 from trollllm.errors import InvalidSignature, PaymentProviderError
 from trollllm.settings import Settings
@@ -49,6 +52,8 @@ async def create_checkout_session(
     metadata: dict[str, str],
 ) -> CheckoutSession:
     """Create a one-off card payment of `amount_cents` USD; its URL is where the user pays."""
+    import stripe  # at the first payment (see the module's docstring)
+
     # aiohttp, not the library's httpx client: that one posts bytes through httpx's deprecated `data=`.
     http_client = stripe.AIOHTTPClient(timeout=20)
     base = {"api": settings.stripe_api_base.rstrip("/")} if settings.stripe_api_base else None
@@ -94,6 +99,8 @@ async def create_checkout_session(
 def verify_event(settings: Settings, payload: bytes, signature: str | None) -> VerifiedEvent:
     """The event of a webhook delivery, if Stripe signed exactly this body with the webhook secret within
     the last 5 minutes (`stripe.Webhook.construct_event`); `InvalidSignature` (400) otherwise."""
+    import stripe  # at the first payment (see the module's docstring)
+
     try:
         stripe.Webhook.construct_event(
             payload,

@@ -18,9 +18,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
 import orjson
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -41,6 +41,9 @@ from trollllm.upstream.keyring import (
 from trollllm.upstream.proxy_refusal import proxy_refusal, proxy_status_error
 from trollllm.upstream.proxy_secrets import proxy_url_of
 from trollllm.upstream.tables import FactoryKey, Proxy
+
+if TYPE_CHECKING:
+    import httpx
 
 CHECKED_PATH = "/v1/models"
 _DETAIL_CHARS = 200
@@ -80,6 +83,8 @@ or the result already when no call can be made (a key that does not decrypt, a s
 
 
 def _timeout(state: AppState) -> httpx.Timeout:
+    import httpx  # here, not at import: only the Test button's call needs it (~5 MB with its CLI's imports)
+
     total = max(state.settings.provider_key_check_timeout_s, _MIN_TIMEOUT_S)
     return httpx.Timeout(total, connect=min(state.settings.upstream_connect_timeout_s, total))
 
@@ -141,6 +146,8 @@ async def run_check(state: AppState, plan: CheckPlan) -> UpstreamCheck:
     """Make the planned call (no database session needed) and say what it found."""
     if isinstance(plan, UpstreamCheck):
         return plan
+    import httpx  # here, not at import (see `_timeout`)
+
     call = plan
     started = time.perf_counter()
     status: int | None = None
