@@ -8,10 +8,9 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
-from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
@@ -74,6 +73,9 @@ from trollllm.web.render import STATIC_DIR
 from trollllm.web.routes import router as web_router
 from trollllm.web.security_headers import SecurityHeadersMiddleware
 from trollllm.web.usage_page import router as web_usage_router
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 MAINTENANCE_INTERVAL = timedelta(minutes=5)
 SETTLE_ON_SHUTDOWN_S = 10.0
@@ -261,5 +263,10 @@ def create_app(
 
 
 def _connect_redis(url: str) -> Redis:
-    """A client whose pool makes callers wait for a connection instead of failing past its size."""
+    """A client whose pool makes callers wait for a connection instead of failing past its size.
+
+    redis is imported here and by the components given a client, not at import: a process without Redis (the
+    embedded shape) never loads it (~7 MB resident)."""
+    from redis.asyncio import BlockingConnectionPool, Redis
+
     return Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=64, timeout=5))

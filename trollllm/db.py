@@ -10,9 +10,9 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-import asyncpg.exceptions
 from sqlalchemy import BigInteger, DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -86,12 +86,19 @@ def create_engine(database_url: str) -> AsyncEngine:
 
 # SQLite's errors that say the file cannot be used now, not that a statement is wrong.
 _SQLITE_UNAVAILABLE = ("locked", "unable to open", "disk i/o", "disk is full", "readonly")
-_POSTGRES_UNAVAILABLE = (
-    asyncpg.exceptions.PostgresConnectionError,  # class 08: connection failures
-    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, cannot connect now
-    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
-    asyncpg.exceptions.InterfaceError,  # the connection is closed
-)
+
+
+@cache
+def _postgres_unavailable() -> tuple[type[Exception], ...]:
+    """asyncpg's errors that say the server cannot be used now."""
+    import asyncpg.exceptions  # here, not at import: the embedded shape never needs asyncpg (~3 MB)
+
+    return (
+        asyncpg.exceptions.PostgresConnectionError,  # class 08: connection failures
+        asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, cannot connect now
+        asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
+        asyncpg.exceptions.InterfaceError,  # the connection is closed
+    )
 
 
 def database_unreachable(exc: BaseException) -> bool:
@@ -105,7 +112,7 @@ def database_unreachable(exc: BaseException) -> bool:
             return True
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True
-        if isinstance(current, _POSTGRES_UNAVAILABLE):
+        if isinstance(current, _postgres_unavailable()):
             return True
         if isinstance(current, sqlite3.OperationalError) and any(
             part in str(current).lower() for part in _SQLITE_UNAVAILABLE

@@ -14,10 +14,12 @@ import logging
 import secrets
 from collections import defaultdict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 logger = logging.getLogger("trollllm.invalidation")
 
@@ -39,6 +41,11 @@ class Invalidator:
         self._handlers: dict[str, list[Handler]] = defaultdict(list)
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._failures: tuple[type[Exception], ...] = (OSError,)
+        if redis is not None:
+            from redis.exceptions import RedisError  # with a client only: see `trollllm.app._connect_redis`
+
+            self._failures = (RedisError, OSError)
 
     def on(self, topic: str, handler: Handler) -> None:
         """Call `handler(detail)` whenever `topic` is invalidated, here or on another instance."""
@@ -52,7 +59,7 @@ class Invalidator:
         message = orjson.dumps({"topic": topic, "detail": detail, "origin": self._origin})
         try:
             await self._redis.publish(self._channel, message)
-        except (RedisError, OSError):
+        except self._failures:
             logger.error(
                 "could not publish a cache invalidation; other instances catch up by TTL", exc_info=True
             )
@@ -91,7 +98,7 @@ class Invalidator:
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self._receive(message["data"])
-            except (RedisError, OSError) as exc:
+            except self._failures as exc:
                 self.connected = False
                 self.failed_attempts += 1
                 if not outage:

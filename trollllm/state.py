@@ -7,8 +7,8 @@ each app instance in one process) has its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
@@ -27,6 +27,9 @@ from trollllm.storage.sqlprogram import ProgramRunner
 from trollllm.telemetry import Telemetry
 from trollllm.upstream.affinity import KeyAffinity
 from trollllm.upstream.pool import UpstreamPool
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 @dataclass(slots=True)

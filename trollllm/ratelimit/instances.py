@@ -15,9 +15,11 @@ import logging
 import os
 import secrets
 import socket
+from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 
 logger = logging.getLogger("trollllm.ratelimit")
 
@@ -61,6 +63,11 @@ class LiveInstances:
         self._seen = 1  # this instance, until Redis says more
         self._task: asyncio.Task[None] | None = None
         self._script = redis.register_script(_BEAT_LUA) if redis is not None else None
+        self._failures: tuple[type[Exception], ...] = (OSError, TimeoutError)
+        if redis is not None:
+            from redis.exceptions import RedisError  # with a client only: see `trollllm.app._connect_redis`
+
+            self._failures = (RedisError, OSError, TimeoutError)
 
     @property
     def count(self) -> int:
@@ -78,7 +85,7 @@ class LiveInstances:
         """Beat once (if Redis answers) and keep beating in the background; nothing without Redis."""
         if self._redis is None:
             return
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*self._failures):
             await self.beat()
         self._task = asyncio.create_task(self._loop(), name="trollllm-heartbeat")
 
@@ -89,7 +96,7 @@ class LiveInstances:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
+        with contextlib.suppress(*self._failures):
             async with asyncio.timeout(1):
                 await self._redis.zrem(self._key, self._id)
 
@@ -100,7 +107,7 @@ class LiveInstances:
             try:
                 async with asyncio.timeout(self._interval_s):
                     await self.beat()
-            except (RedisError, OSError, TimeoutError):
+            except self._failures:
                 if not failing:  # the limiter logs the outage itself; this says which N it falls back on
                     logger.warning(
                         "instance heartbeat failed; keeping the last count", extra={"n": self.count}

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Protocol
-
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING, Protocol
 
 from trollllm.clock import Clock
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 DEFAULT_MAX_KEYS = 100_000
 
@@ -218,6 +218,9 @@ class RedisLimiter:
         self._redis = redis
         self._prefix = prefix
         self._script = redis.register_script(_SLIDING_WINDOW_LUA)
+        from redis.exceptions import RedisError  # with a client only: see `trollllm.app._connect_redis`
+
+        self._failures = (RedisError, ConnectionError, TimeoutError)
 
     async def hit(self, key: str, limit: int, window_s: float, cost: int = 1) -> LimitDecision:
         """Atomically record `cost` hits if they fit in the window, else refuse and record nothing."""
@@ -231,14 +234,14 @@ class RedisLimiter:
         """Forget every hit recorded for `key`."""
         try:
             await self._redis.delete(self._prefix + key)
-        except (RedisError, ConnectionError, TimeoutError) as exc:
+        except self._failures as exc:
             raise LimiterUnavailable(f"rate limiter backend failed: {exc}") from exc
 
     async def release(self, key: str) -> None:
         """Forget the newest hit recorded for `key`."""
         try:
             await self._redis.zpopmax(self._prefix + key)
-        except (RedisError, ConnectionError, TimeoutError) as exc:
+        except self._failures as exc:
             raise LimiterUnavailable(f"rate limiter backend failed: {exc}") from exc
 
     async def close(self) -> None:
@@ -252,7 +255,7 @@ class RedisLimiter:
         args = [limit, window_us, cost, 1 if record else 0]
         try:
             result = await self._script(keys=[self._prefix + key], args=args)
-        except (RedisError, ConnectionError, TimeoutError) as exc:
+        except self._failures as exc:
             raise LimiterUnavailable(f"rate limiter backend failed: {exc}") from exc
         allowed, remaining, retry_us, reset_us = (int(value) for value in result)
         return LimitDecision(bool(allowed), limit, remaining, retry_us / 1_000_000, reset_us / 1_000_000)

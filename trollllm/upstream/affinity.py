@@ -13,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections import OrderedDict
-
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING
 
 from trollllm.clock import Clock
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 TTL_S = 3600
 """How long a conversation keeps its key after its last turn (a provider's prompt cache lasts less)."""
@@ -38,13 +39,18 @@ class KeyAffinity:
         self._redis = redis
         self._prefix = prefix
         self._local: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._redis_errors: tuple[type[Exception], ...] = ()
+        if redis is not None:
+            from redis.exceptions import RedisError  # with a client only: see `trollllm.app._connect_redis`
+
+            self._redis_errors = (RedisError,)
 
     async def key_of(self, conversation: str) -> int | None:
         """The key that served the conversation's last turn, if it is remembered."""
         if self._redis is not None:
             try:
                 value = await self._redis.get(self._prefix + conversation)
-            except RedisError:
+            except self._redis_errors:
                 value = None  # a preference only: without Redis the usual turns apply
             return int(value) if value is not None else None
         entry = self._local.get(conversation)
@@ -56,7 +62,7 @@ class KeyAffinity:
         """The conversation's last turn was served by `key_id`."""
         if self._redis is not None:
             # A preference only: when Redis fails, the next turn takes the usual turns.
-            with contextlib.suppress(RedisError):
+            with contextlib.suppress(*self._redis_errors):
                 await self._redis.set(self._prefix + conversation, key_id, ex=TTL_S)
             return
         self._local[conversation] = (key_id, self._clock.monotonic() + TTL_S)
