@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-
 logger = logging.getLogger("trollllm.ratelimit")
 
 HEARTBEAT_INTERVAL_S = 1.0
@@ -65,7 +64,7 @@ class LiveInstances:
         self._script = redis.register_script(_BEAT_LUA) if redis is not None else None
         self._failures: tuple[type[Exception], ...] = (OSError, TimeoutError)
         if redis is not None:
-            from redis.exceptions import RedisError  # with a client only: see `trollllm.app._connect_redis`
+            from redis.exceptions import RedisError  # with a client only: without Redis, never loaded (~7 MB)
 
             self._failures = (RedisError, OSError, TimeoutError)
 

@@ -41,7 +41,7 @@ class KeyAffinity:
         self._local: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._redis_errors: tuple[type[Exception], ...] = ()
         if redis is not None:
-            from redis.exceptions import RedisError  # with a client only: see `trollllm.app._connect_redis`
+            from redis.exceptions import RedisError  # with a client only: without Redis, never loaded (~7 MB)
 
             self._redis_errors = (RedisError,)
 
