@@ -23,6 +23,7 @@ from plan_helpers import edit_plan, set_user
 from proxy_world import OPENAI_MODEL, World, build_world, serve
 from sqlalchemy import select
 
+from trollllm.alerts import delivery
 from trollllm.alerts.job import report_outbox
 from trollllm.alerts.tables import AlertDelivery
 from trollllm.clock import ManualClock
@@ -195,6 +196,20 @@ async def test_a_webhook_receiver_sees_one_signed_delivery_per_crossing(
     assert body["createdAt"] == world.state.clock.now().isoformat()
     timestamp = int(delivery.headers["x-trollllm-signature"].split(",")[0].removeprefix("t="))
     assert timestamp == int(world.state.clock.now().timestamp())
+
+
+async def test_deliveries_past_one_batch_are_all_sent_in_the_same_pass(
+    alerts_world: World, smtp: SmtpServer, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = alerts_world
+    monkeypatch.setattr(delivery, "BATCH", 1)
+    await set_alerts(world, {"email": "alice@example.com", "webhookUrl": receiver.url})
+    await edit_plan(world, "dev", windows=[{"window": "5h", "usdLimit": 0.12}])
+    await spend_big(world)
+
+    assert await run_alerts(world.state) == 2  # an email and a webhook: two batches of one
+    assert len(smtp.inbox.messages) == 1
+    assert len(receiver.received) == 1
 
 
 async def test_a_failed_webhook_is_retried_with_backoff_until_the_receiver_takes_it(
