@@ -157,3 +157,22 @@ def test_password_checks_in_threads_keep_their_memory_by_default() -> None:
 @glibc_only
 def test_password_checks_in_threads_leave_nothing_resident_once_large_blocks_are_returned() -> None:
     assert _rss_growth_kib_of_password_checks("tuned") < ARGON2_KIB // 4
+
+
+# Packages a serving process loads only when it uses them: Stripe at the first payment, httpx for a key
+# check or a webhook, Redis with a Redis URL, asyncpg with PostgreSQL, swagger_ui's code never (only its
+# assets). Together ~20 MB of resident memory an embedded gateway would otherwise carry.
+LOADED_ON_USE = ("stripe", "httpx", "redis", "asyncpg", "swagger_ui")
+
+
+def test_building_the_app_loads_none_of_the_packages_loaded_on_use(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from trollllm.app import create_app\n"
+        "from trollllm.cli import main\n"
+        "from trollllm.settings import Settings\n"
+        f"create_app(Settings(data_dir={str(tmp_path)!r}, secret={TEST_SECRET!r}))\n"
+        f"print(' '.join(name for name in {LOADED_ON_USE!r} if name in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    assert run.stdout.split() == []
