@@ -204,6 +204,14 @@ def check_targets(
         _check(verdicts, f"c=1 json {fmt}: added p99", added((1, "json", fmt), "p99_ms"), 3, "ms", low=True)
         ttfb = added((1, "stream", fmt), "ttfb_p50_ms")
         _check(verdicts, f"c=1 stream {fmt}: added TTFB p50", ttfb, 1, "ms", low=True)
+    for fmt in formats:  # issue 26: the chat hot path at concurrency 1, tighter than issue 4's lines
+        for mode in ("json", "stream"):
+            key = (1, mode, fmt)
+            cpu = gateway[key].server_cpu_ms_per_req if key in gateway else None
+            _check(verdicts, f"c=1 {mode} {fmt}: CPU per request (issue 26)", cpu, 0.5, "ms", low=True)
+            _check(
+                verdicts, f"c=1 {mode} {fmt}: added p50 (issue 26)", added(key, "p50_ms"), 0.5, "ms", low=True
+            )
     for fmt in formats:
         for mode, floor in (("json", 1500), ("stream", 1000)):
             cell = gateway.get((32, mode, fmt))

@@ -117,7 +117,7 @@ SQLITE_SQL = [(where, sql) for where, sql in PROGRAM_SQL if not where.endswith("
 
 def test_the_hot_path_sql_is_found() -> None:
     names = {where.rsplit(".", 1)[-1] for where, _ in PROGRAM_SQL}
-    assert {"_RESERVE_ON_USER", "INSERT_LOG", "_CHARGE_USER", "_LOG_STATE"} <= names
+    assert {"_RESERVE_ON_USER", "INSERT_LOG", "_SETTLE_USER", "_LOG_STATE"} <= names
     assert len(PROGRAM_SQL) >= 15
 
 

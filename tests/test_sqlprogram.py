@@ -128,3 +128,49 @@ async def test_the_wal_starts_over_under_writes_that_never_pause(database: Path)
     assert 0 < largest_wal < 24 * 1024 * 1024
     with sqlite3.connect(database) as connection:
         assert connection.execute("SELECT count(*) FROM t").fetchone() == (8000,)
+
+
+async def test_a_counted_statement_answers_how_many_rows_it_changed(runner: SqliteRunner) -> None:
+    def add_then_bump() -> Program[tuple[int, int]]:
+        yield Query("INSERT INTO t (v) VALUES (1), (2), (3)", {})
+        (bumped,), *_ = yield Query("UPDATE t SET v = v + 10 WHERE v >= :floor", {"floor": 2}, answer="count")
+        (none,), *_ = yield Query("DELETE FROM t WHERE v = :v", {"v": 99}, answer="count")
+        return int(bumped), int(none)
+
+    assert await runner.write(add_then_bump()) == (2, 0)
+
+
+async def test_an_insert_asking_for_its_new_id_gets_the_rows_id(runner: SqliteRunner, database: Path) -> None:
+    def add(value: int) -> Program[int]:
+        (new_id,), *_ = yield Query("INSERT INTO t (v) VALUES (:v)", {"v": value}, answer="new_id")
+        return int(new_id)
+
+    first, second = await runner.write(add(7)), await runner.write(add(8))
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT rowid FROM t WHERE v = 8").fetchone() == (second,)
+    assert second == first + 1
+
+
+async def test_bools_and_timestamps_are_stored_as_the_orm_stores_them(
+    runner: SqliteRunner, database: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE stamped (flag, at)")
+    moments = [
+        datetime(2026, 12, 7, 9, 5, 3, 42, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: still written with six digits
+        datetime(2026, 6, 30, 23, 30, tzinfo=timezone(timedelta(hours=-2))),  # converted to UTC first
+    ]
+
+    def stamp(flag: bool, at: datetime) -> Program[None]:
+        yield Query("INSERT INTO stamped (flag, at) VALUES (:flag, :at)", {"flag": flag, "at": at})
+
+    for flag, at in zip([True, False, True], moments, strict=True):
+        await runner.write(stamp(flag, at))
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT flag, typeof(flag), at FROM stamped ORDER BY rowid").fetchall()
+    expected = [at.astimezone(UTC).isoformat(" ", "microseconds")[:26] for at in moments]
+    assert rows == [(1, "integer", expected[0]), (0, "integer", expected[1]), (1, "integer", expected[2])]
+    assert expected[2] == "2026-07-01 01:30:00.000000"

@@ -52,7 +52,7 @@ UNLIMITED_TOKENS = 2**62
 _RESERVE_ON_USER = (
     "UPDATE users SET held_nanos = held_nanos + :amount, monthly_tokens_held = monthly_tokens_held + :tokens "
     "WHERE id = :user_id AND is_active AND credits_nanos + ref_credits_nanos - held_nanos >= :amount "
-    "AND monthly_tokens_used + monthly_tokens_held < :token_limit RETURNING id"
+    "AND monthly_tokens_used + monthly_tokens_held < :token_limit"
 )
 _RESERVE_ON_CAP = (
     "UPDATE friend_key_model_limits SET held_nanos = held_nanos + :amount "
@@ -73,7 +73,7 @@ _HOLD_VALUES = (
     "tokens, window_spans) VALUES (:request_id, :user_id, :amount, :friend_key_id, :model_id, :created_at, "
     ":expires_at, :tokens, "
 )
-_INSERT_HOLD = _HOLD_VALUES + ":window_spans) RETURNING id"
+_INSERT_HOLD = _HOLD_VALUES + ":window_spans)"
 
 
 @cache
@@ -134,7 +134,8 @@ def place_hold(
         rows = yield Query(_RESERVE_AND_HOLD_PG, row, alone=True)
         return int(rows[0][0]) if rows else None
     reserve_row = {"amount": amount, "tokens": held.tokens, "token_limit": limit, "user_id": held.user_id}
-    if not (yield Query(_RESERVE_ON_USER, reserve_row)):
+    (reserved,), *_ = yield Query(_RESERVE_ON_USER, reserve_row, answer="count")
+    if not reserved:
         return None
     if held.friend_key_id is not None:
         row = {"amount": amount, "friend_key_id": held.friend_key_id, "model_id": held.model_id}
@@ -156,7 +157,7 @@ def place_hold(
         "window_spans": held.window_spans,
     }
     if not windows:
-        (hold_id,), *_ = yield Query(_INSERT_HOLD, hold_row)
+        (hold_id,), *_ = yield Query(_INSERT_HOLD, hold_row, answer="new_id")
         return int(hold_id)
     reservation = windows_program.reserve(held.user_id, windows, amount, held.tokens, held.admitted_s)
     hold_sql = _insert_hold_in_windows(reservation.room_sql)

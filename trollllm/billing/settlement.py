@@ -40,11 +40,20 @@ class Charged:
 # A late settlement replaces the row the sweeper wrote when it released the hold.
 _DROP_UNSETTLED_LOG = "DELETE FROM request_logs WHERE request_id = :request_id AND error_type = 'unsettled'"
 # By its id (no index needed), and its request: SQLite may give a later hold the id of one the sweeper freed.
-_RELEASE_HOLD = "DELETE FROM holds WHERE id = :hold_id AND request_id = :request_id RETURNING amount_nanos"
-_RELEASE_ON_USER = (
+# Counted (1: released, 0: the sweeper freed it); the amount is the hold's own, `HeldRequest.amount`.
+_RELEASE_HOLD = "DELETE FROM holds WHERE id = :hold_id AND request_id = :request_id"
+# Read before the one UPDATE that releases the hold and takes the charge; on PostgreSQL it locks the row (on
+# SQLite the transaction already holds the write lock).
+_BALANCES_TO_SETTLE = "SELECT credits_nanos, ref_credits_nanos, held_nanos FROM users WHERE id = :user_id"
+_BALANCES_TO_SETTLE_PG = f"{_BALANCES_TO_SETTLE} FOR UPDATE"
+_SETTLE_USER = (
     "UPDATE users SET held_nanos = held_nanos - :released, "
-    "monthly_tokens_held = monthly_tokens_held - :released_tokens WHERE id = :user_id "
-    "RETURNING credits_nanos, ref_credits_nanos, held_nanos"
+    "monthly_tokens_held = monthly_tokens_held - :released_tokens, "
+    "credits_nanos = credits_nanos - :from_credits, ref_credits_nanos = ref_credits_nanos - :from_ref, "
+    "tokens_used = tokens_used + :total, monthly_tokens_used = monthly_tokens_used + :total, "
+    "total_input_tokens = total_input_tokens + :input, total_output_tokens = total_output_tokens + :output, "
+    "total_cache_write_tokens = total_cache_write_tokens + :cache_write, "
+    "total_cache_hit_tokens = total_cache_hit_tokens + :cache_hit WHERE id = :user_id"
 )
 # Floored at 0: a cap row removed and re-added by the owner while a request was in flight starts again at
 # 0 held, so releasing that request's hold must not drive it negative.
@@ -63,14 +72,6 @@ _RELEASE_PG = (
     "WHERE id = :user_id RETURNING credits_nanos, ref_credits_nanos, held_nanos, "
     "(SELECT amount_nanos FROM released)"
 )
-_CHARGE_USER = (
-    "UPDATE users SET credits_nanos = credits_nanos - :from_credits, "
-    "ref_credits_nanos = ref_credits_nanos - :from_ref, tokens_used = tokens_used + :total, "
-    "monthly_tokens_used = monthly_tokens_used + :total, "
-    "total_input_tokens = total_input_tokens + :input, total_output_tokens = total_output_tokens + :output, "
-    "total_cache_write_tokens = total_cache_write_tokens + :cache_write, "
-    "total_cache_hit_tokens = total_cache_hit_tokens + :cache_hit WHERE id = :user_id"
-)
 _CAP_USED = (
     "UPDATE friend_key_model_limits SET used_nanos = used_nanos + :charge "
     "WHERE friend_key_id = :friend_key_id AND model_id = :model_id"
@@ -85,7 +86,7 @@ _INSERT_LEDGER = (
     ":request_id, :now)"
 )
 
-# `_CHARGE_USER`, `_INSERT_LEDGER` (with a charge) and `INSERT_LOG` as one PostgreSQL statement.
+# The charge of `_SETTLE_USER`, `_INSERT_LEDGER` (with a charge) and `INSERT_LOG` as one PostgreSQL statement.
 _CHARGED_PG = (
     "WITH charged AS (UPDATE users SET credits_nanos = credits_nanos - :from_credits, "
     "ref_credits_nanos = ref_credits_nanos - :from_ref, tokens_used = tokens_used + :total, "
@@ -126,14 +127,14 @@ def settle(
         (credits_nanos, ref_nanos, held_nanos, amount), *_ = yield Query(_RELEASE_PG, row)
         released = None if amount is None else int(amount)
     else:
-        released_rows = yield Query(_RELEASE_HOLD, {"hold_id": hold_id, "request_id": held.request_id})
-        released = int(released_rows[0][0]) if released_rows else None
-        release_row = {
-            "released": released or 0,
-            "released_tokens": 0 if released is None else held.tokens,
-            "user_id": held.user_id,
-        }
-        (credits_nanos, ref_nanos, held_nanos), *_ = yield Query(_RELEASE_ON_USER, release_row)
+        hold_row = {"hold_id": hold_id, "request_id": held.request_id}
+        (deleted,), *_ = yield Query(_RELEASE_HOLD, hold_row, answer="count")
+        released = held.amount.nanos if deleted else None
+        user_row = {"user_id": held.user_id}
+        (credits_nanos, ref_nanos, held_before), *_ = yield Query(
+            _BALANCES_TO_SETTLE_PG if one_statement else _BALANCES_TO_SETTLE, user_row
+        )
+        held_nanos = held_before - (released or 0)
     credits, ref_credits = Money(credits_nanos), Money(ref_nanos)
     cap_row = {"friend_key_id": held.friend_key_id, "model_id": held.model_id}
     cap_room: Money | None = None
@@ -196,7 +197,8 @@ def settle(
         rows = {**charge_row, **ledger_row, **log_values}
         yield Query(_CHARGE_LEDGER_LOG_PG if charge.nanos else _CHARGE_LOG_PG, rows)
         return _charged(charge, split, credits, ref_credits)
-    yield Query(_CHARGE_USER, charge_row)
+    release_row = {"released": released or 0, "released_tokens": 0 if released is None else held.tokens}
+    yield Query(_SETTLE_USER, {**charge_row, **release_row})
     if held.friend_key_id is not None:
         if charge.nanos and cap_room is not None:
             yield Query(_CAP_USED, {**cap_row, "charge": charge.nanos})

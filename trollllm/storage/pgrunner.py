@@ -89,9 +89,13 @@ async def _drive_asyncpg(program: Program[T], connection: Any, first: Query | No
     try:
         query = next(program) if first is None else first
         while True:
-            sql, values_of = _numbered(query.sql)
+            sql, values_of = _numbered(_returning_id(query.sql) if query.answer == "new_id" else query.sql)
             values = [_engine_value(value) for value in values_of(query.params)]
-            rows: Rows = [tuple(record) for record in await connection.fetch(sql, *values)]
+            rows: Rows
+            if query.answer == "count":  # asyncpg's status, e.g. "UPDATE 1"
+                rows = [(int((await connection.execute(sql, *values)).rpartition(" ")[2]),)]
+            else:
+                rows = [tuple(record) for record in await connection.fetch(sql, *values)]
             alone = query.alone
             query = program.send(rows)
             if alone:
@@ -115,12 +119,23 @@ async def _drive_async(program: Program[T], connection: Any) -> T:
         query = next(program)
         while True:
             params = {name: _engine_value(value) for name, value in query.params.items()}
-            result = await connection.execute(_text(query.sql), params)
-            rows: Rows = [tuple(row) for row in result.fetchall()] if result.returns_rows else []
+            sql = _returning_id(query.sql) if query.answer == "new_id" else query.sql
+            result = await connection.execute(_text(sql), params)
+            rows: Rows
+            if query.answer == "count":
+                rows = [(result.rowcount,)]
+            else:
+                rows = [tuple(row) for row in result.fetchall()] if result.returns_rows else []
             query = program.send(rows)
     except StopIteration as stop:
         value: T = stop.value
         return value
+
+
+@cache
+def _returning_id(sql: str) -> str:
+    """An `INSERT` whose program asks for the new row's id (`Query.answer == "new_id"`), asking for it."""
+    return f"{sql} RETURNING id"
 
 
 @cache

@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from functools import cache
 from operator import itemgetter
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 from trollllm.storage.walcheckpoint import CHECKPOINT_INTERVAL_S, WAL_SIZE_LIMIT_BYTES, WalCheckpointer
 
@@ -38,11 +38,17 @@ class Query(NamedTuple):
 
     `alone`: the program's only statement, atomic on its own; a runner may then run it without a
     transaction around it (on PostgreSQL that saves the `BEGIN` and `COMMIT` round trips).
+
+    `answer`: what the program receives — `"rows"`, the statement's rows (a `SELECT`'s or a `RETURNING`
+    clause's); `"count"`, `[(n,)]` with the number of rows it changed; `"new_id"`, `[(id,)]` with the `id`
+    of the row an `INSERT` (written without `RETURNING`) added. SQLite runs a `RETURNING` clause through a
+    temporary table: a hold and its settlement cost an eighth fewer instructions asking for these instead.
     """
 
     sql: str
     params: Mapping[str, Any]
     alone: bool = False
+    answer: Literal["rows", "count", "new_id"] = "rows"
 
 
 Program = Generator[Query, Rows, T]
@@ -279,11 +285,25 @@ class SqliteRunner:
         sql, values_of = _positional(query.sql)
         values = values_of(query.params)
         for value in values:
-            if value.__class__ is datetime:  # convert only the statements that carry a timestamp
+            # Converted only in the statements that carry one: a timestamp as text, a bool as 0 or 1
+            # (`sqlite3` binds a bool through its adaptation protocol, a failed attribute lookup each).
+            if value.__class__ is datetime or value.__class__ is bool:
                 timestamp = self._timestamp
-                values = tuple([timestamp(v) if v.__class__ is datetime else v for v in values])
+                values = tuple(
+                    [
+                        timestamp(v)
+                        if v.__class__ is datetime
+                        else (1 if v else 0)
+                        if v.__class__ is bool
+                        else v
+                        for v in values
+                    ]
+                )
                 break
-        return self._cursor.execute(sql, values).fetchall()
+        cursor = self._cursor.execute(sql, values)
+        if query.answer == "rows":
+            return cursor.fetchall()
+        return [(cursor.rowcount if query.answer == "count" else cursor.lastrowid,)]
 
     def _timestamp(self, value: datetime) -> str:
         # The last one converted is kept: a settlement passes the same `now` to its ledger entry and its log.
@@ -349,4 +369,13 @@ def _sqlite_timestamp(value: datetime) -> str:
     of these rows agree): naive UTC with microseconds."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]  # without its "+00:00"
+    # What `isoformat(" ", "microseconds")` writes, without its "+00:00", at half its cost.
+    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 (an f-string costs as much as isoformat)
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
