@@ -92,6 +92,7 @@ class _Relay:
 
     def __init__(self, *, dribble: bool = False) -> None:
         self.dribble = dribble
+        self.delay = 0.0  # seconds before each reply chunk is handed over
         self._writers: list[asyncio.StreamWriter] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.server: asyncio.Server | None = None
@@ -107,6 +108,8 @@ class _Relay:
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, dribble: bool) -> None:
             with contextlib.suppress(OSError):
                 while data := await source.read(65536):
+                    if source is not reader:
+                        await asyncio.sleep(self.delay)
                     for piece in [data[i : i + 1] for i in range(len(data))] if dribble else [data]:
                         sink.write(piece)
                         await sink.drain()
@@ -151,6 +154,23 @@ async def test_a_lost_connection_fails_its_calls_and_the_next_call_opens_a_new_o
         relay.cut()
         await asyncio.sleep(0.1)  # the loss reaches the channel's socket
         assert await through.call(["k"], [2]) == [b"2", b"k"]
+    finally:
+        await through.close()
+        await relay.close()
+
+
+async def test_a_call_given_up_on_does_not_hold_up_the_next_one(redis_prefix: str) -> None:
+    relay = _Relay()
+    through = ScriptChannel(ECHO, "127.0.0.1", await relay.start())
+    try:
+        assert await through.call(["k"], [1]) == [b"1", b"k"]
+        relay.delay = 2.0
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await through.call(["k"], [2])
+        relay.delay = 0.0
+        async with asyncio.timeout(1.0):  # not behind the slow reply still owed on the first connection
+            assert await through.call(["k"], [3]) == [b"3", b"k"]
     finally:
         await through.close()
         await relay.close()

@@ -98,6 +98,7 @@ class _Protocol(asyncio.Protocol):
         self._buffer = bytearray()
         self.pending: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.lost: BaseException | None = None
+        self.retired = False  # takes no new call; closed once the calls on it are answered
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass of asyncio's
@@ -137,12 +138,26 @@ class _Protocol(asyncio.Protocol):
                 future, _ = self.pending.popleft()
                 if not future.done():  # its caller may have been cancelled
                     future.set_result(reply)
+            if self.retired and not self.pending:
+                self.close()
+                return
         except _Incomplete:
             pass
         except (RedisReplyError, ValueError) as exc:  # the stream is out of step: start afresh
             self.close(exc)
             return
         del buffer[:start]
+
+    def stuck(self) -> bool:
+        """Whether the oldest call has waited past `STUCK_AFTER_S`."""
+        return bool(self.pending) and time.monotonic() - self.pending[0][1] >= STUCK_AFTER_S
+
+    def retire(self) -> None:
+        """Send no new call here (a call given up on may be waiting for a slow reply: the next ones must not
+        queue behind it), and close once the calls on it are answered."""
+        self.retired = True
+        if not self.pending:
+            self.close()
 
     def close(self, reason: BaseException | None = None) -> None:
         if self._transport is not None:
@@ -168,6 +183,7 @@ class ScriptChannel:
         self._host, self._port, self._db = host, port, db
         self._username, self._password = username, password
         self._protocol: _Protocol | None = None
+        self._retired: list[_Protocol] = []  # given up on, still waiting for replies owed
         self._connecting: asyncio.Task[_Protocol] | None = None
 
     @classmethod
@@ -190,20 +206,29 @@ class ScriptChannel:
         """The script's reply for `keys` and `args`; `RedisReplyError` for an error reply, `OSError` (or
         `ConnectionError`, `TimeoutError`) when Redis cannot be reached."""
         protocol = await self._connected()
-        frame = encode_command(b"EVALSHA", self._sha, len(keys), *keys, *args)
-        reply = await protocol.send(frame)
-        if isinstance(reply, RedisReplyError) and str(reply).startswith("NOSCRIPT"):
-            reply = await protocol.send(encode_command(b"EVAL", self._script, len(keys), *keys, *args))
+        try:
+            reply = await protocol.send(encode_command(b"EVALSHA", self._sha, len(keys), *keys, *args))
+            if isinstance(reply, RedisReplyError) and str(reply).startswith("NOSCRIPT"):
+                reply = await protocol.send(encode_command(b"EVAL", self._script, len(keys), *keys, *args))
+        except asyncio.CancelledError:  # e.g. the caller's timeout: Redis may be slow on this connection
+            protocol.retire()
+            raise
         if isinstance(reply, RedisReplyError):
             raise reply
         return reply
 
     async def _connected(self) -> _Protocol:
         protocol = self._protocol
-        if protocol is not None and protocol.lost is None:
-            if not protocol.pending or time.monotonic() - protocol.pending[0][1] < STUCK_AFTER_S:
-                return protocol
-            protocol.close(TimeoutError("Redis did not answer"))
+        if protocol is not None and protocol.lost is None and not protocol.retired and not protocol.stuck():
+            return protocol
+        if protocol is not None:
+            self._protocol = None
+            protocol.retire()
+            self._retired.append(protocol)
+        for old in self._retired:
+            if old.stuck():  # Redis never answered there: fail what waits and let the socket go
+                old.close(TimeoutError("Redis did not answer"))
+        self._retired = [old for old in self._retired if old.lost is None]
         if self._connecting is None:
             self._connecting = asyncio.ensure_future(self._connect())
         connecting = self._connecting
@@ -241,6 +266,7 @@ class ScriptChannel:
             with contextlib.suppress(BaseException):
                 await self._connecting
             self._connecting = None
-        if self._protocol is not None:
-            self._protocol.close()
-            self._protocol = None
+        for protocol in [self._protocol, *self._retired]:
+            if protocol is not None:
+                protocol.close()
+        self._protocol, self._retired = None, []
