@@ -45,6 +45,7 @@ from trollllm.billing.lease_programs import (
     renew_leases,
     return_lease,
     settle_leased,
+    settle_one_lease,
 )
 from trollllm.billing.records import RequestRecord
 from trollllm.billing.settlement import Charged
@@ -191,10 +192,18 @@ class CreditLeases:
         transaction locking several users in another order): only a second failure reaches the outbox."""
         items = [item for item, _, _ in batch]
         try:
-            return await self._db.write(settle_leased(self.instance_id, items, self._clock.now() + LEASE_TTL))
+            return await self._settle_items(items)
         except Exception:
             logger.warning("a batch of settlements failed; trying it once more", exc_info=True)
-            return await self._db.write(settle_leased(self.instance_id, items, self._clock.now() + LEASE_TTL))
+            return await self._settle_items(items)
+
+    async def _settle_items(self, items: list[LeasedSettlement]) -> tuple[list[Charged], set[int]]:
+        expires_at = self._clock.now() + LEASE_TTL
+        if all(item.lease_id == items[0].lease_id for item in items):  # one statement, one round trip
+            outcomes = await self._db.write(settle_one_lease(self.instance_id, items, expires_at))
+            if outcomes is not None:
+                return outcomes, set()
+        return await self._db.write(settle_leased(self.instance_id, items, expires_at))
 
     def _forget(self, lease: _Lease) -> None:
         if self._leases.get(lease.user_id) is lease:
