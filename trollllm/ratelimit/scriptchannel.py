@@ -32,20 +32,12 @@ class RedisReplyError(RedisError):
     """Redis answered a call with an error reply."""
 
 
-def _bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(value), value)
-
-
 def encode_command(*parts: bytes | str | int) -> bytes:
     """A command as a RESP array of bulk strings."""
     out = [b"*%d\r\n" % len(parts)]
     for part in parts:
-        if isinstance(part, bytes):
-            out.append(_bulk(part))
-        elif isinstance(part, int):
-            out.append(_bulk(b"%d" % part))
-        else:
-            out.append(_bulk(part.encode()))
+        data = part if isinstance(part, bytes) else b"%d" % part if isinstance(part, int) else part.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
 
 
