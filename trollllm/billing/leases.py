@@ -10,8 +10,9 @@ reach the disk. Instead, an instance reserves a slice of the balance once (`user
   `hold` answers False and the request takes an ordinary hold (`holds.place_hold`, which decides the 402);
 - a settlement waits for the next batch: every settlement queued while one batch commits goes in the next
   one, in one transaction that takes each charge from the lease and the balance, credits first, and writes
-  every ledger entry and request log (`lease_programs.settle_leased`). The caller gets its outcome once the
-  batch is committed, so a JSON answer leaves only with its charge on disk, as before;
+  every ledger entry and request log (`lease_programs.settle_leased`; one statement, `settle_one_lease`, when
+  the batch is all on one lease, the usual case). The caller gets its outcome once the batch is committed,
+  so a JSON answer leaves only with its charge on disk, as before;
 - a lease with nothing in flight for `IDLE_RETURN_S` is returned whole (`return_lease`), and every lease is
   renewed every `RENEWAL_S` while the instance lives. A killed instance's leases stop being renewed and the
   sweeper returns them after `LEASE_TTL` (`lease_programs.release_expired_leases`).
