@@ -1,7 +1,7 @@
 """Profile the gateway's chat hot path (issue 26): where a request's CPU goes, per cell.
 
     .venv/bin/python bench/hot_path_profile.py [--requests 3000] [--concurrency 8] [--top 25]
-        [--formats openai,anthropic,responses,responses->chat]
+        [--formats openai,anthropic,responses,responses->chat] [--shape scaled [--instances 2]]
 
 Starts the mock and one embedded gateway (`trollllm serve`, everything on) whose main thread carries a
 `cProfile` profiler (timing the thread's CPU time, so a busy machine's preemptions stay out) switched on and
@@ -10,6 +10,10 @@ cell (JSON and stream × the `--formats` of bench/run.py, OpenAI and Anthropic b
 shape: 60 tokens, one event per upstream chunk) it warms up, profiles the measured requests, and prints the
 top functions by own CPU time with their calls per request. cProfile slows Python-heavy code more than C
 calls: read the ranking, not the absolute times.
+
+`--shape scaled` profiles the scaled shape instead, as bench/run.py starts it (`--instances` gateways on a
+fresh PostgreSQL database and Redis prefix, credit leases on, one user): every instance runs under the
+profiler, the load is spread over them, and the profile and CPU shown are the first instance's.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import orjson
 import uvloop
 from formats import FORMATS, cell_route, make_target
 from loadgen import run_cell
-from stack import ADMIN, Processes, SetupError, cpu_seconds, free_port, seed
+from stack import ADMIN, Processes, ScaledServices, SetupError, cpu_seconds, free_port, seed
 
 MODES = ("json", "stream")
 _PROFILED_SERVE = """
@@ -54,9 +58,32 @@ runpy.run_module("trollllm", run_name="__main__")
 def start_profiled_gateway(processes: Processes, profile_dir: Path) -> tuple[int, str]:
     """`trollllm serve` under the signal-driven profiler; its pid and URL once healthy."""
     processes.command("create-admin", ADMIN[0], "--password", ADMIN[1])
+    return _profiled_serve(processes, "gateway", processes.env, profile_dir)
+
+
+def start_profiled_scaled(
+    processes: Processes, services: ScaledServices, instances: int, profile_dir: Path
+) -> list[tuple[int, str]]:
+    """The scaled shape (credit leases on) with every instance under the profiler, each dumping into its own
+    folder (`profile_dir / "scaled-<n>"`, the first one's into `profile_dir`): (pid, URL) of each."""
+    env = {**processes.env, **services.env, "TROLLLLM_CREDIT_LEASES": "true"}
+    processes.command("migrate", env=env)
+    processes.command("create-admin", ADMIN[0], "--password", ADMIN[1], env=env)
+    started = []
+    for n in range(instances):
+        dumps = profile_dir if n == 0 else profile_dir / f"scaled-{n}"
+        dumps.mkdir(exist_ok=True)
+        own = {**env, "TROLLLLM_DATA_DIR": str(processes.workdir / f"scaled-{n}")}
+        started.append(_profiled_serve(processes, f"scaled-{n}", own, dumps))
+    return started
+
+
+def _profiled_serve(
+    processes: Processes, name: str, env: dict[str, str], profile_dir: Path
+) -> tuple[int, str]:
     port = free_port()
     argv = [sys.executable, "-c", _PROFILED_SERVE, "serve", "--host", "127.0.0.1", "--port", str(port)]
-    process, _ = processes.spawn("gateway", argv, {**processes.env, "PROFILE_DIR": str(profile_dir)})
+    process, _ = processes.spawn(name, argv, {**env, "PROFILE_DIR": str(profile_dir)})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
@@ -66,7 +93,7 @@ def start_profiled_gateway(processes: Processes, profile_dir: Path) -> tuple[int
                     return process.pid, url
         except OSError:
             time.sleep(0.1)
-    raise SetupError(f"the gateway did not become healthy:\n{processes.output('gateway')}")
+    raise SetupError(f"the gateway did not become healthy:\n{processes.output(name)}")
 
 
 def top_entries(path: Path, requests: int, top: int) -> str:
@@ -101,31 +128,43 @@ def _short(filename: str) -> str:
 
 
 async def profile_cells(
-    url: str, key: str, models: dict[str, str], pid: int, args: argparse.Namespace, profile_dir: Path
+    urls: list[str],
+    key: str,
+    models: dict[str, str],
+    pids: list[int],
+    args: argparse.Namespace,
+    profile_dir: Path,
 ) -> list[tuple[str, Path, float]]:
-    """Each cell: warm up, profile the measured requests; (cell name, its profile, gateway CPU ms/request)."""
+    """Each cell: warm up, profile the measured requests; (cell name, the first gateway's profile, its CPU
+    ms/request). With several gateways the requests are spread over them and each one's share counts."""
     done = []
     cells = []
     for mode in MODES:
         for fmt in args.formats:
             client, model, _, _ = cell_route(fmt)
-            cells.append((mode, fmt, make_target(url, key, model, mode, client)))
-    long = make_target(url, key, models["openai"], "stream", "openai")
-    body = orjson.loads(long.body)
-    body["messages"][0]["content"] = (
-        f"[mock reply_tokens=60 chunk_delay_ms=2] {body['messages'][0]['content']}"
-    )
-    body["max_tokens"] = 100
-    cells.append(("long-stream", "openai", dataclasses.replace(long, body=orjson.dumps(body))))
+            cells.append((mode, fmt, [make_target(url, key, model, mode, client) for url in urls]))
+    longs = []
+    for url in urls:
+        long = make_target(url, key, models["openai"], "stream", "openai")
+        body = orjson.loads(long.body)
+        body["messages"][0]["content"] = (
+            f"[mock reply_tokens=60 chunk_delay_ms=2] {body['messages'][0]['content']}"
+        )
+        body["max_tokens"] = 100
+        longs.append(dataclasses.replace(long, body=orjson.dumps(body)))
+    cells.append(("long-stream", "openai", longs))
     cells = [cell for cell in cells if not args.only or f"{cell[0]} {cell[1]}" in args.only]
-    for number, (mode, fmt, target) in enumerate(cells):
-        await run_cell([target], concurrency=args.concurrency, requests=args.warmup)
-        os.kill(pid, signal.SIGUSR1)
+    share = args.requests / len(urls)  # the first gateway's requests (workers are spread evenly)
+    for number, (mode, fmt, targets) in enumerate(cells):
+        await run_cell(targets, concurrency=args.concurrency, requests=args.warmup)
+        for pid in pids:
+            os.kill(pid, signal.SIGUSR1)
         await asyncio.sleep(0.2)
-        cpu_before = cpu_seconds(pid)
-        tally = await run_cell([target], concurrency=args.concurrency, requests=args.requests)
-        cpu = cpu_seconds(pid) - cpu_before
-        os.kill(pid, signal.SIGUSR2)
+        cpu_before = cpu_seconds(pids[0])
+        tally = await run_cell(targets, concurrency=args.concurrency, requests=args.requests)
+        cpu = cpu_seconds(pids[0]) - cpu_before
+        for pid in pids:
+            os.kill(pid, signal.SIGUSR2)
         path = profile_dir / f"cell-{number}.prof"
         for _ in range(100):
             if path.exists() and path.stat().st_size:
@@ -133,7 +172,7 @@ async def profile_cells(
             await asyncio.sleep(0.1)
         if tally.errors:
             raise SetupError(f"{mode}/{fmt}: {tally.errors} errors, e.g. {tally.error_samples[0]}")
-        done.append((f"{mode} {fmt}", path, cpu / args.requests * 1e3))
+        done.append((f"{mode} {fmt}", path, cpu / share * 1e3))
     return done
 
 
@@ -156,21 +195,40 @@ def main() -> int:
         default=[],
         help='cells to profile, e.g. "stream openai,long-stream openai" (default: all)',
     )
+    parser.add_argument("--shape", choices=["embedded", "scaled"], default="embedded")
+    parser.add_argument("--instances", type=int, default=2, help="gateways of the scaled shape")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
+    if args.shape == "embedded":
+        args.instances = 1
     workdir = Path(tempfile.mkdtemp(prefix="trollllm-profile-"))
     profile_dir = workdir / "profiles"
     profile_dir.mkdir()
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; work dir {workdir}", flush=True)
+    services = ScaledServices(args.postgres, args.redis) if args.shape == "scaled" else None
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner, Processes(workdir) as processes:
         _, mock_url = processes.start_mock(uvloop=False)
-        pid, url = start_profiled_gateway(processes, profile_dir)
-        seeded = seed(url, mock_url, credits_usd=100_000)
-        cells = runner.run(profile_cells(url, seeded.api_key, seeded.models, pid, args, profile_dir))
+        if services is None:
+            started = [start_profiled_gateway(processes, profile_dir)]
+        else:
+            runner.run(services.create())
+            started = start_profiled_scaled(processes, services, args.instances, profile_dir)
+        pids, urls = [pid for pid, _ in started], [url for _, url in started]
+        try:
+            seeded = seed(urls[0], mock_url, credits_usd=100_000)
+            cells = runner.run(profile_cells(urls, seeded.api_key, seeded.models, pids, args, profile_dir))
+        finally:
+            if services is not None:
+                processes.__exit__(None, None, None)
+                runner.run(services.remove())
+    share = round(args.requests / len(urls))
     for name, path, cpu_ms in cells:
         print(
             f"\n== {name}, concurrency {args.concurrency}: gateway CPU {cpu_ms:.3f} ms/request under cProfile"
+            + (f" (the first of {len(urls)} instances)" if len(urls) > 1 else "")
         )
-        print(top_entries(path, args.requests, args.top))
+        print(top_entries(path, share, args.top))
     return 0
 
 

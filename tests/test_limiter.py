@@ -74,6 +74,14 @@ class Backend:
     tolerance: float
 
 
+@pytest.fixture
+async def redis_limiter(limiter_redis: Redis, redis_prefix: str) -> AsyncIterator[RedisLimiter]:
+    """A Redis limiter on the test's prefix, closed after the test (it has a connection of its own)."""
+    limiter = RedisLimiter(limiter_redis, redis_prefix)
+    yield limiter
+    await limiter.close()
+
+
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def backend(request: pytest.FixtureRequest) -> Backend:
     """Each contract test runs once per backend."""
@@ -84,9 +92,7 @@ def backend(request: pytest.FixtureRequest) -> Backend:
             clock.advance(seconds)
 
         return Backend(MemoryLimiter(clock), advance, tolerance=1e-6)
-    client: Redis = request.getfixturevalue("limiter_redis")
-    prefix: str = request.getfixturevalue("redis_prefix")
-    return Backend(RedisLimiter(client, prefix), asyncio.sleep, tolerance=0.05)
+    return Backend(request.getfixturevalue("redis_limiter"), asyncio.sleep, tolerance=0.05)
 
 
 async def test_burst_admits_exactly_limit(backend: Backend) -> None:
@@ -219,10 +225,13 @@ async def test_invalid_arguments_raise_value_error(
 @pytest.mark.redis
 async def test_redis_keys_expire_on_their_own(limiter_redis: Redis, redis_prefix: str) -> None:
     limiter = RedisLimiter(limiter_redis, redis_prefix)
-    await limiter.peek("k", 5, LONG_WINDOW)
-    assert await limiter_redis.exists(redis_prefix + "k") == 0
-    await limiter.hit("k", 5, LONG_WINDOW)
-    assert 0 < await limiter_redis.pttl(redis_prefix + "k") <= LONG_WINDOW * 1000 + 1
+    try:
+        await limiter.peek("k", 5, LONG_WINDOW)
+        assert await limiter_redis.exists(redis_prefix + "k") == 0
+        await limiter.hit("k", 5, LONG_WINDOW)
+        assert 0 < await limiter_redis.pttl(redis_prefix + "k") <= LONG_WINDOW * 1000 + 1
+    finally:
+        await limiter.close()
 
 
 @pytest.mark.parametrize("operation", ["hit", "peek", "reset"])

@@ -48,11 +48,14 @@ async def test_a_postgres_program_commits_whole_or_not_at_all(postgres_database_
         async with engine.begin() as connection:
             await connection.execute(text("CREATE TABLE runner_t (v BIGINT)"))
         runner = build_runner(engine, None)
-        assert await runner.write(add_twice(10)) == 2
-        with pytest.raises(Refused):
-            await runner.write(add_twice(20, then_fail=True))
-        rows = await runner.read(add_twice_read())
-        assert rows == [10, 11]
+        try:
+            assert await runner.write(add_twice(10)) == 2
+            with pytest.raises(Refused):
+                await runner.write(add_twice(20, then_fail=True))
+            rows = await runner.read(add_twice_read())
+            assert rows == [10, 11]
+        finally:
+            runner.close()
     finally:
         await engine.dispose()
 
@@ -60,3 +63,44 @@ async def test_a_postgres_program_commits_whole_or_not_at_all(postgres_database_
 def add_twice_read() -> Program[list[int]]:
     rows = yield Query("SELECT v FROM runner_t ORDER BY v", {})
     return [int(v) for (v,) in rows]
+
+
+def backend_pid() -> Program[int]:
+    rows = yield Query("SELECT pg_backend_pid()", {})
+    return int(rows[0][0])
+
+
+async def test_a_connection_the_server_closed_while_the_runner_kept_it_is_replaced(
+    postgres_database_url: str,
+) -> None:
+    engine = create_engine(postgres_database_url)
+    runner = build_runner(engine, None)
+    try:
+        first_pid = await runner.read(backend_pid())
+        await pg_execute(f"SELECT pg_terminate_backend({first_pid})")
+        await asyncio.sleep(0.2)  # the closing reaches the kept connection's socket
+        assert await runner.read(backend_pid()) != first_pid
+    finally:
+        runner.close()
+        await engine.dispose()
+
+
+async def test_closing_the_runner_and_the_engine_leaves_no_server_connection(
+    postgres_database_url: str,
+) -> None:
+    engine = create_engine(postgres_database_url)
+    runner = build_runner(engine, None)
+    database = engine.url.database
+    await asyncio.gather(*(runner.read(backend_pid()) for _ in range(5)))
+    runner.close()
+    await engine.dispose()
+    await asyncio.sleep(0.2)
+    watcher = create_engine(postgres_database_url.rsplit("/", 1)[0] + "/test")
+    try:
+        async with watcher.connect() as connection:
+            count = await connection.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name"), {"name": database}
+            )
+        assert count == 0
+    finally:
+        await watcher.dispose()

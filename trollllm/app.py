@@ -54,6 +54,7 @@ from trollllm.ratelimit.limiter import build_limiter
 from trollllm.settings import Settings, resolve_secret
 from trollllm.state import AppState
 from trollllm.storage.runners import build_runner
+from trollllm.storage.sqlprogram import ProgramRunner
 from trollllm.telemetry import MULTIPROC_ENV, Telemetry
 from trollllm.upstream.affinity import KeyAffinity
 from trollllm.upstream.pool import UpstreamPool
@@ -126,6 +127,7 @@ def create_app(
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(settings.effective_database_url)
         redis = _connect_redis(settings.redis_url) if settings.redis_url else None
+        db: ProgramRunner | None = None
         try:
             if settings.should_auto_migrate:
                 await upgrade_to_head(engine)
@@ -218,10 +220,12 @@ def create_app(
                 await asyncio.gather(maintenance, renewal, alerts, tending, return_exceptions=True)
                 await invalidation.close()
                 await live.close()
+                await limiter.close()
                 await upstream.close()
                 await outbox.close()
-                db.close()
         finally:
+            if db is not None:  # also when start-up failed after it ran programs (it may keep connections)
+                db.close()
             if redis is not None:
                 await redis.aclose()
             await engine.dispose()

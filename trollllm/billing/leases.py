@@ -10,8 +10,9 @@ reach the disk. Instead, an instance reserves a slice of the balance once (`user
   `hold` answers False and the request takes an ordinary hold (`holds.place_hold`, which decides the 402);
 - a settlement waits for the next batch: every settlement queued while one batch commits goes in the next
   one, in one transaction that takes each charge from the lease and the balance, credits first, and writes
-  every ledger entry and request log (`lease_programs.settle_leased`). The caller gets its outcome once the
-  batch is committed, so a JSON answer leaves only with its charge on disk, as before;
+  every ledger entry and request log (`lease_programs.settle_leased`; one statement, `settle_one_lease`, when
+  the batch is all on one lease, the usual case). The caller gets its outcome once the batch is committed,
+  so a JSON answer leaves only with its charge on disk, as before;
 - a lease with nothing in flight for `IDLE_RETURN_S` is returned whole (`return_lease`), and every lease is
   renewed every `RENEWAL_S` while the instance lives. A killed instance's leases stop being renewed and the
   sweeper returns them after `LEASE_TTL` (`lease_programs.release_expired_leases`).
@@ -45,6 +46,7 @@ from trollllm.billing.lease_programs import (
     renew_leases,
     return_lease,
     settle_leased,
+    settle_one_lease,
 )
 from trollllm.billing.records import RequestRecord
 from trollllm.billing.settlement import Charged
@@ -191,10 +193,18 @@ class CreditLeases:
         transaction locking several users in another order): only a second failure reaches the outbox."""
         items = [item for item, _, _ in batch]
         try:
-            return await self._db.write(settle_leased(self.instance_id, items, self._clock.now() + LEASE_TTL))
+            return await self._settle_items(items)
         except Exception:
             logger.warning("a batch of settlements failed; trying it once more", exc_info=True)
-            return await self._db.write(settle_leased(self.instance_id, items, self._clock.now() + LEASE_TTL))
+            return await self._settle_items(items)
+
+    async def _settle_items(self, items: list[LeasedSettlement]) -> tuple[list[Charged], set[int]]:
+        expires_at = self._clock.now() + LEASE_TTL
+        if all(item.lease_id == items[0].lease_id for item in items):  # one statement, one round trip
+            outcomes = await self._db.write(settle_one_lease(self.instance_id, items, expires_at))
+            if outcomes is not None:
+                return outcomes, set()
+        return await self._db.write(settle_leased(self.instance_id, items, expires_at))
 
     def _forget(self, lease: _Lease) -> None:
         if self._leases.get(lease.user_id) is lease:

@@ -48,12 +48,19 @@ class AsyncpgRunner:
     No SQL compilation, result wrapping or implicit transaction per statement: a read is one round trip
     (asyncpg's own prepared statement cache), a write `BEGIN`, its statements and `COMMIT`. The
     connections are the engine's (one pool, one connection budget, disposed with the engine).
+
+    A connection that ran a program cleanly is kept for the next one rather than checked in (up to the
+    pool's size): a checkout through SQLAlchemy's pool (greenlet, events, reset on return) cost more CPU
+    than the query it served. A program that fails gives its connection back to the pool, as before.
     """
 
     data_modifying_ctes = True
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._pool = engine.sync_engine.pool
+        size = getattr(self._pool, "size", None)
+        self._keep = size() if callable(size) else 0  # a pool without a size (NullPool) keeps nothing
+        self._idle: list[tuple[Any, Any]] = []  # (the pool's checked-out connection, its asyncpg one)
 
     async def write(self, program: Program[T]) -> T:
         """Run `program` in one transaction, shielded from the caller's cancellation."""
@@ -64,25 +71,45 @@ class AsyncpgRunner:
         return await self._run(program, transaction=False)
 
     async def _run(self, program: Program[T], *, transaction: bool) -> T:
-        pooled = await greenlet_spawn(self._pool.connect)
-        connection: Any = pooled.driver_connection
+        pooled, connection = await self._checkout()
         try:
             if not transaction:
-                return await _drive_asyncpg(program, connection)
-            first = next(program)  # a program runs up to its first statement without I/O
-            if first.alone:
-                return await _drive_asyncpg(program, connection, first)
-            async with connection.transaction():
-                return await _drive_asyncpg(program, connection, first)
+                value = await _drive_asyncpg(program, connection)
+            else:
+                first = next(program)  # a program runs up to its first statement without I/O
+                if first.alone:
+                    value = await _drive_asyncpg(program, connection, first)
+                else:
+                    async with connection.transaction():
+                        value = await _drive_asyncpg(program, connection, first)
         except BaseException:
-            if connection.is_closed():  # the server went away: never pool it again
-                await greenlet_spawn(pooled.invalidate)
+            try:
+                if connection.is_closed():  # the server went away: never pool it again
+                    await greenlet_spawn(pooled.invalidate)
+            finally:
+                await greenlet_spawn(pooled.close)
             raise
-        finally:
+        if len(self._idle) < self._keep and not connection.is_closed() and not connection.is_in_transaction():
+            self._idle.append((pooled, connection))
+        else:
             await greenlet_spawn(pooled.close)
+        return value
+
+    async def _checkout(self) -> tuple[Any, Any]:
+        while self._idle:
+            pooled, connection = self._idle.pop()
+            if not connection.is_closed():
+                return pooled, connection
+            await greenlet_spawn(pooled.invalidate)  # the server ended it while it was kept
+        pooled = await greenlet_spawn(self._pool.connect)
+        return pooled, pooled.driver_connection
 
     def close(self) -> None:
-        """Nothing to close: the engine is disposed by its owner."""
+        """Close the kept connections (the engine's disposal closes only those checked in)."""
+        idle, self._idle = self._idle, []
+        for pooled, connection in idle:
+            pooled.detach()
+            connection.terminate()
 
 
 async def _drive_asyncpg(program: Program[T], connection: Any, first: Query | None = None) -> T:
