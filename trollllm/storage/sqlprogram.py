@@ -21,7 +21,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from operator import itemgetter
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
@@ -358,9 +358,17 @@ def as_utc(value: Any) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
-        value = datetime.fromisoformat(value)
+        return _utc_from_text(value)
     if not isinstance(value, datetime):
         raise TypeError(f"not a timestamp: {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@lru_cache(maxsize=4096)
+def _utc_from_text(text: str) -> datetime:
+    # Cached: a key lookup reads its owner's plan expiry and monthly reset date on every request, and
+    # they rarely change.
+    value = datetime.fromisoformat(text)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
