@@ -162,7 +162,7 @@ def main() -> int:
     profile_dir.mkdir()
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; work dir {workdir}", flush=True)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner, Processes(workdir) as processes:
-        _, mock_url = processes.start_mock(uvloop=False)
+        _, mock_url = processes.start_mock(uvloop=True)
         pid, url = start_profiled_gateway(processes, profile_dir)
         seeded = seed(url, mock_url, credits_usd=100_000)
         cells = runner.run(profile_cells(url, seeded.api_key, seeded.models, pid, args, profile_dir))
