@@ -363,8 +363,9 @@ class _StreamResponse:
         if status == 200:
             await exchange.answered()
         try:
-            await deliver(meter.release_held(charged.cost if charged is not None else exchange.deferred_cost))
-            await write({"type": "http.response.body", "body": b"", "more_body": False})
+            # The held events (usage with its cost, `[DONE]`) end the response in the same write.
+            held = meter.release_held(charged.cost if charged is not None else exchange.deferred_cost)
+            await write({"type": "http.response.body", "body": held, "more_body": False})
         finally:
             writer.close()
 
