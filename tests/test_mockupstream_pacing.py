@@ -7,7 +7,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import openai
+import orjson
 import pytest
 
 from trollllm.mockupstream import MockUpstream, reply_text
@@ -83,3 +85,23 @@ async def test_stop_cuts_a_paced_stream_at_once(mock: MockUpstream, oai: openai.
     with pytest.raises(openai.APIConnectionError):
         async for _ in stream:
             pass
+
+
+async def test_openai_content_chunks_are_compact_json_each_with_its_own_piece(mock: MockUpstream) -> None:
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": user("[mock reply_tokens=5]"),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    async with httpx.AsyncClient(base_url=mock.url) as client:
+        reply = await client.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer k"})
+    frames = [line[6:].encode() for line in reply.text.split("\n") if line.startswith("data: {")]
+    contents = []
+    for frame in frames:
+        chunk = orjson.loads(frame)
+        assert orjson.dumps(chunk) == frame  # compact, as OpenAI writes them
+        if chunk["choices"] and "content" in chunk["choices"][0]["delta"]:
+            assert chunk["model"] == "gpt-4o-mini" and chunk["usage"] is None
+            contents.append(chunk["choices"][0]["delta"]["content"])
+    assert "".join(contents) == reply_text(5)
