@@ -105,8 +105,7 @@ class Pacer:
         self._timer = None
         self._armed_for = math.inf
         due = self._due
-        now = loop.time()
-        ready = now + 1e-6  # float rounding of `when`
+        ready = loop.time() + 1e-6  # float rounding of `when`
         pop, push = heapq.heappop, heapq.heappush
         written: list[tuple[float, int, _PacedStream]] = []
         while due and due[0][0] <= ready:
@@ -122,8 +121,8 @@ class Pacer:
                 self._end(stream, ok=True)
             elif index >= stream.drop_at:
                 self._end(stream, ok=False)
-            else:
-                written.append((math.ceil((now + stream.delay_s) * _MS) / _MS, 0, stream))
+            else:  # the next one a gap after this write (a long tick's last writes are late)
+                written.append((math.ceil((loop.time() + stream.delay_s) * _MS) / _MS, 0, stream))
         for when, _, stream in written:  # after the loop: a 0 ms delay must not be written twice now
             push(due, (when, next(self._order), stream))
         if due:
