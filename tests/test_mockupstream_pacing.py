@@ -105,3 +105,17 @@ async def test_openai_content_chunks_are_compact_json_each_with_its_own_piece(mo
             assert chunk["model"] == "gpt-4o-mini" and chunk["usage"] is None
             contents.append(chunk["choices"][0]["delta"]["content"])
     assert "".join(contents) == reply_text(5)
+
+
+async def test_a_paced_gzip_stream_arrives_whole(mock: MockUpstream) -> None:
+    body = {"model": "m", "messages": user("[mock gzip=1 chunk_delay_ms=2 reply_tokens=3]"), "stream": True}
+    async with httpx.AsyncClient(base_url=mock.url) as client:
+        reply = await client.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer k"})
+    assert reply.headers["content-encoding"] == "gzip"
+    assert reply.text.endswith("data: [DONE]\n\n")
+    contents = [
+        orjson.loads(line[6:])["choices"][0]["delta"].get("content", "")
+        for line in reply.text.split("\n")
+        if line.startswith("data: {")
+    ]
+    assert "".join(contents) == reply_text(3)

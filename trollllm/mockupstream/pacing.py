@@ -32,7 +32,8 @@ def chunked(frame: bytes) -> bytes:
 def wire_frames(response: web.StreamResponse, frames: list[bytes]) -> list[bytes]:
     """The frames as they go on the wire after `response`'s (prepared) head: chunked, or else as they are."""
     if response.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        return [chunked(frame) for frame in frames]
+        # (an empty frame, as gzip's last flush may be, stays empty: a chunk of 0 bytes ends the body)
+        return [chunked(frame) if frame else b"" for frame in frames]
     return frames
 
 
