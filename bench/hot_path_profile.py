@@ -208,7 +208,7 @@ def main() -> int:
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; work dir {workdir}", flush=True)
     services = ScaledServices(args.postgres, args.redis) if args.shape == "scaled" else None
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner, Processes(workdir) as processes:
-        _, mock_url = processes.start_mock(uvloop=False)
+        _, mock_url = processes.start_mock(uvloop=True)
         if services is None:
             started = [start_profiled_gateway(processes, profile_dir)]
         else:

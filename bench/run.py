@@ -85,7 +85,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--long-concurrency", type=int, default=32, help="concurrency of the RSS run (default: 32)")
     parser.add_argument("--client", choices=["raw", "aiohttp"], default="raw", help="load generator client")
     parser.add_argument(
-        "--mock-loop", choices=["asyncio", "uvloop"], default="asyncio", help="the mock's loop"
+        "--mock-loop",
+        choices=["asyncio", "uvloop"],
+        default="uvloop",
+        help="the mock's loop (default: uvloop)",
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="per-request timeout in seconds")
     parser.add_argument("--credits", type=int, default=100_000, help="USD granted to the bench user")

@@ -34,10 +34,6 @@ MODELS = {  # format -> (gateway model id, upstream model name at the mock)
 CHAT_MODEL = ("bench-groq", "groq", "llama-3.1-8b-instant")
 """(model id, provider, upstream model): an OpenAI-format row without a Responses API (`responses->chat`)."""
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-_MOCK_UVLOOP = (
-    "import uvloop\nfrom trollllm.mockupstream.__main__ import parse_args, serve\n"
-    "args = parse_args()\nuvloop.run(serve(args.host, args.port, args.keys))\n"
-)
 
 
 class SetupError(RuntimeError):
@@ -153,8 +149,19 @@ class Processes:
 
     def start_mock(self, *, uvloop: bool) -> tuple[int, str]:
         """Start the mock upstream on a free port; its pid and base URL."""
-        code = ["-c", _MOCK_UVLOOP] if uvloop else ["-m", "trollllm.mockupstream"]
-        return self.start_listening("mock", [sys.executable, *code, "--port", "0", "--key", MOCK_KEY])
+        loop = "uvloop" if uvloop else "asyncio"
+        argv = [
+            sys.executable,
+            "-m",
+            "trollllm.mockupstream",
+            "--loop",
+            loop,
+            "--port",
+            "0",
+            "--key",
+            MOCK_KEY,
+        ]
+        return self.start_listening("mock", argv)
 
     def start_listening(self, name: str, argv: list[str]) -> tuple[int, str]:
         """Start a server that prints `… listening on <URL>` once it accepts connections; its pid and URL."""

@@ -465,9 +465,11 @@ async def test_models(oai: openai.AsyncOpenAI, raw: httpx.AsyncClient) -> None:
     assert anonymous.status_code == 401
 
 
-async def test_cli_serves_standalone() -> None:
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+async def test_cli_serves_standalone_on_either_loop(loop: str) -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "trollllm.mockupstream", "--port", "0", stdout=asyncio.subprocess.PIPE
+        *(sys.executable, "-m", "trollllm.mockupstream", "--loop", loop, "--port", "0"),
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert process.stdout is not None

@@ -68,6 +68,14 @@ def test_every_spelling_of_the_same_events_is_billed_the_same(seed: int, cut: in
     assert spelled.billed_usage().output_tokens == min(cut, len(_EVENTS)) - 1  # the role chunk is empty
 
 
+def test_a_delta_of_empty_content_alone_is_not_a_delivered_token() -> None:
+    meter = StreamMeter(WireFormat.OPENAI, "up", "client", False)
+    for content in ("", "w1", "", "w2"):
+        event = {"id": "c1", "model": "up", "choices": [{"index": 0, "delta": {"content": content}}]}
+        meter.feed(b"data: " + orjson.dumps(event) + b"\n\n")
+    assert meter.billed_usage().output_tokens == 2
+
+
 async def _post(world: World, content: str, **extra: object) -> tuple[int, str, str, dict[str, str]]:
     body = {"model": OPENAI_MODEL, "messages": [{"role": "user", "content": content}], "stream": True,
             "max_tokens": 100, **extra}  # fmt: skip

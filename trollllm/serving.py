@@ -51,15 +51,27 @@ LARGE_BLOCK_BYTES = 1 << 20
 
 
 class CoalescingTransport:
-    """A transport wrapper: writes of one loop turn are joined and written once, before anything else."""
+    """A transport wrapper: writes of one loop turn are joined and written once, before anything else.
+
+    Only until a response's first bytes have left: a stream's later events each come in a turn of their own,
+    and are written at once (no callback per event); the next request on the connection coalesces again.
+    """
+
+    __slots__ = ("_direct", "_loop", "_pending", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
+        self._direct = False
 
     def write(self, data: bytes) -> None:
-        """Queue `data`; it leaves with the rest of this turn's writes."""
+        """Queue `data`; it leaves with the rest of this turn's writes (at once, once the response has begun
+        to leave)."""
+        if self._direct:
+            if not self._transport.is_closing():
+                self._transport.write(data)
+            return
         if not self._pending:
             self._loop.call_soon(self.flush)
         self._pending.append(data)
@@ -67,8 +79,15 @@ class CoalescingTransport:
     def flush(self) -> None:
         """Write what is queued now (called at the end of the turn, and before closing)."""
         pending, self._pending = self._pending, []
-        if pending and not self._transport.is_closing():
-            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        if pending:
+            self._direct = True
+            if not self._transport.is_closing():
+                self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def coalesce(self) -> None:
+        """A new request: its response's writes are joined again until they first leave."""
+        self.flush()
+        self._direct = False
 
     def close(self) -> None:
         """Write what is queued, then close."""
@@ -85,6 +104,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Wrap the connection's transport, then set up as uvicorn does."""
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def on_message_begin(self) -> None:
+        """httptools: a request begins; its response's writes are coalesced (see `CoalescingTransport`)."""
+        self.transport.coalesce()  # type: ignore[attr-defined]
+        super().on_message_begin()
 
     def send_400_response(self, msg: str) -> None:
         """The parser refused the request's head: a JSON 400 in its endpoint's shape, then close."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import signal
 import sys
 from collections.abc import Sequence
@@ -28,6 +29,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="KEY",
         help="accepted API key (repeatable); default: accept any non-empty key",
     )
+    parser.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio",
+        help="event loop: uvloop (the default where it is installed: a cheaper fake under load) or asyncio",
+    )
     return parser.parse_args(argv)
 
 
@@ -49,7 +56,12 @@ async def serve(host: str, port: int, keys: Sequence[str] | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m trollllm.mockupstream``."""
     args = parse_args(argv)
-    asyncio.run(serve(args.host, args.port, args.keys))
+    if args.loop == "uvloop":
+        import uvloop  # only where asked for: the mock runs without it too
+
+        uvloop.run(serve(args.host, args.port, args.keys))
+    else:
+        asyncio.run(serve(args.host, args.port, args.keys))
     return 0
 
 

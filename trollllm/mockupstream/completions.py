@@ -13,6 +13,7 @@ from aiohttp import web
 
 from trollllm.mockupstream.controls import Controls, MockRequestError, Reply, parse_controls, plan_reply
 from trollllm.mockupstream.faults import Closing, Faults, abort, faulty_frames
+from trollllm.mockupstream.pacing import Pacer, wire_frames
 from trollllm.mockupstream.prompt_cache import PromptCache
 from trollllm.mockupstream.recording import Recorder
 from trollllm.mockupstream.wire_format import WireFormat, error_response
@@ -28,12 +29,14 @@ class Completions:
         ids: itertools.count[int],
         prompt_cache: PromptCache | None,
         closing: Closing,
+        pacer: Pacer,
     ) -> None:
         self._recorder = recorder
         self._faults = faults
         self._ids = ids
         self._prompt_cache = prompt_cache
         self._closing = closing
+        self._pacer = pacer
 
     async def serve(self, request: web.Request, wire: WireFormat) -> web.StreamResponse:
         """One completion request: key and fault checks, the planned reply, whole or streamed."""
@@ -105,16 +108,25 @@ class Completions:
             frames = [compressor.compress(frame) + compressor.flush(zlib.Z_SYNC_FLUSH) for frame in frames]
             frames.append(compressor.flush())
         pause = self._closing.pause
+        drop_after = controls.drop_after
         try:
             await response.prepare(request)
             if controls.first_byte_delay_ms and not await pause(controls.first_byte_delay_ms):
                 return abort(request, response)
-            for index, frame in enumerate(frames):
-                if controls.drop_after is not None and index >= controls.drop_after:
-                    return abort(request, response)
-                if index and controls.chunk_delay_ms and not await pause(controls.chunk_delay_ms):
-                    return abort(request, response)
-                await response.write(frame)
+            if drop_after == 0:
+                return abort(request, response)
+            await response.write(frames[0])  # with the head
+            if controls.chunk_delay_ms and request.transport is not None:
+                # The rest from the shared timer (`Pacer`), one frame every `chunk_delay_ms`.
+                drop_at = None if drop_after is None else drop_after - 1
+                paced = wire_frames(response, frames[1:])
+                if not await self._pacer.send(request.transport, paced, controls.chunk_delay_ms, drop_at):
+                    return response  # aborted: dropped on purpose, the client gone, or the server stopping
+            else:
+                for index, frame in enumerate(frames[1:], 1):
+                    if drop_after is not None and index >= drop_after:
+                        return abort(request, response)
+                    await response.write(frame)
             await response.write_eof()
         except ConnectionError:
             pass  # the client went away; nothing left to answer

@@ -23,6 +23,10 @@ _ERRORS: dict[int, tuple[str, str | None]] = {
 }
 
 
+_PLACEHOLDER = "\x00piece"
+_PLACEHOLDER_JSON = orjson.dumps(_PLACEHOLDER)
+
+
 def _sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
@@ -158,7 +162,10 @@ class OpenAIWire:
             return _sse(payload)
 
         frames = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
-        frames.extend(chunk({"content": piece}, None) for piece in reply.pieces)
+        # A content chunk's bytes around its piece are the same for every piece: rendered once (the piece
+        # comes after every string of the request, so the last placeholder is the piece's).
+        before, _, after = chunk({"content": _PLACEHOLDER}, None).rpartition(_PLACEHOLDER_JSON)
+        frames.extend(before + orjson.dumps(piece) + after for piece in reply.pieces)
         for call in reply.tool_calls:  # each call: its id and name, then its arguments in pieces
             opening = {"index": call.index, "id": f"call_mock_{call.index}", "type": "function"}
             opening["function"] = {"name": call.name, "arguments": ""}

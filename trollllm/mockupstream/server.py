@@ -23,6 +23,7 @@ from trollllm.mockupstream.aux_routes import AuxRoutes
 from trollllm.mockupstream.completions import Completions
 from trollllm.mockupstream.faults import Closing, Faults
 from trollllm.mockupstream.openai_format import OpenAIWire
+from trollllm.mockupstream.pacing import Pacer
 from trollllm.mockupstream.prompt_cache import PromptCache
 from trollllm.mockupstream.recording import RecordedRequest, Recorder
 from trollllm.mockupstream.responses_format import ResponsesWire
@@ -66,6 +67,7 @@ class MockUpstream:
         self._prompt_cache = PromptCache() if prompt_cache else None
         self._runner: web.AppRunner | None = None
         self._closing: Closing | None = None
+        self._pacer: Pacer | None = None
         self._url: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------
@@ -75,7 +77,8 @@ class MockUpstream:
         if self._runner is not None:
             raise RuntimeError("MockUpstream is already started")
         closing = Closing()
-        completions = Completions(self._recorder, self._faults, self._ids, self._prompt_cache, closing)
+        pacer = Pacer()
+        completions = Completions(self._recorder, self._faults, self._ids, self._prompt_cache, closing, pacer)
         aux = AuxRoutes(self._recorder, self._faults, self._models)
         app = web.Application(client_max_size=_MAX_BODY_BYTES)
         wires: tuple[tuple[str, WireFormat], ...] = (
@@ -102,6 +105,7 @@ class MockUpstream:
         url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         self._runner = runner
         self._closing = closing
+        self._pacer = pacer
         scheme = "http" if self._ssl_context is None else "https"
         self._url = f"{scheme}://{url_host}:{bound_port}"
 
@@ -112,6 +116,8 @@ class MockUpstream:
             return
         if self._closing is not None:
             self._closing.close()
+        if self._pacer is not None:
+            self._pacer.close()
         await runner.cleanup()
         self._url = None
 

@@ -81,6 +81,14 @@ class StreamMeter(SseFraming):
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes to send to the client for this upstream chunk (whole events only)."""
+        if (  # a long stream's usual chunk: one whole event of one line (what `_whole_events` would give)
+            not self._buffer
+            and chunk.endswith(b"\n\n")
+            and chunk.find(b"\n") == len(chunk) - 2
+            and b"\r" not in chunk
+        ):
+            event = self._event(chunk[:-2])
+            return event + b"\n\n" if event else b""
         out = []
         for event in self._whole_events(chunk):
             if event := self._event(event):
@@ -179,14 +187,18 @@ class StreamMeter(SseFraming):
 
     def _openai_payload(self, payload: dict[str, Any]) -> bool:
         """Meter one OpenAI chunk; True when it carries usage."""
+        # `type(...) is`: orjson makes plain lists, dicts and strs (this runs for every event of a stream).
         choices = payload.get("choices")
-        if isinstance(choices, list):
+        if type(choices) is list:
             for choice in choices:
-                delta = choice.get("delta") if isinstance(choice, dict) else None
-                if isinstance(delta, dict):
-                    self.delivered_tokens += _openai_delta_tokens(delta)
+                delta = choice.get("delta") if type(choice) is dict else None
+                if type(delta) is dict:
+                    if len(delta) == 1 and type(content := delta.get("content")) is str:
+                        self.delivered_tokens += content != ""  # a token's delta: its content alone
+                    else:
+                        self.delivered_tokens += _openai_delta_tokens(delta)
         usage = payload.get("usage")
-        if isinstance(usage, dict):
+        if type(usage) is dict:
             self.usage = usage_from_openai(usage)
             return True
         return False

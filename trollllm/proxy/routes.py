@@ -321,7 +321,12 @@ class _StreamResponse:
             try:
                 decoder = body_decoder(self.reply.headers.get("content-encoding"))
                 async for chunk in self.reply.chunks():
-                    await deliver(meter.feed(decoder(chunk) if decoder else chunk))
+                    data = meter.feed(decoder(chunk) if decoder else chunk)
+                    if started:  # (`deliver` inline, for every event once the stream has begun)
+                        if data:
+                            await write({"type": "http.response.body", "body": data, "more_body": True})
+                        continue
+                    await deliver(data)
                     if not meter.events and meter.pending_bytes + sum(map(len, early)) > _MAX_UNRECOGNISED:
                         unreadable = "no server-sent event in the first bytes of the stream"
                         break
@@ -363,8 +368,9 @@ class _StreamResponse:
         if status == 200:
             await exchange.answered()
         try:
-            await deliver(meter.release_held(charged.cost if charged is not None else exchange.deferred_cost))
-            await write({"type": "http.response.body", "body": b"", "more_body": False})
+            # The held events (usage with its cost, `[DONE]`) end the response in the same write.
+            held = meter.release_held(charged.cost if charged is not None else exchange.deferred_cost)
+            await write({"type": "http.response.body", "body": held, "more_body": False})
         finally:
             writer.close()
 

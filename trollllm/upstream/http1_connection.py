@@ -267,16 +267,8 @@ class Connection(asyncio.Protocol):
 
     def read_nowait(self) -> bytes | None:
         """The body bytes received and not yet taken, `b""` at the end, None if none is there yet."""
-        chunks = self._chunks
-        if chunks:
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            chunks.clear()
-            self._buffered = 0
-            if self._paused:
-                self._paused = False
-                if not self.closed and self.transport is not None:
-                    self.transport.resume_reading()
-            return data
+        if self._chunks:
+            return self._take()
         if self._error is not None:
             raise self._error
         if self._complete:
@@ -299,7 +291,11 @@ class Connection(asyncio.Protocol):
         stream read piece by piece therefore arms one timer per idle-timeout period, not one per piece.
         """
         loop = self._loop
-        while (data := self.read_nowait()) is None:
+        while not self._chunks:  # (`read_nowait` inline: this runs for every event of a stream)
+            if self._error is not None:
+                raise self._error
+            if self._complete:
+                return b""
             if loop.time() >= until:
                 return None
             self._until = until
@@ -313,6 +309,18 @@ class Connection(asyncio.Protocol):
                 await waiter
             finally:
                 self._until = None
+        return self._take()
+
+    def _take(self) -> bytes:
+        """The body bytes received (there are some), taken: reading resumes if it was paused."""
+        chunks = self._chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        if self._paused:
+            self._paused = False
+            if not self.closed and self.transport is not None:
+                self.transport.resume_reading()
         return data
 
     def _on_timer(self) -> None:

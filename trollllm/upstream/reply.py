@@ -104,12 +104,11 @@ class UpstreamReply:
         try:
             while True:
                 try:
-                    data = response.read_nowait()  # already there: no wait
-                    if data is None:
-                        until = loop.time() + idle_s
-                        if deadline is not None and deadline < until:
-                            until = deadline
-                        data = await response.read_until(until)
+                    # (`read_until` first takes what is already there, with no wait)
+                    until = loop.time() + idle_s
+                    if deadline is not None and deadline < until:
+                        until = deadline
+                    data = await response.read_until(until)
                 except (Http1Error, OSError) as exc:
                     raise UpstreamStreamError(
                         f"upstream connection broke mid-body ({type(exc).__name__})"
