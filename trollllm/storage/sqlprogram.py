@@ -233,14 +233,15 @@ class SqliteRunner:
                 connection.execute("BEGIN")  # an empty transaction for the caller's COMMIT (takes no lock)
                 return [(future, None, exc)]
         outcomes: list[_Outcome] = []
+        execute = self._cursor.execute  # the reused cursor (`Connection.execute` makes one per call)
         for program, future in batch:
-            connection.execute("SAVEPOINT program")
+            execute("SAVEPOINT program")
             try:
                 outcomes.append((future, _drive(program, self._fetch), None))
             except Exception as exc:
-                connection.execute("ROLLBACK TO program")
+                execute("ROLLBACK TO program")
                 outcomes.append((future, None, exc))
-            connection.execute("RELEASE program")
+            execute("RELEASE program")
         return outcomes
 
     def _rollback(self, batch: list[tuple[Program[Any], asyncio.Future[Any]]], exc: BaseException) -> None:
