@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import openai
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
@@ -32,6 +33,7 @@ from trollllm.app import create_app
 from trollllm.clock import ManualClock
 from trollllm.db import create_test_engine
 from trollllm.migrate import upgrade_to_head
+from trollllm.mockupstream import MockUpstream
 from trollllm.settings import Settings
 from trollllm.state import AppState
 
@@ -285,7 +287,19 @@ async def any_world(tmp_path: Path, clock: ManualClock, database_url: str) -> As
     """The proxy world on each database backend in turn."""
     from proxy_world import build_world, serve
 
-    from trollllm.mockupstream import MockUpstream
 
     async with MockUpstream() as mock, serve(make_settings(tmp_path, database_url), clock) as served:
         yield await build_world(served[0], served[1], mock)
+
+
+# The mock LLM provider on a free loopback port, and the official OpenAI SDK pointed at it.
+@pytest.fixture
+async def mock() -> AsyncIterator[MockUpstream]:
+    async with MockUpstream() as server:
+        yield server
+
+
+@pytest.fixture
+async def oai(mock: MockUpstream) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(base_url=mock.url + "/v1", api_key="k", max_retries=0) as client:
+        yield client

@@ -31,18 +31,6 @@ CLAUDE = "claude-sonnet-4-20250514"
 
 
 @pytest.fixture
-async def mock() -> AsyncIterator[MockUpstream]:
-    async with MockUpstream() as server:
-        yield server
-
-
-@pytest.fixture
-async def oai(mock: MockUpstream) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=mock.url + "/v1", api_key="k", max_retries=0) as client:
-        yield client
-
-
-@pytest.fixture
 async def claude(mock: MockUpstream) -> AsyncIterator[anthropic.AsyncAnthropic]:
     async with anthropic.AsyncAnthropic(base_url=mock.url, api_key="k", max_retries=0) as client:
         yield client

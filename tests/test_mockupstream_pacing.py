@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,18 +12,6 @@ import orjson
 import pytest
 
 from trollllm.mockupstream import MockUpstream, reply_text
-
-
-@pytest.fixture
-async def mock() -> AsyncIterator[MockUpstream]:
-    async with MockUpstream() as server:
-        yield server
-
-
-@pytest.fixture
-async def oai(mock: MockUpstream) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=mock.url + "/v1", api_key="k", max_retries=0) as client:
-        yield client
 
 
 def user(text: str) -> list[dict[str, Any]]:

@@ -42,12 +42,6 @@ QUICK = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "con
 BOUND_S = 0.2
 
 
-@pytest.fixture
-async def mock() -> AsyncIterator[MockUpstream]:
-    async with MockUpstream() as server:
-        yield server
-
-
 @asynccontextmanager
 async def limited_pool(
     app_factory: AppFactory, database_url: str, *, per_key: int, wait_s: float

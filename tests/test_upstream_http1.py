@@ -174,12 +174,6 @@ def scripted(response: bytes, *, then_close: bool = False) -> Handler:
 
 
 @pytest.fixture
-async def mock() -> AsyncIterator[MockUpstream]:
-    async with MockUpstream() as server:
-        yield server
-
-
-@pytest.fixture
 async def client() -> AsyncIterator[Http1Client]:
     http = Http1Client(connect_timeout_s=2)
     yield http

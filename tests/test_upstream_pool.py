@@ -47,12 +47,6 @@ MESSAGES = "/v1/messages"
 
 
 @pytest.fixture
-async def mock() -> AsyncIterator[MockUpstream]:
-    async with MockUpstream() as server:
-        yield server
-
-
-@pytest.fixture
 async def admin(gateway: AppHarness) -> Account:
     return await make_admin(gateway)
 
