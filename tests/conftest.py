@@ -287,7 +287,6 @@ async def any_world(tmp_path: Path, clock: ManualClock, database_url: str) -> As
     """The proxy world on each database backend in turn."""
     from proxy_world import build_world, serve
 
-
     async with MockUpstream() as mock, serve(make_settings(tmp_path, database_url), clock) as served:
         yield await build_world(served[0], served[1], mock)
 

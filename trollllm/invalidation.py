@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from trollllm.redis_failures import redis_failures
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
@@ -41,11 +43,7 @@ class Invalidator:
         self._handlers: dict[str, list[Handler]] = defaultdict(list)
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
-        self._failures: tuple[type[Exception], ...] = (OSError,)
-        if redis is not None:
-            from redis.exceptions import RedisError  # with a client only: without Redis, never loaded (~7 MB)
-
-            self._failures = (RedisError, OSError)
+        self._failures = redis_failures(redis, OSError)
 
     def on(self, topic: str, handler: Handler) -> None:
         """Call `handler(detail)` whenever `topic` is invalidated, here or on another instance."""

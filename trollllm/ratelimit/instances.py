@@ -17,6 +17,8 @@ import secrets
 import socket
 from typing import TYPE_CHECKING
 
+from trollllm.redis_failures import redis_failures
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
@@ -62,11 +64,7 @@ class LiveInstances:
         self._seen = 1  # this instance, until Redis says more
         self._task: asyncio.Task[None] | None = None
         self._script = redis.register_script(_BEAT_LUA) if redis is not None else None
-        self._failures: tuple[type[Exception], ...] = (OSError, TimeoutError)
-        if redis is not None:
-            from redis.exceptions import RedisError  # with a client only: without Redis, never loaded (~7 MB)
-
-            self._failures = (RedisError, OSError, TimeoutError)
+        self._failures = redis_failures(redis, OSError, TimeoutError)
 
     @property
     def count(self) -> int:

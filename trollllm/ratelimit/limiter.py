@@ -12,6 +12,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING, Protocol
 
 from trollllm.clock import Clock
+from trollllm.redis_failures import redis_failures
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -220,12 +221,9 @@ class RedisLimiter:
         self._redis = redis
         self._prefix = prefix
         self._script = redis.register_script(_SLIDING_WINDOW_LUA)
-        # With a client only: without Redis, redis-py is never loaded (~7 MB).
-        from redis.exceptions import RedisError
+        from trollllm.ratelimit.scriptchannel import ScriptChannel  # redis-py's code: only with a client
 
-        from trollllm.ratelimit.scriptchannel import ScriptChannel
-
-        self._failures = (RedisError, ConnectionError, TimeoutError)
+        self._failures = redis_failures(redis, ConnectionError, TimeoutError)
         self._channel = ScriptChannel.for_client(redis, _SLIDING_WINDOW_LUA)
 
     async def hit(self, key: str, limit: int, window_s: float, cost: int = 1) -> LimitDecision:

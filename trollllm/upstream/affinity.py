@@ -16,6 +16,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from trollllm.clock import Clock
+from trollllm.redis_failures import redis_failures
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -39,11 +40,7 @@ class KeyAffinity:
         self._redis = redis
         self._prefix = prefix
         self._local: OrderedDict[str, tuple[int, float]] = OrderedDict()
-        self._redis_errors: tuple[type[Exception], ...] = ()
-        if redis is not None:
-            from redis.exceptions import RedisError  # with a client only: without Redis, never loaded (~7 MB)
-
-            self._redis_errors = (RedisError,)
+        self._redis_errors = redis_failures(redis)
 
     async def key_of(self, conversation: str) -> int | None:
         """The key that served the conversation's last turn, if it is remembered."""
