@@ -7,6 +7,7 @@ import random
 
 import aiohttp
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, World
@@ -74,6 +75,43 @@ def test_a_delta_of_empty_content_alone_is_not_a_delivered_token() -> None:
         event = {"id": "c1", "model": "up", "choices": [{"index": 0, "delta": {"content": content}}]}
         meter.feed(b"data: " + orjson.dumps(event) + b"\n\n")
     assert meter.billed_usage().output_tokens == 2
+
+
+_ANTHROPIC_EVENTS = [
+    ("message_start", {"type": "message_start", "message": {"id": "m1", "model": "up", "usage":
+                       {"input_tokens": 9, "output_tokens": 1}}}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta",
+                             "text": "w1"}}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta",
+                             "text": ""}}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": {"type": "thinking_delta",
+                             "thinking": "hm"}}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": {"type": "signature_delta",
+                             "signature": "s"}}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta",
+                             "partial_json": "{"}}),
+]  # fmt: skip
+
+
+_SPELLINGS = [
+    "event: {name}\ndata: {data}\n\n",
+    "event:{name}\r\ndata:{data}\r\n\r\n",
+    "data: {data}\nevent: {name}\n\n",
+]
+
+
+@pytest.mark.parametrize("spelling", _SPELLINGS)
+def test_an_anthropic_stream_cut_short_is_billed_its_delivered_deltas_however_its_events_are_spelled(
+    spelling: str,
+) -> None:
+    meter = StreamMeter(WireFormat.ANTHROPIC, "up", "client", False)
+    out = b"".join(
+        meter.feed(spelling.format(name=name, data=orjson.dumps(data).decode()).encode())
+        for name, data in _ANTHROPIC_EVENTS
+    )
+    assert meter.events == len(_ANTHROPIC_EVENTS) and out.count(b'"content_block_delta"') == 5
+    assert b'"model":"client"' in out and b'"up"' not in out
+    assert meter.billed_usage() == TokenUsage(input_tokens=9, output_tokens=3)  # text, thinking, tool input
 
 
 async def _post(world: World, content: str, **extra: object) -> tuple[int, str, str, dict[str, str]]:

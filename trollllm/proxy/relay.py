@@ -78,21 +78,20 @@ class StreamMeter(SseFraming):
             self._model_from = (b'"model":' + value, b'"model": ' + value)
             self._model_to = b'"model":' + orjson.dumps(client_model)
         self._hold_usage = report_cost and (wire is WireFormat.ANTHROPIC or client_wants_usage)
+        self._relay_event = self._openai_event if wire is WireFormat.OPENAI else self._anthropic_event
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes to send to the client for this upstream chunk (whole events only)."""
-        if (  # a long stream's usual chunk: one whole event of one line (what `_whole_events` would give)
-            not self._buffer
-            and chunk.endswith(b"\n\n")
-            and chunk.find(b"\n") == len(chunk) - 2
-            and b"\r" not in chunk
-        ):
-            event = self._event(chunk[:-2])
-            return event + b"\n\n" if event else b""
-        out = []
-        for event in self._whole_events(chunk):
-            if event := self._event(event):
-                out.append(event)
+        relay = self._relay_event
+        if not self._buffer and chunk.endswith(b"\n\n") and b"\r" not in chunk:
+            end = chunk.find(b"\n\n")
+            if end == len(chunk) - 2:  # a long stream's usual chunk: one event
+                event = relay(chunk[:end])
+                return event + b"\n\n" if event else b""
+            events = chunk[:-2].split(b"\n\n")  # whole events, LF line ends
+        else:
+            events = self._whole_events(chunk)
+        out = [data for event in events if (data := relay(event))]
         if not out:
             return b""
         out.append(b"")  # each event ends in a blank line
@@ -144,6 +143,66 @@ class StreamMeter(SseFraming):
         payload = self._payload(found)
         if not isinstance(payload, dict):
             return self._after_held(event) if payload is DONE else b""
+        return self._metered(event, prefix, payload)
+
+    def _openai_event(self, event: bytes) -> bytes:
+        """`_event` for an OpenAI stream, with a token's event (most of a stream) metered inline.
+
+        A token's event is one `data: {…}` line whose one choice's delta is its content alone, with no usage:
+        it counts one delivered token if the content is not empty. Any other event is metered as `_event`
+        meters it (this one's parse is handed on, not repeated).
+        """
+        if not event.startswith(b"data: {") or b"\n" in event:
+            return self._event(event)
+        try:
+            payload = orjson.loads(event[6:])
+        except orjson.JSONDecodeError:
+            self.dropped_events += 1
+            return b""
+        self.events += 1
+        choices = payload.get("choices")
+        if (
+            type(choices) is not list
+            or len(choices) != 1
+            or payload.get("usage") is not None
+            or type(choice := choices[0]) is not dict
+            or type(delta := choice.get("delta")) is not dict
+            or len(delta) != 1
+            or type(content := delta.get("content")) is not str
+        ):
+            return self._metered(event, b"", payload)
+        self.delivered_tokens += content != ""
+        if self._model_from and payload.get("model") == self._upstream_model:
+            event = self._rewrite_model(event, b"", payload, payload)
+        return event if self._held_usage is None else self._after_held(event)
+
+    def _anthropic_event(self, event: bytes) -> bytes:
+        """`_event` for an Anthropic stream, with a token's event (most of a stream) metered inline.
+
+        A token's event is `event: content_block_delta` and one data line: a `content_block_delta` counts one
+        delivered token if its text (thinking, tool input) is not empty. Any other event is metered as
+        `_event` meters it (this one's parse is handed on, not repeated).
+        """
+        if not event.startswith(_ANTHROPIC_DELTA_LINES) or b"\n" in event[_ANTHROPIC_DELTA_DATA:]:
+            return self._event(event)
+        try:
+            payload = orjson.loads(event[_ANTHROPIC_DELTA_DATA:])
+        except orjson.JSONDecodeError:
+            payload = None
+        if type(payload) is not dict:
+            self.dropped_events += 1
+            return b""
+        self.events += 1
+        if payload.get("type") != "content_block_delta" or type(delta := payload.get("delta")) is not dict:
+            return self._metered(event, event[: _ANTHROPIC_DELTA_DATA - 6], payload)
+        kind = delta.get("type")
+        field = _ANTHROPIC_DELTA_FIELD.get(kind) if type(kind) is str else None
+        if field is not None and _nonempty(delta.get(field)):
+            self.delivered_tokens += 1
+        return event if self._held_usage is None else self._after_held(event)
+
+    def _metered(self, event: bytes, prefix: bytes, payload: dict[str, Any]) -> bytes:
+        """What the client gets of an event whose data parsed to `payload`, once it is metered."""
         if self.wire is WireFormat.OPENAI:
             carries_usage = self._openai_payload(payload)
             model_holder: dict[str, Any] | None = payload
@@ -228,6 +287,9 @@ class StreamMeter(SseFraming):
         return False, None
 
 
+# The lines of an Anthropic token's event up to its data, and where the data starts.
+_ANTHROPIC_DELTA_LINES = b"event: content_block_delta\ndata: "
+_ANTHROPIC_DELTA_DATA = len(_ANTHROPIC_DELTA_LINES)
 # Anthropic delta type -> the field whose non-empty value is delivered output (signatures are not).
 _ANTHROPIC_DELTA_FIELD = {
     "text_delta": "text",

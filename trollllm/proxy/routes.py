@@ -302,9 +302,12 @@ class _StreamResponse:
         unreadable: str | None = None
         writer = ClientWriter(send, exchange.state.settings.client_write_timeout_s, exchange.request_id)
         write = writer.write
+        # Events that came with the upstream's end: they leave with the held events, in the stream's last
+        # write (one system call and one wake-up of the client less; they wait only for the settlement).
+        tail = b""
 
         async def deliver(data: bytes) -> None:
-            nonlocal started
+            nonlocal started, tail
             if not started:
                 if not meter.events:
                     early.append(data)
@@ -314,6 +317,8 @@ class _StreamResponse:
                 await write({"type": "http.response.start", "status": 200, "headers": headers})
                 data = b"".join([*early, data])
             if data:
+                if tail:
+                    data, tail = tail + data, b""
                 await write({"type": "http.response.body", "body": data, "more_body": True})
 
         charged = None
@@ -324,7 +329,10 @@ class _StreamResponse:
                     data = meter.feed(decoder(chunk) if decoder else chunk)
                     if started:  # (`deliver` inline, for every event once the stream has begun)
                         if data:
-                            await write({"type": "http.response.body", "body": data, "more_body": True})
+                            if self.reply.body_ended:
+                                tail += data
+                            else:
+                                await write({"type": "http.response.body", "body": data, "more_body": True})
                         continue
                     await deliver(data)
                     if not meter.events and meter.pending_bytes + sum(map(len, early)) > _MAX_UNRECOGNISED:
@@ -369,7 +377,7 @@ class _StreamResponse:
             await exchange.answered()
         try:
             # The held events (usage with its cost, `[DONE]`) end the response in the same write.
-            held = meter.release_held(charged.cost if charged is not None else exchange.deferred_cost)
+            held = tail + meter.release_held(charged.cost if charged is not None else exchange.deferred_cost)
             await write({"type": "http.response.body", "body": held, "more_body": False})
         finally:
             writer.close()

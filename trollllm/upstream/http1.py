@@ -82,6 +82,12 @@ class Http1Response:
         self.status = conn.status
         self.headers = Headers(conn.headers)
 
+    @property
+    def body_ended(self) -> bool:
+        """Whether the body has been read to its end, or the next read will give `b""` with no wait."""
+        conn = self._conn
+        return conn is None or conn.body_ended
+
     def read_nowait(self) -> bytes | None:
         """The body bytes already received (all of them, joined), `b""` at the end of the body, or None
         when the next bytes have not arrived yet. `BodyError` if the body broke off."""

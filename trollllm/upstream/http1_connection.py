@@ -265,6 +265,11 @@ class Connection(asyncio.Protocol):
         self.transport.write(data)
         await head
 
+    @property
+    def body_ended(self) -> bool:
+        """Whether the whole body has arrived and been taken (the next read gives `b""`, with no wait)."""
+        return self._complete and not self._chunks and self._error is None
+
     def read_nowait(self) -> bytes | None:
         """The body bytes received and not yet taken, `b""` at the end, None if none is there yet."""
         if self._chunks:

@@ -84,6 +84,12 @@ class UpstreamReply:
         self._body = b"".join(parts)
         return self._body
 
+    @property
+    def body_ended(self) -> bool:
+        """Whether the body has all arrived: the chunks handed out were the last (the next ends the body)."""
+        response = self._response
+        return response is None or response.body_ended
+
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives, piece by piece (not split on SSE event boundaries).
 
