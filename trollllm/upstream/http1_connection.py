@@ -143,6 +143,7 @@ class Connection(asyncio.Protocol):
         "closed",
         "headers",
         "idle_since",
+        "on_body",
         "origin",
         "reused",
         "status",
@@ -152,6 +153,11 @@ class Connection(asyncio.Protocol):
     def __init__(self, owner: ConnectionOwner, origin: Origin, loop: asyncio.AbstractEventLoop) -> None:
         self._owner = owner
         self._loop = loop
+        # httptools hands over each piece of the body (each chunk of a chunked one: an SSE event, usually)
+        # through `on_body`, found once, here: the list's own `append`, so no Python call per piece.
+        # `data_received` does the rest once per read (counting, pausing, waking the reader).
+        self._chunks: list[bytes] = []
+        self.on_body = self._chunks.append
         self._parser = httptools.HttpResponseParser(self)
         self.origin = origin
         self.transport: asyncio.Transport | None = None
@@ -168,7 +174,7 @@ class Connection(asyncio.Protocol):
         self.status = 0
         self.headers: dict[str, str] = {}
         self._got_byte = self._interim = self._until_close = False
-        self._chunks: list[bytes] = []
+        self._chunks.clear()
         self._buffered = 0
         self._paused = self._complete = self._keep_alive = False
         self._error: Http1Error | None = None
@@ -188,11 +194,20 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         self._got_byte = True
+        chunks = self._chunks
+        pieces = len(chunks)
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._fail(ProtocolError(f"malformed response from upstream ({type(exc).__name__})"))
             self.close()
+            return
+        if len(chunks) > pieces:  # body bytes came (counted with their framing: enough to pause on)
+            self._buffered += len(data)
+            if self._buffered > READ_HIGH_WATER and not self._paused and self.transport is not None:
+                self._paused = True
+                self.transport.pause_reading()
+            self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Fail the request in flight (or end a body delimited by the end of the connection)."""
@@ -234,15 +249,6 @@ class Connection(asyncio.Protocol):
         head, self._head = self._head, None
         if head is not None and not head.done():
             head.set_result(None)
-
-    def on_body(self, body: bytes) -> None:
-        """httptools: body bytes (de-chunked); pause reading when the reader falls behind."""
-        self._chunks.append(body)
-        self._buffered += len(body)
-        if self._buffered > READ_HIGH_WATER and not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
-        self._wake()
 
     def on_message_complete(self) -> None:
         """httptools: the response is complete."""
