@@ -157,8 +157,7 @@ class StreamMeter(SseFraming):
         try:
             payload = orjson.loads(event[6:])
         except orjson.JSONDecodeError:
-            self.dropped_events += 1
-            return b""
+            return self._event(event)  # (what an unreadable event becomes is `_event`'s to say)
         self.events += 1
         choices = payload.get("choices")
         if (
@@ -190,8 +189,7 @@ class StreamMeter(SseFraming):
         except orjson.JSONDecodeError:
             payload = None
         if type(payload) is not dict:
-            self.dropped_events += 1
-            return b""
+            return self._event(event)  # (what an event that is not an object becomes is `_event`'s to say)
         self.events += 1
         if payload.get("type") != "content_block_delta" or type(delta := payload.get("delta")) is not dict:
             return self._metered(event, event[: _ANTHROPIC_DELTA_DATA - 6], payload)
