@@ -172,7 +172,11 @@ class StreamMeter(SseFraming):
             return self._metered(event, b"", payload)
         self.delivered_tokens += content != ""
         if self._model_from and payload.get("model") == self._upstream_model:
-            event = self._rewrite_model(event, b"", payload, payload)
+            compact = self._model_from[0]  # (`_rewrite_model`'s first spelling, inline: most events)
+            if compact in event:
+                event = event.replace(compact, self._model_to, 1)
+            else:
+                event = self._rewrite_model(event, b"", payload, payload)
         return event if self._held_usage is None else self._after_held(event)
 
     def _anthropic_event(self, event: bytes) -> bytes:
