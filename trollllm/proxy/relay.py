@@ -13,6 +13,7 @@ import orjson
 from trollllm.errors import GatewayError
 from trollllm.http_errors import stream_error_event
 from trollllm.money import TokenUsage, usage_from_anthropic, usage_from_openai
+from trollllm.proxy.token_shape import LEARNING_TRIES, TokenShape, learn_shape
 from trollllm.sse import DONE, SseFraming
 from trollllm.wire import WireFormat
 
@@ -45,9 +46,11 @@ class StreamMeter(SseFraming):
     """Relays one SSE stream: rewrites the model name, meters usage, strips what the client did not ask.
 
     Every event's data is parsed (orjson), so usage and delivered tokens do not depend on how the upstream
-    spells its JSON (spaces, escapes, key order) or ends its lines (LF, CRLF, CR). Events pass through as
-    the upstream wrote them; only an event whose `model` is not spelled compactly is re-serialized. Data
-    that is not JSON is dropped (no client could read it); `events` counts the events that parsed.
+    spells its JSON (spaces, escapes, key order) or ends its lines (LF, CRLF, CR); a token's event of the
+    shape learned from an earlier one has only its text parsed, which meters it the same (`token_shape`).
+    Events pass through as the upstream wrote them; only an event whose `model` is not spelled compactly is
+    re-serialized. Data that is not JSON is dropped (no client could read it); `events` counts the events
+    that parsed.
 
     With `report_cost`, the last event carrying usage (OpenAI: the usage chunk the client asked for;
     Anthropic: `message_delta`) and everything after it are held back: `release_held(cost)` returns them,
@@ -79,6 +82,8 @@ class StreamMeter(SseFraming):
             self._model_to = b'"model":' + orjson.dumps(client_model)
         self._hold_usage = report_cost and (wire is WireFormat.ANTHROPIC or client_wants_usage)
         self._relay_event = self._openai_event if wire is WireFormat.OPENAI else self._anthropic_event
+        self._token_shape: TokenShape | None = None  # learned from a token's event (`token_shape`)
+        self._learning_tries = LEARNING_TRIES
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes to send to the client for this upstream chunk (whole events only)."""
@@ -149,9 +154,16 @@ class StreamMeter(SseFraming):
         """`_event` for an OpenAI stream, with a token's event (most of a stream) metered inline.
 
         A token's event is one `data: {…}` line whose one choice's delta is its content alone, with no usage:
-        it counts one delivered token if the content is not empty. Any other event is metered as `_event`
-        meters it (this one's parse is handed on, not repeated).
+        it counts one delivered token if the content is not empty. The first ones teach the stream's token
+        shape; an event of that shape has only its text read. Any other event is metered as `_event` meters
+        it (this one's parse is handed on, not repeated).
         """
+        shape = self._token_shape
+        if shape is not None and (text := shape.text_of(event)) is not None:
+            self.events += 1
+            self.delivered_tokens += text != ""
+            event = shape.for_client(event)
+            return event if self._held_usage is None else self._after_held(event)
         if not event.startswith(b"data: {") or b"\n" in event:
             return self._event(event)
         try:
@@ -171,7 +183,10 @@ class StreamMeter(SseFraming):
         ):
             return self._metered(event, b"", payload)
         self.delivered_tokens += content != ""
-        if self._model_from and payload.get("model") == self._upstream_model:
+        renamed = bool(self._model_from) and payload.get("model") == self._upstream_model
+        if self._learning_tries and shape is None:
+            self._learn_openai_shape(event, payload, delta, renamed)
+        if renamed:
             compact = self._model_from[0]  # (`_rewrite_model`'s first spelling, inline: most events)
             if compact in event:
                 event = event.replace(compact, self._model_to, 1)
@@ -179,13 +194,28 @@ class StreamMeter(SseFraming):
                 event = self._rewrite_model(event, b"", payload, payload)
         return event if self._held_usage is None else self._after_held(event)
 
+    def _learn_openai_shape(
+        self, event: bytes, payload: dict[str, Any], delta: dict[str, Any], renamed: bool
+    ) -> None:
+        self._learning_tries -= 1
+        shape = learn_shape(event, 6, payload, delta, "content", "obfuscation")
+        if shape is not None and renamed:  # (not by shape if the model comes after the text: left unlearned)
+            shape = shape.renamed(self._model_from[0], self._model_to)
+        self._token_shape = shape
+
     def _anthropic_event(self, event: bytes) -> bytes:
         """`_event` for an Anthropic stream, with a token's event (most of a stream) metered inline.
 
         A token's event is `event: content_block_delta` and one data line: a `content_block_delta` counts one
-        delivered token if its text (thinking, tool input) is not empty. Any other event is metered as
-        `_event` meters it (this one's parse is handed on, not repeated).
+        delivered token if its text (thinking, tool input) is not empty; the first ones teach the stream's
+        token shape, as in `_openai_event`. Any other event is metered as `_event` meters it (this one's
+        parse is handed on, not repeated).
         """
+        shape = self._token_shape
+        if shape is not None and (text := shape.text_of(event)) is not None:
+            self.events += 1
+            self.delivered_tokens += text != ""
+            return event if self._held_usage is None else self._after_held(event)
         if not event.startswith(_ANTHROPIC_DELTA_LINES) or b"\n" in event[_ANTHROPIC_DELTA_DATA:]:
             return self._event(event)
         try:
@@ -201,6 +231,9 @@ class StreamMeter(SseFraming):
         field = _ANTHROPIC_DELTA_FIELD.get(kind) if type(kind) is str else None
         if field is not None and _nonempty(delta.get(field)):
             self.delivered_tokens += 1
+        if field is not None and self._learning_tries and shape is None:
+            self._learning_tries -= 1
+            self._token_shape = learn_shape(event, _ANTHROPIC_DELTA_DATA, payload, delta, field)
         return event if self._held_usage is None else self._after_held(event)
 
     def _metered(self, event: bytes, prefix: bytes, payload: dict[str, Any]) -> bytes:
