@@ -7,6 +7,7 @@ import contextlib
 import gc
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -80,14 +81,17 @@ def _listen_backlog(port: int) -> int:
     return int(lines[0].split()[2])
 
 
-def test_serve_raises_the_open_files_limit_and_listens_with_a_large_backlog(
-    tmp_path: Path, embedded_database_url: str
-) -> None:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[tuple[int, int]]:
+    """`trollllm serve` started under a low soft limit on open files: (its pid, its port) once healthy."""
+    data_dir = tmp_path_factory.mktemp("served")
+    database = data_dir / "trollllm.db"
+    shutil.copyfile(sqlite_template, database)
     port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": embedded_database_url,
-        "TROLLLLM_DATA_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        "TROLLLLM_DATA_DIR": str(data_dir),
         "TROLLLLM_SECRET": TEST_SECRET,
         "TROLLLLM_AUTO_MIGRATE": "false",
         "TROLLLLM_LOG_LEVEL": "WARNING",
@@ -95,7 +99,7 @@ def test_serve_raises_the_open_files_limit_and_listens_with_a_large_backlog(
     process = subprocess.Popen(
         [sys.executable, "-c", LOW_LIMIT_SERVE, "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
-        cwd=tmp_path,
+        cwd=data_dir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -109,13 +113,24 @@ def test_serve_raises_the_open_files_limit_and_listens_with_a_large_backlog(
                         break
                 assert time.monotonic() < deadline, "the gateway did not start"
                 time.sleep(0.05)
-        soft, hard = _limits_of(process.pid)
-        assert soft == hard != str(LOW_SOFT_LIMIT)
-        with Path("/proc/sys/net/core/somaxconn").open() as somaxconn:
-            assert _listen_backlog(port) == min(4096, int(somaxconn.read()))
+        yield process.pid, port
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_serve_raises_the_open_files_limit_and_listens_with_a_large_backlog(served: tuple[int, int]) -> None:
+    pid, port = served
+    soft, hard = _limits_of(pid)
+    assert soft == hard != str(LOW_SOFT_LIMIT)
+    with Path("/proc/sys/net/core/somaxconn").open() as somaxconn:
+        assert _listen_backlog(port) == min(4096, int(somaxconn.read()))
+
+
+def test_served_responses_do_not_name_the_server_software(served: tuple[int, int]) -> None:
+    answer = httpx.get(f"http://127.0.0.1:{served[1]}/healthz", timeout=5)
+    assert answer.status_code == 200 and "date" in answer.headers
+    assert "server" not in answer.headers
 
 
 # Four threads check a password each (as logins do, in `asyncio.to_thread`); prints the resident set's

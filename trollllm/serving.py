@@ -141,6 +141,7 @@ def server_options(graceful_shutdown_s: float | None = None) -> dict[str, Any]:
         "log_config": None,
         "access_log": False,
         "backlog": ACCEPT_BACKLOG,
+        "server_header": False,  # `server: uvicorn` tells a scanner what to try; and one header less to write
     }
     if graceful_shutdown_s is not None:
         options["timeout_graceful_shutdown"] = graceful_shutdown_s
