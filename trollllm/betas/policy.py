@@ -24,6 +24,7 @@ from trollllm.betas.tally import BetaTally
 from trollllm.clock import Clock
 from trollllm.errors import InvalidRequest
 from trollllm.pricing.catalog import CatalogModel
+from trollllm.snapshot import SnapshotAge
 from trollllm.telemetry import Telemetry
 
 TTL_S = 60.0
@@ -71,24 +72,23 @@ class BetaPolicy:
         self, sessions: async_sessionmaker[AsyncSession], clock: Clock, telemetry: Telemetry
     ) -> None:
         self._sessions = sessions
-        self._clock = clock
         self._telemetry = telemetry
         self._refused: frozenset[str] = frozenset()
         self._prefixes: tuple[str, ...] = ()
-        self._loaded_at = float("-inf")
+        self._age = SnapshotAge(clock, TTL_S)
         self.tally = BetaTally(clock)
 
     def invalidate(self) -> None:
         """Forget the refused values; the next request reloads them."""
-        self._loaded_at = float("-inf")
+        self._age.invalidate()
 
     async def check(self, betas: Iterable[str], model: CatalogModel) -> None:
         """400 naming every value refused for this model (by an admin or because nothing prices it)."""
         betas = tuple(betas)
         if not betas:
             return
-        if self._clock.monotonic() - self._loaded_at > TTL_S:
-            await self._reload()
+        if self._age.stale:
+            await self._age.refresh(self._reload)
         reasons: list[str] = []
         for value in betas:
             if matches(value, self._refused, self._prefixes):
@@ -113,4 +113,3 @@ class BetaPolicy:
             values = list(await session.scalars(select(AnthropicBetaRefusal.value)))
         self._refused = frozenset(v for v in values if not v.endswith("*"))
         self._prefixes = tuple(v[:-1] for v in values if v.endswith("*"))
-        self._loaded_at = self._clock.monotonic()

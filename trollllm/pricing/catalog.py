@@ -2,7 +2,8 @@
 briefly in memory.
 
 Prices are read per request from here, never from the request; an admin change calls `invalidate()` so it
-applies to the next request on this instance (and within `TTL_S` on every other). A model's wire format
+applies to the next request on this instance (and within `TTL_S` on every other); one reload at a time
+(`trollllm.snapshot`). A model's wire format
 comes from its provider row, joined in the same load, so the request path asks no extra query for it;
 an admin change to a provider invalidates the catalog too.
 """
@@ -19,6 +20,7 @@ from trollllm.clock import Clock
 from trollllm.money import LongContextTier, Prices, TokenPrices
 from trollllm.pricing.tables import LlmModel
 from trollllm.providers.tables import Provider
+from trollllm.snapshot import SnapshotAge
 from trollllm.wire import WireFormat
 
 TTL_S = 5.0
@@ -86,24 +88,23 @@ class ModelCatalog:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
         self._sessions = sessions
-        self._clock = clock
         self._models: dict[str, CatalogModel] = {}
-        self._loaded_at = float("-inf")
+        self._age = SnapshotAge(clock, TTL_S)
 
     def invalidate(self) -> None:
         """Forget the snapshot; the next lookup reloads."""
-        self._loaded_at = float("-inf")
+        self._age.invalidate()
 
     async def get(self, model_id: str) -> CatalogModel | None:
         """The model with this id (enabled or not), or None."""
-        if self._clock.monotonic() - self._loaded_at > TTL_S:
-            await self._reload()
+        if self._age.stale:
+            await self._age.refresh(self._reload)
         return self._models.get(model_id)
 
     async def enabled(self) -> list[CatalogModel]:
         """Every enabled model, by id."""
-        if self._clock.monotonic() - self._loaded_at > TTL_S:
-            await self._reload()
+        if self._age.stale:
+            await self._age.refresh(self._reload)
         return sorted((m for m in self._models.values() if m.enabled), key=lambda m: m.model_id)
 
     async def _reload(self) -> None:
@@ -139,4 +140,3 @@ class ModelCatalog:
             )
             for row, wire_format, responses_api in rows
         }
-        self._loaded_at = self._clock.monotonic()
