@@ -23,6 +23,7 @@ from services import (
     POSTGRES_HOST,
     POSTGRES_PORT,
     REDIS_URL,
+    SKIPPED_SERVICES,
     postgres_available,
     redis_available,
     under_ci,
@@ -39,12 +40,8 @@ from trollllm.state import AppState
 
 TEST_SECRET = "test-secret-" + "x" * 40
 NO_PROVIDER_URL = "http://127.0.0.1:9"
-pytest_plugins = [
-    "instances",
-    "cli_clients",
-    "browser",
-]  # the scaled shape, the real CLIs, the browser (fixtures)
-_skipped_services: set[str] = set()
+# The scaled shape, the real CLIs, the browser (fixtures); the workers' summaries gathered (pytest-xdist).
+pytest_plugins = ["instances", "cli_clients", "browser", "worker_totals"]
 
 
 def require_service(name: str, available: bool) -> None:
@@ -53,7 +50,7 @@ def require_service(name: str, available: bool) -> None:
         return
     if under_ci():
         pytest.fail(f"{name} is required under CI=true but is not reachable: {HOW_TO_PROVIDE[name]}")
-    _skipped_services.add(name)
+    SKIPPED_SERVICES.add(name)
     pytest.skip(f"{name} not reachable")
 
 
@@ -79,7 +76,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(f"    {leak}", red=True)
     else:
         terminalreporter.write_line(f"log scan: no whole key in {KEY_SCAN.records} log records")
-    for name in sorted(_skipped_services):
+    for name in sorted(SKIPPED_SERVICES):
         terminalreporter.write_line(
             f"!!! SKIPPED every {name} test: {name} is not reachable. Provide {HOW_TO_PROVIDE[name]} "
             "to run them (CI=true makes this a failure).",

@@ -279,19 +279,19 @@ def gateway_cluster(
 
 # --- figures printed at the end of the run ------------------------------------------------------------
 
-_FIGURES: dict[str, str] = {}
+FIGURES: dict[str, str] = {}
 
 
 def report_figure(name: str, value: str) -> None:
     """Remember a measured figure; the terminal summary prints every one (whatever `-s` or `-q` say)."""
-    _FIGURES[name] = value
+    FIGURES[name] = value
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print the scaled-shape figures measured in this run."""
-    if _FIGURES:
+    if FIGURES:
         terminalreporter.write_sep("=", "scaled shape figures")
-        for name, value in _FIGURES.items():
+        for name, value in FIGURES.items():
             terminalreporter.write_line(f"{name}: {value}")
 
 

@@ -19,6 +19,8 @@ HOW_TO_PROVIDE = {
     "postgres": f"PostgreSQL at {POSTGRES_HOST}:{POSTGRES_PORT} (trust auth, database 'test')",
     "redis": "Redis at 127.0.0.1:6379",
 }
+# The services whose tests skipped in this process: the run's summary names each in one loud line.
+SKIPPED_SERVICES: set[str] = set()
 
 
 def under_ci() -> bool:
