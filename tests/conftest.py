@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,6 +18,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from log_scan import SCAN as KEY_SCAN
 from log_scan import install as install_key_scan
+from postgres_lock import POSTGRES_LOCK
 from redis.asyncio import Redis
 from services import (
     HOW_TO_PROVIDE,
@@ -116,6 +118,14 @@ async def _migrate(url: str) -> None:
         await engine.dispose()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_lock_file(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Under pytest-xdist, the lock file of PostgreSQL's connections (tests/postgres_lock.py) is in the run's
+    temp folder, beside the folders of its workers."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        POSTGRES_LOCK.path = tmp_path_factory.getbasetemp().parent / "postgres.lock"
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file, copied for each test (migrating once keeps the suite fast)."""
@@ -155,7 +165,11 @@ def database_url(request: pytest.FixtureRequest, sqlite_template: Path, tmp_path
     if request.param == "sqlite":
         yield _sqlite_database(sqlite_template, tmp_path)
         return
-    template = request.getfixturevalue("postgres_template")
+    with POSTGRES_LOCK.shared():  # never beside another worker's cluster (tests/postgres_lock.py)
+        yield from _postgres_database(request.getfixturevalue("postgres_template"))
+
+
+def _postgres_database(template: str) -> Iterator[str]:
     name = f"trollllm_t_{uuid.uuid4().hex[:12]}"
     asyncio.run(pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     try:
@@ -167,12 +181,8 @@ def database_url(request: pytest.FixtureRequest, sqlite_template: Path, tmp_path
 @pytest.fixture
 def postgres_database_url(postgres_template: str) -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test (dropped after it)."""
-    name = f"trollllm_t_{uuid.uuid4().hex[:12]}"
-    asyncio.run(pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
-    try:
-        yield pg_url(name)
-    finally:
-        asyncio.run(pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with POSTGRES_LOCK.shared():  # never beside another worker's cluster (tests/postgres_lock.py)
+        yield from _postgres_database(postgres_template)
 
 
 # --- redis -----------------------------------------------------------------------------------------

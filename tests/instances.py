@@ -27,6 +27,7 @@ import pytest
 from conftest import TEST_SECRET, pg_execute, pg_url, require_service
 from helpers import PASSWORD, Account
 from plan_helpers import free_port
+from postgres_lock import POSTGRES_LOCK
 from redis.asyncio import Redis
 from services import REDIS_URL, redis_available
 
@@ -255,26 +256,28 @@ def gateway_cluster(
 ) -> Iterator[Cluster]:
     """`count` instances (`trollllm serve *serve_args`) on one database and Redis prefix, an admin, the
     catalog seeded; all stopped after."""
-    env = instance_env(directory, database_url, redis_url, redis_prefix, **extra_env)
-    create_admin(env)
-    instances = [start_instance(directory / f"instance-{i}", env, *serve_args) for i in range(count)]
-    try:
-        wait_ready(instances)
-        cluster = Cluster(
-            database_url,
-            redis_url,
-            redis_prefix,
-            mock_url,
-            instances,
-            login(instances[0].base_url, "root"),
-            directory,
-            env,
-        )
-        seed_catalog(cluster)
-        yield cluster
-    finally:
-        for instance in instances:
-            instance.stop()
+    # Up to 30 connections each: the cluster has PostgreSQL to itself (tests/postgres_lock.py).
+    with POSTGRES_LOCK.exclusive():
+        env = instance_env(directory, database_url, redis_url, redis_prefix, **extra_env)
+        create_admin(env)
+        instances = [start_instance(directory / f"instance-{i}", env, *serve_args) for i in range(count)]
+        try:
+            wait_ready(instances)
+            cluster = Cluster(
+                database_url,
+                redis_url,
+                redis_prefix,
+                mock_url,
+                instances,
+                login(instances[0].base_url, "root"),
+                directory,
+                env,
+            )
+            seed_catalog(cluster)
+            yield cluster
+        finally:
+            for instance in instances:
+                instance.stop()
 
 
 # --- figures printed at the end of the run ------------------------------------------------------------
