@@ -170,6 +170,7 @@ def database_url(request: pytest.FixtureRequest, sqlite_template: Path, tmp_path
 
 
 def _postgres_database(template: str) -> Iterator[str]:
+    """A database copied from `template`, dropped after the test."""
     name = f"trollllm_t_{uuid.uuid4().hex[:12]}"
     asyncio.run(pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     try:
