@@ -59,38 +59,34 @@ async def test_a_fresh_snapshot_is_not_reloaded_and_a_stale_one_is() -> None:
     assert len(reloads) == 2 and not age.stale
 
 
+class _HeldReload:
+    """A reload that runs until it is released, counting how many times it ran."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.runs = 0
+
+    async def __call__(self) -> None:
+        self.runs += 1
+        await self.release.wait()
+
+
 async def test_callers_waiting_on_a_running_reload_do_not_reload_again() -> None:
-    age = SnapshotAge(ManualClock(), ttl_s=5)
-    release = asyncio.Event()
-    reloads = 0
-
-    async def reload() -> None:
-        nonlocal reloads
-        reloads += 1
-        await release.wait()
-
+    age, reload = SnapshotAge(ManualClock(), ttl_s=5), _HeldReload()
     waiting = [asyncio.create_task(age.refresh(reload)) for _ in range(8)]
     await asyncio.sleep(0)
-    release.set()
+    reload.release.set()
     await asyncio.gather(*waiting)
-    assert reloads == 1 and not age.stale
+    assert reload.runs == 1 and not age.stale
 
 
 async def test_an_invalidation_during_a_reload_makes_the_next_caller_reload_again() -> None:
-    age = SnapshotAge(ManualClock(), ttl_s=5)
-    release = asyncio.Event()
-    reloads = 0
-
-    async def reload() -> None:
-        nonlocal reloads
-        reloads += 1
-        await release.wait()
-
+    age, reload = SnapshotAge(ManualClock(), ttl_s=5), _HeldReload()
     running = asyncio.create_task(age.refresh(reload))
     await asyncio.sleep(0)
     age.invalidate()  # the rows changed after the running reload may have read them
-    release.set()
+    reload.release.set()
     await running
     assert age.stale
     await age.refresh(reload)
-    assert reloads == 2 and not age.stale
+    assert reload.runs == 2 and not age.stale
