@@ -2,10 +2,10 @@
 briefly in memory.
 
 Prices are read per request from here, never from the request; an admin change calls `invalidate()` so it
-applies to the next request on this instance (and within `TTL_S` on every other); one reload at a time
-(`trollllm.snapshot`). A model's wire format
-comes from its provider row, joined in the same load, so the request path asks no extra query for it;
-an admin change to a provider invalidates the catalog too.
+applies to the next request on this instance (and within `TTL_S` on every other); requests that find the
+snapshot stale together share one reload (`trollllm.snapshot`). A model's wire format comes from its
+provider row, joined in the same load, so the request path asks no extra query for it; an admin change to a
+provider invalidates the catalog too.
 """
 
 from __future__ import annotations
