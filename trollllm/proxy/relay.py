@@ -158,12 +158,8 @@ class StreamMeter(SseFraming):
         shape; an event of that shape has only its text read. Any other event is metered as `_event` meters
         it (this one's parse is handed on, not repeated).
         """
-        shape = self._token_shape
-        if shape is not None and (text := shape.text_of(event)) is not None:
-            self.events += 1
-            self.delivered_tokens += text != ""
-            event = shape.for_client(event)
-            return event if self._held_usage is None else self._after_held(event)
+        if (shaped := self._by_shape(event)) is not None:
+            return shaped
         if not event.startswith(b"data: {") or b"\n" in event:
             return self._event(event)
         try:
@@ -184,8 +180,8 @@ class StreamMeter(SseFraming):
             return self._metered(event, b"", payload)
         self.delivered_tokens += content != ""
         renamed = bool(self._model_from) and payload.get("model") == self._upstream_model
-        if self._learning_tries and shape is None:
-            self._learn_openai_shape(event, payload, delta, renamed)
+        if self._learning_tries and self._token_shape is None:
+            self._learn_shape(event, 6, payload, delta, "content", "obfuscation", renamed=renamed)
         if renamed:
             compact = self._model_from[0]  # (`_rewrite_model`'s first spelling, inline: most events)
             if compact in event:
@@ -194,11 +190,29 @@ class StreamMeter(SseFraming):
                 event = self._rewrite_model(event, b"", payload, payload)
         return event if self._held_usage is None else self._after_held(event)
 
-    def _learn_openai_shape(
-        self, event: bytes, payload: dict[str, Any], delta: dict[str, Any], renamed: bool
+    def _by_shape(self, event: bytes) -> bytes | None:
+        """What the client gets of a token's event of the learned shape, metered; None if it is not one."""
+        shape = self._token_shape
+        if shape is None or (text := shape.text_of(event)) is None:
+            return None
+        self.events += 1
+        self.delivered_tokens += text != ""
+        event = shape.for_client(event)
+        return event if self._held_usage is None else self._after_held(event)
+
+    def _learn_shape(
+        self,
+        event: bytes,
+        data_start: int,
+        payload: dict[str, Any],
+        holder: dict[str, Any],
+        field: str,
+        padding_field: str | None = None,
+        *,
+        renamed: bool = False,
     ) -> None:
         self._learning_tries -= 1
-        shape = learn_shape(event, 6, payload, delta, "content", "obfuscation")
+        shape = learn_shape(event, data_start, payload, holder, field, padding_field)
         if shape is not None and renamed:  # (not by shape if the model comes after the text: left unlearned)
             shape = shape.renamed(self._model_from[0], self._model_to)
         self._token_shape = shape
@@ -211,11 +225,8 @@ class StreamMeter(SseFraming):
         token shape, as in `_openai_event`. Any other event is metered as `_event` meters it (this one's
         parse is handed on, not repeated).
         """
-        shape = self._token_shape
-        if shape is not None and (text := shape.text_of(event)) is not None:
-            self.events += 1
-            self.delivered_tokens += text != ""
-            return event if self._held_usage is None else self._after_held(event)
+        if (shaped := self._by_shape(event)) is not None:
+            return shaped
         if not event.startswith(_ANTHROPIC_DELTA_LINES) or b"\n" in event[_ANTHROPIC_DELTA_DATA:]:
             return self._event(event)
         try:
@@ -231,9 +242,8 @@ class StreamMeter(SseFraming):
         field = _ANTHROPIC_DELTA_FIELD.get(kind) if type(kind) is str else None
         if field is not None and _nonempty(delta.get(field)):
             self.delivered_tokens += 1
-        if field is not None and self._learning_tries and shape is None:
-            self._learning_tries -= 1
-            self._token_shape = learn_shape(event, _ANTHROPIC_DELTA_DATA, payload, delta, field)
+        if field is not None and self._learning_tries and self._token_shape is None:
+            self._learn_shape(event, _ANTHROPIC_DELTA_DATA, payload, delta, field)
         return event if self._held_usage is None else self._after_held(event)
 
     def _metered(self, event: bytes, prefix: bytes, payload: dict[str, Any]) -> bytes:
