@@ -7,7 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from trollllm.proxy.relay import StreamMeter
-from trollllm.proxy.token_shape import learn_shape
+from trollllm.token_shape import learn_shape
 from trollllm.wire import WireFormat
 
 

@@ -13,8 +13,8 @@ import orjson
 from trollllm.errors import GatewayError
 from trollllm.http_errors import stream_error_event
 from trollllm.money import TokenUsage, usage_from_anthropic, usage_from_openai
-from trollllm.proxy.token_shape import LEARNING_TRIES, TokenShape, learn_shape
 from trollllm.sse import DONE, SseFraming
+from trollllm.token_shape import LEARNING_TRIES, TokenShape, learn_shape
 from trollllm.wire import WireFormat
 
 

@@ -22,6 +22,7 @@ from trollllm.money import Money, TokenUsage, usd_text
 from trollllm.responses.identity import TERMINAL_EVENTS, ResponseIdentity, billed_usage_of
 from trollllm.responses.translate.output import responses_usage
 from trollllm.sse import SseFraming
+from trollllm.token_shape import LEARNING_TRIES, NumberedShape, learn_numbered_shape
 from trollllm.wire import ENDPOINTS, WireFormat
 
 # Events whose non-empty `delta` is delivered output (counted when no usage comes).
@@ -51,6 +52,10 @@ class ResponsesStreamMeter(SseFraming):
         self._created: dict[str, Any] | None = None  # the response object as `response.created` had it
         self._items_done: list[Any] = []
         self._next_sequence = 0
+        # Most of a stream is delta events that differ only in their sequence number and text (and OpenAI's
+        # padding): once one is parsed, later ones of its shape are read without a parse (`token_shape`).
+        self._delta_shape: NumberedShape | None = None
+        self._learning_tries = LEARNING_TRIES
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes to send to the client for this upstream chunk (whole events only)."""
@@ -104,14 +109,21 @@ class ResponsesStreamMeter(SseFraming):
 
     def _event(self, event: bytes) -> bytes:
         """The client's bytes for one upstream event (the event and its blank line, or nothing yet)."""
+        if self._delta_shape is not None and (read := self._delta_shape.read(event)) is not None:
+            self.events += 1
+            self._next_sequence = read[0] + 1
+            self.delivered_tokens += read[1] != ""
+            return event + b"\n\n" if self._terminal is None else self._after_held(event)
         first_end = event.find(b"\n")
+        data_start = 0
         if (
             first_end > 0
             and event.startswith(b"data:", first_end + 1)
             and event.startswith(b"event:")
             and event.find(b"\n", first_end + 1) < 0
         ):
-            data = event[first_end + 6 :]  # the common shape: `event:` then one data line
+            data_start = first_end + 6  # the common shape: `event:` then one data line
+            data = event[data_start:]
         else:
             found = _data_of(event)
             if found is None:  # comments, `event:` or `id:` lines alone (or nothing): nothing to meter
@@ -130,6 +142,12 @@ class ResponsesStreamMeter(SseFraming):
             delta = payload.get("delta")
             if delta and isinstance(delta, str):
                 self.delivered_tokens += 1
+            if self._learning_tries and data_start:  # (a stream's first deltas may be another kind's)
+                self._learning_tries -= 1
+                shape = learn_numbered_shape(
+                    event, data_start, payload, "sequence_number", "delta", "obfuscation"
+                )
+                self._delta_shape = shape or self._delta_shape
         elif kind == "response.output_item.done" and "item" in payload:
             self._items_done.append(payload["item"])
         elif kind:
