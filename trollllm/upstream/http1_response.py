@@ -29,17 +29,6 @@ class Http1Response:
         conn = self._conn
         return conn is None or conn.body_ended
 
-    def read_nowait(self) -> bytes | None:
-        """The body bytes already received (all of them, joined), `b""` at the end of the body, or None
-        when the next bytes have not arrived yet. `BodyError` if the body broke off."""
-        conn = self._conn
-        if conn is None:
-            return b""
-        data = conn.read_nowait()
-        if data == b"":
-            self.release()
-        return data
-
     async def read_chunk(self) -> bytes:
         """The next body bytes, waiting for them; `b""` at the end. `BodyError` if the body broke off."""
         conn = self._conn
