@@ -27,8 +27,6 @@ import pstats
 import signal
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import orjson
@@ -84,16 +82,7 @@ def _profiled_serve(
     port = free_port()
     argv = [sys.executable, "-c", _PROFILED_SERVE, "serve", "--host", "127.0.0.1", "--port", str(port)]
     process, _ = processes.spawn(name, argv, {**env, "PROFILE_DIR": str(profile_dir)})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:
-                if answer.status == 200:
-                    return process.pid, url
-        except OSError:
-            time.sleep(0.1)
-    raise SetupError(f"the gateway did not become healthy:\n{processes.output(name)}")
+    return processes.wait_healthy(name, process, f"http://127.0.0.1:{port}")
 
 
 def top_entries(path: Path, requests: int, top: int) -> str:

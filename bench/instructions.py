@@ -21,8 +21,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from formats import cell_route, make_target
@@ -56,16 +54,7 @@ def start_under_callgrind(processes: Processes, out_dir: Path) -> tuple[int, str
     ]
     # The same string hashes every run, so a dict's probing (and its instruction count) repeats.
     process, _ = processes.spawn("gateway", argv, {**processes.env, "PYTHONHASHSEED": "0"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=10) as answer:
-                if answer.status == 200:
-                    return process.pid, url
-        except OSError:
-            time.sleep(0.5)
-    raise SetupError(f"the gateway under callgrind did not become healthy:\n{processes.output('gateway')}")
+    return processes.wait_healthy("gateway", process, f"http://127.0.0.1:{port}", seconds=600.0)
 
 
 def newest_dump(out_dir: Path) -> Path:

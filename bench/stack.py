@@ -211,11 +211,15 @@ class Processes:
         port = free_port()
         argv = [sys.executable, "-m", "trollllm", "serve", "--host", "127.0.0.1", "--port", str(port)]
         process, _ = self.spawn(name, argv, env)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                break
+        return self.wait_healthy(name, process, f"http://127.0.0.1:{port}")
+
+    def wait_healthy(
+        self, name: str, process: subprocess.Popen[bytes], url: str, seconds: float = 60.0
+    ) -> tuple[int, str]:
+        """Wait until the gateway `process` answers `/healthz` at `url`; its pid and URL. SetupError with its
+        output if it exits or `seconds` pass first."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and process.poll() is None:
             try:
                 with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:
                     if answer.status == 200:
