@@ -1,4 +1,5 @@
-"""Debian's chromium driven by Playwright for the page tests; screenshots go to the ignored screenshots/.
+"""Debian's chromium driven by Playwright for the page tests; screenshots go to the ignored screenshots/, a
+folder per test module.
 
 A plugin (see conftest): the page tests share one chromium for the whole run (`browser`), so they and their
 async fixtures run on the session's loop (`pytest.mark.asyncio(loop_scope="session")`); each test still has
@@ -71,9 +72,17 @@ async def new_context(browser: Browser, base_url: str, *, phone: bool = False) -
     return context
 
 
+def screenshot_path(name: str) -> Path:
+    """screenshots/<the running test's module>/`name`.png, its folder made: two modules may picture the same
+    page under the same name (and run at once on two workers)."""
+    module = Path(os.environ["PYTEST_CURRENT_TEST"].split("::", 1)[0]).stem
+    folder = SCREENSHOTS / module
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}.png"
+
+
 async def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
-    """Write a PNG of `page` (the whole page, or only the viewport) to screenshots/`name`.png."""
-    SCREENSHOTS.mkdir(exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+    """Write a PNG of `page` (the whole page, or only the viewport) to `screenshot_path(name)`."""
+    path = screenshot_path(name)
     await page.screenshot(path=str(path), full_page=full_page, timeout=30_000)  # a tall page, a busy machine
     return path

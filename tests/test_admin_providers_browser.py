@@ -5,7 +5,7 @@ it, and both show as saved; the page runs no inline script (the CSP refuses them
 from __future__ import annotations
 
 import pytest
-from browser import SCREENSHOTS, new_context, screenshot
+from browser import new_context, screenshot, screenshot_path
 from page_watch import PageWatch, log_in
 from playwright.async_api import Browser, expect
 from proxy_world import World
@@ -50,7 +50,7 @@ async def test_an_admin_adds_a_responses_provider_and_an_embedding_model_on_it(
     await expect(page.get_by_label("Provider of embed-small")).to_have_value("deepseek")
     await screenshot(page, f"admin-pricing-providers-{size}")
     section = page.locator("section", has=page.get_by_role("heading", name="Providers", exact=True))
-    await section.screenshot(path=str(SCREENSHOTS / f"admin-pricing-providers-section-{size}.png"))
+    await section.screenshot(path=str(screenshot_path(f"admin-pricing-providers-section-{size}")))
 
     # edited in place: the box unchecked, the row saved, the page shows it so
     await row.get_by_label("deepseek serves the Responses API").uncheck()
