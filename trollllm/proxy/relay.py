@@ -181,7 +181,8 @@ class StreamMeter(SseFraming):
         self.delivered_tokens += content != ""
         renamed = bool(self._model_from) and payload.get("model") == self._upstream_model
         if self._learning_tries and self._token_shape is None:
-            self._learn_shape(event, 6, payload, delta, "content", "obfuscation", renamed=renamed)
+            shape = learn_shape(event, 6, payload, delta, "content", "obfuscation")
+            self._keep_shape(shape, renamed=renamed)
         if renamed:
             compact = self._model_from[0]  # (`_rewrite_model`'s first spelling, inline: most events)
             if compact in event:
@@ -200,19 +201,10 @@ class StreamMeter(SseFraming):
         event = shape.for_client(event)
         return event if self._held_usage is None else self._after_held(event)
 
-    def _learn_shape(
-        self,
-        event: bytes,
-        data_start: int,
-        payload: dict[str, Any],
-        holder: dict[str, Any],
-        field: str,
-        padding_field: str | None = None,
-        *,
-        renamed: bool = False,
-    ) -> None:
+    def _keep_shape(self, shape: TokenShape | None, *, renamed: bool = False) -> None:
+        """One learning try spent: `shape` (what `learn_shape` made of a token's event, renamed for the client
+        if `renamed`) is the stream's from now on."""
         self._learning_tries -= 1
-        shape = learn_shape(event, data_start, payload, holder, field, padding_field)
         if shape is not None and renamed:  # (not by shape if the model comes after the text: left unlearned)
             shape = shape.renamed(self._model_from[0], self._model_to)
         self._token_shape = shape
@@ -243,7 +235,7 @@ class StreamMeter(SseFraming):
         if field is not None and _nonempty(delta.get(field)):
             self.delivered_tokens += 1
         if field is not None and self._learning_tries and self._token_shape is None:
-            self._learn_shape(event, _ANTHROPIC_DELTA_DATA, payload, delta, field)
+            self._keep_shape(learn_shape(event, _ANTHROPIC_DELTA_DATA, payload, delta, field))
         return event if self._held_usage is None else self._after_held(event)
 
     def _metered(self, event: bytes, prefix: bytes, payload: dict[str, Any]) -> bytes:
