@@ -9,7 +9,9 @@ This is the yardstick for a change on a machine too unsteady for `run.py`'s abso
 Each cell is `mode:format:concurrency`. The gateway is the normal one (`trollllm serve`, embedded SQLite,
 every feature on), started under callgrind with counting off; per cell it is warmed up, then the counters
 are zeroed, switched on for the measured requests, switched off and dumped. `--annotate N` prints the N
-functions with the most inclusive instructions of each cell (`callgrind_annotate`).
+functions with the most inclusive instructions of each cell (`callgrind_annotate`); `--credit-leases` runs
+the gateway with `TROLLLLM_CREDIT_LEASES=true` (the seeded user's plan holds money alone, so its holds come
+from a lease).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def _control(*args: str) -> None:
     subprocess.run(["callgrind_control", *args], check=True, capture_output=True, timeout=120)
 
 
-def start_under_callgrind(processes: Processes, out_dir: Path) -> tuple[int, str]:
+def start_under_callgrind(processes: Processes, out_dir: Path, credit_leases: bool) -> tuple[int, str]:
     """The embedded gateway under callgrind, counting nothing yet; its pid and URL once `/healthz` answers."""
     processes.command("create-admin", ADMIN[0], "--password", ADMIN[1])
     port = free_port()
@@ -53,7 +55,8 @@ def start_under_callgrind(processes: Processes, out_dir: Path) -> tuple[int, str
         str(port),
     ]
     # The same string hashes every run, so a dict's probing (and its instruction count) repeats.
-    process, _ = processes.spawn("gateway", argv, {**processes.env, "PYTHONHASHSEED": "0"})
+    env = {**processes.env, "PYTHONHASHSEED": "0", "TROLLLLM_CREDIT_LEASES": str(credit_leases).lower()}
+    process, _ = processes.spawn("gateway", argv, env)
     return processes.wait_healthy("gateway", process, f"http://127.0.0.1:{port}", seconds=600.0)
 
 
@@ -98,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--annotate", type=int, default=0, metavar="LINES")
     parser.add_argument("--out-dir", default="", help="callgrind's dumps go here (default: a temp dir)")
+    parser.add_argument(
+        "--credit-leases", action="store_true", help="the gateway with TROLLLLM_CREDIT_LEASES=true"
+    )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed", file=sys.stderr)
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out_dir = args.out_dir or workdir
         with Processes(Path(workdir)) as processes:
             _, mock_url = processes.start_mock(uvloop=True)
-            pid, url = start_under_callgrind(processes, Path(args.out_dir))
+            pid, url = start_under_callgrind(processes, Path(args.out_dir), args.credit_leases)
             seeded = seed(url, mock_url, credits_usd=1_000_000)
             print(f"{'cell':<24} {'instructions per request':>26}", flush=True)
             for cell in args.cells.split(","):

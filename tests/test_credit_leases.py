@@ -23,7 +23,8 @@ from plan_helpers import chat_body
 from services import REDIS_URL
 from sqlalchemy import text
 
-from trollllm.billing.lease_programs import LEASE_TTL, release_expired_leases
+from trollllm.billing.lease_programs import LEASE_TTL
+from trollllm.billing.sweeper import release_expired_leases
 from trollllm.db import create_sessionmaker, create_test_engine
 from trollllm.money import Money
 

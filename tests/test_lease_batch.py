@@ -1,8 +1,10 @@
 """A batch of settlements on one lease, as one statement (`settle_one_lease`), books exactly what the
-transaction of several statements (`settle_leased`) books: the same balances, ledger entries and logs."""
+transaction of several statements (`settle_leased`) books: the same balances, ledger entries and logs; and
+`settle_leased` on SQLite (plain statements, a row at a time) books what PostgreSQL books."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,8 +17,6 @@ from trollllm.db import create_engine
 from trollllm.money import Money, TokenUsage
 from trollllm.storage.runners import build_runner
 from trollllm.storage.sqlprogram import ProgramRunner
-
-pytestmark = pytest.mark.postgres
 
 INSTANCE = "test-instance"
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -40,7 +40,9 @@ async def funded_user_with_lease(runner: ProgramRunner, connection_url: str, nam
             )
     finally:
         await engine.dispose()
-    lease_id = await runner.write(open_lease(INSTANCE, int(user_id), 12_000, NOW + timedelta(minutes=2)))
+    expires = NOW + timedelta(minutes=2)
+    one = runner.data_modifying_ctes
+    lease_id = await runner.write(open_lease(INSTANCE, int(user_id), 12_000, expires, one_statement=one))
     assert lease_id is not None
     return int(user_id), lease_id
 
@@ -78,7 +80,7 @@ async def books(url: str, user_id: int) -> tuple[object, ...]:
                 await connection.execute(
                     text(
                         "SELECT kind, credits_delta_nanos, ref_credits_delta_nanos, reason, actor, "
-                        "right(request_id, 2) FROM ledger_entries WHERE user_id = :id ORDER BY id"
+                        "request_id FROM ledger_entries WHERE user_id = :id ORDER BY id"
                     ),
                     {"id": user_id},
                 )
@@ -86,7 +88,7 @@ async def books(url: str, user_id: int) -> tuple[object, ...]:
             logs = (
                 await connection.execute(
                     text(
-                        "SELECT right(request_id, 2), credits_cost_nanos, input_tokens, output_tokens, "
+                        "SELECT request_id, credits_cost_nanos, input_tokens, output_tokens, "
                         "status_code, is_success, is_stream, created_at FROM request_logs "
                         "WHERE user_id = :id ORDER BY id"
                     ),
@@ -95,9 +97,14 @@ async def books(url: str, user_id: int) -> tuple[object, ...]:
             ).all()
     finally:
         await engine.dispose()
-    return tuple(user), lease, [tuple(row) for row in ledger], [tuple(row) for row in logs]
+    # Request ids end in the item's number (their start names the user); a timestamp as SQLite's text or
+    # PostgreSQL's datetime, to the second; booleans as 0/1 or False/True compare equal.
+    ledger_rows = [(*row[:5], row[5][-2:]) for row in ledger]
+    log_rows = [(row[0][-2:], *row[1:7], str(row[7])[:19]) for row in logs]
+    return tuple(user), lease, ledger_rows, log_rows
 
 
+@pytest.mark.postgres
 async def test_a_batch_on_one_lease_books_what_the_statements_per_lease_book(
     postgres_database_url: str,
 ) -> None:
@@ -108,7 +115,8 @@ async def test_a_batch_on_one_lease_books_what_the_statements_per_lease_book(
         many_id, many_lease = await funded_user_with_lease(runner, postgres_database_url, "many")
         expires = NOW + timedelta(minutes=2)
         one = await runner.write(settle_one_lease(INSTANCE, batch(one_id, one_lease), expires))
-        many, gone = await runner.write(settle_leased(INSTANCE, batch(many_id, many_lease), expires))
+        many_batch = batch(many_id, many_lease)
+        many, gone = await runner.write(settle_leased(INSTANCE, many_batch, expires, one_statement=True))
         assert one == many and not gone
         assert [(c.from_credits.nanos, c.from_ref_credits.nanos) for c in one] == [
             (3_000, 0),
@@ -125,6 +133,7 @@ async def test_a_batch_on_one_lease_books_what_the_statements_per_lease_book(
         await engine.dispose()
 
 
+@pytest.mark.postgres
 async def test_a_batch_on_a_gone_lease_writes_nothing_in_one_statement(postgres_database_url: str) -> None:
     engine = create_engine(postgres_database_url)
     runner = build_runner(engine, None)
@@ -140,3 +149,28 @@ async def test_a_batch_on_a_gone_lease_writes_nothing_in_one_statement(postgres_
     finally:
         runner.close()
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_batch_settled_on_sqlite_books_what_postgresql_books(
+    postgres_database_url: str, embedded_database_url: str
+) -> None:
+    pg_engine, sqlite_engine = create_engine(postgres_database_url), create_engine(embedded_database_url)
+    pg_runner = build_runner(pg_engine, None)
+    sqlite_runner = build_runner(sqlite_engine, asyncio.Lock())
+    assert not sqlite_runner.data_modifying_ctes
+    try:
+        pg_user, pg_lease = await funded_user_with_lease(pg_runner, postgres_database_url, "pg")
+        sqlite_user, sqlite_lease = await funded_user_with_lease(sqlite_runner, embedded_database_url, "pg")
+        expires = NOW + timedelta(minutes=2)
+        on_pg = await pg_runner.write(settle_one_lease(INSTANCE, batch(pg_user, pg_lease), expires))
+        on_sqlite, gone = await sqlite_runner.write(
+            settle_leased(INSTANCE, batch(sqlite_user, sqlite_lease), expires, one_statement=False)
+        )
+        assert on_sqlite == on_pg and not gone
+        assert await books(embedded_database_url, sqlite_user) == await books(postgres_database_url, pg_user)
+    finally:
+        pg_runner.close()
+        sqlite_runner.close()
+        await pg_engine.dispose()
+        await sqlite_engine.dispose()

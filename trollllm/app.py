@@ -172,8 +172,7 @@ def create_app(
                 invalidation=invalidation,
                 affinity=KeyAffinity(clock, redis, prefix=settings.redis_key_prefix + "affinity:"),
                 betas=betas,
-                # Holds from leases: on PostgreSQL only (embedded SQLite has one process and no row to share).
-                leases=CreditLeases(db, clock) if settings.credit_leases and db.data_modifying_ctes else None,
+                leases=CreditLeases(db, clock) if settings.credit_leases else None,
             )
             # The outbox is replayed, holds left by a crashed process and logs past retention cleared, in the
             # background.

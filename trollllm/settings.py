@@ -56,8 +56,9 @@ class Settings(BaseSettings):
     )
     credit_leases: bool = Field(
         default=False,
-        description="scaled shape: serve holds from slices of a balance each instance reserves "
-        "(trollllm.billing.leases), so one heavy user's requests do not queue on its row",
+        description="serve holds of money alone from slices of a balance each instance reserves "
+        "(trollllm.billing.leases): on PostgreSQL one heavy user's requests do not queue on its row; on "
+        "SQLite a request skips its hold's transaction",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)

@@ -1,35 +1,31 @@
-"""The SQL of credit leases (`trollllm.billing.leases`): open, grow, return and renew a lease, settle a batch
-of requests held in leases in one transaction, and sweep the leases of instances that died.
+"""The SQL of credit leases (`trollllm.billing.leases`): open, grow, return and renew a lease, and settle a
+batch of requests held in leases in one transaction (`trollllm.billing.sweeper` returns the leases of
+instances that died).
 
 A lease is money moved into `users.held_nanos` with a `credit_leases` row saying which instance holds it, so
 for every user `held_nanos` = Σ open holds + Σ leases (`trollllm reconcile` checks it). Every program
 that changes a lease row changes `users.held_nanos` by the same amount in the same transaction (or the
 same statement). Rows are locked lease first, then user, as the sweeper of holds does (hold, then user).
 
-PostgreSQL only (the scaled shape's runner): data-modifying CTEs and arrays.
+Each program runs on either runner: on PostgreSQL (`one_statement`: the runner's `data_modifying_ctes`) an
+open, a return and a batch on one lease are each one statement; on SQLite, where this process's write lock
+already serializes every transaction, each is a few plain statements in one transaction.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from trollllm.accounts.tables import User
 from trollllm.billing.holds import HeldRequest
-from trollllm.billing.records import RequestRecord
-from trollllm.billing.settlement import Charged, settle
-from trollllm.billing.tables import CreditLease
-from trollllm.db import transaction
+from trollllm.billing.ledger import CHARGE
+from trollllm.billing.records import INSERT_LOG, RequestRecord, log_row
+from trollllm.billing.settlement import INSERT_LEDGER, Charged, settle
 from trollllm.money import Money, TokenUsage, split_charge
 from trollllm.storage.sqlprogram import Program, Query
-
-logger = logging.getLogger("trollllm.billing.leases")
 
 LEASE_TTL = timedelta(minutes=2)
 """A lease not renewed for this long belongs to an instance that died: the sweeper returns it."""
@@ -41,14 +37,21 @@ _OPEN_PG = (
     "INSERT INTO credit_leases (instance_id, user_id, amount_nanos, expires_at) "
     "SELECT :instance_id, id, :amount, :expires_at FROM reserved RETURNING id"
 )
-_LOCK_LEASE_PG = "SELECT id FROM credit_leases WHERE id = :lease_id AND instance_id = :instance_id FOR UPDATE"
-_GROW_LEASE_PG = (
-    "UPDATE credit_leases SET amount_nanos = amount_nanos + :amount, expires_at = :expires_at "
-    "WHERE id = :lease_id AND instance_id = :instance_id RETURNING id"
+_INSERT_LEASE = (
+    "INSERT INTO credit_leases (instance_id, user_id, amount_nanos, expires_at) "
+    "VALUES (:instance_id, :user_id, :amount, :expires_at)"
 )
-_RESERVE_PG = (
+_LOCK_LEASE = (
+    "SELECT user_id, amount_nanos FROM credit_leases WHERE id = :lease_id AND instance_id = :instance_id"
+)
+_LOCK_LEASE_PG = f"{_LOCK_LEASE} FOR UPDATE"
+_GROW_LEASE = (
+    "UPDATE credit_leases SET amount_nanos = amount_nanos + :amount, expires_at = :expires_at "
+    "WHERE id = :lease_id AND instance_id = :instance_id"
+)
+_RESERVE = (
     "UPDATE users SET held_nanos = held_nanos + :amount WHERE id = :user_id AND is_active "
-    "AND credits_nanos + ref_credits_nanos - held_nanos >= :amount RETURNING id"
+    "AND credits_nanos + ref_credits_nanos - held_nanos >= :amount"
 )
 # Delete the lease row and release its amount, as one statement (the user's update waits for the delete).
 _RETURN_PG = (
@@ -57,13 +60,16 @@ _RETURN_PG = (
     "UPDATE users SET held_nanos = held_nanos - gone.amount_nanos FROM gone WHERE users.id = gone.user_id "
     "RETURNING gone.amount_nanos"
 )
-_RENEW_PG = "UPDATE credit_leases SET expires_at = :expires_at WHERE instance_id = :instance_id"
-_SPEND_LEASE_PG = (
+_DELETE_LEASE = "DELETE FROM credit_leases WHERE id = :lease_id"
+_RELEASE = "UPDATE users SET held_nanos = held_nanos - :amount WHERE id = :user_id"
+_RENEW = "UPDATE credit_leases SET expires_at = :expires_at WHERE instance_id = :instance_id"
+_SPEND_LEASE = (
     "UPDATE credit_leases SET amount_nanos = amount_nanos - :charged, expires_at = :expires_at "
-    "WHERE id = :lease_id AND instance_id = :instance_id RETURNING id"
+    "WHERE id = :lease_id AND instance_id = :instance_id"
 )
-_LOCK_USER_PG = "SELECT credits_nanos, ref_credits_nanos FROM users WHERE id = :user_id FOR UPDATE"
-_CHARGE_USER_PG = (
+_USER_BALANCES = "SELECT credits_nanos, ref_credits_nanos FROM users WHERE id = :user_id"
+_LOCK_USER_PG = f"{_USER_BALANCES} FOR UPDATE"
+_CHARGE_USER = (
     "UPDATE users SET credits_nanos = credits_nanos - :from_credits, "
     "ref_credits_nanos = ref_credits_nanos - :from_ref, held_nanos = held_nanos - :charged, "
     "tokens_used = tokens_used + :total, monthly_tokens_used = monthly_tokens_used + :total, "
@@ -143,52 +149,65 @@ class LeasedSettlement:
     now: datetime
 
 
-def open_lease(instance_id: str, user_id: int, amount: int, expires_at: datetime) -> Program[int | None]:
+def open_lease(
+    instance_id: str, user_id: int, amount: int, expires_at: datetime, *, one_statement: bool
+) -> Program[int | None]:
     """Reserve `amount` on the user's balance as a new lease of `instance_id`: its id, or None (too little
     is free, or the user is inactive; nothing written)."""
-    row = {
-        "amount": amount,
-        "user_id": user_id,
-        "instance_id": instance_id,
-        "expires_at": expires_at,
-    }
-    rows = yield Query(_OPEN_PG, row, alone=True)
-    return int(rows[0][0]) if rows else None
+    row = {"amount": amount, "user_id": user_id, "instance_id": instance_id, "expires_at": expires_at}
+    if one_statement:
+        rows = yield Query(_OPEN_PG, row, alone=True)
+        return int(rows[0][0]) if rows else None
+    (reserved,), *_ = yield Query(_RESERVE, row, answer="count")
+    if not reserved:
+        return None
+    (lease_id,), *_ = yield Query(_INSERT_LEASE, row, answer="new_id")
+    return int(lease_id)
 
 
 def grow_lease(
-    instance_id: str, lease_id: int, user_id: int, amount: int, expires_at: datetime
+    instance_id: str, lease_id: int, user_id: int, amount: int, expires_at: datetime, *, one_statement: bool
 ) -> Program[bool]:
     """Add `amount` to a lease if that much of the balance is free: False when it is not (nothing written);
     `LeaseGone` when the lease was swept.
 
     The lease row is locked before the user's, as a batch of settlements does (else the two deadlock)."""
     row = {"amount": amount, "lease_id": lease_id, "instance_id": instance_id, "expires_at": expires_at}
-    if not (yield Query(_LOCK_LEASE_PG, row)):
+    if not (yield Query(_LOCK_LEASE_PG if one_statement else _LOCK_LEASE, row)):
         raise LeaseGone()
-    if not (yield Query(_RESERVE_PG, {"amount": amount, "user_id": user_id})):
+    (reserved,), *_ = yield Query(_RESERVE, {"amount": amount, "user_id": user_id}, answer="count")
+    if not reserved:
         return False
-    yield Query(_GROW_LEASE_PG, row)
+    yield Query(_GROW_LEASE, row)
     return True
 
 
-def return_lease(instance_id: str, lease_id: int) -> Program[int | None]:
+def return_lease(instance_id: str, lease_id: int, *, one_statement: bool) -> Program[int | None]:
     """Delete the lease and release its amount on the balance: the amount, or None (already swept)."""
-    rows = yield Query(_RETURN_PG, {"lease_id": lease_id, "instance_id": instance_id}, alone=True)
-    return int(rows[0][0]) if rows else None
+    row = {"lease_id": lease_id, "instance_id": instance_id}
+    if one_statement:
+        rows = yield Query(_RETURN_PG, row, alone=True)
+        return int(rows[0][0]) if rows else None
+    rows = yield Query(_LOCK_LEASE, row)
+    if not rows:
+        return None
+    (user_id, amount), *_ = rows
+    yield Query(_DELETE_LEASE, row)
+    yield Query(_RELEASE, {"amount": amount, "user_id": user_id})
+    return int(amount)
 
 
 def renew_leases(instance_id: str, expires_at: datetime) -> Program[None]:
     """Move the expiry of every lease of `instance_id`."""
-    yield Query(_RENEW_PG, {"instance_id": instance_id, "expires_at": expires_at}, alone=True)
+    yield Query(_RENEW, {"instance_id": instance_id, "expires_at": expires_at}, alone=True)
 
 
 def settle_leased(
-    instance_id: str, batch: Sequence[LeasedSettlement], expires_at: datetime
+    instance_id: str, batch: Sequence[LeasedSettlement], expires_at: datetime, *, one_statement: bool
 ) -> Program[tuple[list[Charged], set[int]]]:
     """Settle a batch in one transaction: per lease (in user order), spend the charges from the lease and the
     user's held amount, take them from credits then refCredits in the batch's order, and add the tokens;
-    then every ledger entry and request log in one statement each.
+    then every ledger entry and request log (on PostgreSQL in one statement each).
 
     Returns each settlement's outcome (in `batch`'s order) and the leases found gone: their settlements
     were settled as late ones (`settlement.settle` of a hold already released: charging what is free).
@@ -208,13 +227,16 @@ def settle_leased(
         charged_total = sum(item.charge.nanos for item in items)
         spend = {"charged": charged_total, "lease_id": lease_id, "instance_id": instance_id,
                  "expires_at": expires_at}  # fmt: skip
-        if not (yield Query(_SPEND_LEASE_PG, spend)):
+        (spent,), *_ = yield Query(_SPEND_LEASE, spend, answer="count")
+        if not spent:
             gone.add(lease_id)
             for index, item in zip(indexes, items, strict=True):
                 late = settle(item.held, 0, item.cost, item.usage, item.record, item.now)
                 outcomes[index] = yield from late
             continue
-        (credits_nanos, ref_nanos), *_ = yield Query(_LOCK_USER_PG, {"user_id": user_id})
+        (credits_nanos, ref_nanos), *_ = yield Query(
+            _LOCK_USER_PG if one_statement else _USER_BALANCES, {"user_id": user_id}
+        )
         credits, ref_credits = Money(int(credits_nanos)), Money(int(ref_nanos))
         from_credits = from_ref = 0
         for index, item in zip(indexes, items, strict=True):
@@ -228,21 +250,14 @@ def settle_leased(
             if item.charge.nanos:
                 ledger.append((item, split.from_credits.nanos, split.from_ref_credits.nanos))
             logs.append((item, item.charge.nanos))
-        yield Query(
-            _CHARGE_USER_PG,
-            {
-                "from_credits": from_credits,
-                "from_ref": from_ref,
-                "charged": charged_total,
-                "total": sum(item.usage.total for item in items),
-                "input": sum(item.usage.input_tokens for item in items),
-                "output": sum(item.usage.output_tokens for item in items),
-                "cache_write": sum(item.usage.cache_write_tokens for item in items),
-                "cache_hit": sum(item.usage.cache_hit_tokens for item in items),
-                "user_id": user_id,
-            },
-        )
-    if ledger:
+        charge_row = {"from_credits": from_credits, "from_ref": from_ref, "user_id": user_id}
+        yield Query(_CHARGE_USER, {**charge_row, **_totals(items)})
+    if not one_statement:  # SQLite: a row at a time, each a cheap step (no arrays to bind)
+        for item, from_credits, from_ref in ledger:
+            yield Query(INSERT_LEDGER, _ledger_row(item, from_credits, from_ref))
+        for item, charge in logs:
+            yield Query(INSERT_LOG, log_row(item.held, item.usage, item.record, Money(charge), item.now))
+    elif ledger:
         yield Query(
             _INSERT_LEDGER_PG,
             {
@@ -254,7 +269,7 @@ def settle_leased(
                 "times": [_naive(item.now) for item, _, _ in ledger],
             },
         )
-    if logs:
+    if logs and one_statement:
         yield Query(_INSERT_LOGS_PG, _log_columns(logs))
     return [outcomes[index] for index in range(len(batch))], gone
 
@@ -267,15 +282,10 @@ def settle_one_lease(
     batch with `settle_leased`, which settles them as late ones)."""
     params = {
         "items": _items_json(batch),
-        "charged": sum(item.charge.nanos for item in batch),
         "lease_id": batch[0].lease_id,
         "instance_id": instance_id,
         "expires_at": expires_at,
-        "total": sum(item.usage.total for item in batch),
-        "input": sum(item.usage.input_tokens for item in batch),
-        "output": sum(item.usage.output_tokens for item in batch),
-        "cache_write": sum(item.usage.cache_write_tokens for item in batch),
-        "cache_hit": sum(item.usage.cache_hit_tokens for item in batch),
+        **_totals(batch),
     }
     rows = yield Query(_SETTLE_ONE_LEASE_PG, params, alone=True)
     if not rows:
@@ -320,6 +330,38 @@ def _items_json(batch: Sequence[LeasedSettlement]) -> str:
     ).decode()
 
 
+def _totals(items: Sequence[LeasedSettlement]) -> dict[str, int]:
+    """What a batch's settlements add up to: charged (nano-USD) and tokens, one pass."""
+    charged = input_tokens = output = cache_write = cache_hit = 0
+    for item in items:
+        usage = item.usage
+        charged += item.charge.nanos
+        input_tokens += usage.input_tokens
+        output += usage.output_tokens
+        cache_write += usage.cache_write_tokens
+        cache_hit += usage.cache_hit_tokens
+    return {
+        "charged": charged,
+        "total": input_tokens + output + cache_write + cache_hit,
+        "input": input_tokens,
+        "output": output,
+        "cache_write": cache_write,
+        "cache_hit": cache_hit,
+    }
+
+
+def _ledger_row(item: LeasedSettlement, from_credits: int, from_ref: int) -> dict[str, object]:
+    return {
+        "user_id": item.held.user_id,
+        "kind": CHARGE,
+        "credits_delta": -from_credits,
+        "ref_delta": -from_ref,
+        "reason": f"request to {item.record.model_id}",
+        "request_id": item.held.request_id,
+        "now": item.now,
+    }
+
+
 def _log_columns(logs: list[tuple[LeasedSettlement, int]]) -> dict[str, object]:
     items = [item for item, _ in logs]
     return {
@@ -344,43 +386,3 @@ def _log_columns(logs: list[tuple[LeasedSettlement, int]]) -> dict[str, object]:
 
 def _naive(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
-
-
-async def release_expired_leases(sessions: async_sessionmaker[AsyncSession], now: datetime) -> int:
-    """Return every lease with `expires_at < now` (its instance died, or lost the database for longer than
-    `LEASE_TTL`) to its user's balance, each in one short transaction; how many this call returned.
-
-    Safe beside itself and the leases' owners: the delete decides, so a lease is returned once.
-    """
-    async with sessions() as session:
-        expired = (
-            await session.scalars(
-                select(CreditLease.id).where(CreditLease.expires_at < now).order_by(CreditLease.id)
-            )
-        ).all()
-    returned = 0
-    for lease_id in expired:
-        async with transaction(sessions) as session:
-            row = (
-                await session.execute(
-                    delete(CreditLease)
-                    .where(CreditLease.id == lease_id, CreditLease.expires_at < now)
-                    .returning(CreditLease.user_id, CreditLease.amount_nanos, CreditLease.instance_id)
-                    .execution_options(synchronize_session=False)
-                )
-            ).one_or_none()
-            if row is None:
-                continue
-            user_id, amount, instance_id = row
-            await session.execute(
-                update(User)
-                .where(User.id == user_id)
-                .values(held_nanos=User.held_nanos - amount)
-                .execution_options(synchronize_session=False)
-            )
-        returned += 1
-        logger.warning(
-            "returned the credit lease of an instance that stopped renewing it",
-            extra={"user_id": user_id, "amount": Money(amount).format_cost(), "instance_id": instance_id},
-        )
-    return returned

@@ -1,4 +1,4 @@
-"""Credit leases: the scaled shape's holds served in memory, from slices of a balance reserved in PostgreSQL.
+"""Credit leases: holds served in memory, from slices of a balance reserved in the database.
 
 The escrow pattern of telecom online charging. A heavy user's requests would otherwise queue on that user's
 row: two committed writes each (hold, settlement), one after the other, each waiting for the one before to
@@ -15,7 +15,7 @@ reach the disk. Instead, an instance reserves a slice of the balance once (`user
   so a JSON answer leaves only with its charge on disk, as before;
 - a lease with nothing in flight for `IDLE_RETURN_S` is returned whole (`return_lease`), and every lease is
   renewed every `RENEWAL_S` while the instance lives. A killed instance's leases stop being renewed and the
-  sweeper returns them after `LEASE_TTL` (`lease_programs.release_expired_leases`).
+  sweeper returns them after `LEASE_TTL` (`sweeper.release_expired_leases`).
 
 Exactness: for every user `held_nanos` = Σ holds + Σ lease rows, and each lease row = what its instance
 has free + the holds it serves + the charges queued for the next batch. A charge is never more than the
@@ -24,6 +24,11 @@ settlements go to the outbox (replayed once per request id: late settlements, ch
 and its leases are retired: no new hold, and returned whole (what their rows say) once nothing is in
 flight on them.
 
+On SQLite (the embedded shape: one process, whose runner already commits the writes of one loop turn
+together) the gain is a transaction per request instead: the hold's. A settlement that comes alone is
+committed at once in its caller's turn, as one program that also keeps the lease's books, so they are kept
+whether or not its caller still waits; settlements that come together go to the batches above.
+
 Used only where a hold is money alone: no Friend Key cap, no usage window, no monthly token limit.
 """
 
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import secrets
 import time
@@ -52,7 +58,7 @@ from trollllm.billing.records import RequestRecord
 from trollllm.billing.settlement import Charged
 from trollllm.clock import Clock
 from trollllm.money import Money, TokenUsage
-from trollllm.storage.sqlprogram import ProgramRunner
+from trollllm.storage.sqlprogram import Program, ProgramRunner
 
 logger = logging.getLogger("trollllm.billing.leases")
 
@@ -90,6 +96,11 @@ class CreditLeases:
         self._retired: list[_Lease] = []  # no new holds: returned once nothing is in flight on them
         self._queue: list[tuple[LeasedSettlement, _Lease, asyncio.Future[Charged]]] = []
         self._flushing: asyncio.Task[None] | None = None
+        self._alone = True  # the last batch held one settlement: on SQLite, the next is settled at once
+        self._settled_this_turn = False
+
+    def _next_turn(self) -> None:
+        self._settled_this_turn = False
 
     async def hold(self, held: HeldRequest) -> bool:
         """Take `held.amount` from this user's lease (opening or growing it first if needed): False when the
@@ -113,11 +124,14 @@ class CreditLeases:
         if lease is not None and lease.free >= amount:
             return lease  # grown by the request that held the lock before
         expires_at = self._clock.now() + LEASE_TTL
+        one = self._db.data_modifying_ctes
         if lease is not None:
             for size in dict.fromkeys((max(amount * SLICE_HOLDS, lease.amount), amount - lease.free)):
                 try:
                     grown = await self._db.write(
-                        grow_lease(self.instance_id, lease.lease_id, user_id, size, expires_at)
+                        grow_lease(
+                            self.instance_id, lease.lease_id, user_id, size, expires_at, one_statement=one
+                        )
                     )
                 except LeaseGone:
                     self._leases.pop(user_id, None)
@@ -128,7 +142,9 @@ class CreditLeases:
                     return lease
             return None
         for size in dict.fromkeys((amount * SLICE_HOLDS, amount)):
-            lease_id = await self._db.write(open_lease(self.instance_id, user_id, size, expires_at))
+            lease_id = await self._db.write(
+                open_lease(self.instance_id, user_id, size, expires_at, one_statement=one)
+            )
             if lease_id is not None:
                 lease = _Lease(lease_id, user_id, size, size)
                 self._leases[user_id] = lease
@@ -155,17 +171,50 @@ class CreditLeases:
         lease.queued += charge.nanos
         lease.last_used = time.monotonic()
         item = LeasedSettlement(lease.lease_id, held, cost, charge, usage, record, self._clock.now())
+        if self._alone and not self._settled_this_turn and not self._db.data_modifying_ctes:
+            # SQLite, settlements coming one at a time: the runner commits it now, in this turn.
+            self._settled_this_turn = True
+            asyncio.get_running_loop().call_soon(self._next_turn)
+            program = self._settled_alone(item, lease)
+            try:
+                return await self._db.write(program)
+            except Exception:
+                if inspect.getgeneratorstate(program) == inspect.GEN_CREATED:  # never ran: its books are here
+                    lease.queued -= item.charge.nanos
+                    self._retire(lease)
+                raise
         future: asyncio.Future[Charged] = asyncio.get_running_loop().create_future()
         self._queue.append((item, lease, future))
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush(), name="trollllm-lease-settlements")
-        return await asyncio.shield(future)
+        return await future  # cancelled with its caller; the batch resolves only futures still waiting
+
+    def _settled_alone(self, item: LeasedSettlement, lease: _Lease) -> Program[Charged]:
+        """`settle_leased` of one settlement, keeping the lease's books inside the program: they are kept
+        when the runner runs it, whether or not its caller is still waiting. (Should the COMMIT after it
+        fail, the lease's row keeps the charge it did not take, and the lease returns it with the rest.)"""
+        expires_at = self._clock.now() + LEASE_TTL
+        try:
+            (charged,), gone = yield from settle_leased(
+                self.instance_id, [item], expires_at, one_statement=False
+            )
+        except BaseException:
+            lease.queued -= item.charge.nanos
+            self._retire(lease)
+            raise
+        lease.queued -= item.charge.nanos
+        if gone:
+            self._forget(lease)
+        else:
+            lease.amount -= item.charge.nanos
+        return charged
 
     async def _flush(self) -> None:
         """Commit batches until the queue is empty: each holds every settlement queued during the last."""
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
+                self._alone = len(batch) <= 1
                 try:
                     outcomes, gone = await self._settle(batch)
                 except Exception as exc:
@@ -174,7 +223,8 @@ class CreditLeases:
                     for item, lease, future in batch:
                         lease.queued -= item.charge.nanos
                         self._retire(lease)
-                        future.set_exception(exc)
+                        if not future.done():
+                            future.set_exception(exc)
                     continue
                 for (item, lease, future), charged in zip(batch, outcomes, strict=True):
                     lease.queued -= item.charge.nanos
@@ -182,7 +232,8 @@ class CreditLeases:
                         self._forget(lease)
                     else:
                         lease.amount -= item.charge.nanos
-                    future.set_result(charged)
+                    if not future.done():
+                        future.set_result(charged)
         finally:
             self._flushing = None
 
@@ -200,11 +251,12 @@ class CreditLeases:
 
     async def _settle_items(self, items: list[LeasedSettlement]) -> tuple[list[Charged], set[int]]:
         expires_at = self._clock.now() + LEASE_TTL
-        if all(item.lease_id == items[0].lease_id for item in items):  # one statement, one round trip
+        one = self._db.data_modifying_ctes
+        if one and all(item.lease_id == items[0].lease_id for item in items):  # one statement, one round trip
             outcomes = await self._db.write(settle_one_lease(self.instance_id, items, expires_at))
             if outcomes is not None:
                 return outcomes, set()
-        return await self._db.write(settle_leased(self.instance_id, items, expires_at))
+        return await self._db.write(settle_leased(self.instance_id, items, expires_at, one_statement=one))
 
     def _forget(self, lease: _Lease) -> None:
         if self._leases.get(lease.user_id) is lease:
@@ -246,7 +298,8 @@ class CreditLeases:
                 del self._growing[lease.user_id]
         for lease in idle:
             try:
-                await self._db.write(return_lease(self.instance_id, lease.lease_id))
+                one = self._db.data_modifying_ctes
+                await self._db.write(return_lease(self.instance_id, lease.lease_id, one_statement=one))
             except Exception:
                 logger.exception("could not return a credit lease; the sweeper returns it once it expires")
         return len(idle)

@@ -80,13 +80,13 @@ _FRIEND_KEY_USED = (
     "UPDATE friend_keys SET total_used_nanos = total_used_nanos + :charge, "
     "requests_count = requests_count + 1, last_used_at = :now WHERE id = :friend_key_id"
 )
-_INSERT_LEDGER = (
+INSERT_LEDGER = (
     "INSERT INTO ledger_entries (user_id, kind, credits_delta_nanos, ref_credits_delta_nanos, reason, actor, "
     "request_id, created_at) VALUES (:user_id, :kind, :credits_delta, :ref_delta, :reason, 'proxy', "
     ":request_id, :now)"
 )
 
-# The charge of `_SETTLE_USER`, `_INSERT_LEDGER` (with a charge) and `INSERT_LOG` as one PostgreSQL statement.
+# The charge of `_SETTLE_USER`, `INSERT_LEDGER` (with a charge) and `INSERT_LOG` as one PostgreSQL statement.
 _CHARGED_PG = (
     "WITH charged AS (UPDATE users SET credits_nanos = credits_nanos - :from_credits, "
     "ref_credits_nanos = ref_credits_nanos - :from_ref, tokens_used = tokens_used + :total, "
@@ -207,7 +207,7 @@ def settle(
                 _FRIEND_KEY_USED, {"charge": charge.nanos, "now": now, "friend_key_id": held.friend_key_id}
             )
     if charge.nanos:
-        yield Query(_INSERT_LEDGER, ledger_row)
+        yield Query(INSERT_LEDGER, ledger_row)
     yield Query(INSERT_LOG, log_values)
     return _charged(charge, split, credits, ref_credits)
 

@@ -1,4 +1,5 @@
-"""Releasing holds that outlived their request (left by a process that crashed or was killed).
+"""Releasing holds and credit leases that outlived their request or instance (left by a process that crashed
+or was killed).
 
 A hold is released by whoever deletes its row: the settling request or this sweeper. A hold released
 here is written to the request log as `unsettled` (status 0, nothing charged), so an operator sees it.
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
 from trollllm.billing.records import UNSETTLED
-from trollllm.billing.tables import Hold, UsageWindowBucket
+from trollllm.billing.tables import CreditLease, Hold, UsageWindowBucket
 from trollllm.billing.windows import bucket_start, spans_of
 from trollllm.db import transaction
 from trollllm.friendkeys.tables import FriendKeyModelLimit
@@ -169,3 +170,43 @@ def minus_at_most(column: SQLColumnExpression[int], amount: int) -> ColumnElemen
     releasing that request's hold must not drive it negative (settlement floors it the same way).
     """
     return case((column >= amount, column - amount), else_=0)
+
+
+async def release_expired_leases(sessions: async_sessionmaker[AsyncSession], now: datetime) -> int:
+    """Return every lease with `expires_at < now` (its instance died, or lost the database for longer than
+    `LEASE_TTL`) to its user's balance, each in one short transaction; how many this call returned.
+
+    Safe beside itself and the leases' owners: the delete decides, so a lease is returned once.
+    """
+    async with sessions() as session:
+        expired = (
+            await session.scalars(
+                select(CreditLease.id).where(CreditLease.expires_at < now).order_by(CreditLease.id)
+            )
+        ).all()
+    returned = 0
+    for lease_id in expired:
+        async with transaction(sessions) as session:
+            row = (
+                await session.execute(
+                    delete(CreditLease)
+                    .where(CreditLease.id == lease_id, CreditLease.expires_at < now)
+                    .returning(CreditLease.user_id, CreditLease.amount_nanos, CreditLease.instance_id)
+                    .execution_options(synchronize_session=False)
+                )
+            ).one_or_none()
+            if row is None:
+                continue
+            user_id, amount, instance_id = row
+            await session.execute(
+                update(User)
+                .where(User.id == user_id)
+                .values(held_nanos=User.held_nanos - amount)
+                .execution_options(synchronize_session=False)
+            )
+        returned += 1
+        logger.warning(
+            "returned the credit lease of an instance that stopped renewing it",
+            extra={"user_id": user_id, "amount": Money(amount).format_cost(), "instance_id": instance_id},
+        )
+    return returned

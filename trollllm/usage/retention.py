@@ -18,9 +18,8 @@ from sqlalchemy import bindparam, delete, exists, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
-from trollllm.billing.lease_programs import release_expired_leases
 from trollllm.billing.outbox import SettlementOutbox
-from trollllm.billing.sweeper import release_expired_holds
+from trollllm.billing.sweeper import release_expired_holds, release_expired_leases
 from trollllm.clock import Clock
 from trollllm.db import UtcDateTime, transaction
 from trollllm.storage.joblock import job_lock

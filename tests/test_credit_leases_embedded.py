@@ -1,0 +1,126 @@
+"""Credit leases on the embedded shape (`credit_leases` on SQLite): one gateway's holds are served from a
+lease of the balance, settled one at a time or many to a batch, and the books stay exact while the lease is
+out and after it returns; a lease left by a process that died goes back to the balance once expired."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from conftest import make_settings
+from proxy_world import OPENAI_MODEL, World, build_world, serve
+from sqlalchemy import text
+
+from trollllm.billing.lease_programs import LEASE_TTL, open_lease
+from trollllm.billing.ledger import reconcile
+from trollllm.billing.sweeper import release_expired_leases
+from trollllm.clock import ManualClock
+from trollllm.db import create_sessionmaker, create_test_engine
+from trollllm.mockupstream import MockUpstream
+from trollllm.money import Money
+
+USER_BOOKS = (
+    "SELECT u.credits_nanos + u.ref_credits_nanos, u.held_nanos, "
+    "(SELECT COALESCE(-SUM(credits_delta_nanos + ref_credits_delta_nanos), 0) FROM ledger_entries "
+    " WHERE user_id = u.id AND kind = 'charge'), "
+    "(SELECT COALESCE(SUM(credits_cost_nanos), 0) FROM request_logs WHERE user_id = u.id), "
+    "(SELECT COUNT(*) FROM request_logs WHERE user_id = u.id), "
+    "(SELECT COUNT(*) FROM credit_leases WHERE user_id = u.id), "
+    "(SELECT COUNT(*) FROM holds WHERE user_id = u.id) "
+    "FROM users u WHERE u.username = 'alice'"
+)
+
+
+async def user_books(database_url: str) -> tuple[int, ...]:
+    """alice's balance, held amount, Σ charges in the ledger, Σ logged costs, logs, lease rows, hold rows."""
+    engine = create_test_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            row = (await connection.execute(text(USER_BOOKS))).one()
+    finally:
+        await engine.dispose()
+    return tuple(int(value) for value in row)
+
+
+async def books_balance(database_url: str) -> bool:
+    engine = create_test_engine(database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            return await reconcile(session) == []
+    finally:
+        await engine.dispose()
+
+
+async def on_a_plan_of_money_alone(world: World) -> None:
+    """alice on a plan with no monthly token limit and no window: her holds are money alone (leasable)."""
+    plan = {"name": "leased", "apiAccess": True, "rpm": 100_000, "creditGrantUsd": 100,
+            "monthlyTokenLimit": None, "byokRpm": 100_000}  # fmt: skip
+    await world.admin_call("POST", "/api/admin/plans", json=plan)
+    await world.admin_call("PATCH", "/api/admin/users/alice", json={"plan": "leased"})
+
+
+async def chat_costs(world: World, requests: int) -> int:
+    """Send `requests` chat completions at once; Σ of the costs the gateway reported (nano-USD)."""
+    async with world.openai() as client:
+
+        async def one() -> int:
+            raw = await client.chat.completions.with_raw_response.create(
+                model=OPENAI_MODEL, messages=[{"role": "user", "content": "hello"}], max_tokens=64
+            )
+            return Money.from_usd(Decimal(raw.headers["x-trollllm-cost-usd"])).nanos
+
+        return sum(await asyncio.gather(*(one() for _ in range(requests))))
+
+
+@pytest.mark.parametrize("at_once", [1, 40])
+async def test_requests_on_sqlite_are_charged_exactly_from_a_lease(
+    tmp_path: Path, clock: ManualClock, embedded_database_url: str, at_once: int
+) -> None:
+    settings = make_settings(tmp_path, embedded_database_url, credit_leases=True)
+    async with MockUpstream() as mock, serve(settings, clock) as (gateway, url):
+        world = await build_world(gateway, url, mock)
+        await on_a_plan_of_money_alone(world)
+        balance, *_ = await user_books(embedded_database_url)
+        charged = 0
+        for _ in range(3):
+            charged += await chat_costs(world, at_once)
+        during = await user_books(embedded_database_url)
+        assert world.state.leases is not None and world.state.leases.outstanding()
+        assert await books_balance(embedded_database_url)
+        assert await world.state.leases.return_idle() == 1
+        after = await user_books(embedded_database_url)
+    assert charged > 0
+    # While out: one lease row, no hold row, the lease's slice held on top of nothing else.
+    assert during[5:] == (1, 0) and during[1] > 0
+    # Back: every charge taken once from the balance, in the ledger and in the logs; nothing held.
+    assert after == (balance - charged, 0, charged, charged, 3 * at_once, 0, 0)
+    assert await books_balance(embedded_database_url)
+
+
+async def test_a_lease_left_on_sqlite_returns_to_the_balance_once_expired(
+    tmp_path: Path, clock: ManualClock, embedded_database_url: str
+) -> None:
+    settings = make_settings(tmp_path, embedded_database_url, credit_leases=True)
+    async with MockUpstream() as mock, serve(settings, clock) as (gateway, url):
+        world = await build_world(gateway, url, mock)
+        balance, *_ = await user_books(embedded_database_url)
+        engine = create_test_engine(embedded_database_url)
+        async with engine.connect() as connection:
+            user_id = int(await connection.scalar(text("SELECT id FROM users WHERE username = 'alice'")))
+        await engine.dispose()
+        # What a process killed mid-flight leaves: a lease row, its amount held, nobody to renew it.
+        program = open_lease("killed", user_id, 5_000_000, clock.now() + LEASE_TTL, one_statement=False)
+        assert await world.state.db.write(program) is not None
+    assert (await user_books(embedded_database_url))[:2] == (balance, 5_000_000)
+    engine = create_test_engine(embedded_database_url)
+    try:
+        sessions = create_sessionmaker(engine)
+        assert await release_expired_leases(sessions, clock.now() + LEASE_TTL - timedelta(seconds=1)) == 0
+        assert await release_expired_leases(sessions, clock.now() + LEASE_TTL + timedelta(seconds=1)) == 1
+    finally:
+        await engine.dispose()
+    assert await user_books(embedded_database_url) == (balance, 0, 0, 0, 0, 0, 0)
+    assert await books_balance(embedded_database_url)
