@@ -117,6 +117,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="the scaled shape without TROLLLLM_CREDIT_LEASES (every hold and settlement on the user's row)",
     )
+    parser.add_argument(
+        "--embedded-credit-leases",
+        action="store_true",
+        help="the embedded shape with TROLLLLM_CREDIT_LEASES=true (off by default, as the product ships)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON here")
     parser.add_argument(
@@ -282,7 +287,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             gateway_pids: list[int] = []
             if not args.direct_only:
                 try:
-                    gateway_pid, url = processes.start_gateway()
+                    gateway_pid, url = processes.start_gateway(credit_leases=args.embedded_credit_leases)
                     seeded = seed(url, mock_url, credits_usd=args.credits, users=args.users)
                     runner.run(smoke(url, seeded.api_key))
                     gateway, gateway_pids = ([url], seeded.api_keys), [gateway_pid]
@@ -297,7 +302,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             sticks: list[Yardstick] = []
             if gateway is not None:
                 sticks = [start_passthrough(processes, mock_url), *start_peers(processes, mock_url, args)]
-            print("embedded shape (one worker, SQLite)\n" + LEGEND, "\n", flush=True)
+            leases = ", credit leases" if args.embedded_credit_leases else ""
+            print(f"embedded shape (one worker, SQLite{leases})\n" + LEGEND, "\n", flush=True)
             try:
                 meter = Meter(gateway_pids, mock_pid)
                 figures = runner.run(drive(args, meter, mock_url, gateway, yardsticks=sticks))
