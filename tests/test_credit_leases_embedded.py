@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import make_settings
-from proxy_world import OPENAI_MODEL, World, build_world, serve
+from helpers import register_user
+from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, World, build_world, serve
 from sqlalchemy import text
 
 from trollllm.billing.lease_programs import LEASE_TTL, open_lease
@@ -97,6 +98,45 @@ async def test_requests_on_sqlite_are_charged_exactly_from_a_lease(
     assert during[5:] == (1, 0) and during[1] > 0
     # Back: every charge taken once from the balance, in the ledger and in the logs; nothing held.
     assert after == (balance - charged, 0, charged, charged, 3 * at_once, 0, 0)
+    assert await books_balance(embedded_database_url)
+
+
+@pytest.mark.parametrize("balance_usd", ["1", "0.01"])
+async def test_a_cost_past_its_lease_is_charged_up_to_the_free_balance(
+    tmp_path: Path, clock: ManualClock, embedded_database_url: str, balance_usd: str
+) -> None:
+    settings = make_settings(tmp_path, embedded_database_url, credit_leases=True)
+    async with MockUpstream() as mock, serve(settings, clock) as (gateway, url):
+        world = await build_world(gateway, url, mock)
+        account = await register_user(world.gateway, "bob")
+        await world.admin_call("PATCH", "/api/admin/users/bob", json={"plan": "pro-troll"})  # money alone
+        credit = {"amountUsd": float(balance_usd), "balance": "credits", "reason": "test"}
+        await world.admin_call("POST", "/api/admin/users/bob/credits", json=credit)
+        # 100,000 cache-write tokens at $6.25 / MTok = $0.625: far past the hold of a 1-token request, and
+        # past the lease of 32 such holds.
+        messages = [{"role": "user", "content": "hi [mock cache_write=100000 reply_tokens=1]"}]
+        response = await world.gateway.client.post(
+            "/v1/messages",
+            headers={"x-api-key": account.api_key},
+            json={"model": ANTHROPIC_MODEL, "messages": messages, "max_tokens": 1},
+        )
+        assert response.status_code == 200, response.text
+        assert world.state.leases is not None and world.state.leases.outstanding()
+        assert await world.state.leases.return_idle() == 1
+    charged = Money.from_usd(Decimal(response.headers["x-trollllm-cost-usd"])).nanos
+    engine = create_test_engine(embedded_database_url)
+    async with engine.connect() as connection:
+        left, held = (
+            await connection.execute(
+                text("SELECT credits_nanos, held_nanos FROM users WHERE username = 'bob'")
+            )
+        ).one()
+    await engine.dispose()
+    budget = Money.from_usd(Decimal(balance_usd)).nanos
+    if budget >= 625_000_000:  # the whole cost, from the lease and then the free balance
+        assert charged >= 625_000_000 and (left, held) == (budget - charged, 0)
+    else:  # everything there was, and never below zero
+        assert (charged, left, held) == (budget, 0, 0)
     assert await books_balance(embedded_database_url)
 
 

@@ -67,7 +67,7 @@ _SPEND_LEASE = (
     "UPDATE credit_leases SET amount_nanos = amount_nanos - :charged, expires_at = :expires_at "
     "WHERE id = :lease_id AND instance_id = :instance_id"
 )
-_USER_BALANCES = "SELECT credits_nanos, ref_credits_nanos FROM users WHERE id = :user_id"
+_USER_BALANCES = "SELECT credits_nanos, ref_credits_nanos, held_nanos FROM users WHERE id = :user_id"
 _LOCK_USER_PG = f"{_USER_BALANCES} FOR UPDATE"
 _CHARGE_USER = (
     "UPDATE users SET credits_nanos = credits_nanos - :from_credits, "
@@ -234,29 +234,35 @@ def settle_leased(
                 late = settle(item.held, 0, item.cost, item.usage, item.record, item.now)
                 outcomes[index] = yield from late
             continue
-        (credits_nanos, ref_nanos), *_ = yield Query(
+        (credits_nanos, ref_nanos, held_nanos), *_ = yield Query(
             _LOCK_USER_PG if one_statement else _USER_BALANCES, {"user_id": user_id}
         )
         credits, ref_credits = Money(int(credits_nanos)), Money(int(ref_nanos))
+        # What no hold and no lease holds: a cost past what its lease covered is charged from it, up to
+        # it, as an ordinary hold's overage is (the held amount goes down by the leases' part only).
+        free = max(int(credits_nanos) + int(ref_nanos) - int(held_nanos), 0)
         from_credits = from_ref = 0
         for index, item in zip(indexes, items, strict=True):
-            split = split_charge(item.charge, credits, ref_credits)
+            past_lease = min(item.cost.nanos - item.charge.nanos, free)
+            free -= past_lease
+            charge = item.charge + Money(past_lease) if past_lease > 0 else item.charge
+            split = split_charge(charge, credits, ref_credits)
             credits, ref_credits = credits - split.from_credits, ref_credits - split.from_ref_credits
             from_credits += split.from_credits.nanos
             from_ref += split.from_ref_credits.nanos
             outcomes[index] = Charged(
-                item.charge, split.from_credits, split.from_ref_credits, credits, ref_credits
+                charge, split.from_credits, split.from_ref_credits, credits, ref_credits
             )
-            if item.charge.nanos:
+            if charge.nanos:
                 ledger.append((item, split.from_credits.nanos, split.from_ref_credits.nanos))
-            logs.append((item, item.charge.nanos))
+            logs.append((item, charge.nanos))
         charge_row = {"from_credits": from_credits, "from_ref": from_ref, "user_id": user_id}
         yield Query(_CHARGE_USER, {**charge_row, **_totals(items)})
     if not one_statement:  # SQLite: a row at a time, each a cheap step (no arrays to bind)
         for item, from_credits, from_ref in ledger:
             yield Query(INSERT_LEDGER, _ledger_row(item, from_credits, from_ref))
-        for item, charge in logs:
-            yield Query(INSERT_LOG, log_row(item.held, item.usage, item.record, Money(charge), item.now))
+        for item, charged in logs:
+            yield Query(INSERT_LOG, log_row(item.held, item.usage, item.record, Money(charged), item.now))
     elif ledger:
         yield Query(
             _INSERT_LEDGER_PG,
@@ -277,7 +283,8 @@ def settle_leased(
 def settle_one_lease(
     instance_id: str, batch: Sequence[LeasedSettlement], expires_at: datetime
 ) -> Program[list[Charged] | None]:
-    """`settle_leased` for a batch whose settlements all come from one lease, as one statement: each
+    """`settle_leased` for a batch whose settlements all come from one lease and each cost no more than the
+    lease covered (`charge == cost`), as one statement: each
     settlement's outcome (in `batch`'s order), or None when the lease is gone (nothing written: settle the
     batch with `settle_leased`, which settles them as late ones)."""
     params = {

@@ -154,9 +154,10 @@ class CreditLeases:
     async def settle(
         self, held: HeldRequest, cost: Money, usage: TokenUsage, record: RequestRecord
     ) -> Charged:
-        """Charge `cost` for a request held in a lease (past its hold only up to what the lease has free) in
-        the next batch, and release the rest of its hold into the lease. Returns once the batch committed;
-        raises what the batch raised (nothing charged: the caller writes the settlement to the outbox).
+        """Charge `cost` for a request held in a lease (past its hold, from what the lease has free, then from
+        what the balance has free: `settle_leased`) in the next batch, and release the rest of its hold into
+        the lease. Returns once the batch committed; raises what the batch raised (nothing charged: the
+        caller writes the settlement to the outbox).
 
         Cancelling the caller does not take the settlement out of its batch.
         """
@@ -252,7 +253,8 @@ class CreditLeases:
     async def _settle_items(self, items: list[LeasedSettlement]) -> tuple[list[Charged], set[int]]:
         expires_at = self._clock.now() + LEASE_TTL
         one = self._db.data_modifying_ctes
-        if one and all(item.lease_id == items[0].lease_id for item in items):  # one statement, one round trip
+        # One statement, one round trip: one lease, and no cost past what it covered (see settle_leased).
+        if one and all(item.lease_id == items[0].lease_id and item.charge == item.cost for item in items):
             outcomes = await self._db.write(settle_one_lease(self.instance_id, items, expires_at))
             if outcomes is not None:
                 return outcomes, set()
