@@ -5,15 +5,16 @@ out and after it returns; a lease left by a process that died goes back to the b
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from conftest import make_settings
-from helpers import register_user
-from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, World, build_world, serve
+from proxy_world import OPENAI_MODEL, World, build_world, serve
 from sqlalchemy import text
+from test_hold_bounds import overage_response
 
 from trollllm.billing.lease_programs import LEASE_TTL, open_lease
 from trollllm.billing.ledger import reconcile
@@ -76,23 +77,30 @@ async def chat_costs(world: World, requests: int) -> int:
         return sum(await asyncio.gather(*(one() for _ in range(requests))))
 
 
-@pytest.mark.parametrize("at_once", [1, 40])
-async def test_requests_on_sqlite_are_charged_exactly_from_a_lease(
-    tmp_path: Path, clock: ManualClock, embedded_database_url: str, at_once: int
-) -> None:
+@pytest.fixture
+async def leased_world(
+    tmp_path: Path, clock: ManualClock, embedded_database_url: str
+) -> AsyncIterator[World]:
+    """The proxy world on SQLite with `credit_leases` on."""
     settings = make_settings(tmp_path, embedded_database_url, credit_leases=True)
     async with MockUpstream() as mock, serve(settings, clock) as (gateway, url):
-        world = await build_world(gateway, url, mock)
-        await on_a_plan_of_money_alone(world)
-        balance, *_ = await user_books(embedded_database_url)
-        charged = 0
-        for _ in range(3):
-            charged += await chat_costs(world, at_once)
-        during = await user_books(embedded_database_url)
-        assert world.state.leases is not None and world.state.leases.outstanding()
-        assert await books_balance(embedded_database_url)
-        assert await world.state.leases.return_idle() == 1
-        after = await user_books(embedded_database_url)
+        yield await build_world(gateway, url, mock)
+
+
+@pytest.mark.parametrize("at_once", [1, 40])
+async def test_requests_on_sqlite_are_charged_exactly_from_a_lease(
+    leased_world: World, embedded_database_url: str, at_once: int
+) -> None:
+    await on_a_plan_of_money_alone(leased_world)
+    balance, *_ = await user_books(embedded_database_url)
+    charged = 0
+    for _ in range(3):
+        charged += await chat_costs(leased_world, at_once)
+    during = await user_books(embedded_database_url)
+    assert await books_balance(embedded_database_url)
+    leases = leased_world.state.leases
+    assert leases is not None and await leases.return_idle() == 1
+    after = await user_books(embedded_database_url)
     assert charged > 0
     # While out: one lease row, no hold row, the lease's slice held on top of nothing else.
     assert during[5:] == (1, 0) and during[1] > 0
@@ -101,66 +109,49 @@ async def test_requests_on_sqlite_are_charged_exactly_from_a_lease(
     assert await books_balance(embedded_database_url)
 
 
-@pytest.mark.parametrize("balance_usd", ["1", "0.01"])
-async def test_a_cost_past_its_lease_is_charged_up_to_the_free_balance(
-    tmp_path: Path, clock: ManualClock, embedded_database_url: str, balance_usd: str
+async def overage_on_a_lease(world: World, database_url: str, balance_usd: str) -> tuple[int, int, int]:
+    """A request of money alone whose cache writes cost $0.625, far past its hold (a 1-token request) and
+    its lease (32 such holds), by a user with `balance_usd`: (charged, credits left, held) once the lease
+    is back."""
+    response = await overage_response(world, "bob", float(balance_usd))
+    assert world.state.leases is not None and await world.state.leases.return_idle() == 1
+    engine = create_test_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            query = text("SELECT credits_nanos, held_nanos FROM users WHERE username = 'bob'")
+            left, held = (await connection.execute(query)).one()
+    finally:
+        await engine.dispose()
+    return Money.from_usd(Decimal(response.headers["x-trollllm-cost-usd"])).nanos, int(left), int(held)
+
+
+async def test_a_cost_past_its_lease_is_charged_whole_from_the_free_balance(
+    leased_world: World, embedded_database_url: str
 ) -> None:
-    settings = make_settings(tmp_path, embedded_database_url, credit_leases=True)
-    async with MockUpstream() as mock, serve(settings, clock) as (gateway, url):
-        world = await build_world(gateway, url, mock)
-        account = await register_user(world.gateway, "bob")
-        await world.admin_call("PATCH", "/api/admin/users/bob", json={"plan": "pro-troll"})  # money alone
-        credit = {"amountUsd": float(balance_usd), "balance": "credits", "reason": "test"}
-        await world.admin_call("POST", "/api/admin/users/bob/credits", json=credit)
-        # 100,000 cache-write tokens at $6.25 / MTok = $0.625: far past the hold of a 1-token request, and
-        # past the lease of 32 such holds.
-        messages = [{"role": "user", "content": "hi [mock cache_write=100000 reply_tokens=1]"}]
-        response = await world.gateway.client.post(
-            "/v1/messages",
-            headers={"x-api-key": account.api_key},
-            json={"model": ANTHROPIC_MODEL, "messages": messages, "max_tokens": 1},
-        )
-        assert response.status_code == 200, response.text
-        assert world.state.leases is not None and world.state.leases.outstanding()
-        assert await world.state.leases.return_idle() == 1
-    charged = Money.from_usd(Decimal(response.headers["x-trollllm-cost-usd"])).nanos
-    engine = create_test_engine(embedded_database_url)
-    async with engine.connect() as connection:
-        left, held = (
-            await connection.execute(
-                text("SELECT credits_nanos, held_nanos FROM users WHERE username = 'bob'")
-            )
-        ).one()
-    await engine.dispose()
-    budget = Money.from_usd(Decimal(balance_usd)).nanos
-    if budget >= 625_000_000:  # the whole cost, from the lease and then the free balance
-        assert charged >= 625_000_000 and (left, held) == (budget - charged, 0)
-    else:  # everything there was, and never below zero
-        assert (charged, left, held) == (budget, 0, 0)
+    charged, left, held = await overage_on_a_lease(leased_world, embedded_database_url, "1")
+    assert charged >= 625_000_000 and (left, held) == (1_000_000_000 - charged, 0)
+    assert await books_balance(embedded_database_url)
+
+
+async def test_a_cost_past_its_lease_and_the_balance_takes_the_whole_balance(
+    leased_world: World, embedded_database_url: str
+) -> None:
+    assert await overage_on_a_lease(leased_world, embedded_database_url, "0.01") == (10_000_000, 0, 0)
     assert await books_balance(embedded_database_url)
 
 
 async def test_a_lease_left_on_sqlite_returns_to_the_balance_once_expired(
-    tmp_path: Path, clock: ManualClock, embedded_database_url: str
+    leased_world: World, clock: ManualClock, embedded_database_url: str
 ) -> None:
-    settings = make_settings(tmp_path, embedded_database_url, credit_leases=True)
-    async with MockUpstream() as mock, serve(settings, clock) as (gateway, url):
-        world = await build_world(gateway, url, mock)
-        balance, *_ = await user_books(embedded_database_url)
-        engine = create_test_engine(embedded_database_url)
-        async with engine.connect() as connection:
-            user_id = int(await connection.scalar(text("SELECT id FROM users WHERE username = 'alice'")))
-        await engine.dispose()
-        # What a process killed mid-flight leaves: a lease row, its amount held, nobody to renew it.
-        program = open_lease("killed", user_id, 5_000_000, clock.now() + LEASE_TTL, one_statement=False)
-        assert await world.state.db.write(program) is not None
+    balance, *_ = await user_books(embedded_database_url)
+    async with leased_world.state.sessions() as session:
+        user_id = int(await session.scalar(text("SELECT id FROM users WHERE username = 'alice'")))
+    # What a process killed mid-flight leaves: a lease row, its amount held, nobody to renew it.
+    program = open_lease("killed", user_id, 5_000_000, clock.now() + LEASE_TTL, one_statement=False)
+    assert await leased_world.state.db.write(program) is not None
     assert (await user_books(embedded_database_url))[:2] == (balance, 5_000_000)
-    engine = create_test_engine(embedded_database_url)
-    try:
-        sessions = create_sessionmaker(engine)
-        assert await release_expired_leases(sessions, clock.now() + LEASE_TTL - timedelta(seconds=1)) == 0
-        assert await release_expired_leases(sessions, clock.now() + LEASE_TTL + timedelta(seconds=1)) == 1
-    finally:
-        await engine.dispose()
+    sessions = leased_world.state.sessions
+    assert await release_expired_leases(sessions, clock.now() + LEASE_TTL - timedelta(seconds=1)) == 0
+    assert await release_expired_leases(sessions, clock.now() + LEASE_TTL + timedelta(seconds=1)) == 1
     assert await user_books(embedded_database_url) == (balance, 0, 0, 0, 0, 0, 0)
     assert await books_balance(embedded_database_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import httpx
 from helpers import register_user
 from proxy_world import ANTHROPIC_MODEL, OPENAI_MODEL, World
 from sqlalchemy import select
@@ -54,12 +55,9 @@ async def test_bad_n_is_refused_naming_it(any_world: World) -> None:
     assert response.status_code == 400 and "`n`" in response.text
 
 
-async def _overage_call(world: World, name: str, balance_usd: float) -> tuple[int, int]:
-    """A request whose cache writes cost far more than its hold: (charged nano-USD, credits left)."""
-    from sqlalchemy import select
-
-    from trollllm.accounts.tables import User
-
+async def overage_response(world: World, name: str, balance_usd: float) -> httpx.Response:
+    """A request by a new user on a plan of money alone with `balance_usd` whose 100,000 cache-write tokens
+    ($0.625 at $6.25 / MTok) cost far more than its hold (a 1-token request)."""
     account = await register_user(world.gateway, name)
     await world.admin_call("PATCH", f"/api/admin/users/{name}", json={"plan": "pro-troll"})
     await world.admin_call(
@@ -74,6 +72,16 @@ async def _overage_call(world: World, name: str, balance_usd: float) -> tuple[in
         json={"model": ANTHROPIC_MODEL, "messages": messages, "max_tokens": 1},
     )
     assert response.status_code == 200, response.text
+    return response
+
+
+async def _overage_call(world: World, name: str, balance_usd: float) -> tuple[int, int]:
+    """A request whose cache writes cost far more than its hold: (charged nano-USD, credits left)."""
+    from sqlalchemy import select
+
+    from trollllm.accounts.tables import User
+
+    response = await overage_response(world, name, balance_usd)
     async with world.state.sessions() as session:
         user = await session.scalar(select(User).where(User.username == name))
         assert user is not None and user.held_nanos == 0
