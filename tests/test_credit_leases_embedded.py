@@ -10,8 +10,10 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import make_settings
+from helpers import register_user
 from proxy_world import OPENAI_MODEL, World, build_world, serve
 from sqlalchemy import text
 from test_hold_bounds import overage_response
@@ -155,3 +157,25 @@ async def test_a_lease_left_on_sqlite_returns_to_the_balance_once_expired(
     assert await release_expired_leases(sessions, clock.now() + LEASE_TTL + timedelta(seconds=1)) == 1
     assert await user_books(embedded_database_url) == (balance, 0, 0, 0, 0, 0, 0)
     assert await books_balance(embedded_database_url)
+
+
+async def test_a_402_counts_what_the_lease_has_free_as_the_users_balance(leased_world: World) -> None:
+    account = await register_user(leased_world.gateway, "carol")
+    money_alone = {"plan": "pro-troll"}
+    await leased_world.admin_call("PATCH", "/api/admin/users/carol", json=money_alone)
+    credit = {"amountUsd": 0.05, "balance": "credits", "reason": "test"}
+    await leased_world.admin_call("POST", "/api/admin/users/carol/credits", json=credit)
+
+    async def chat(max_tokens: int) -> httpx.Response:
+        messages = [{"role": "user", "content": "hi"}]
+        body = {"model": OPENAI_MODEL, "messages": messages, "max_tokens": max_tokens}
+        auth = {"Authorization": f"Bearer {account.api_key}"}
+        return await leased_world.gateway.client.post("/v1/chat/completions", headers=auth, json=body)
+
+    small = await chat(1)  # opens a lease of 32 such holds, and leaves most of it free
+    assert small.status_code == 200, small.text
+    cost = Money.from_usd(Decimal(small.headers["x-trollllm-cost-usd"]))
+    refused = await chat(4096)  # up to 4,096 × $25 / MTok: more than the whole balance
+    assert refused.status_code == 402, refused.text
+    left = Money.from_usd(Decimal("0.05")) - cost
+    assert Decimal(str(refused.json()["error"]["balanceUsd"])) == left.to_decimal()

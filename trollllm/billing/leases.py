@@ -313,6 +313,11 @@ class CreditLeases:
                 await self._flushing
         await self.return_idle()
 
+    def free_of(self, user_id: int) -> Money:
+        """What this instance's lease of the user's balance has free (counted as held in the database)."""
+        lease = self._leases.get(user_id)
+        return Money(lease.free) if lease is not None else Money.ZERO
+
     def outstanding(self) -> dict[int, int]:
         """Each user's lease of this instance: user id -> the lease row's amount (nano-USD)."""
         return {user_id: lease.amount for user_id, lease in self._leases.items()}

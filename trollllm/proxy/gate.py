@@ -341,6 +341,8 @@ async def _admit(
             )
     if hold_id is None:
         balance = await state.db.read(available_balance(caller.user_id))
+        if leases is not None:  # what this instance's lease has free is the user's to spend, though held
+            balance = balance + leases.free_of(caller.user_id)
         raise _insufficient(balance, required, input_cost + searches, prices.output_per_mtok, request.choices)
     return Admission(caller, model, max_tokens, hold, hold_id, rate_limit)
 
