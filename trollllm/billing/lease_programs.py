@@ -224,8 +224,8 @@ def settle_leased(
     ):
         items = [batch[index] for index in indexes]
         user_id = items[0].held.user_id
-        charged_total = sum(item.charge.nanos for item in items)
-        spend = {"charged": charged_total, "lease_id": lease_id, "instance_id": instance_id,
+        totals = _totals(items)
+        spend = {"charged": totals["charged"], "lease_id": lease_id, "instance_id": instance_id,
                  "expires_at": expires_at}  # fmt: skip
         (spent,), *_ = yield Query(_SPEND_LEASE, spend, answer="count")
         if not spent:
@@ -257,7 +257,7 @@ def settle_leased(
                 ledger.append((item, split.from_credits.nanos, split.from_ref_credits.nanos))
             logs.append((item, charge.nanos))
         charge_row = {"from_credits": from_credits, "from_ref": from_ref, "user_id": user_id}
-        yield Query(_CHARGE_USER, {**charge_row, **_totals(items)})
+        yield Query(_CHARGE_USER, {**charge_row, **totals})
     if not one_statement:  # SQLite: a row at a time, each a cheap step (no arrays to bind)
         for item, from_credits, from_ref in ledger:
             yield Query(INSERT_LEDGER, _ledger_row(item, from_credits, from_ref))
