@@ -233,6 +233,9 @@ async def _every_page(browser: Browser, world: World, size: str, paths: dict[str
         "admin-access-denied": "/factory-keys",
     }
     await _visit_all(tabs, user_pages, size)
+    # The access-denied page refreshes itself to /dashboard after a few seconds: a tab left on it could
+    # navigate while the admin signs in (the sign-in's navigation was then aborted, under load).
+    await asyncio.gather(*(tab.goto("about:blank") for tab in tabs))
     await context.clear_cookies()
     await log_in(tabs[0], world.admin.username)
     admin_paths = {name: path for name, path in paths.items() if name.startswith("admin-")}
