@@ -89,6 +89,7 @@ class CreditLeases:
     def __init__(self, db: ProgramRunner, clock: Clock) -> None:
         self.instance_id = secrets.token_hex(8)
         self._db = db
+        self._one_statement = db.data_modifying_ctes  # PostgreSQL: each lease program is one statement
         self._clock = clock
         self._leases: dict[int, _Lease] = {}  # by user id: the lease new holds are taken from
         self._taken: dict[str, _Lease] = {}  # by request id: the lease a request's hold came from
@@ -124,13 +125,17 @@ class CreditLeases:
         if lease is not None and lease.free >= amount:
             return lease  # grown by the request that held the lock before
         expires_at = self._clock.now() + LEASE_TTL
-        one = self._db.data_modifying_ctes
         if lease is not None:
             for size in dict.fromkeys((max(amount * SLICE_HOLDS, lease.amount), amount - lease.free)):
                 try:
                     grown = await self._db.write(
                         grow_lease(
-                            self.instance_id, lease.lease_id, user_id, size, expires_at, one_statement=one
+                            self.instance_id,
+                            lease.lease_id,
+                            user_id,
+                            size,
+                            expires_at,
+                            one_statement=self._one_statement,
                         )
                     )
                 except LeaseGone:
@@ -143,7 +148,7 @@ class CreditLeases:
             return None
         for size in dict.fromkeys((amount * SLICE_HOLDS, amount)):
             lease_id = await self._db.write(
-                open_lease(self.instance_id, user_id, size, expires_at, one_statement=one)
+                open_lease(self.instance_id, user_id, size, expires_at, one_statement=self._one_statement)
             )
             if lease_id is not None:
                 lease = _Lease(lease_id, user_id, size, size)
@@ -172,7 +177,7 @@ class CreditLeases:
         lease.queued += charge.nanos
         lease.last_used = time.monotonic()
         item = LeasedSettlement(lease.lease_id, held, cost, charge, usage, record, self._clock.now())
-        if self._alone and not self._settled_this_turn and not self._db.data_modifying_ctes:
+        if self._alone and not self._settled_this_turn and not self._one_statement:
             # SQLite, settlements coming one at a time: the runner commits it now, in this turn.
             self._settled_this_turn = True
             asyncio.get_running_loop().call_soon(self._next_turn)
@@ -252,13 +257,16 @@ class CreditLeases:
 
     async def _settle_items(self, items: list[LeasedSettlement]) -> tuple[list[Charged], set[int]]:
         expires_at = self._clock.now() + LEASE_TTL
-        one = self._db.data_modifying_ctes
         # One statement, one round trip: one lease, and no cost past what it covered (see settle_leased).
-        if one and all(item.lease_id == items[0].lease_id and item.charge == item.cost for item in items):
+        if self._one_statement and all(
+            item.lease_id == items[0].lease_id and item.charge == item.cost for item in items
+        ):
             outcomes = await self._db.write(settle_one_lease(self.instance_id, items, expires_at))
             if outcomes is not None:
                 return outcomes, set()
-        return await self._db.write(settle_leased(self.instance_id, items, expires_at, one_statement=one))
+        return await self._db.write(
+            settle_leased(self.instance_id, items, expires_at, one_statement=self._one_statement)
+        )
 
     def _forget(self, lease: _Lease) -> None:
         if self._leases.get(lease.user_id) is lease:
@@ -300,8 +308,9 @@ class CreditLeases:
                 del self._growing[lease.user_id]
         for lease in idle:
             try:
-                one = self._db.data_modifying_ctes
-                await self._db.write(return_lease(self.instance_id, lease.lease_id, one_statement=one))
+                await self._db.write(
+                    return_lease(self.instance_id, lease.lease_id, one_statement=self._one_statement)
+                )
             except Exception:
                 logger.exception("could not return a credit lease; the sweeper returns it once it expires")
         return len(idle)
