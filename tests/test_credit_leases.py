@@ -1,7 +1,8 @@
 """Credit leases across instances (issue 26): two `trollllm serve` processes with `TROLLLLM_CREDIT_LEASES`
 on one PostgreSQL and Redis serve one heavy user's holds from leases of its balance. The books stay exact
 while leases are out and after they return, no balance goes below zero, a killed instance's lease returns
-to the balance, and a plan that expires while a lease is out removes every credit once the lease is back."""
+to the balance, a plan that expires while a lease is out removes every credit once the lease is back, and an
+admin's deduction on the instance holding a lease meets only what the open request holds."""
 
 from __future__ import annotations
 
@@ -243,6 +244,36 @@ async def test_a_plan_that_expires_while_a_lease_is_out_removes_every_credit_onc
     assert answered.status_code == 200, "the request in flight finished on its lease"
     assert after.credits == 0 and after.held == 0 and after.lease_rows == 0
     assert after.charges == cost_of(answered) and after.ledger == 0, "Σ ledger = balance = 0"
+    assert reconcile_exit_status(pair) == 0
+
+
+async def test_an_admin_deduction_on_the_leasing_instance_meets_only_the_open_request_s_hold(
+    pair: Cluster,
+) -> None:
+    key = funded_user(pair, "deducted", "10")
+    async with httpx.AsyncClient(timeout=60) as client:
+        in_flight = asyncio.ensure_future(chat(client, pair.urls[0], key, SLOW))
+        while (out := await books(pair, "deducted")).lease_rows == 0:
+            await asyncio.sleep(0.05)
+        url = pair.urls[0] + "/api/admin/users/deducted/credits"
+
+        async def deduct(amount: str) -> httpx.Response:
+            body = f'{{"amountUsd": -{amount}, "balance": "credits", "reason": "taken back"}}'
+            headers = {**pair.admin.auth, "content-type": "application/json"}
+            return await client.post(url, headers=headers, content=body)
+
+        too_much = await deduct("10")  # the lease gives back what it has free; the open request's hold stays
+        recalled = await books(pair, "deducted")
+        left = Money(recalled.credits - recalled.held).to_decimal()
+        taken = await deduct(str(left))
+        answered = await in_flight
+    after = await settled_back(pair, "deducted")
+
+    assert out.held == out.leases == 32 * recalled.held > 0, "a lease of 32 holds, then one hold's worth"
+    assert too_much.status_code == 400 and too_much.json()["error"]["type"] == "insufficient_balance"
+    assert taken.status_code == 200, taken.text
+    assert answered.status_code == 200
+    assert after.credits == recalled.held - cost_of(answered) and after.held == after.lease_rows == 0
     assert reconcile_exit_status(pair) == 0
 
 

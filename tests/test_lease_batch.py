@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from trollllm.billing.holds import HeldRequest
-from trollllm.billing.lease_programs import LeasedSettlement, open_lease, settle_leased, settle_one_lease
+from trollllm.billing.lease_programs import open_lease
+from trollllm.billing.lease_settlement import LeasedSettlement, settle_leased, settle_one_lease
 from trollllm.billing.records import RequestRecord
 from trollllm.db import create_engine
 from trollllm.money import Money, TokenUsage

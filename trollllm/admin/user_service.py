@@ -1,6 +1,7 @@
 """What the admin user endpoints do: list users, change plan/role/activity, adjust credits, read the ledger.
 
-Every write runs in the caller's transaction (one per request) and records its audit entry there.
+Every write runs in the caller's transaction (one per request) and records its audit entry there, except
+`adjust_credits`: a deduction recalls the user's credit lease before its transaction opens.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from sqlalchemy.sql.elements import ColumnElement
 from trollllm.accounts.tables import User
 from trollllm.admin.user_schemas import AdminUserView, CreditsAdjustment, UserSort, UserUpdate
 from trollllm.audit.service import record_audit
+from trollllm.billing.leases import leases_recalled
 from trollllm.billing.ledger import ADMIN_ADJUSTMENT, apply_adjustment
 from trollllm.billing.tables import LedgerEntry
+from trollllm.db import transaction
 from trollllm.errors import Conflict, InvalidRequest, NotFound
 from trollllm.fields import page_offset
 from trollllm.money import Money
@@ -109,9 +112,28 @@ async def update_user(
 
 
 async def adjust_credits(
+    state: AppState, username: str, body: CreditsAdjustment, *, actor: str
+) -> tuple[User, LedgerEntry]:
+    """Grant (positive) or deduct (negative) one balance through the ledger, in one transaction; never below
+    zero (400). A deduction first recalls the user's credit lease here, so it meets only open requests'
+    holds, as it would with leases off."""
+    recalled = await _lease_holder(state, username) if body.amountUsd.nanos < 0 else []
+    async with leases_recalled(state.leases, recalled), transaction(state.sessions) as session:
+        return await _adjust_credits(session, state, username, body, actor=actor)
+
+
+async def _lease_holder(state: AppState, username: str) -> list[int]:
+    """The id of `username` where credit leases are on (nothing to recall where they are off)."""
+    if state.leases is None:
+        return []
+    async with state.sessions() as session:
+        user_id = await session.scalar(select(User.id).where(User.username == username))
+    return [user_id] if user_id is not None else []
+
+
+async def _adjust_credits(
     session: AsyncSession, state: AppState, username: str, body: CreditsAdjustment, *, actor: str
 ) -> tuple[User, LedgerEntry]:
-    """Grant (positive) or deduct (negative) one balance through the ledger; never below zero (400)."""
     user = await locked_user(session, username)
     before = AdminUserView.of(user).audit_snapshot()
     amount = body.amountUsd

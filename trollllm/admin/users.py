@@ -68,9 +68,7 @@ async def adjust_credits(
     username: str, body: CreditsAdjustment, request: Request, admin: CurrentAdmin
 ) -> CreditsResult:
     """Grant (positive) or deduct (negative) `credits` or `refCredits`; one ledger entry; never below 0."""
-    state = get_state(request)
-    async with transaction(state.sessions) as session:
-        user, entry = await user_service.adjust_credits(session, state, username, body, actor=admin.username)
+    user, entry = await user_service.adjust_credits(get_state(request), username, body, actor=admin.username)
     return CreditsResult(
         username=user.username,
         credits=Money(user.credits_nanos).to_json(),

@@ -10,9 +10,12 @@ reach the disk. Instead, an instance reserves a slice of the balance once (`user
   `hold` answers False and the request takes an ordinary hold (`holds.place_hold`, which decides the 402);
 - a settlement waits for the next batch: every settlement queued while one batch commits goes in the next
   one, in one transaction that takes each charge from the lease and the balance, credits first, and writes
-  every ledger entry and request log (`lease_programs.settle_leased`; one statement, `settle_one_lease`, when
-  the batch is all on one lease, the usual case). The caller gets its outcome once the batch is committed,
-  so a JSON answer leaves only with its charge on disk, as before;
+  every ledger entry and request log (`lease_settlement.settle_leased`; one statement, `settle_one_lease`,
+  when the batch is all on one lease, the usual case). The caller gets its outcome once the batch is
+  committed, so a JSON answer leaves only with its charge on disk, as before;
+- while a balance is taken down (a refund, an admin's deduction, a plan's expiry: `recalled`), the user's
+  lease gives back what it has free and takes no new hold, so the balance is found as ordinary holds
+  would leave it;
 - a lease with nothing in flight for `IDLE_RETURN_S` is returned whole (`return_lease`), and every lease is
   renewed every `RENEWAL_S` while the instance lives. A killed instance's leases stop being renewed and the
   sweeper returns them after `LEASE_TTL` (`sweeper.release_expired_leases`).
@@ -40,20 +43,21 @@ import inspect
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 from trollllm.billing.holds import HeldRequest
 from trollllm.billing.lease_programs import (
     LEASE_TTL,
-    LeasedSettlement,
     LeaseGone,
     grow_lease,
     open_lease,
     renew_leases,
     return_lease,
-    settle_leased,
-    settle_one_lease,
+    shrink_lease,
 )
+from trollllm.billing.lease_settlement import LeasedSettlement, settle_leased, settle_one_lease
 from trollllm.billing.records import RequestRecord
 from trollllm.billing.settlement import Charged
 from trollllm.clock import Clock
@@ -94,6 +98,7 @@ class CreditLeases:
         self._leases: dict[int, _Lease] = {}  # by user id: the lease new holds are taken from
         self._taken: dict[str, _Lease] = {}  # by request id: the lease a request's hold came from
         self._growing: dict[int, asyncio.Lock] = {}
+        self._recalled: dict[int, int] = {}  # by user id: how many balance changes are under way
         self._retired: list[_Lease] = []  # no new holds: returned once nothing is in flight on them
         self._queue: list[tuple[LeasedSettlement, _Lease, asyncio.Future[Charged]]] = []
         self._flushing: asyncio.Task[None] | None = None
@@ -107,6 +112,8 @@ class CreditLeases:
         """Take `held.amount` from this user's lease (opening or growing it first if needed): False when the
         balance cannot give it, nothing taken (the caller places an ordinary hold)."""
         amount = held.amount.nanos
+        if held.user_id in self._recalled:
+            return False
         lease = self._leases.get(held.user_id)
         while lease is None or lease.free < amount:  # others may take what a growth added while it ran
             lock = self._growing.setdefault(held.user_id, asyncio.Lock())
@@ -121,6 +128,8 @@ class CreditLeases:
         return True
 
     async def _room_for(self, user_id: int, amount: int) -> _Lease | None:
+        if user_id in self._recalled:  # recalled while this hold waited for the growth before it
+            return None
         lease = self._leases.get(user_id)
         if lease is not None and lease.free >= amount:
             return lease  # grown by the request that held the lock before
@@ -322,6 +331,42 @@ class CreditLeases:
                 await self._flushing
         await self.return_idle()
 
+    @contextlib.asynccontextmanager
+    async def recalled(self, user_ids: Iterable[int]) -> AsyncIterator[None]:
+        """While these users' balances are taken down (enter before the transaction: on SQLite it holds
+        the write lock the lease programs need): each lease of theirs here gives back what it has free and
+        is retired (returned whole once nothing is in flight on it), and their new holds are ordinary
+        ones, which the transaction sees as held."""
+        users = sorted(set(user_ids))
+        for user_id in users:
+            self._recalled[user_id] = self._recalled.get(user_id, 0) + 1
+        try:
+            for user_id in users:
+                async with self._growing.setdefault(user_id, asyncio.Lock()):  # a growth under way ends
+                    await self._give_back_free(user_id)
+            yield
+        finally:
+            for user_id in users:
+                self._recalled[user_id] -= 1
+                if not self._recalled[user_id]:
+                    del self._recalled[user_id]
+
+    async def _give_back_free(self, user_id: int) -> None:
+        lease = self._leases.get(user_id)
+        if lease is None:
+            return
+        self._retire(lease)
+        free, lease.free = lease.free, 0
+        if free <= 0:
+            return
+        lease.amount -= free
+        with contextlib.suppress(LeaseGone):  # swept: its whole amount is back already
+            await self._db.write(
+                shrink_lease(
+                    self.instance_id, lease.lease_id, user_id, free, one_statement=self._one_statement
+                )
+            )
+
     def free_of(self, user_id: int) -> Money:
         """What this instance's lease of the user's balance has free (counted as held in the database)."""
         lease = self._leases.get(user_id)
@@ -330,3 +375,10 @@ class CreditLeases:
     def outstanding(self) -> dict[int, int]:
         """Each user's lease of this instance: user id -> the lease row's amount (nano-USD)."""
         return {user_id: lease.amount for user_id, lease in self._leases.items()}
+
+
+def leases_recalled(
+    leases: CreditLeases | None, user_ids: Iterable[int]
+) -> AbstractAsyncContextManager[None]:
+    """`CreditLeases.recalled` where leases are on; nothing to do where they are off."""
+    return leases.recalled(user_ids) if leases is not None else contextlib.nullcontext()

@@ -4,8 +4,8 @@
 the event id is a primary key (a retry, or the same delivery on another instance, fails to insert and
 changes nothing) and a session is granted by one conditional UPDATE `… WHERE status = 'open'`, both in the
 transaction that writes the ledger. A refund or a lost dispute takes back, in proportion, what the payment
-granted and the referrer's rebate, as far as the balances allow; what could not be taken is the shortfall
-the admin sees.
+granted and the referrer's rebate, as far as the balances allow (their credit leases recalled first); what
+could not be taken is the shortfall the admin sees.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from trollllm.accounts.tables import User
 from trollllm.audit.service import record_audit
+from trollllm.billing.leases import leases_recalled
 from trollllm.billing.ledger import REFUND, TOPUP, apply_adjustment
 from trollllm.db import transaction
 from trollllm.errors import InvalidRequest, NotFound
@@ -102,7 +103,8 @@ async def handle_webhook(state: AppState, payload: bytes, signature: str | None)
     if event.type not in HANDLED_EVENTS:
         return "ignored"
     try:
-        async with transaction(state.sessions) as session:
+        recalled = await _lease_holders(state, event)
+        async with leases_recalled(state.leases, recalled), transaction(state.sessions) as session:
             session.add(StripeEvent(event_id=event.event_id, type=event.type, received_at=state.clock.now()))
             await session.flush()
             return await _apply(session, state, event)
@@ -111,6 +113,22 @@ async def handle_webhook(state: AppState, payload: bytes, signature: str | None)
             if await session.get(StripeEvent, event.event_id) is not None:
                 return "duplicate"
         raise
+
+
+async def _lease_holders(state: AppState, event: stripe_api.VerifiedEvent) -> list[int]:
+    """Where credit leases are on, the users a take-back deducts from (the payer and the referrer): their
+    leases here give back what they have free first, so it meets only open requests' holds."""
+    if state.leases is None or event.type in PAID_EVENTS:
+        return []
+    async with state.sessions() as session:
+        owners = (
+            await session.execute(
+                select(Payment.user_id, Payment.referrer_id).where(
+                    Payment.payment_intent == _text(event.object.get("payment_intent"))
+                )
+            )
+        ).one_or_none()
+    return [user_id for user_id in owners or () if user_id is not None]
 
 
 async def _apply(session: AsyncSession, state: AppState, event: stripe_api.VerifiedEvent) -> str:

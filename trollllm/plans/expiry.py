@@ -31,6 +31,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from trollllm.accounts.tables import User
+from trollllm.billing.leases import CreditLeases, leases_recalled
 from trollllm.billing.ledger import PLAN_RESET, apply_adjustment
 from trollllm.db import transaction, write_connection
 from trollllm.money import Money
@@ -78,14 +79,18 @@ def plan_has_expired(expires_at: datetime | None, now: datetime) -> bool:
 
 
 async def expire_plan(
-    sessions: async_sessionmaker[AsyncSession], user_id: int, now: datetime
+    sessions: async_sessionmaker[AsyncSession],
+    user_id: int,
+    now: datetime,
+    leases: CreditLeases | None = None,
 ) -> PlanReset | None:
     """Reset `user_id` to free if their plan has expired at `now`; None when it has not (or is gone).
 
     One short transaction that opens with the conditional write, so two instances (or a request and the
-    job) expiring one user at once reset it once: the second finds nothing due.
+    job) expiring one user at once reset it once: the second finds nothing due. The user's credit lease
+    here gives back what it has free first (`leases`), so only open requests keep credits from expiring.
     """
-    async with transaction(sessions) as session:
+    async with leases_recalled(leases, [user_id]), transaction(sessions) as session:
         row = (
             await session.execute(
                 update(User)
@@ -145,7 +150,7 @@ async def expire_plan_if_due(state: AppState, user_id: int, expires_at: datetime
     now = state.clock.now()
     if not plan_has_expired(expires_at, now):
         return False
-    await expire_plan(state.sessions, user_id, now)
+    await expire_plan(state.sessions, user_id, now, state.leases)
     return True
 
 
@@ -155,6 +160,7 @@ async def expire_due_plans(
     *,
     batch_size: int = EXPIRY_BATCH_SIZE,
     stop: asyncio.Event | None = None,
+    leases: CreditLeases | None = None,
 ) -> int:
     """Expire every plan whose `planExpiresAt` has passed, one short transaction per user; returns how many.
 
@@ -177,7 +183,7 @@ async def expire_due_plans(
         for user_id in due:
             if stop is not None and stop.is_set():
                 break
-            if await expire_plan(sessions, user_id, now) is not None:
+            if await expire_plan(sessions, user_id, now, leases) is not None:
                 expired += 1
         if len(due) < batch_size:
             break
@@ -216,7 +222,7 @@ async def run_plan_jobs(
             logger.info("plan job skipped: another instance is running it")
             return PlanJobReport(ran=False)
         now = state.clock.now()
-        expired = await expire_due_plans(state.sessions, now, stop=stop)
+        expired = await expire_due_plans(state.sessions, now, stop=stop, leases=state.leases)
         resets = await reset_monthly_usage(state.sessions, now)
     if expired or resets:
         logger.info("plan job done", extra={"plans_expired": expired, "monthly_resets": resets})

@@ -166,8 +166,7 @@ async def credits(request: Request, username: str) -> Response:
     body = body.model_copy(update={"amountUsd": amount})
     state = get_state(request)
     try:
-        async with transaction(state.sessions) as session:
-            await adjust_credits(session, state, username, body, actor=admin.username)
+        await adjust_credits(state, username, body, actor=admin.username)
     except GatewayError as error:
         return await _render(
             request,
