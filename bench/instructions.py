@@ -9,9 +9,9 @@ This is the yardstick for a change on a machine too unsteady for `run.py`'s abso
 Each cell is `mode:format:concurrency`. The gateway is the normal one (`trollllm serve`, embedded SQLite,
 every feature on), started under callgrind with counting off; per cell it is warmed up, then the counters
 are zeroed, switched on for the measured requests, switched off and dumped. `--annotate N` prints the N
-functions with the most inclusive instructions of each cell (`callgrind_annotate`); `--credit-leases` runs
-the gateway with `TROLLLLM_CREDIT_LEASES=true` (the seeded user's plan holds money alone, so its holds come
-from a lease).
+functions with the most inclusive instructions of each cell (`callgrind_annotate`). The seeded user's plan
+holds money alone, so its holds come from a credit lease, as they do by default on SQLite;
+`--no-credit-leases` runs the gateway with `TROLLLLM_CREDIT_LEASES=false` (a hold row per request).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--annotate", type=int, default=0, metavar="LINES")
     parser.add_argument("--out-dir", default="", help="callgrind's dumps go here (default: a temp dir)")
     parser.add_argument(
-        "--credit-leases", action="store_true", help="the gateway with TROLLLLM_CREDIT_LEASES=true"
+        "--no-credit-leases", action="store_true", help="the gateway with TROLLLLM_CREDIT_LEASES=false"
     )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out_dir = args.out_dir or workdir
         with Processes(Path(workdir)) as processes:
             _, mock_url = processes.start_mock(uvloop=True)
-            pid, url = start_under_callgrind(processes, Path(args.out_dir), args.credit_leases)
+            pid, url = start_under_callgrind(processes, Path(args.out_dir), not args.no_credit_leases)
             seeded = seed(url, mock_url, credits_usd=1_000_000)
             print(f"{'cell':<24} {'instructions per request':>26}", flush=True)
             for cell in args.cells.split(","):

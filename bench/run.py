@@ -118,9 +118,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the scaled shape without TROLLLLM_CREDIT_LEASES (every hold and settlement on the user's row)",
     )
     parser.add_argument(
-        "--embedded-credit-leases",
+        "--embedded-no-credit-leases",
         action="store_true",
-        help="the embedded shape with TROLLLLM_CREDIT_LEASES=true (off by default, as the product ships)",
+        help="the embedded shape with TROLLLLM_CREDIT_LEASES=false (on unless told, as the product ships)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure as JSON here")
@@ -287,7 +287,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             gateway_pids: list[int] = []
             if not args.direct_only:
                 try:
-                    gateway_pid, url = processes.start_gateway(credit_leases=args.embedded_credit_leases)
+                    leased = not args.embedded_no_credit_leases
+                    gateway_pid, url = processes.start_gateway(credit_leases=leased)
                     seeded = seed(url, mock_url, credits_usd=args.credits, users=args.users)
                     runner.run(smoke(url, seeded.api_key))
                     gateway, gateway_pids = ([url], seeded.api_keys), [gateway_pid]
@@ -302,7 +303,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             sticks: list[Yardstick] = []
             if gateway is not None:
                 sticks = [start_passthrough(processes, mock_url), *start_peers(processes, mock_url, args)]
-            leases = ", credit leases" if args.embedded_credit_leases else ""
+            leases = ", no credit leases" if args.embedded_no_credit_leases else ", credit leases"
             print(f"embedded shape (one worker, SQLite{leases})\n" + LEGEND, "\n", flush=True)
             try:
                 meter = Meter(gateway_pids, mock_pid)

@@ -189,9 +189,9 @@ class Processes:
         if done.returncode != 0:
             raise SetupError(f"trollllm {args[0]} failed:\n{done.stdout}{done.stderr}")
 
-    def start_gateway(self, *, credit_leases: bool = False) -> tuple[int, str]:
-        """Create the admin, start the embedded gateway (with credit leases if asked), wait for ``/healthz``;
-        its pid and base URL."""
+    def start_gateway(self, *, credit_leases: bool = True) -> tuple[int, str]:
+        """Create the admin, start the embedded gateway (credit leases on, as it ships, unless told), wait
+        for ``/healthz``; its pid and base URL."""
         self.command("create-admin", ADMIN[0], "--password", ADMIN[1])
         return self._serve("gateway", {**self.env, "TROLLLLM_CREDIT_LEASES": str(credit_leases).lower()})
 

@@ -1,6 +1,7 @@
-"""Credit leases on the embedded shape (`credit_leases` on SQLite): one gateway's holds are served from a
-lease of the balance, settled one at a time or many to a batch, and the books stay exact while the lease is
-out and after it returns; a lease left by a process that died goes back to the balance once expired."""
+"""Credit leases on the embedded shape (SQLite, where they are on unless told): one gateway's holds are
+served from a lease of the balance, settled one at a time or many to a batch, and the books stay exact while
+the lease is out and after it returns; a lease left by a process that died goes back to the balance once
+expired."""
 
 from __future__ import annotations
 
@@ -179,3 +180,29 @@ async def test_a_402_counts_what_the_lease_has_free_as_the_users_balance(leased_
     assert refused.status_code == 402, refused.text
     left = Money.from_usd(Decimal("0.05")) - cost
     assert Decimal(str(refused.json()["error"]["balanceUsd"])) == left.to_decimal()
+
+
+@pytest.mark.parametrize(
+    ("database_url", "credit_leases", "served"),
+    [
+        ("sqlite+aiosqlite:///gateway.db", None, True),
+        ("sqlite+aiosqlite:///gateway.db", False, False),
+        ("postgresql+asyncpg://127.0.0.1/trollllm", None, False),
+        ("postgresql+asyncpg://127.0.0.1/trollllm", True, True),
+    ],
+)
+def test_credit_leases_are_on_unless_told_in_the_embedded_shape_and_off_unless_told_in_the_scaled_one(
+    tmp_path: Path, database_url: str, credit_leases: bool | None, served: bool
+) -> None:
+    settings = make_settings(tmp_path, database_url, credit_leases=credit_leases)
+    assert settings.serves_credit_leases is served
+
+
+async def test_the_embedded_gateway_as_it_ships_serves_holds_from_a_lease(
+    tmp_path: Path, clock: ManualClock, embedded_database_url: str
+) -> None:
+    async with MockUpstream() as mock, serve(make_settings(tmp_path, embedded_database_url), clock) as served:
+        world = await build_world(*served, mock)
+        await on_a_plan_of_money_alone(world)
+        assert await chat_costs(world, 1) > 0
+        assert (await user_books(embedded_database_url))[5:] == (1, 0), "a lease row, no hold row"

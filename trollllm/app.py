@@ -172,7 +172,7 @@ def create_app(
                 invalidation=invalidation,
                 affinity=KeyAffinity(clock, redis, prefix=settings.redis_key_prefix + "affinity:"),
                 betas=betas,
-                leases=CreditLeases(db, clock) if settings.credit_leases else None,
+                leases=CreditLeases(db, clock) if settings.serves_credit_leases else None,
             )
             # The outbox is replayed, holds left by a crashed process and logs past retention cleared, in the
             # background.

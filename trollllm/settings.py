@@ -54,11 +54,12 @@ class Settings(BaseSettings):
         description="the least number of gateway processes sharing Redis (N of the RPM fallback share "
         "⌈RPM / N⌉ is the live count seen in Redis, never below this)",
     )
-    credit_leases: bool = Field(
-        default=False,
+    credit_leases: bool | None = Field(
+        default=None,
         description="serve holds of money alone from slices of a balance each instance reserves "
         "(trollllm.billing.leases): on PostgreSQL one heavy user's requests do not queue on its row; on "
-        "SQLite a request skips its hold's transaction",
+        "SQLite a request skips its hold's transaction. Unset: on with SQLite (one process, which recalls "
+        "its every lease before a balance is taken down), off with PostgreSQL",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
@@ -197,6 +198,7 @@ class Settings(BaseSettings):
         "stripe_webhook_secret",
         "stripe_api_base",
         "cookie_secure",
+        "credit_leases",
         "smtp_url",
         mode="before",
     )
@@ -251,6 +253,12 @@ class Settings(BaseSettings):
     def is_embedded(self) -> bool:
         """True when running on the SQLite file (the one-command shape)."""
         return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def serves_credit_leases(self) -> bool:
+        """`credit_leases`; unset, on in the embedded shape only: its one process recalls every lease of a
+        balance before taking it down, where on PostgreSQL another instance's lease can stand in the way."""
+        return self.credit_leases if self.credit_leases is not None else self.is_embedded
 
     @property
     def should_auto_migrate(self) -> bool:

@@ -55,7 +55,7 @@ class AppState:
     invalidation: Invalidator
     affinity: KeyAffinity  # the factory key of each conversation's last turn
     betas: BetaPolicy  # the anthropic-beta values refused (cached) and those forwarded lately
-    leases: CreditLeases | None = None  # scaled shape with `credit_leases`: holds served from leases
+    leases: CreditLeases | None = None  # `Settings.serves_credit_leases`: holds served from leases
 
 
 def get_state(connection: HTTPConnection) -> AppState:
