@@ -163,9 +163,38 @@ async def test_during_a_recall_an_open_request_keeps_its_hold_and_new_holds_are_
     assert (await balances(shop, "frank"))[2] == 32_000_000
     async with shop.leases.recalled([user_id]):
         assert (await balances(shop, "frank"))[2] == 1_000_000  # the open request's hold alone
-        assert shop.leases.free_of(user_id) == Money.ZERO
         assert not await shop.leases.hold(held_request("during"))  # its caller places an ordinary hold
         assert await books_balance(shop)
     assert await shop.leases.hold(held_request("after"))  # a new lease
     assert (await balances(shop, "frank"))[2] == 1_000_000 + 32_000_000
+    assert await books_balance(shop)
+
+
+async def test_a_friend_key_request_is_served_from_what_the_owner_s_lease_has_free(shop: LeasedShop) -> None:
+    gina = await money_alone_user(shop, "gina")
+    grant = {"amountUsd": 0.05, "balance": "credits", "reason": "grant"}
+    await shop.world.admin_call("POST", "/api/admin/users/gina/credits", json=grant)
+    client = shop.world.gateway.client
+    created = await client.post("/api/user/friend-key", headers=gina.auth)
+    friend_key = created.json()["friendKey"]
+    limits = {"modelLimits": [{"modelId": OPENAI_MODEL, "limitUsd": 1}]}
+    assert (
+        await client.put("/api/user/friend-key/limits", headers=gina.auth, json=limits)
+    ).status_code == 200
+
+    async def chat(key: str, max_tokens: int) -> int:
+        body = {
+            "model": OPENAI_MODEL,
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": max_tokens,
+        }
+        response = await client.post(
+            "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, json=body
+        )
+        return response.status_code
+
+    assert await chat(gina.api_key, 1) == 200  # opens a lease of 32 such holds: most of the $0.05
+    credits, _, held = await balances(shop, "gina")
+    assert credits - held < 25_000_000  # less than the friend's request holds is free in the database
+    assert await chat(friend_key, 1000) == 200  # up to 1,000 × $25 / MTok: held once the lease gave back
     assert await books_balance(shop)

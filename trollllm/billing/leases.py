@@ -15,7 +15,8 @@ reach the disk. Instead, an instance reserves a slice of the balance once (`user
   committed, so a JSON answer leaves only with its charge on disk, as before;
 - while a balance is taken down (a refund, an admin's deduction, a plan's expiry: `recalled`), the user's
   lease gives back what it has free and takes no new hold, so the balance is found as ordinary holds
-  would leave it;
+  would leave it; an ordinary hold (a Friend Key's, say) that finds too little free has the lease give
+  back what it has free too, and tries once more (`give_back`);
 - a lease with nothing in flight for `IDLE_RETURN_S` is returned whole (`return_lease`), and every lease is
   renewed every `RENEWAL_S` while the instance lives. A killed instance's leases stop being renewed and the
   sweeper returns them after `LEASE_TTL` (`sweeper.release_expired_leases`).
@@ -334,16 +335,14 @@ class CreditLeases:
     @contextlib.asynccontextmanager
     async def recalled(self, user_ids: Iterable[int]) -> AsyncIterator[None]:
         """While these users' balances are taken down (enter before the transaction: on SQLite it holds
-        the write lock the lease programs need): each lease of theirs here gives back what it has free and
-        is retired (returned whole once nothing is in flight on it), and their new holds are ordinary
-        ones, which the transaction sees as held."""
+        the write lock the lease programs need): their leases here give back what they have free, and
+        their new holds are ordinary ones, which the transaction sees as held."""
         users = sorted(set(user_ids))
         for user_id in users:
             self._recalled[user_id] = self._recalled.get(user_id, 0) + 1
         try:
             for user_id in users:
-                async with self._growing.setdefault(user_id, asyncio.Lock()):  # a growth under way ends
-                    await self._give_back_free(user_id)
+                await self.give_back(user_id)
             yield
         finally:
             for user_id in users:
@@ -351,26 +350,27 @@ class CreditLeases:
                 if not self._recalled[user_id]:
                     del self._recalled[user_id]
 
-    async def _give_back_free(self, user_id: int) -> None:
-        lease = self._leases.get(user_id)
-        if lease is None:
-            return
-        self._retire(lease)
-        free, lease.free = lease.free, 0
-        if free <= 0:
-            return
-        lease.amount -= free
-        with contextlib.suppress(LeaseGone):  # swept: its whole amount is back already
-            await self._db.write(
-                shrink_lease(
-                    self.instance_id, lease.lease_id, user_id, free, one_statement=self._one_statement
-                )
+    async def give_back(self, user_id: int) -> bool:
+        """Give what this instance's lease of the user has free back to the balance (the lease stays, and
+        grows again when a hold needs it): True when it had anything free. For an ordinary hold that found
+        too little free, and before a balance is taken down."""
+        async with self._growing.setdefault(user_id, asyncio.Lock()):  # after a growth under way
+            lease = self._leases.get(user_id)
+            if lease is None or lease.free <= 0:
+                return False
+            free, lease.free = lease.free, 0
+            lease.amount -= free
+            shrink = shrink_lease(
+                self.instance_id, lease.lease_id, user_id, free, one_statement=self._one_statement
             )
-
-    def free_of(self, user_id: int) -> Money:
-        """What this instance's lease of the user's balance has free (counted as held in the database)."""
-        lease = self._leases.get(user_id)
-        return Money(lease.free) if lease is not None else Money.ZERO
+            try:
+                await self._db.write(shrink)
+            except LeaseGone:  # swept: its whole amount is back already
+                self._forget(lease)
+            except BaseException:  # whether it was written is not known: its row says, once it is returned
+                self._retire(lease)
+                raise
+            return True
 
     def outstanding(self) -> dict[int, int]:
         """Each user's lease of this instance: user id -> the lease row's amount (nano-USD)."""

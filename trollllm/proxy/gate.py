@@ -303,29 +303,33 @@ async def _admit(
         return Admission(caller, model, max_tokens, hold, LEASED_HOLD_ID, rate_limit)
     hold_id: int | None = None
     cap_refused = False
-    try:
-        program = place_hold(
-            hold,
-            now,
-            token_limit=caller.plan.monthly_token_limit,
-            windows=windows,
-            time_zone=caller.time_zone,
-            one_statement=state.db.data_modifying_ctes,
-        )
-        hold_id = await state.db.write(program)
-    except FriendKeyCapRefused:
-        cap_refused = True
-    except WindowFull as full:
-        raise await window_refusal(
-            state.db,
-            caller.user_id,
-            windows,
-            full.span_s,
-            required.nanos,
-            hold.tokens,
-            now,
-            for_friend_key=caller.friend_key_id is not None,
-        ) from None
+    # Once more after this instance's lease of the balance gave back what it has free, if it had any.
+    while hold_id is None and not cap_refused:
+        try:
+            program = place_hold(
+                hold,
+                now,
+                token_limit=caller.plan.monthly_token_limit,
+                windows=windows,
+                time_zone=caller.time_zone,
+                one_statement=state.db.data_modifying_ctes,
+            )
+            hold_id = await state.db.write(program)
+        except FriendKeyCapRefused:
+            cap_refused = True
+        except WindowFull as full:
+            raise await window_refusal(
+                state.db,
+                caller.user_id,
+                windows,
+                full.span_s,
+                required.nanos,
+                hold.tokens,
+                now,
+                for_friend_key=caller.friend_key_id is not None,
+            ) from None
+        if hold_id is None and (leases is None or not await leases.give_back(caller.user_id)):
+            break
     if hold_id is None and caller.plan.monthly_token_limit is not None:
         used, in_flight = await state.db.read(_monthly_tokens(caller.user_id))
         if used + in_flight >= caller.plan.monthly_token_limit:
@@ -341,8 +345,6 @@ async def _admit(
             )
     if hold_id is None:
         balance = await state.db.read(available_balance(caller.user_id))
-        if leases is not None:  # what this instance's lease has free is the user's to spend, though held
-            balance = balance + leases.free_of(caller.user_id)
         raise _insufficient(balance, required, input_cost + searches, prices.output_per_mtok, request.choices)
     return Admission(caller, model, max_tokens, hold, hold_id, rate_limit)
 
