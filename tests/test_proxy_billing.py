@@ -17,7 +17,7 @@ from trollllm.usage.tables import RequestLog
 
 USERS = 6
 REQUESTS = 504
-SMALL_BALANCE_USD = 0.02
+SMALL_BALANCE_USD = 0.005
 
 
 async def _fund(world: World, name: str) -> Account:
