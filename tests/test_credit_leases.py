@@ -130,6 +130,16 @@ async def settled_back(cluster: Cluster, username: str, timeout_s: float = 30.0)
         await asyncio.sleep(0.5)
 
 
+async def slow_on_a_lease(
+    cluster: Cluster, client: httpx.AsyncClient, url: str, key: str, username: str
+) -> tuple[asyncio.Future[httpx.Response], Books]:
+    """A request that stays in flight 3 s, sent to `url`: itself, and the books once its lease is out."""
+    in_flight = asyncio.ensure_future(chat(client, url, key, SLOW))
+    while (out := await books(cluster, username)).lease_rows == 0:
+        await asyncio.sleep(0.05)
+    return in_flight, out
+
+
 async def test_a_heavy_user_on_two_instances_is_charged_exactly_from_leases(pair: Cluster) -> None:
     key = funded_user(pair, "heavy", "100")
     async with httpx.AsyncClient(timeout=60) as client:
@@ -190,9 +200,7 @@ async def test_the_lease_of_a_killed_instance_returns_to_the_balance(pair: Clust
     try:
         wait_ready([third])
         async with httpx.AsyncClient(timeout=60) as client:
-            in_flight = asyncio.ensure_future(chat(client, third.base_url, key, SLOW))
-            while (await books(pair, "orphan")).lease_rows == 0:
-                await asyncio.sleep(0.05)
+            in_flight, _ = await slow_on_a_lease(pair, client, third.base_url, key, "orphan")
             third.process.send_signal(signal.SIGKILL)
             third.process.wait(timeout=20)
             with pytest.raises(httpx.TransportError):
@@ -220,9 +228,7 @@ async def test_a_plan_that_expires_while_a_lease_is_out_removes_every_credit_onc
 ) -> None:
     key = funded_user(pair, "expiring", "10")
     async with httpx.AsyncClient(timeout=60) as client:
-        in_flight = asyncio.ensure_future(chat(client, pair.urls[0], key, SLOW))
-        while (await books(pair, "expiring")).lease_rows == 0:
-            await asyncio.sleep(0.05)
+        in_flight, _ = await slow_on_a_lease(pair, client, pair.urls[0], key, "expiring")
         engine = create_test_engine(pair.database_url)
         try:
             async with engine.begin() as connection:
@@ -252,9 +258,7 @@ async def test_an_admin_deduction_on_the_leasing_instance_meets_only_the_open_re
 ) -> None:
     key = funded_user(pair, "deducted", "10")
     async with httpx.AsyncClient(timeout=60) as client:
-        in_flight = asyncio.ensure_future(chat(client, pair.urls[0], key, SLOW))
-        while (out := await books(pair, "deducted")).lease_rows == 0:
-            await asyncio.sleep(0.05)
+        in_flight, out = await slow_on_a_lease(pair, client, pair.urls[0], key, "deducted")
         url = pair.urls[0] + "/api/admin/users/deducted/credits"
 
         async def deduct(amount: str) -> httpx.Response:

@@ -72,8 +72,8 @@ async def test_ledger_is_exact_under_hundreds_of_concurrent_mixed_requests(any_w
         statuses = await asyncio.gather(*(_fire(client, *request) for request in plan))
     assert statuses.count(402) > 0, "small balances must run out"
     assert statuses.count(200) > 0
-    if world.state.leases is not None:  # SQLite: the credit leases, idle now, go back to the balances
-        assert await world.state.leases.return_idle() > 0
+    if world.state.leases is not None:  # SQLite: the leases still out (idle now) go back to the balances
+        await world.state.leases.return_idle()
 
     async with world.state.sessions() as session:
         for account in accounts:
