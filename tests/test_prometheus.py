@@ -21,7 +21,7 @@ from proxy_world import OPENAI_MODEL, World
 from services import REDIS_URL
 from sqlalchemy import select
 
-from trollllm.billing.tables import Hold
+from trollllm.billing.tables import CreditLease, Hold
 from trollllm.clock import ManualClock
 from trollllm.db import transaction
 from trollllm.ratelimit.fallback import FallbackLimiter
@@ -106,6 +106,20 @@ async def test_open_holds_and_the_outbox_depth_are_read_at_each_scrape(any_gatew
     text = (await scrape(any_gateway)).text
     assert (value(text, "trollllm_open_holds"), value(text, "trollllm_open_holds_nanos")) == (1, 1234)
     assert "trollllm_settlement_outbox_depth 0\n" in text
+
+
+async def test_the_credit_leases_out_are_read_at_each_scrape(any_gateway: AppHarness) -> None:
+    from metrics_helpers import add_users
+
+    users = await add_users(any_gateway.state.sessions, "leaser")
+    text = (await scrape(any_gateway)).text
+    assert (value(text, "trollllm_credit_leases"), value(text, "trollllm_credit_leases_nanos")) == (0, 0)
+    async with transaction(any_gateway.state.sessions) as session:
+        now = any_gateway.state.clock.now()
+        lease = CreditLease(instance_id="i", user_id=users["leaser"], amount_nanos=32_000, expires_at=now)
+        session.add(lease)
+    text = (await scrape(any_gateway)).text
+    assert (value(text, "trollllm_credit_leases"), value(text, "trollllm_credit_leases_nanos")) == (1, 32_000)
 
 
 async def test_the_old_metric_names_keep_their_integer_lines(gateway: AppHarness) -> None:

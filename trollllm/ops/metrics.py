@@ -8,7 +8,8 @@
   the workers share the port, and each answers with the sums of all of them).
 
 Besides the `trollllm.telemetry` metrics, a scrape reads what the database and the data directory say
-now: the settlement outbox depth and the open holds (count and nano-USD), gauges shared by every instance.
+now: the settlement outbox depth, the open holds and the credit leases (count and nano-USD each), gauges
+shared by every instance.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select
 
-from trollllm.billing.tables import Hold
+from trollllm.billing.tables import CreditLease, Hold
 from trollllm.errors import NotFound, Unauthenticated
 from trollllm.settings import Settings
 from trollllm.state import AppState, get_state
@@ -86,10 +87,15 @@ async def exposition(state: AppState) -> bytes:
         holds, held = (
             await session.execute(select(func.count(), func.coalesce(func.sum(Hold.amount_nanos), 0)))
         ).one()
+        leases, leased = (
+            await session.execute(select(func.count(), func.coalesce(func.sum(CreditLease.amount_nanos), 0)))
+        ).one()
     gauges = {
         "settlement_outbox_depth": state.outbox.depth(),
         "open_holds": int(holds),
         "open_holds_nanos": int(held),
+        "credit_leases": int(leases),  # the holds of requests of money alone are served from these
+        "credit_leases_nanos": int(leased),
         "instances": state.limits.instances,  # N of the fallback share ⌈RPM / N⌉ while Redis is down
     }
     return state.telemetry.render(gauges)
