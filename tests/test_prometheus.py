@@ -8,11 +8,14 @@ import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from conftest import AppFactory, AppHarness
 from metrics_helpers import scrape
 from plan_helpers import free_port
@@ -94,32 +97,28 @@ async def test_a_model_name_the_gateway_does_not_know_is_never_a_label(world: Wo
     assert value(text, "trollllm_requests_total", route="/v1/chat/completions", model="", status="404") == 1
 
 
-async def test_open_holds_and_the_outbox_depth_are_read_at_each_scrape(any_gateway: AppHarness) -> None:
+def _open_hold(user_id: int, now: datetime) -> Hold:
+    return Hold(request_id="req_open", user_id=user_id, amount_nanos=1234, expires_at=now)
+
+
+def _lease_out(user_id: int, now: datetime) -> CreditLease:
+    return CreditLease(instance_id="an-instance", user_id=user_id, amount_nanos=1234, expires_at=now)
+
+
+@pytest.mark.parametrize(("gauge", "row"), [("open_holds", _open_hold), ("credit_leases", _lease_out)])
+async def test_what_the_database_holds_is_read_at_each_scrape(
+    any_gateway: AppHarness, gauge: str, row: Callable[[int, datetime], Hold | CreditLease]
+) -> None:
     from metrics_helpers import add_users
 
     users = await add_users(any_gateway.state.sessions, "holder")
     text = (await scrape(any_gateway)).text
-    assert (value(text, "trollllm_open_holds"), value(text, "trollllm_open_holds_nanos")) == (0, 0)
+    assert (value(text, f"trollllm_{gauge}"), value(text, f"trollllm_{gauge}_nanos")) == (0, 0)
     async with transaction(any_gateway.state.sessions) as session:
-        now = any_gateway.state.clock.now()
-        session.add(Hold(request_id="req_open", user_id=users["holder"], amount_nanos=1234, expires_at=now))
+        session.add(row(users["holder"], any_gateway.state.clock.now()))
     text = (await scrape(any_gateway)).text
-    assert (value(text, "trollllm_open_holds"), value(text, "trollllm_open_holds_nanos")) == (1, 1234)
+    assert (value(text, f"trollllm_{gauge}"), value(text, f"trollllm_{gauge}_nanos")) == (1, 1234)
     assert "trollllm_settlement_outbox_depth 0\n" in text
-
-
-async def test_the_credit_leases_out_are_read_at_each_scrape(any_gateway: AppHarness) -> None:
-    from metrics_helpers import add_users
-
-    users = await add_users(any_gateway.state.sessions, "leaser")
-    text = (await scrape(any_gateway)).text
-    assert (value(text, "trollllm_credit_leases"), value(text, "trollllm_credit_leases_nanos")) == (0, 0)
-    async with transaction(any_gateway.state.sessions) as session:
-        now = any_gateway.state.clock.now()
-        lease = CreditLease(instance_id="i", user_id=users["leaser"], amount_nanos=32_000, expires_at=now)
-        session.add(lease)
-    text = (await scrape(any_gateway)).text
-    assert (value(text, "trollllm_credit_leases"), value(text, "trollllm_credit_leases_nanos")) == (1, 32_000)
 
 
 async def test_the_old_metric_names_keep_their_integer_lines(gateway: AppHarness) -> None:
