@@ -1,6 +1,7 @@
 """Taking a balance down while a credit lease of it is out (`credit_leases` on SQLite): a refund, an admin's
 deduction and a plan's expiry first recall the lease, so they meet only what open requests hold, exactly as
-with leases off; while one runs, the user's new holds are ordinary ones."""
+with leases off; while one runs, the user's new holds are ordinary ones. An ordinary hold that finds too
+little free (a Friend Key's) has the lease give back what it has free, then tries again."""
 
 from __future__ import annotations
 
@@ -165,7 +166,7 @@ async def test_during_a_recall_an_open_request_keeps_its_hold_and_new_holds_are_
         assert (await balances(shop, "frank"))[2] == 1_000_000  # the open request's hold alone
         assert not await shop.leases.hold(held_request("during"))  # its caller places an ordinary hold
         assert await books_balance(shop)
-    assert await shop.leases.hold(held_request("after"))  # a new lease
+    assert await shop.leases.hold(held_request("after"))  # the lease grows again
     assert (await balances(shop, "frank"))[2] == 1_000_000 + 32_000_000
     assert await books_balance(shop)
 
