@@ -97,14 +97,14 @@ def grow_lease(
     return True
 
 
-def shrink_lease(
-    instance_id: str, lease_id: int, user_id: int, amount: int, *, one_statement: bool
-) -> Program[None]:
-    """Give `amount` of a lease (what its instance has free) back to the balance; `LeaseGone` when swept."""
+def shrink_lease(instance_id: str, lease_id: int, user_id: int, amount: int) -> Program[None]:
+    """Give `amount` of a lease (what its instance has free) back to the balance; `LeaseGone` when swept.
+
+    The lease's update locks its row before the user's, as everywhere, and says whether the row is there."""
     row = {"amount": amount, "lease_id": lease_id, "instance_id": instance_id}
-    if not (yield Query(_LOCK_LEASE_PG if one_statement else _LOCK_LEASE, row)):
+    (shrunk,), *_ = yield Query(_SHRINK_LEASE, row, answer="count")
+    if not shrunk:
         raise LeaseGone()
-    yield Query(_SHRINK_LEASE, row)
     yield Query(_RELEASE, {"amount": amount, "user_id": user_id})
 
 

@@ -360,11 +360,8 @@ class CreditLeases:
                 return False
             free, lease.free = lease.free, 0
             lease.amount -= free
-            shrink = shrink_lease(
-                self.instance_id, lease.lease_id, user_id, free, one_statement=self._one_statement
-            )
             try:
-                await self._db.write(shrink)
+                await self._db.write(shrink_lease(self.instance_id, lease.lease_id, user_id, free))
             except LeaseGone:  # swept: its whole amount is back already
                 self._forget(lease)
             except BaseException:  # whether it was written is not known: its row says, once it is returned
